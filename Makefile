@@ -1,0 +1,39 @@
+# leaktrace: build, regenerate BPF bindings, test.
+GO      ?= go
+BIN     ?= bin/leaktrace
+# A static binary: no libc threads in Go's own stacks, runs in any container.
+export CGO_ENABLED ?= 0
+
+.PHONY: build generate check-generated test test-short bench demo fuzz vet clean
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/leaktrace
+
+# Needs clang, llvm and libbpf-dev (apt-get install -y clang llvm libbpf-dev bpftool).
+generate:
+	cd bpf && $(GO) generate ./...
+
+# CI: the committed bindings must be what the sources generate.
+check-generated: generate
+	git diff --exit-code -- bpf/
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+# The tests CI runs: as root they load the real BPF programs.
+test: vet
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+
+test-short:
+	$(GO) test -count=1 -short ./...
+
+demo: build
+	sudo $(BIN) demo
+
+# A short run of every fuzz target.
+fuzz:
+	./scripts/fuzz-all.sh 10s
+
+clean:
+	rm -rf bin

@@ -1,0 +1,531 @@
+// Package aggregator keeps, from a stream of events, every traced process's fd
+// table, threads and children, pairs each handle's creation with its release,
+// and says which handles leaked. It is pure Go and deterministic: the same
+// events give the same result, and tests feed it synthetic streams.
+package aggregator
+
+import (
+	"sort"
+
+	"github.com/leaktrace/leaktrace/event"
+)
+
+// Mode selects what a leak is.
+type Mode int
+
+const (
+	// ModeRun: a handle still open when its process (or shared table) ended.
+	ModeRun Mode = iota
+	// ModeAttach: additionally, a handle outstanding longer than MinAge.
+	ModeAttach
+)
+
+// Config tunes the aggregator.
+type Config struct {
+	Mode   Mode
+	MinAge uint64 // ns; attach: younger outstanding handles are not leaks
+}
+
+// Why a handle is reported.
+const (
+	ReasonOpenAtExit     = "open at exit"
+	ReasonThreadAtExit   = "thread running at exit"
+	ReasonZombie         = "zombie: exited, never reaped"
+	ReasonOutlivedParent = "outlived its parent"
+	ReasonOutstanding    = "outstanding"
+	ReasonRunning        = "still running at end of trace"
+)
+
+// Handle is one live handle: an fd, a thread or a child process.
+type Handle struct {
+	FD        int32  // -1 for threads and processes
+	TID       uint32 // threads and processes: their id
+	Kind      event.Kind
+	Inherited bool // a copy made at fork
+	Outside   bool // open before tracing: never a leak
+	Stack     event.StackID
+	Created   uint64
+	PID       uint32 // the process whose handle this is
+	Target    string
+	exited    uint64 // processes: when the child exited (zombie since)
+}
+
+// Leak is a handle reported as leaked.
+type Leak struct {
+	Handle
+	Comm   string
+	Exe    string
+	Ended  uint64 // when it was judged: exit time, or the report's time
+	Reason string
+}
+
+type table struct {
+	id    uint64
+	fds   map[int32]*Handle
+	users map[uint32]struct{} // tids using the table
+	owner uint32
+	dead  bool
+}
+
+type process struct {
+	pid, ppid  uint32
+	comm, exe  string
+	table      *table
+	threads    map[uint32]*Handle // tid -> thread handle (creation stack)
+	children   map[uint32]*Handle // child pid -> process handle
+	exiting    bool
+	exited     bool
+	exitCode   int32
+	leaked     int
+	reconciled bool
+	autoreap   bool
+	started    uint64
+}
+
+// Aggregator is the state. It is not safe for concurrent use.
+type Aggregator struct {
+	cfg    Config
+	procs  map[uint32]*process
+	tables map[uint64]*table
+	gone   []*process // exited processes, for the summary
+	leaks  []Leak
+	sites  map[event.StackID]int // outstanding handles per creating stack
+	now    uint64
+	events uint64
+}
+
+// New returns an empty aggregator.
+func New(cfg Config) *Aggregator {
+	return &Aggregator{
+		cfg:    cfg,
+		procs:  make(map[uint32]*process),
+		tables: make(map[uint64]*table),
+		sites:  make(map[event.StackID]int),
+	}
+}
+
+// Now is the time of the latest event seen.
+func (a *Aggregator) Now() uint64 { return a.now }
+
+// Events is the count of events applied.
+func (a *Aggregator) Events() uint64 { return a.events }
+
+func newTable(id uint64, owner uint32) *table {
+	return &table{id: id, fds: make(map[int32]*Handle), users: make(map[uint32]struct{}), owner: owner}
+}
+
+func (a *Aggregator) newProcess(pid, ppid uint32, comm string, t uint64) *process {
+	if old := a.procs[pid]; old != nil {
+		// A pid reused: whatever the old process still held is judged now.
+		a.finish(old, t)
+	}
+	p := &process{pid: pid, ppid: ppid, comm: comm, threads: make(map[uint32]*Handle),
+		children: make(map[uint32]*Handle), started: t}
+	a.procs[pid] = p
+	return p
+}
+
+// proc returns the process of an event, creating it (with an empty table) when
+// it was never seen: its earlier history is unknown, not wrong.
+func (a *Aggregator) proc(e *event.Event) *process {
+	p := a.procs[e.PID]
+	if p == nil {
+		p = a.newProcess(e.PID, 0, e.Comm, e.Time)
+		p.table = newTable(e.Files, e.PID)
+		p.table.users[e.TID] = struct{}{}
+		if e.Files != 0 {
+			a.tables[e.Files] = p.table
+		}
+	}
+	if e.Comm != "" {
+		p.comm = e.Comm
+	}
+	a.tableOf(p, e.Files)
+	return p
+}
+
+// tableOf keeps p's table in step with the kernel's identity for it: a new
+// files_struct (unshare, exec of a CLONE_FILES task) is a private copy.
+func (a *Aggregator) tableOf(p *process, files uint64) *table {
+	t := p.table
+	if files == 0 || t.id == files {
+		return t
+	}
+	if t.id == 0 {
+		// Seeded from /proc: the first event names the table.
+		t.id = files
+		a.tables[files] = t
+		return t
+	}
+	if known := a.tables[files]; known != nil && !known.dead {
+		a.leaveTable(p, t)
+		p.table = known
+		for tid := range p.threads {
+			known.users[tid] = struct{}{}
+		}
+		known.users[p.pid] = struct{}{}
+		return known
+	}
+	c := newTable(files, p.pid)
+	for fd, h := range t.fds {
+		cp := *h
+		c.fds[fd] = &cp
+		a.sites[cp.Stack]++
+	}
+	for tid := range t.users {
+		if a.tidOf(p, tid) {
+			c.users[tid] = struct{}{}
+			delete(t.users, tid)
+		}
+	}
+	c.users[p.pid] = struct{}{}
+	a.tables[files] = c
+	p.table = c
+	if len(t.users) == 0 {
+		a.tableDies(t, p, 0)
+	}
+	return c
+}
+
+func (a *Aggregator) tidOf(p *process, tid uint32) bool {
+	if tid == p.pid {
+		return true
+	}
+	_, ok := p.threads[tid]
+	return ok
+}
+
+func (a *Aggregator) leaveTable(p *process, t *table) {
+	for tid := range t.users {
+		if a.tidOf(p, tid) {
+			delete(t.users, tid)
+		}
+	}
+}
+
+func (a *Aggregator) add(t *table, h *Handle) {
+	if old := t.fds[h.FD]; old != nil {
+		// A handle we did not see released (lost or untraced release).
+		a.release(t, old)
+	}
+	t.fds[h.FD] = h
+	a.sites[h.Stack]++
+}
+
+func (a *Aggregator) release(t *table, h *Handle) {
+	if t.fds[h.FD] == h {
+		delete(t.fds, h.FD)
+	}
+	a.sites[h.Stack]--
+	if a.sites[h.Stack] <= 0 {
+		delete(a.sites, h.Stack)
+	}
+}
+
+// Apply folds one event into the state.
+func (a *Aggregator) Apply(e *event.Event) {
+	a.events++
+	if e.Time > a.now {
+		a.now = e.Time
+	}
+	switch e.Type {
+	case event.FDOpen:
+		a.fdOpen(e)
+	case event.FDClose:
+		p := a.proc(e)
+		if h := p.table.fds[e.FD]; h != nil {
+			a.release(p.table, h)
+		}
+	case event.CloseRange:
+		a.closeRange(e)
+	case event.TaskNew:
+		a.taskNew(e)
+	case event.Exec:
+		a.exec(e)
+	case event.TaskExit:
+		a.taskExit(e)
+	case event.ExitGroup:
+		if p := a.procs[e.PID]; p != nil {
+			a.exitGroup(p, e.TID, e.Time)
+		}
+	case event.Reap:
+		if p := a.procs[e.PID]; p != nil {
+			delete(p.children, e.ChildPID)
+		}
+	}
+}
+
+func (a *Aggregator) fdOpen(e *event.Event) {
+	p := a.proc(e)
+	t := p.table
+	h := &Handle{FD: e.FD, Kind: e.Kind, Target: e.Target, Stack: e.Stack, Created: e.Time, PID: p.pid}
+	switch e.Syscall {
+	case sysDup, sysDup2, sysDup3, sysFcntl:
+		if e.FD == e.FD2 {
+			return // dup2(fd, fd) changes nothing
+		}
+		if src := t.fds[e.FD2]; src != nil {
+			// The source knows the path it was opened with.
+			h.Target = src.Target
+			h.Kind = src.Kind
+		}
+	}
+	a.add(t, h)
+	if e.FD2 >= 0 && isPair(e.Syscall) {
+		h2 := *h
+		h2.FD = e.FD2
+		if e.Target2 != "" {
+			h2.Target = e.Target2
+		}
+		a.add(t, &h2)
+	}
+}
+
+func (a *Aggregator) closeRange(e *event.Event) {
+	p := a.proc(e)
+	if e.Flags&event.FlagOnlyCloexec != 0 {
+		return
+	}
+	t := p.table
+	if e.Flags&event.FlagUnshare != 0 && len(t.users) > 1 {
+		// The kernel gives the caller a private copy first; its id comes with
+		// the caller's next event, so copy under a placeholder now.
+		t = a.privateCopy(p)
+	}
+	var doomed []*Handle
+	for fd, h := range t.fds {
+		if fd >= e.FD && fd <= e.FD2 {
+			doomed = append(doomed, h)
+		}
+	}
+	for _, h := range doomed {
+		a.release(t, h)
+	}
+}
+
+func (a *Aggregator) privateCopy(p *process) *table {
+	old := p.table
+	c := newTable(0, p.pid)
+	for fd, h := range old.fds {
+		cp := *h
+		c.fds[fd] = &cp
+		a.sites[cp.Stack]++
+	}
+	a.leaveTable(p, old)
+	c.users[p.pid] = struct{}{}
+	for tid := range p.threads {
+		c.users[tid] = struct{}{}
+	}
+	p.table = c
+	return c
+}
+
+func (a *Aggregator) taskNew(e *event.Event) {
+	parent := a.proc(e)
+	h := &Handle{FD: -1, TID: e.ChildTID, Kind: e.Kind, Stack: e.Stack, Created: e.Time, PID: parent.pid}
+	if e.IsThread {
+		parent.threads[e.ChildTID] = h
+		a.sites[h.Stack]++
+		if e.ChildFiles == parent.table.id || e.ChildFiles == 0 {
+			parent.table.users[e.ChildTID] = struct{}{}
+		}
+		return
+	}
+	c := a.newProcess(e.ChildPID, parent.pid, parent.comm, e.Time)
+	c.exe = parent.exe
+	if e.ChildFiles != 0 && e.ChildFiles == parent.table.id {
+		c.table = parent.table // CLONE_FILES: one table, two processes
+	} else {
+		c.table = newTable(e.ChildFiles, c.pid)
+		for fd, ph := range parent.table.fds {
+			cp := *ph
+			cp.PID = c.pid
+			cp.Inherited = true
+			c.table.fds[fd] = &cp
+			a.sites[cp.Stack]++
+		}
+		if e.ChildFiles != 0 {
+			a.tables[e.ChildFiles] = c.table
+		}
+	}
+	c.table.users[c.pid] = struct{}{}
+	parent.children[c.pid] = h
+	a.sites[h.Stack]++
+}
+
+func (a *Aggregator) exec(e *event.Event) {
+	p := a.proc(e)
+	if e.Exe != "" {
+		p.exe = e.Exe
+	}
+	// Exec leaves one thread: the others exited before this event.
+	for tid, h := range p.threads {
+		a.dropThread(p, tid, h)
+	}
+	t := p.table
+	var doomed []*Handle
+	limit := int32(len(e.OpenFDs) * 64)
+	for fd, h := range t.fds {
+		if fd < limit && !e.FDOpenAfterExec(fd) {
+			doomed = append(doomed, h)
+		}
+	}
+	for _, h := range doomed {
+		a.release(t, h)
+	}
+	if !e.OpenFDsComplete {
+		p.reconciled = true // fds above what the kernel sent are unverified
+	}
+	for w, bits := range e.OpenFDs {
+		for b := 0; bits != 0 && b < 64; b++ {
+			if bits&(1<<b) == 0 {
+				continue
+			}
+			fd := int32(w*64 + b)
+			if t.fds[fd] == nil {
+				// Open, but we never saw it made: from before tracing.
+				a.add(t, &Handle{FD: fd, Outside: true, Created: e.Time, PID: p.pid})
+			}
+		}
+	}
+}
+
+func (a *Aggregator) dropThread(p *process, tid uint32, h *Handle) {
+	delete(p.threads, tid)
+	delete(p.table.users, tid)
+	a.sites[h.Stack]--
+	if a.sites[h.Stack] <= 0 {
+		delete(a.sites, h.Stack)
+	}
+}
+
+// exitGroup: every thread but the caller is still running as the process ends.
+func (a *Aggregator) exitGroup(p *process, caller uint32, t uint64) {
+	if p.exiting {
+		return
+	}
+	p.exiting = true
+	for tid, h := range p.threads {
+		if tid == caller {
+			continue
+		}
+		a.report(p, h, t, ReasonThreadAtExit)
+		a.dropThread(p, tid, h)
+	}
+}
+
+func (a *Aggregator) taskExit(e *event.Event) {
+	p := a.procs[e.PID]
+	if p == nil {
+		return
+	}
+	tid := e.ChildTID
+	if !p.exiting && e.ExitCode&0x7f != 0 {
+		// Killed by a signal: the threads alive now die with the process.
+		a.exitGroup(p, tid, e.Time)
+	}
+	if h := p.threads[tid]; h != nil {
+		a.dropThread(p, tid, h)
+	}
+	delete(p.table.users, tid)
+	if !e.GroupDead {
+		return
+	}
+	p.exited = true
+	p.exitCode = e.ExitCode
+	p.autoreap = e.Autoreap
+	a.finish(p, e.Time)
+}
+
+// finish ends a process: its table if nobody else uses it, its threads, and
+// the children it holds.
+func (a *Aggregator) finish(p *process, t uint64) {
+	if a.procs[p.pid] != p {
+		return
+	}
+	delete(a.procs, p.pid)
+	a.gone = append(a.gone, p)
+	for tid, h := range p.threads {
+		a.report(p, h, t, ReasonThreadAtExit)
+		a.dropThread(p, tid, h)
+	}
+	a.leaveTable(p, p.table)
+	delete(p.table.users, p.pid)
+	if len(p.table.users) == 0 {
+		a.tableDies(p.table, p, t)
+	}
+	for pid, h := range p.children {
+		c := a.procs[pid]
+		switch {
+		case c != nil && !c.exited:
+			a.report(p, h, t, ReasonOutlivedParent)
+		case c == nil && h.exited != 0:
+			a.report(p, h, t, ReasonZombie)
+		}
+		delete(p.children, pid)
+		a.sites[h.Stack]--
+		if a.sites[h.Stack] <= 0 {
+			delete(a.sites, h.Stack)
+		}
+	}
+	// The parent now holds a zombie, unless the kernel reaps it at once.
+	if parent := a.procs[p.ppid]; parent != nil {
+		if h := parent.children[p.pid]; h != nil {
+			if p.autoreap {
+				delete(parent.children, p.pid)
+				a.sites[h.Stack]--
+			} else {
+				h.exited = t
+			}
+		}
+	}
+}
+
+// tableDies reports what the table still held.
+func (a *Aggregator) tableDies(tb *table, p *process, t uint64) {
+	if tb.dead {
+		return
+	}
+	tb.dead = true
+	if tb.id != 0 && a.tables[tb.id] == tb {
+		delete(a.tables, tb.id)
+	}
+	fds := make([]int32, 0, len(tb.fds))
+	for fd := range tb.fds {
+		fds = append(fds, fd)
+	}
+	sort.Slice(fds, func(i, j int) bool { return fds[i] < fds[j] })
+	for _, fd := range fds {
+		h := tb.fds[fd]
+		if countable(h) {
+			owner := p
+			if q := a.procs[h.PID]; q != nil {
+				owner = q
+			}
+			a.report(owner, h, t, ReasonOpenAtExit)
+		}
+		a.release(tb, h)
+	}
+}
+
+// countable: stdin/out/err and handles from before tracing never count.
+func countable(h *Handle) bool {
+	return !h.Outside && !(h.FD >= 0 && h.FD <= 2)
+}
+
+func (a *Aggregator) report(p *process, h *Handle, t uint64, reason string) {
+	p.leaked++
+	a.leaks = append(a.leaks, Leak{Handle: *h, Comm: p.comm, Exe: p.exe, Ended: t, Reason: reason})
+}
+
+const (
+	sysDup        = 32
+	sysDup2       = 33
+	sysFcntl      = 72
+	sysDup3       = 292
+	sysPipe       = 22
+	sysSocketpair = 53
+	sysPipe2      = 293
+)
+
+func isPair(nr uint16) bool { return nr == sysPipe || nr == sysPipe2 || nr == sysSocketpair }

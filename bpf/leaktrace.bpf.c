@@ -1,0 +1,729 @@
+//go:build ignore
+
+// SPDX-License-Identifier: GPL-2.0
+/* leaktrace's kernel side: syscall enter/exit pairs for every fd source and
+ * release, sched events for tasks, all filtered to the traced process tree. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "leaktrace.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#ifndef container_of
+#define container_of(ptr, type, member) ((type *)((void *)(ptr) - offsetof(type, member)))
+#endif
+
+/* Knobs, set from Go before load. */
+const volatile __u32 trace_all = 0;      /* agent: every process on the host */
+const volatile __u32 stack_bytes = 2048; /* user stack copied per creation event */
+const volatile __u32 self_tgid = 0;      /* leaktrace itself: never traced */
+
+#define EBADF 9
+#define MAX_TRACED 65536
+#define MAX_INFLIGHT 16384
+
+/* x86-64 syscall numbers we care about. */
+#define NR_mmap 9
+#define NR_open 2
+#define NR_close 3
+#define NR_pipe 22
+#define NR_dup 32
+#define NR_dup2 33
+#define NR_socket 41
+#define NR_accept 43
+#define NR_socketpair 53
+#define NR_fcntl 72
+#define NR_creat 85
+#define NR_epoll_create 213
+#define NR_inotify_init 253
+#define NR_openat 257
+#define NR_signalfd 282
+#define NR_timerfd_create 283
+#define NR_eventfd 284
+#define NR_accept4 288
+#define NR_signalfd4 289
+#define NR_eventfd2 290
+#define NR_epoll_create1 291
+#define NR_dup3 292
+#define NR_pipe2 293
+#define NR_inotify_init1 294
+#define NR_perf_event_open 298
+#define NR_fanotify_init 300
+#define NR_open_by_handle_at 304
+#define NR_memfd_create 319
+#define NR_userfaultfd 323
+#define NR_io_uring_setup 425
+#define NR_open_tree 428
+#define NR_fsopen 430
+#define NR_fsmount 432
+#define NR_fspick 433
+#define NR_pidfd_open 434
+#define NR_close_range 436
+#define NR_openat2 437
+#define NR_pidfd_getfd 438
+#define NR_memfd_secret 447
+#define NR_wait4 61
+#define NR_waitid 247
+#define NR_exit_group 231
+#define WNOWAIT 0x01000000
+#define NR_MAX 512
+
+#define F_DUPFD 0
+#define F_DUPFD_CLOEXEC 1030
+#define O_CLOEXEC 02000000
+#define PROT_EXEC 0x4
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#define AT_BASE 7
+#define AT_ENTRY 9
+
+struct inflight {
+	__u64 args[6];
+	__u64 nr;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20); /* resized from Go */
+} events SEC(".maps");
+
+/* tgids being traced; grows with fork, shrinks at exit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_TRACED);
+	__type(key, __u32);
+	__type(value, __u8);
+} traced SEC(".maps");
+
+/* Syscall arguments parked at enter, keyed by tid, until exit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_INFLIGHT);
+	__type(key, __u32);
+	__type(value, struct inflight);
+} inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LT_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* Per-CPU scratch: records are built here, then copied into the ring buffer
+ * with their real size, so a short stack costs a short record. */
+union scratch {
+	struct lt_fd_event fd;
+	struct lt_task_event task;
+	struct lt_exec_event exec;
+	struct lt_mmap_event mmap;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, union scratch);
+} scratch SEC(".maps");
+
+/* Force BTF for the types Go generates. */
+const struct lt_fd_event *unused_fd __attribute__((unused));
+const struct lt_task_event *unused_task __attribute__((unused));
+const struct lt_exec_event *unused_exec __attribute__((unused));
+const struct lt_mmap_event *unused_mmap __attribute__((unused));
+const enum lt_counter *unused_counter __attribute__((unused));
+const enum lt_event_type *unused_type __attribute__((unused));
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &which);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline bool is_traced(__u32 tgid)
+{
+	if (tgid == self_tgid)
+		return false;
+	if (trace_all)
+		return true;
+	return bpf_map_lookup_elem(&traced, &tgid) != NULL;
+}
+
+static __always_inline bool interesting(long nr)
+{
+	switch (nr) {
+	case NR_mmap: case NR_open: case NR_close: case NR_pipe: case NR_dup:
+	case NR_dup2: case NR_socket: case NR_accept: case NR_socketpair:
+	case NR_fcntl: case NR_creat: case NR_epoll_create: case NR_inotify_init:
+	case NR_openat: case NR_signalfd: case NR_timerfd_create: case NR_eventfd:
+	case NR_accept4: case NR_signalfd4: case NR_eventfd2: case NR_epoll_create1:
+	case NR_dup3: case NR_pipe2: case NR_inotify_init1: case NR_perf_event_open:
+	case NR_fanotify_init: case NR_open_by_handle_at: case NR_memfd_create:
+	case NR_userfaultfd: case NR_io_uring_setup: case NR_open_tree:
+	case NR_fsopen: case NR_fsmount: case NR_fspick: case NR_pidfd_open:
+	case NR_close_range: case NR_openat2: case NR_pidfd_getfd:
+	case NR_memfd_secret: case NR_wait4: case NR_waitid: case NR_exit_group:
+		return true;
+	}
+	return false;
+}
+
+static __always_inline void fill_header(struct lt_header *h, __u16 type, __u16 nr)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 id = bpf_get_current_pid_tgid();
+
+	h->ts = bpf_ktime_get_ns();
+	h->files = (__u64)BPF_CORE_READ(task, files);
+	h->pid = id >> 32;
+	h->tid = (__u32)id;
+	h->type = type;
+	h->nr = nr;
+	h->size = 0;
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* capture_stack records the current task's user registers, the kernel's
+ * frame-pointer walk and a copy of the top of the user stack. It returns the
+ * bytes of stack copied. */
+static __always_inline __u32 capture_stack(void *ctx, struct lt_stack *s)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	long n;
+
+	s->ip = BPF_CORE_READ(regs, ip);
+	s->sp = BPF_CORE_READ(regs, sp);
+	s->bp = BPF_CORE_READ(regs, bp);
+	s->stack_len = 0;
+
+	n = bpf_get_stack(ctx, s->kstack, sizeof(s->kstack), BPF_F_USER_STACK);
+	s->kstack_len = n > 0 ? (__u32)((__u64)n / 8) : 0;
+
+	/* Copy in big chunks while the stack is mapped, then in small ones: the
+	 * stack's top is page aligned but sp is not. */
+	__u32 off = 0;
+	for (int i = 0; i < LT_STACK_MAX / 1024; i++) {
+		if (off + 1024 > stack_bytes || off + 1024 > LT_STACK_MAX)
+			break;
+		if (bpf_probe_read_user(&s->stack[off & (LT_STACK_MAX - 1024)], 1024,
+					(void *)(s->sp + off)))
+			break;
+		off += 1024;
+	}
+	for (int i = 0; i < 1024 / 64; i++) {
+		if (off + 64 > stack_bytes || off + 64 > LT_STACK_MAX)
+			break;
+		if (bpf_probe_read_user(&s->stack[off & (LT_STACK_MAX - 64)], 64,
+					(void *)(s->sp + off)))
+			break;
+		off += 64;
+	}
+	s->stack_len = off;
+	return off;
+}
+
+static __always_inline void submit(void *rec, __u64 size)
+{
+	/* Bound for the verifier; the real size is at most the union's. */
+	if (size > sizeof(union scratch))
+		size = sizeof(union scratch);
+	if (size < sizeof(struct lt_header))
+		size = sizeof(struct lt_header);
+	((struct lt_header *)rec)->size = size;
+	if (bpf_ringbuf_output(&events, rec, size, 0))
+		count(LT_CNT_RINGBUF_FULL);
+	else
+		count(LT_CNT_EVENTS);
+}
+
+static __always_inline struct file *fd_file(struct task_struct *task, int fd)
+{
+	struct files_struct *files = BPF_CORE_READ(task, files);
+	struct fdtable *fdt;
+	struct file **fda;
+	struct file *f = NULL;
+
+	if (!files || fd < 0)
+		return NULL;
+	fdt = BPF_CORE_READ(files, fdt);
+	if (!fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fda = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&f, sizeof(f), &fda[fd]);
+	return f;
+}
+
+static __always_inline void describe_file(struct lt_fd_event *e, struct file *f)
+{
+	struct inode *inode;
+	struct dentry *dentry;
+	const unsigned char *name;
+
+	e->mode = 0;
+	e->ino = 0;
+	e->name[0] = 0;
+	if (!f)
+		return;
+	inode = BPF_CORE_READ(f, f_inode);
+	e->mode = BPF_CORE_READ(inode, i_mode);
+	e->ino = BPF_CORE_READ(inode, i_ino);
+	dentry = BPF_CORE_READ(f, f_path.dentry);
+	name = BPF_CORE_READ(dentry, d_name.name);
+	bpf_probe_read_kernel_str(e->name, sizeof(e->name), name);
+
+	if ((e->mode & 00170000) == 0140000) { /* S_IFSOCK */
+		struct socket *sock = BPF_CORE_READ(f, private_data);
+		struct sock *sk = BPF_CORE_READ(sock, sk);
+		if (!sk)
+			return;
+		e->flags |= LT_FD_HAS_SOCK;
+		e->sock.family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		e->sock.type = BPF_CORE_READ(sock, type);
+		e->sock.protocol = BPF_CORE_READ(sk, sk_protocol);
+		e->sock.state = BPF_CORE_READ(sk, __sk_common.skc_state);
+		e->sock.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		e->sock.dport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		if (e->sock.family == 2) { /* AF_INET */
+			__u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+			__u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+			__builtin_memcpy(e->sock.saddr, &s, 4);
+			__builtin_memcpy(e->sock.daddr, &d, 4);
+		} else if (e->sock.family == 10) { /* AF_INET6 */
+			BPF_CORE_READ_INTO(&e->sock.saddr, sk, __sk_common.skc_v6_rcv_saddr);
+			BPF_CORE_READ_INTO(&e->sock.daddr, sk, __sk_common.skc_v6_daddr);
+		}
+	}
+}
+
+static __always_inline struct lt_fd_event *fd_event(__u16 type, __u16 nr)
+{
+	__u32 zero = 0;
+	struct lt_fd_event *e = bpf_map_lookup_elem(&scratch, &zero);
+
+	if (!e)
+		return NULL;
+	fill_header(&e->h, type, nr);
+	e->fd = -1;
+	e->fd2 = -1;
+	e->ret = 0;
+	e->flags = 0;
+	e->mode = 0;
+	e->ino = 0;
+	e->arg0 = 0;
+	__builtin_memset(&e->sock, 0, sizeof(e->sock));
+	e->name[0] = 0;
+	e->path[0] = 0;
+	e->stack.stack_len = 0;
+	e->stack.kstack_len = 0;
+	return e;
+}
+
+/* Submit an fd-creating event with the stack that made it. */
+static __always_inline void submit_open(void *ctx, struct lt_fd_event *e)
+{
+	__u32 n = capture_stack(ctx, &e->stack);
+	submit(e, offsetof(struct lt_fd_event, stack.stack) + (n & (LT_STACK_MAX - 1)));
+}
+
+static __always_inline void read_path_arg(struct lt_fd_event *e, __u64 uptr)
+{
+	long n = bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)uptr);
+	if (n == sizeof(e->path))
+		e->flags |= LT_FD_TRUNCATED_PATH;
+	if (n < 0)
+		e->path[0] = 0;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
+{
+	if (!interesting(id))
+		return 0;
+	__u64 pidtgid = bpf_get_current_pid_tgid();
+	if (!is_traced(pidtgid >> 32))
+		return 0;
+
+	if (id == NR_exit_group) {
+		__u32 zero = 0;
+		union scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+		if (!s)
+			return 0;
+		fill_header(&s->task.h, LT_EV_EXIT_GROUP, id);
+		s->task.exit_code = (int)BPF_CORE_READ(regs, di);
+		s->task.child_pid = pidtgid >> 32;
+		s->task.child_tid = (__u32)pidtgid;
+		submit(&s->task, offsetof(struct lt_task_event, stack));
+		return 0;
+	}
+
+	struct inflight in = {};
+	in.nr = id;
+	in.args[0] = BPF_CORE_READ(regs, di);
+	in.args[1] = BPF_CORE_READ(regs, si);
+	in.args[2] = BPF_CORE_READ(regs, dx);
+	in.args[3] = BPF_CORE_READ(regs, r10);
+	in.args[4] = BPF_CORE_READ(regs, r8);
+	in.args[5] = BPF_CORE_READ(regs, r9);
+	__u32 tid = (__u32)pidtgid;
+	if (bpf_map_update_elem(&inflight, &tid, &in, BPF_ANY))
+		count(LT_CNT_INFLIGHT_FULL);
+	return 0;
+}
+
+static __always_inline int handle_fd_exit(void *ctx, struct inflight *in, long ret)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u16 nr = in->nr;
+	struct lt_fd_event *e;
+
+	switch (nr) {
+	case NR_close:
+		/* close releases the fd on every outcome but EBADF. */
+		if (ret == -EBADF)
+			return 0;
+		e = fd_event(LT_EV_FD_CLOSE, nr);
+		if (!e)
+			return 0;
+		e->fd = (int)in->args[0];
+		e->ret = ret;
+		submit(e, offsetof(struct lt_fd_event, sock));
+		return 0;
+	case NR_close_range:
+		if (ret != 0)
+			return 0;
+		e = fd_event(LT_EV_CLOSE_RANGE, nr);
+		if (!e)
+			return 0;
+		e->fd = (int)in->args[0];
+		e->fd2 = in->args[1] > 0x7fffffff ? 0x7fffffff : (int)in->args[1];
+		if (in->args[2] & CLOSE_RANGE_UNSHARE)
+			e->flags |= LT_FD_UNSHARE;
+		if (in->args[2] & CLOSE_RANGE_CLOEXEC)
+			e->flags |= LT_FD_ONLY_CLOEXEC;
+		submit(e, offsetof(struct lt_fd_event, sock));
+		return 0;
+	case NR_fcntl:
+		if (in->args[1] != F_DUPFD && in->args[1] != F_DUPFD_CLOEXEC)
+			return 0;
+		break;
+	case NR_mmap:
+		return 0; /* handled by the caller */
+	}
+	if (ret < 0)
+		return 0;
+
+	e = fd_event(LT_EV_FD_OPEN, nr);
+	if (!e)
+		return 0;
+	e->ret = ret;
+	e->arg0 = in->args[0];
+	e->fd = (int)ret;
+
+	switch (nr) {
+	case NR_open:
+	case NR_creat:
+		read_path_arg(e, in->args[0]);
+		if (nr == NR_open && (in->args[1] & O_CLOEXEC))
+			e->flags |= LT_FD_CLOEXEC;
+		break;
+	case NR_openat:
+		read_path_arg(e, in->args[1]);
+		if (in->args[2] & O_CLOEXEC)
+			e->flags |= LT_FD_CLOEXEC;
+		break;
+	case NR_openat2: {
+		__u64 oflags = 0;
+		read_path_arg(e, in->args[1]);
+		bpf_probe_read_user(&oflags, sizeof(oflags), (void *)in->args[2]);
+		if (oflags & O_CLOEXEC)
+			e->flags |= LT_FD_CLOEXEC;
+		break;
+	}
+	case NR_pipe:
+	case NR_pipe2:
+	case NR_socketpair: {
+		int fds[2] = {-1, -1};
+		__u64 uptr = nr == NR_socketpair ? in->args[3] : in->args[0];
+		if (bpf_probe_read_user(fds, sizeof(fds), (void *)uptr))
+			return 0;
+		e->fd = fds[0];
+		e->fd2 = fds[1];
+		break;
+	}
+	case NR_dup2:
+	case NR_dup3:
+		e->fd2 = (int)in->args[0]; /* source */
+		break;
+	case NR_dup:
+	case NR_fcntl:
+		e->fd2 = (int)in->args[0];
+		break;
+	}
+	describe_file(e, fd_file(task, e->fd));
+	submit_open(ctx, e);
+	return 0;
+}
+
+/* Rebuild a path from dentries, leaf first, crossing mounts. bpf_loop keeps
+ * the verifier from walking every path through the loop. */
+struct dpath_walk {
+	struct dentry *d;
+	struct mount *mnt;
+	char (*out)[LT_NAME_LEN];
+	__u32 depth;
+};
+
+static long dpath_step(__u64 i, void *ctx)
+{
+	struct dpath_walk *w = ctx;
+	struct dentry *d = w->d;
+	struct mount *mnt = w->mnt;
+	struct dentry *root = BPF_CORE_READ(mnt, mnt.mnt_root);
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+
+	if (d == root) {
+		struct mount *pm = BPF_CORE_READ(mnt, mnt_parent);
+		if (pm == mnt)
+			return 1; /* the namespace's root */
+		w->d = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = pm;
+		return 0;
+	}
+	if (d == parent || w->depth >= LT_PATH_DEPTH)
+		return 1;
+	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+	bpf_probe_read_kernel_str(w->out[w->depth & (LT_PATH_DEPTH - 1)], LT_NAME_LEN, name);
+	w->depth++;
+	w->d = parent;
+	return 0;
+}
+
+static __always_inline __u32 read_dpath(struct path *p, char out[LT_PATH_DEPTH][LT_NAME_LEN])
+{
+	struct vfsmount *vmnt = BPF_CORE_READ(p, mnt);
+	struct dpath_walk w = {
+		.d = BPF_CORE_READ(p, dentry),
+		.mnt = container_of(vmnt, struct mount, mnt),
+		.out = out,
+		.depth = 0,
+	};
+	bpf_loop(2 * LT_PATH_DEPTH, dpath_step, &w, 0);
+	return w.depth;
+}
+
+static __always_inline int handle_mmap_exit(struct inflight *in, long ret)
+{
+	if (ret < 0 && ret > -4096)
+		return 0;
+	if (!(in->args[2] & PROT_EXEC) || (int)in->args[4] < 0)
+		return 0;
+
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file *f = fd_file(task, (int)in->args[4]);
+	if (!f)
+		return 0;
+
+	__u32 zero = 0;
+	union scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	struct lt_mmap_event *e = &s->mmap;
+	fill_header(&e->h, LT_EV_MMAP, NR_mmap);
+	e->addr = (__u64)ret;
+	e->len = in->args[1];
+	e->pgoff = in->args[5];
+	e->ino = BPF_CORE_READ(f, f_inode, i_ino);
+	struct path p = {};
+	BPF_CORE_READ_INTO(&p, f, f_path);
+	e->depth = read_dpath(&p, e->path);
+	submit(e, sizeof(*e));
+	return 0;
+}
+
+/* A child is gone for good when wait4/waitid reaps it. */
+static __always_inline int handle_wait_exit(struct inflight *in, long ret)
+{
+	__u32 child = 0;
+
+	if (in->nr == NR_wait4) {
+		if (ret <= 0)
+			return 0;
+		child = ret;
+	} else {
+		if (ret != 0 || !in->args[2] || (in->args[3] & WNOWAIT))
+			return 0;
+		/* siginfo: si_signo, si_errno, si_code, pad, then si_pid */
+		bpf_probe_read_user(&child, sizeof(child), (void *)(in->args[2] + 16));
+		if (!child)
+			return 0;
+	}
+	__u32 zero = 0;
+	union scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	struct lt_task_event *e = &s->task;
+	fill_header(&e->h, LT_EV_REAP, in->nr);
+	e->child_pid = child;
+	e->child_tid = child;
+	submit(e, offsetof(struct lt_task_event, stack));
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
+{
+	long id = BPF_CORE_READ(regs, orig_ax);
+	if (!interesting(id))
+		return 0;
+	__u64 pidtgid = bpf_get_current_pid_tgid();
+	if (!is_traced(pidtgid >> 32))
+		return 0;
+
+	__u32 tid = (__u32)pidtgid;
+	struct inflight *in = bpf_map_lookup_elem(&inflight, &tid);
+	if (!in) {
+		count(LT_CNT_MISSED_EXIT);
+		return 0;
+	}
+	if (in->nr != id) {
+		bpf_map_delete_elem(&inflight, &tid);
+		count(LT_CNT_MISSED_EXIT);
+		return 0;
+	}
+	if (id == NR_mmap)
+		handle_mmap_exit(in, ret);
+	else if (id == NR_wait4 || id == NR_waitid)
+		handle_wait_exit(in, ret);
+	else
+		handle_fd_exit(ctx, in, ret);
+	bpf_map_delete_elem(&inflight, &tid);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	if (!is_traced(ptgid))
+		return 0;
+
+	__u32 ctgid = BPF_CORE_READ(child, tgid);
+	if (ctgid != ptgid && !trace_all) {
+		__u8 one = 1;
+		if (bpf_map_update_elem(&traced, &ctgid, &one, BPF_ANY))
+			count(LT_CNT_TRACED_FULL);
+	}
+
+	__u32 zero = 0;
+	union scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	struct lt_task_event *e = &s->task;
+	fill_header(&e->h, LT_EV_TASK_NEW, 0);
+	e->child_pid = ctgid;
+	e->child_tid = BPF_CORE_READ(child, pid);
+	e->child_files = (__u64)BPF_CORE_READ(child, files);
+	e->is_thread = ctgid == ptgid;
+	e->group_dead = 0;
+	e->exit_code = 0;
+	e->ppid = ptgid;
+	e->autoreap = 0;
+	__u32 n = capture_stack(ctx, &e->stack);
+	submit(e, offsetof(struct lt_task_event, stack.stack) + (n & (LT_STACK_MAX - 1)));
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sched_process_exit, struct task_struct *task, bool group_dead)
+{
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	if (!is_traced(tgid))
+		return 0;
+
+	__u32 zero = 0;
+	union scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	struct lt_task_event *e = &s->task;
+	fill_header(&e->h, LT_EV_TASK_EXIT, 0);
+	e->child_pid = tgid;
+	e->child_tid = BPF_CORE_READ(task, pid);
+	e->child_files = 0;
+	e->is_thread = 0;
+	e->group_dead = group_dead;
+	e->exit_code = BPF_CORE_READ(task, exit_code);
+	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+	e->ppid = BPF_CORE_READ(parent, tgid);
+	e->autoreap = 0;
+	if (group_dead) {
+		/* SIGCHLD ignored or SA_NOCLDWAIT: the kernel reaps the child itself. */
+		struct sighand_struct *sh = BPF_CORE_READ(parent, sighand);
+		__u64 handler = (__u64)BPF_CORE_READ(sh, action[16].sa.sa_handler);
+		__u64 flags = BPF_CORE_READ(sh, action[16].sa.sa_flags);
+		if (handler == 1 || (flags & 2))
+			e->autoreap = 1;
+	}
+	submit(e, offsetof(struct lt_task_event, stack));
+
+	if (group_dead && !trace_all)
+		bpf_map_delete_elem(&traced, &tgid);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	if (!is_traced(tgid))
+		return 0;
+
+	__u32 zero = 0;
+	union scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		return 0;
+	struct lt_exec_event *e = &s->exec;
+	fill_header(&e->h, LT_EV_EXEC, 0);
+	e->old_tid = old_pid;
+
+	/* The new image's auxv: where the executable and ld.so were loaded. */
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	e->at_entry = 0;
+	e->at_base = 0;
+	for (int i = 0; i < 56; i += 2) {
+		__u64 kv[2] = {};
+		if (bpf_core_read(kv, sizeof(kv), &mm->saved_auxv[i]))
+			break;
+		if (kv[0] == 0)
+			break;
+		if (kv[0] == AT_ENTRY)
+			e->at_entry = kv[1];
+		else if (kv[0] == AT_BASE)
+			e->at_base = kv[1];
+	}
+
+	/* The fd table after exec closed the close-on-exec fds. */
+	struct files_struct *files = BPF_CORE_READ(task, files);
+	struct fdtable *fdt = BPF_CORE_READ(files, fdt);
+	__u32 max_fds = BPF_CORE_READ(fdt, max_fds);
+	unsigned long *open_fds = BPF_CORE_READ(fdt, open_fds);
+	__u32 words = max_fds / 64;
+	if (words > LT_FDBITS_WORDS)
+		words = LT_FDBITS_WORDS;
+	e->max_fds = max_fds;
+	e->fdbits_words = words;
+	__u32 sz = words * 8;
+	if (sz > sizeof(e->fdbits))
+		sz = sizeof(e->fdbits);
+	bpf_probe_read_kernel(e->fdbits, sz, open_fds);
+
+	struct file *exe = BPF_CORE_READ(bprm, file);
+	struct path p = {};
+	BPF_CORE_READ_INTO(&p, exe, f_path);
+	e->depth = read_dpath(&p, e->path);
+	submit(e, sizeof(*e));
+	return 0;
+}

@@ -1,0 +1,131 @@
+/* The whole contract between leaktrace's BPF programs and its Go side.
+ * Fixed-width types and explicit padding only: Go types are generated from
+ * this file by bpf2go (-type), never mirrored by hand. */
+#ifndef LEAKTRACE_H
+#define LEAKTRACE_H
+
+#define LT_COMM_LEN 16
+#define LT_NAME_LEN 64      /* dentry name of an fd's file: "[eventfd]", "libc.so.6" */
+#define LT_PATH_LEN 256     /* path argument of open-like syscalls */
+#define LT_KSTACK_MAX 64    /* frames of the kernel's frame-pointer walk */
+#define LT_STACK_MAX 8192   /* bytes of user stack copied from sp */
+#define LT_PATH_DEPTH 16    /* components of a path rebuilt from dentries */
+#define LT_FDBITS_WORDS 64  /* open-fd bitmap words sent at exec: fds 0..4095 */
+
+enum lt_event_type {
+	LT_EV_FD_OPEN = 1,     /* fd (and fd2) installed by a syscall */
+	LT_EV_FD_CLOSE = 2,    /* fd released by close */
+	LT_EV_CLOSE_RANGE = 3, /* [fd, fd2] released (or marked cloexec) */
+	LT_EV_TASK_NEW = 4,    /* fork, vfork, clone: thread or process */
+	LT_EV_EXEC = 5,        /* exec done: cloexec fds are already closed */
+	LT_EV_TASK_EXIT = 6,   /* a thread exits; group_dead when it was the last */
+	LT_EV_MMAP = 7,        /* an executable file mapping (for symbolization) */
+	LT_EV_EXIT_GROUP = 8,  /* exit_group entered: threads still running now leak */
+	LT_EV_REAP = 9,        /* wait4/waitid reaped child_pid */
+};
+
+/* Bits of lt_fd_event.flags. */
+#define LT_FD_CLOEXEC (1U << 0)
+#define LT_FD_TRUNCATED_PATH (1U << 1)
+#define LT_FD_HAS_SOCK (1U << 2)
+#define LT_FD_UNSHARE (1U << 3)   /* close_range with CLOSE_RANGE_UNSHARE */
+#define LT_FD_ONLY_CLOEXEC (1U << 4) /* close_range with CLOSE_RANGE_CLOEXEC */
+
+struct lt_header {
+	__u64 ts;    /* bpf_ktime_get_ns */
+	__u64 files; /* kernel address of the task's files_struct: the fd table's identity */
+	__u32 pid;   /* tgid */
+	__u32 tid;
+	__u16 type;  /* enum lt_event_type */
+	__u16 nr;    /* syscall number, 0 for sched events */
+	__u32 size;  /* bytes of this record actually sent */
+	char comm[LT_COMM_LEN];
+};
+
+/* A user stack as captured in the kernel: registers, the kernel's frame-pointer
+ * walk, and a copy of the top of the stack so that Go can unwind with CFI. */
+struct lt_stack {
+	__u64 ip;
+	__u64 sp;
+	__u64 bp;
+	__u32 kstack_len;  /* entries in kstack */
+	__u32 stack_len;   /* bytes in stack (copy of [sp, sp+stack_len)) */
+	__u64 kstack[LT_KSTACK_MAX];
+	__u8 stack[LT_STACK_MAX]; /* last: records are cut after stack_len bytes */
+};
+
+struct lt_sock {
+	__u16 family;
+	__u16 type;
+	__u16 protocol;
+	__u16 sport; /* host order */
+	__u16 dport; /* host order */
+	__u16 state;
+	__u32 _pad;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+struct lt_fd_event {
+	struct lt_header h;
+	__s32 fd;
+	__s32 fd2;     /* second fd of pipe/socketpair; dup2 source; close_range last */
+	__s64 ret;     /* syscall return value */
+	__u32 flags;   /* LT_FD_* */
+	__u32 mode;    /* i_mode of the file behind fd */
+	__u64 ino;     /* i_ino of the file behind fd */
+	__u64 arg0;    /* first syscall argument (dirfd, domain, ...) */
+	struct lt_sock sock;
+	char name[LT_NAME_LEN];
+	char path[LT_PATH_LEN];
+	struct lt_stack stack; /* last */
+};
+
+struct lt_task_event {
+	struct lt_header h;
+	__u32 child_pid;  /* tgid of the new task */
+	__u32 child_tid;
+	__u64 child_files;
+	__u32 is_thread;  /* same thread group */
+	__u32 group_dead; /* exit: the thread group is gone */
+	__s32 exit_code;  /* exit: task->exit_code (wait status form) */
+	__u32 ppid;       /* exit: real parent's tgid */
+	__u32 autoreap;   /* exit: the parent ignores SIGCHLD: no zombie will be left */
+	__u32 _pad;
+	struct lt_stack stack; /* last: creation stack of the new task */
+};
+
+struct lt_exec_event {
+	struct lt_header h;
+	__u32 old_tid;
+	__u32 max_fds;
+	__u64 at_entry;   /* AT_ENTRY from the new image's auxv */
+	__u64 at_base;    /* AT_BASE: the interpreter's load address */
+	__u32 depth;      /* components in path */
+	__u32 fdbits_words;
+	__u64 fdbits[LT_FDBITS_WORDS]; /* open fds after cloexec fds were closed */
+	char path[LT_PATH_DEPTH][LT_NAME_LEN]; /* executable, leaf first */
+};
+
+struct lt_mmap_event {
+	struct lt_header h;
+	__u64 addr;
+	__u64 len;
+	__u64 pgoff; /* bytes */
+	__u64 ino;
+	__u32 depth;
+	__u32 _pad;
+	char path[LT_PATH_DEPTH][LT_NAME_LEN]; /* mapped file, leaf first */
+};
+
+/* Counters kept per CPU and read by the Go side. */
+enum lt_counter {
+	LT_CNT_RINGBUF_FULL = 0,  /* records dropped: ring buffer reserve/output failed */
+	LT_CNT_INFLIGHT_FULL = 1, /* syscall enter not parked: map full */
+	LT_CNT_TRACED_FULL = 2,   /* new process not added to the pid filter: map full */
+	LT_CNT_MISSED_EXIT = 3,   /* syscall exit with no parked enter for an fd syscall */
+	LT_CNT_EVENTS = 4,        /* records sent */
+	LT_CNT_MAX = 8,
+};
+
+#endif

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/leaktrace/leaktrace/aggregator"
+	"github.com/leaktrace/leaktrace/exporter"
+	"github.com/leaktrace/leaktrace/report"
+	"github.com/leaktrace/leaktrace/session"
+	"github.com/leaktrace/leaktrace/tracer"
+)
+
+// traceFlags are shared by run, attach and demo.
+type traceFlags struct {
+	jsonPath       string
+	ringBufferSize int
+	stackBytes     int
+	maxFrames      int
+}
+
+func (f *traceFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.jsonPath, "json", "", "write the report as JSON to `FILE` (schema: docs/json-schema.md)")
+	fl.IntVar(&f.ringBufferSize, "ring-buffer-size", tracer.DefaultRingBufferBytes, "kernel ring buffer size in `bytes` (a power of two)")
+	fl.IntVar(&f.stackBytes, "stack-bytes", tracer.DefaultStackBytes, "bytes of user stack copied per event for unwinding (0-8192)")
+	fl.IntVar(&f.maxFrames, "max-frames", 16, "stack frames shown per site in the text report")
+}
+
+func (f *traceFlags) tracerConfig() tracer.Config {
+	return tracer.Config{RingBufferBytes: f.ringBufferSize, StackBytes: f.stackBytes}
+}
+
+type runFlags struct {
+	traceFlags
+	budget         int
+	countInherited bool
+}
+
+func newRunCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run [flags] -- CMD [ARGS...]",
+		Short: "Run a command traced and report the handles it leaked",
+		Long: `Run CMD traced from its first instruction, follow its children, and when it exits
+report every handle a traced process created and still held when it exited, grouped by
+the call stack that created it. CMD's stdin, stdout, stderr, environment and exit code
+pass through untouched; the report goes to stderr.
+
+Exit codes: CMD's own non-zero code; else 99 when --budget is exceeded; 125 when
+leaktrace itself fails (privileges, kernel, flags); 127 when CMD is not found.`,
+		Example: `  sudo leaktrace run -- ./server --selftest
+  sudo leaktrace run --budget 0 --json leaks.json -- python3 -m pytest tests/`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runTraced(cmd, args, &f)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().IntVar(&f.budget, "budget", -1, "fail (exit 99) when more than `N` handles leak; -1: no budget")
+	cmd.Flags().BoolVar(&f.countInherited, "count-inherited", false, "count copies a child inherited at fork and never closed as leaks")
+	return cmd
+}
+
+func runTraced(cmd *cobra.Command, argv []string, f *runFlags) error {
+	if err := tracer.CheckPrivileges(); err != nil {
+		return &userError{code: exitUsage, msg: err.Error()}
+	}
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		return &userError{code: exitNotFound, msg: fmt.Sprintf("command not found: %s (check the name and $PATH)", argv[0])}
+	}
+	sess, err := session.New(session.Options{Mode: aggregator.ModeRun, Tracer: f.tracerConfig()})
+	if err != nil {
+		return kernelError(err)
+	}
+	defer sess.Close()
+
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- sess.Run(stop) }()
+
+	// The command gets the terminal's signals itself; leaktrace outlives it
+	// to write the report.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+
+	child, err := sess.Start(argv)
+	if err != nil {
+		close(stop)
+		<-done
+		if errors.Is(err, session.ErrCommandNotFound) {
+			return &userError{code: exitNotFound, msg: err.Error()}
+		}
+		return err
+	}
+	go func() {
+		for s := range sigs {
+			child.Process.Signal(s)
+		}
+	}()
+	waitErr := child.Wait()
+	exitCode := 0
+	if waitErr != nil {
+		var ee *exec.ExitError
+		if !errors.As(waitErr, &ee) {
+			return fmt.Errorf("waiting for %s: %w", argv[0], waitErr)
+		}
+		exitCode = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			exitCode = 128 + int(ws.Signal())
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		return fmt.Errorf("reading events: %w", err)
+	}
+
+	r, err := sess.Report(session.ReportInfo{Mode: "run", Command: argv, ExitCode: exitCode, CountInherited: f.countInherited})
+	if err != nil {
+		return fmt.Errorf("building report: %w", err)
+	}
+	if f.budget >= 0 {
+		leaked := 0
+		for _, s := range r.Sites {
+			leaked += s.Count
+		}
+		r.Budget = &report.Budget{Limit: f.budget, Leaked: leaked, Exceeded: leaked > f.budget}
+	}
+	if err := writeReports(r, &f.traceFlags); err != nil {
+		return err
+	}
+	switch {
+	case exitCode != 0:
+		return &exitError{code: exitCode}
+	case r.Budget != nil && r.Budget.Exceeded:
+		return &exitError{code: exitBudgetExceeded}
+	}
+	return nil
+}
+
+// writeReports prints the text report to stderr and writes the files asked for.
+func writeReports(r *report.Report, f *traceFlags) error {
+	if err := exporter.WriteText(os.Stderr, r, exporter.TextOptions{MaxFrames: f.maxFrames, Color: isTerminal(os.Stderr)}); err != nil {
+		return fmt.Errorf("writing report: %w", err)
+	}
+	if f.jsonPath != "" {
+		if err := writeFile(f.jsonPath, func(w *os.File) error { return exporter.WriteJSON(w, r) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeFile(path string, write func(*os.File) error) error {
+	out, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	if err := write(out); err != nil {
+		out.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// kernelError turns a tracer failure into a one-line cause with what to do.
+func kernelError(err error) error {
+	var te *tracer.Error
+	if errors.As(err, &te) {
+		return &userError{code: exitUsage, msg: te.Error()}
+	}
+	return &userError{code: exitUsage, msg: fmt.Sprintf("loading the BPF programs failed: %v (needs Linux 6.1+ with BTF; run with -v for detail)", err)}
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

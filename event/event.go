@@ -1,0 +1,136 @@
+// Package event defines the typed events that flow from the tracer to the
+// aggregator. It knows nothing of BPF: the aggregator and its tests build
+// these by hand.
+package event
+
+import "fmt"
+
+// Type is what happened.
+type Type uint8
+
+const (
+	FDOpen     Type = iota + 1 // FD (and FD2 for pipe/socketpair) installed
+	FDClose                    // FD released
+	CloseRange                 // [FD, FD2] released, or only marked close-on-exec
+	TaskNew                    // a thread or process was created by TID
+	Exec                       // PID replaced its image; OpenFDs is its table now
+	TaskExit                   // thread TID exited; GroupDead when PID is gone
+	Mmap                       // an executable file mapping (symbolization only)
+	ExitGroup                  // PID began to exit: its other threads still run now
+	Reap                       // ChildPID was reaped by PID (wait4, waitid)
+)
+
+var typeNames = [...]string{"", "fd_open", "fd_close", "close_range", "task_new", "exec", "task_exit", "mmap", "exit_group", "reap"}
+
+func (t Type) String() string {
+	if int(t) < len(typeNames) && t > 0 {
+		return typeNames[t]
+	}
+	return fmt.Sprintf("type(%d)", t)
+}
+
+// Kind is the kind of a handle.
+type Kind uint8
+
+const (
+	KindUnknown Kind = iota
+	KindFile
+	KindDir
+	KindSocket
+	KindPipe
+	KindEventfd
+	KindEpoll
+	KindMemfd
+	KindTimerfd
+	KindSignalfd
+	KindInotify
+	KindFanotify
+	KindPidfd
+	KindIOUring
+	KindAnon
+	KindThread
+	KindProcess
+	kindCount
+)
+
+var kindNames = [...]string{"unknown", "file", "dir", "socket", "pipe", "eventfd", "epoll", "memfd",
+	"timerfd", "signalfd", "inotify", "fanotify", "pidfd", "io_uring", "anon", "thread", "process"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", k)
+}
+
+// ParseKind is the inverse of Kind.String.
+func ParseKind(s string) (Kind, bool) {
+	for i, n := range kindNames {
+		if n == s {
+			return Kind(i), true
+		}
+	}
+	return 0, false
+}
+
+// Kinds lists every kind, for flags and docs.
+func Kinds() []Kind {
+	ks := make([]Kind, 0, kindCount)
+	for k := KindFile; k < kindCount; k++ {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+// StackID names an interned user stack; 0 is "no stack".
+type StackID uint32
+
+// Flags of an fd event.
+const (
+	FlagCloexec     uint32 = 1 << 0
+	FlagUnshare     uint32 = 1 << 3 // close_range CLOSE_RANGE_UNSHARE
+	FlagOnlyCloexec uint32 = 1 << 4 // close_range CLOSE_RANGE_CLOEXEC: nothing closed yet
+)
+
+// Event is one decoded kernel event. Fields not meaningful for a Type are zero.
+type Event struct {
+	Type    Type
+	Time    uint64 // ns since boot (CLOCK_MONOTONIC)
+	PID     uint32 // thread group id
+	TID     uint32
+	Files   uint64 // identity of the fd table the event touched (kernel address)
+	Syscall uint16
+	Comm    string
+
+	FD, FD2 int32
+	Flags   uint32
+	Kind    Kind
+	Kind2   Kind   // kind of FD2 when it differs (never, today: pipes and socketpairs are alike)
+	Target  string // path, address or description of FD
+	Target2 string
+	Stack   StackID
+
+	// TaskNew: the new task. TaskExit: the exiting one in PID/TID.
+	ChildPID, ChildTID uint32
+	ChildFiles         uint64
+	IsThread           bool
+	GroupDead          bool
+	ExitCode           int32 // wait status as the kernel keeps it
+	PPID               uint32
+	Autoreap           bool // TaskExit: the parent ignores SIGCHLD, no zombie is left
+
+	// Exec: open fds after close-on-exec ones were closed. OpenFDsComplete is
+	// false when the table is larger than what the kernel sent.
+	OpenFDs         []uint64
+	OpenFDsComplete bool
+	Exe             string
+}
+
+// FDOpenAfterExec reports whether fd was open after the exec (bit set).
+func (e *Event) FDOpenAfterExec(fd int32) bool {
+	w := int(fd) / 64
+	if fd < 0 || w >= len(e.OpenFDs) {
+		return false
+	}
+	return e.OpenFDs[w]&(1<<(uint(fd)%64)) != 0
+}

@@ -1,0 +1,200 @@
+package exporter
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/leaktrace/leaktrace/report"
+)
+
+// LiveView is one frame of the attach screen.
+type LiveView struct {
+	PID      int
+	Comm     string
+	Elapsed  time.Duration
+	Received uint64 // events received so far
+	Lost     uint64 // events lost so far: the view is incomplete when > 0
+	Open     int    // handles the target holds now
+	Sites    []report.Site
+	// Width and Height are the terminal's size in columns and rows; 0 means 80×24.
+	Width, Height int
+}
+
+// clearHome moves the cursor home and clears the screen, so each frame repaints.
+const clearHome = "\x1b[H\x1b[2J"
+
+const (
+	liveOpenWidth   = 5
+	liveGrowthWidth = 6
+	liveKindsWidth  = 16
+)
+
+// WriteLive renders one frame of the attach screen: a header line, then the top
+// sites that fit. Every line fits Width, and the frame uses at most Height-1 lines,
+// so the cursor's row never scrolls the header away.
+func WriteLive(w io.Writer, v LiveView) error {
+	width, height := v.Width, v.Height
+	if width <= 0 {
+		width = 80
+	}
+	if height <= 0 {
+		height = 24
+	}
+	var b strings.Builder
+	b.WriteString(clearHome)
+	b.WriteString(liveHeader(v, width))
+	b.WriteByte('\n')
+	rows := height - 1 - 2 // the cursor's row, the header, the column titles
+	if rows > 0 {
+		writeLiveTable(&b, v.Sites, width, rows)
+	}
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return fmt.Errorf("writing live view: %w", err)
+	}
+	return nil
+}
+
+// liveSegment is one part of the header; the least important are dropped first
+// when the terminal is narrow.
+type liveSegment struct {
+	text      string
+	priority  int // lower is kept longer
+	highlight bool
+}
+
+func liveHeader(v LiveView, width int) string {
+	target := "pid " + strconv.Itoa(v.PID)
+	if v.Comm != "" {
+		target += " (" + clean(v.Comm) + ")"
+	}
+	segs := []liveSegment{
+		{text: "leaktrace attach", priority: 6},
+		{text: target, priority: 0},
+		{text: roundDuration(v.Elapsed).String(), priority: 4},
+		{text: "open " + strconv.Itoa(v.Open), priority: 2},
+		{text: fmt.Sprintf("events %d", v.Received), priority: 5},
+	}
+	if v.Lost > 0 {
+		segs = append(segs, liveSegment{text: fmt.Sprintf("LOST %d, incomplete", v.Lost), priority: 1, highlight: true})
+	} else {
+		segs = append(segs, liveSegment{text: "lost 0", priority: 3})
+	}
+	for {
+		plain := make([]string, len(segs))
+		for i, s := range segs {
+			plain[i] = s.text
+		}
+		if runeLen(strings.Join(plain, "  ")) <= width || len(segs) == 1 {
+			break
+		}
+		worst := 0
+		for i, s := range segs {
+			if s.priority > segs[worst].priority {
+				worst = i
+			}
+		}
+		segs = slices.Delete(segs, worst, worst+1)
+	}
+	if len(segs) == 1 {
+		return truncate(segs[0].text, width)
+	}
+	parts := make([]string, len(segs))
+	for i, s := range segs {
+		parts[i] = s.text
+		if s.highlight {
+			parts[i] = ansiRed + s.text + ansiReset
+		}
+	}
+	return strings.Join(parts, "  ")
+}
+
+// rankLive orders the live table: growing sites first, fastest first, then by how
+// many handles are outstanding.
+func rankLive(sites []report.Site) []report.Site {
+	out := slices.Clone(sites)
+	slices.SortStableFunc(out, func(a, b report.Site) int {
+		if c := cmp.Compare(growing(b), growing(a)); c != 0 {
+			return c
+		}
+		return cmp.Or(cmp.Compare(b.Growth, a.Growth), cmp.Compare(outstanding(b), outstanding(a)),
+			cmp.Compare(a.Key, b.Key))
+	})
+	return out
+}
+
+// outstanding is a site's open handles; a site can't hold fewer than it reports as
+// leaked, whatever the producer filled in.
+func outstanding(s report.Site) int { return max(s.Outstanding, s.Count) }
+
+func writeLiveTable(b *strings.Builder, sites []report.Site, width, rows int) {
+	row := func(open, growth, kinds, site string) {
+		line := fmt.Sprintf("%*s  %*s  %s  %s", liveOpenWidth, open, liveGrowthWidth, growth, pad(kinds, liveKindsWidth), site)
+		b.WriteString(truncate(strings.TrimRight(line, " "), width))
+		b.WriteByte('\n')
+	}
+	row("OPEN", "GROWTH", "KINDS", "SITE")
+	if len(sites) == 0 {
+		b.WriteString(truncate("  no outstanding handles with a stack yet", width))
+		b.WriteByte('\n')
+		return
+	}
+	siteWidth := width - (liveOpenWidth + 2 + liveGrowthWidth + 2 + liveKindsWidth + 2)
+	ranked := rankLive(sites)
+	shown := len(ranked)
+	if shown > rows {
+		shown = rows - 1 // leave a row to say how many did not fit
+	}
+	for _, s := range ranked[:shown] {
+		kinds := kindList(s.Kinds, ",")
+		row(strconv.Itoa(outstanding(s)), growthText(s.Growth), truncate(kinds, liveKindsWidth), liveSite(headline(s), siteWidth))
+	}
+	if k := len(ranked) - shown; k > 0 {
+		b.WriteString(truncate(fmt.Sprintf("  … %d more %s", k, plural(k, "site", "sites")), width))
+		b.WriteByte('\n')
+	}
+}
+
+// liveSite renders "function file:line" in n columns, giving up detail in steps
+// while it does not fit: the file's directory, then the function's package path
+// (github.com/x/y/pkg.F → pkg.F), then the function's tail: file:line is what
+// the user acts on, so it goes last.
+func liveSite(f report.Frame, n int) string {
+	n = max(n, 0)
+	if f.Function == "" {
+		return truncate(headlineText(f), n)
+	}
+	short := f
+	short.File = path.Base(f.File)
+	fn := clean(f.Function)
+	shortFn := fn
+	if i := strings.LastIndexByte(fn, '/'); i >= 0 && i < len(fn)-1 {
+		shortFn = fn[i+1:]
+	}
+	var text string
+	for _, c := range []struct {
+		fn string
+		at report.Frame
+	}{{fn, f}, {fn, short}, {shortFn, short}} {
+		text = c.fn
+		if f.File != "" {
+			text += " " + fileLine(c.at)
+		}
+		if runeLen(text) <= n {
+			return text
+		}
+	}
+	if f.File == "" {
+		return truncate(text, n)
+	}
+	at := " " + fileLine(short)
+	if room := n - runeLen(at); room >= 8 { // a useful stub of the function
+		return truncate(shortFn, room) + at
+	}
+	return truncate(text, n)
+}

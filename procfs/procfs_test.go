@@ -1,0 +1,98 @@
+package procfs
+
+import (
+	"os"
+	"testing"
+
+	"github.com/leaktrace/leaktrace/event"
+)
+
+func TestParseStat(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Stat
+		wantErr bool
+	}{
+		{"123 (cat) S 45 1 1", Stat{PID: 123, Comm: "cat", State: 'S', PPID: 45}, false},
+		{"7 (a) b (c)) R 1 2", Stat{PID: 7, Comm: "a) b (c)", State: 'R', PPID: 1}, false},
+		{"7 (x", Stat{}, true},
+		{"(x) S 1", Stat{}, true},
+		{"9 (x) S", Stat{}, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseStat(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("ParseStat(%q) = %+v, %v; want %+v, err=%v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestClassifyLink(t *testing.T) {
+	tests := map[string]event.Kind{
+		"socket:[123]":           event.KindSocket,
+		"pipe:[9]":               event.KindPipe,
+		"anon_inode:[eventfd]":   event.KindEventfd,
+		"anon_inode:[eventpoll]": event.KindEpoll,
+		"anon_inode:inotify":     event.KindInotify,
+		"anon_inode:[pidfd]":     event.KindPidfd,
+		"anon_inode:bpf-map":     event.KindAnon,
+		"/memfd:x (deleted)":     event.KindMemfd,
+		"/etc/passwd":            event.KindFile,
+	}
+	for link, want := range tests {
+		if got, _ := ClassifyLink(link); got != want {
+			t.Errorf("ClassifyLink(%q) = %v, want %v", link, got, want)
+		}
+	}
+}
+
+// The kernel's own table for this test process must match what FDs reads.
+func TestFDsSelf(t *testing.T) {
+	f, err := os.Open("/dev/null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fds, err := FDs(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, fd := range fds {
+		if fd.FD == int32(f.Fd()) {
+			found = fd.Target == "/dev/null" && fd.Kind == event.KindFile
+		}
+	}
+	if !found {
+		t.Fatalf("fd %d (/dev/null) not found as a file in %+v", f.Fd(), fds)
+	}
+	if _, err := FDs(1 << 30); err == nil {
+		t.Fatal("FDs of a missing pid succeeded")
+	}
+}
+
+func TestParseNoFileLimit(t *testing.T) {
+	s := "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n"
+	if n, err := ParseNoFileLimit(s); err != nil || n != 1024 {
+		t.Fatalf("got %d, %v", n, err)
+	}
+	if _, err := ParseNoFileLimit("nothing"); err == nil {
+		t.Fatal("no error for missing line")
+	}
+}
+
+func FuzzParseStat(f *testing.F) {
+	f.Add("123 (cat) S 45 1 1")
+	f.Add("1 ()) ) R 0")
+	f.Fuzz(func(t *testing.T, s string) {
+		st, err := ParseStat(s)
+		if err == nil && st.Comm == "" && st.PID == 0 && st.PPID == 0 && st.State == 0 {
+			t.Fatalf("empty stat without error for %q", s)
+		}
+	})
+}
+
+func FuzzParseNoFileLimit(f *testing.F) {
+	f.Add("Max open files 1024 4096 files\n")
+	f.Fuzz(func(t *testing.T, s string) { _, _ = ParseNoFileLimit(s) })
+}

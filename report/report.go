@@ -1,0 +1,109 @@
+// Package report is the data model of a leak report: what the aggregator and the
+// symbolizer produce and what every exporter renders. It is also the JSON contract
+// (docs/json-schema.md): field names and meanings are stable within a Schema version.
+package report
+
+// Schema is the version of the JSON document. Bump the minor for additions, the
+// major for anything that changes or removes a field.
+const Schema = "leaktrace.report/v1"
+
+// Report is one run's or one attach session's result.
+type Report struct {
+	Schema  string   `json:"schema"`
+	Mode    string   `json:"mode"`              // "run", "attach" or "agent"
+	Command []string `json:"command,omitempty"` // run: the traced command line
+	// ExitCode is the traced command's own exit status (run), -1 when it was killed
+	// by a signal or is unknown.
+	ExitCode int     `json:"exit_code"`
+	PID      int     `json:"pid,omitempty"` // attach: the target
+	Started  string  `json:"started"`       // RFC 3339
+	Duration float64 `json:"duration_seconds"`
+	// Complete is false when events were lost or a table had to be reconciled from
+	// /proc: the leak list may then miss or misattribute handles.
+	Complete bool     `json:"complete"`
+	Events   Events   `json:"events"`
+	Notes    []string `json:"notes,omitempty"` // why the report is incomplete, and other caveats
+
+	Leaks []Leak `json:"leaks"`
+	Sites []Site `json:"sites"`
+	// Preexisting lists handles that were open before tracing began (attach): they
+	// have no stack and are never counted as leaks.
+	Preexisting []Leak `json:"preexisting,omitempty"`
+	// Processes lists every traced process, with counts.
+	Processes []Process `json:"processes"`
+	Budget    *Budget   `json:"budget,omitempty"`
+}
+
+// Events counts what the kernel side produced and what was lost on the way.
+type Events struct {
+	Received uint64 `json:"received"`
+	Lost     uint64 `json:"lost"`
+}
+
+// Leak is one handle that was never released (run) or is outstanding past the
+// minimum age (attach).
+type Leak struct {
+	PID        int     `json:"pid"`
+	Comm       string  `json:"comm"`
+	Exe        string  `json:"exe,omitempty"`
+	FD         int     `json:"fd"`            // -1 for thread and process handles
+	TID        int     `json:"tid,omitempty"` // thread and process handles: its id
+	Kind       string  `json:"kind"`
+	Target     string  `json:"target"`
+	AgeSeconds float64 `json:"age_seconds"`
+	Inherited  bool    `json:"inherited"`
+	// Internal marks a handle a language runtime made for itself (Go's own
+	// threads and netpoller fds): listed, never counted or grouped in Sites.
+	Internal bool `json:"internal,omitempty"`
+	// Site is the key of the Site this leak belongs to ("" when it has no stack).
+	Site  string  `json:"site"`
+	Stack []Frame `json:"stack"`
+}
+
+// Frame is one symbolized stack frame, innermost first in a Stack.
+type Frame struct {
+	Address  uint64 `json:"address"`
+	Function string `json:"function,omitempty"`
+	File     string `json:"file,omitempty"`
+	Line     int    `json:"line,omitempty"`
+	Module   string `json:"module,omitempty"`
+}
+
+// Site groups leaks created by the same call stack.
+type Site struct {
+	Key   string `json:"key"` // stable across rebuilds: derived from functions and files, not addresses
+	Count int    `json:"count"`
+	// Headline is the frame that best names the user's code that made the leak.
+	Headline Frame          `json:"headline"`
+	Kinds    map[string]int `json:"kinds"`
+	Targets  []string       `json:"targets"` // a few examples
+	Exes     []string       `json:"exes"`
+	Stack    []Frame        `json:"stack"`
+	// Growth is, in attach mode, how many more handles of this site are outstanding
+	// now than at the start of the session.
+	Growth int `json:"growth,omitempty"`
+	// Outstanding is, in attach mode, how many handles of this site are open now
+	// (older or younger than min-age).
+	Outstanding int `json:"outstanding,omitempty"`
+}
+
+// Process summarizes one traced process.
+type Process struct {
+	PID      int    `json:"pid"`
+	PPID     int    `json:"ppid"`
+	Comm     string `json:"comm"`
+	Exe      string `json:"exe,omitempty"`
+	Leaked   int    `json:"leaked"`
+	Exited   bool   `json:"exited"`
+	ExitCode int    `json:"exit_code"`
+	// Reconciled is true when the process's table was rebuilt from /proc after
+	// lost events.
+	Reconciled bool `json:"reconciled,omitempty"`
+}
+
+// Budget is the verdict of `run --budget`.
+type Budget struct {
+	Limit    int  `json:"limit"`
+	Leaked   int  `json:"leaked"`
+	Exceeded bool `json:"exceeded"`
+}

@@ -1,0 +1,292 @@
+package session
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/leaktrace/leaktrace/aggregator"
+	"github.com/leaktrace/leaktrace/event"
+	"github.com/leaktrace/leaktrace/report"
+)
+
+// ReportInfo is what the caller knows that the session does not.
+type ReportInfo struct {
+	Mode     string
+	Command  []string
+	ExitCode int
+	PID      int
+	// CountInherited counts copies inherited at fork as leaks.
+	CountInherited bool
+}
+
+// symbolized is one stack, symbolized once.
+type symbolized struct {
+	frames   []report.Frame
+	key      string
+	headline report.Frame
+	internal bool
+}
+
+// Report builds the report of everything seen so far.
+func (s *Session) Report(info ReportInfo) (*report.Report, error) {
+	counters, err := s.tr.Counters()
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	now := monotonicNow()
+	if a := s.agg.Now(); a > now {
+		now = a
+	}
+	r := &report.Report{
+		Schema:   report.Schema,
+		Mode:     info.Mode,
+		Command:  info.Command,
+		ExitCode: info.ExitCode,
+		PID:      info.PID,
+		Started:  s.start.UTC().Format(time.RFC3339),
+		Duration: time.Since(s.start).Seconds(),
+		Events:   report.Events{Received: s.agg.Events(), Lost: counters.Lost()},
+		Leaks:    []report.Leak{},
+		Sites:    []report.Site{},
+	}
+	r.Complete = true
+	if lost := counters.Lost(); lost > 0 {
+		r.Complete = false
+		r.Notes = append(r.Notes, fmt.Sprintf("%d events lost in the kernel (ring buffer full %d, syscall map full %d, pid filter full %d): leaks may be missing or wrong; raise --ring-buffer-size",
+			lost, counters.RingbufFull, counters.InflightFull, counters.TracedFull))
+	}
+	if s.badRecs > 0 {
+		r.Complete = false
+		r.Notes = append(r.Notes, fmt.Sprintf("%d malformed records skipped (last: %v)", s.badRecs, s.lastErr))
+	}
+
+	syms := make(map[event.StackID]*symbolized)
+	sym := func(id event.StackID) *symbolized {
+		if v, ok := syms[id]; ok {
+			return v
+		}
+		v := s.symbolize(id)
+		syms[id] = v
+		return v
+	}
+
+	sites := make(map[string]*report.Site)
+	leakedBy := make(map[int]int) // pid -> counted leaks
+	internal := 0
+	for _, l := range s.agg.Leaks(now, true) {
+		sy := sym(l.Stack)
+		rl := leakOf(l, now, sy)
+		r.Leaks = append(r.Leaks, rl)
+		if sy.internal {
+			internal++
+			continue
+		}
+		if l.Inherited && !info.CountInherited {
+			continue
+		}
+		site := sites[rl.Site]
+		if site == nil {
+			site = &report.Site{Key: rl.Site, Headline: sy.headline, Kinds: map[string]int{}, Stack: sy.frames}
+			sites[rl.Site] = site
+		}
+		leakedBy[rl.PID]++
+		site.Count++
+		site.Kinds[rl.Kind]++
+		addExample(&site.Targets, rl.Target, 5)
+		addExample(&site.Exes, exeName(rl), 5)
+	}
+	if internal > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d handles of language runtimes (Go's threads and poller, …) live for the whole process: listed with internal=true, not counted", internal))
+	}
+	if info.Mode == "attach" {
+		for id, n := range s.agg.Outstanding() {
+			if id == 0 {
+				continue
+			}
+			sy := sym(id)
+			if site := sites[sy.key]; site != nil {
+				site.Outstanding += n
+				site.Growth = s.growth[id]
+			}
+		}
+		for _, l := range s.agg.Outside() {
+			r.Preexisting = append(r.Preexisting, leakOf(l, now, sym(0)))
+		}
+	}
+	for _, site := range sites {
+		r.Sites = append(r.Sites, *site)
+	}
+	sort.Slice(r.Sites, func(i, j int) bool {
+		if r.Sites[i].Count != r.Sites[j].Count {
+			return r.Sites[i].Count > r.Sites[j].Count
+		}
+		return r.Sites[i].Key < r.Sites[j].Key
+	})
+	for _, p := range s.agg.Processes() {
+		if p.Reconciled {
+			r.Complete = false
+		}
+		code := int(p.ExitCode)
+		if p.Exited {
+			code = waitStatusCode(p.ExitCode)
+		}
+		r.Processes = append(r.Processes, report.Process{PID: int(p.PID), PPID: int(p.PPID), Comm: p.Comm, Exe: p.Exe,
+			Leaked: leakedBy[int(p.PID)], Exited: p.Exited, ExitCode: code, Reconciled: p.Reconciled})
+	}
+	return r, nil
+}
+
+// waitStatusCode turns the kernel's exit_code (wait status) into a shell-style code.
+func waitStatusCode(ws int32) int {
+	if sig := ws & 0x7f; sig != 0 {
+		return 128 + int(sig)
+	}
+	return int(ws>>8) & 0xff
+}
+
+func exeName(l report.Leak) string {
+	if l.Exe != "" {
+		return l.Exe
+	}
+	return l.Comm
+}
+
+func addExample(list *[]string, v string, max int) {
+	if v == "" || len(*list) >= max {
+		return
+	}
+	for _, x := range *list {
+		if x == v {
+			return
+		}
+	}
+	*list = append(*list, v)
+}
+
+func leakOf(l aggregator.Leak, now uint64, sy *symbolized) report.Leak {
+	end := l.Ended
+	if end == 0 {
+		end = now
+	}
+	age := 0.0
+	if end > l.Created {
+		age = float64(end-l.Created) / 1e9
+	}
+	target := l.Target
+	if target == "" && l.FD < 0 {
+		target = fmt.Sprintf("%s %d (%s)", l.Kind, l.TID, l.Reason)
+	}
+	rl := report.Leak{
+		PID: int(l.PID), Comm: l.Comm, Exe: l.Exe, FD: int(l.FD), Kind: l.Kind.String(), Target: target,
+		AgeSeconds: age, Inherited: l.Inherited, Stack: sy.frames, Site: sy.key, Internal: sy.internal,
+	}
+	if l.FD < 0 {
+		rl.TID = int(l.TID)
+	}
+	if rl.Stack == nil {
+		rl.Stack = []report.Frame{}
+	}
+	return rl
+}
+
+// symbolize names every frame of a stack and derives its site key and
+// headline.
+func (s *Session) symbolize(id event.StackID) *symbolized {
+	locs := s.stacks.Get(id)
+	out := &symbolized{}
+	for i, loc := range locs {
+		fs := s.cache.Symbolize(loc, i > 0)
+		if len(fs) == 0 {
+			fs = []report.Frame{{Address: loc.Addr, Module: loc.Module}}
+		}
+		out.frames = append(out.frames, fs...)
+	}
+	if len(out.frames) == 0 {
+		return out
+	}
+	h := sha256.New()
+	for i, f := range out.frames {
+		if i >= 24 {
+			break
+		}
+		name := f.Function
+		if name == "" {
+			name = filepath.Base(f.Module)
+		}
+		fmt.Fprintf(h, "%s\x00%s\n", name, filepath.Base(f.File))
+	}
+	out.key = hex.EncodeToString(h.Sum(nil))[:16]
+	out.internal = runtimeInternal(out.frames)
+	out.headline = out.frames[0]
+	for _, f := range out.frames {
+		if !systemFrame(f) {
+			out.headline = f
+			break
+		}
+	}
+	return out
+}
+
+// runtimeInternal: the syscall was made by the Go runtime itself (its
+// threads, its poller's epoll and pipe), not on behalf of user code.
+func runtimeInternal(frames []report.Frame) bool {
+	for _, f := range frames {
+		fn := f.Function
+		if fn == "" || strings.HasPrefix(fn, "internal/runtime/syscall") || strings.HasPrefix(fn, "runtime/internal/syscall") {
+			continue
+		}
+		return strings.HasPrefix(fn, "runtime.") || strings.HasPrefix(fn, "internal/runtime/")
+	}
+	return false
+}
+
+var systemModules = []string{"libc.so", "libc-", "ld-linux", "ld-musl", "libpthread", "libstdc++", "libgcc_s", "libpython", "libdl"}
+
+// systemFrame: a frame of the C library, the dynamic loader, a language
+// runtime or Go's standard library, which never names the user's code.
+func systemFrame(f report.Frame) bool {
+	if f.Function == "" {
+		return true
+	}
+	base := filepath.Base(f.Module)
+	for _, m := range systemModules {
+		if strings.HasPrefix(base, m) {
+			return true
+		}
+	}
+	return goStdFunction(f.Function)
+}
+
+// goStdFunction: "os.Open", "net.(*conn).Read", "internal/poll.x" are
+// standard library; "main.f" and "example.com/x.f" are not.
+func goStdFunction(fn string) bool {
+	if strings.HasPrefix(fn, "main.") {
+		return false
+	}
+	slash := strings.IndexByte(fn, '/')
+	dot := strings.IndexByte(fn, '.')
+	if dot < 0 {
+		return false // a C symbol
+	}
+	first := fn[:dot]
+	if slash >= 0 && slash < dot {
+		first = fn[:slash]
+	}
+	return !strings.Contains(first, ".") && isGoStdRoot(first)
+}
+
+var goStdRoots = map[string]bool{"runtime": true, "syscall": true, "os": true, "net": true, "internal": true, "io": true,
+	"sync": true, "crypto": true, "bufio": true, "fmt": true, "time": true, "database": true, "log": true, "vendor": true,
+	"golang.org": true, "path": true, "encoding": true, "context": true, "reflect": true, "testing": true, "archive": true,
+	"compress": true, "debug": true, "embed": true, "errors": true, "hash": true, "mime": true, "plugin": true,
+	"sort": true, "strconv": true, "strings": true, "text": true, "unicode": true, "slices": true, "maps": true, "iter": true}
+
+func isGoStdRoot(s string) bool { return goStdRoots[s] }

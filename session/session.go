@@ -1,0 +1,266 @@
+// Package session wires the tracer, the unwinder and the aggregator into one
+// tracing session, as `run` and `attach` use it: events are decoded, their
+// stacks unwound and interned, and folded into the aggregator in one goroutine,
+// in ring buffer order.
+package session
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/leaktrace/leaktrace/aggregator"
+	"github.com/leaktrace/leaktrace/event"
+	"github.com/leaktrace/leaktrace/procfs"
+	"github.com/leaktrace/leaktrace/symbolize"
+	"github.com/leaktrace/leaktrace/tracer"
+)
+
+// Options configure a session.
+type Options struct {
+	Mode   aggregator.Mode
+	MinAge time.Duration
+	Tracer tracer.Config
+	Log    *slog.Logger
+	// OnEvent, when set, sees every decoded event after it was applied
+	// (tests use it to check the live table at known points).
+	OnEvent func(*event.Event)
+}
+
+// Session is one tracing session.
+type Session struct {
+	opts  Options
+	log   *slog.Logger
+	tr    *tracer.Tracer
+	start time.Time
+
+	mu      sync.Mutex // guards everything below
+	agg     *aggregator.Aggregator
+	dec     tracer.Decoder
+	d       tracer.Decoded
+	cache   *symbolize.Cache
+	unw     *symbolize.Unwinder
+	spaces  map[uint32]*symbolize.AddressSpace
+	stacks  *StackTable
+	pcs     []uint64
+	locs    []symbolize.Location
+	badRecs uint64
+	lastErr error
+	// growth and low track, per stack, outstanding now minus the lowest
+	// count seen since the session began (attach's growth column).
+	growth map[event.StackID]int
+	low    map[event.StackID]int
+}
+
+// New loads the BPF programs. Nothing is traced until Add is called, unless
+// the tracer traces the whole host.
+func New(opts Options) (*Session, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	tr, err := tracer.New(opts.Tracer)
+	if err != nil {
+		return nil, err
+	}
+	cache := symbolize.NewCache(256)
+	return &Session{
+		opts:   opts,
+		log:    opts.Log,
+		tr:     tr,
+		start:  time.Now(),
+		agg:    aggregator.New(aggregator.Config{Mode: opts.Mode, MinAge: uint64(opts.MinAge)}),
+		cache:  cache,
+		unw:    symbolize.NewUnwinder(cache),
+		spaces: make(map[uint32]*symbolize.AddressSpace),
+		stacks: NewStackTable(),
+		growth: make(map[event.StackID]int),
+		low:    make(map[event.StackID]int),
+	}, nil
+}
+
+// Close detaches the programs.
+func (s *Session) Close() error { return s.tr.Close() }
+
+// Started is when the session began.
+func (s *Session) Started() time.Time { return s.start }
+
+// Add starts tracing a live process: it enters the in-kernel filter first, so
+// that nothing it does from now on is missed, then what it already has (open
+// fds, threads, mappings) is read from /proc as the starting state.
+func (s *Session) Add(pid int) error {
+	st, err := procfs.ReadStat(pid)
+	if err != nil {
+		return err
+	}
+	if err := s.tr.Trace(uint32(pid)); err != nil {
+		return err
+	}
+	fds, err := procfs.FDs(pid)
+	if err != nil {
+		return err
+	}
+	tids, err := procfs.Tasks(pid)
+	if err != nil {
+		return err
+	}
+	maps, err := symbolize.ReadMaps(pid)
+	if err != nil {
+		return fmt.Errorf("reading mappings of pid %d: %w", pid, err)
+	}
+	seed := make([]aggregator.SeedFD, len(fds))
+	for i, f := range fds {
+		seed[i] = aggregator.SeedFD{FD: f.FD, Kind: f.Kind, Target: f.Target}
+	}
+	as := &symbolize.AddressSpace{}
+	for _, m := range maps {
+		as.Map(m)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.agg.Seed(uint32(pid), uint32(st.PPID), st.Comm, procfs.Exe(pid), seed, tids, monotonicNow())
+	s.spaces[uint32(pid)] = as
+	return nil
+}
+
+// Run reads and applies events until stop is closed and the ring buffer has
+// been drained.
+func (s *Session) Run(stop <-chan struct{}) error {
+	err := s.tr.ReadUntil(stop, s.handle)
+	if errors.Is(err, tracer.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+func (s *Session) handle(raw []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := &s.d
+	if err := s.dec.Decode(raw, d); err != nil {
+		s.badRecs++
+		if s.lastErr == nil {
+			s.log.Warn("malformed record", "err", err)
+		}
+		s.lastErr = err
+		return nil
+	}
+	e := &d.Event
+	switch e.Type {
+	case event.Mmap:
+		if d.Map.Path != "" && d.Map.Len > 0 {
+			s.space(e.PID).Map(symbolize.Mapping{Start: d.Map.Addr, End: d.Map.Addr + d.Map.Len, Offset: d.Map.Offset, Path: d.Map.Path})
+		}
+	case event.Exec:
+		s.execImage(e.PID, e.Exe, d.AtEntry, d.AtBase)
+	case event.TaskNew:
+		if !e.IsThread {
+			if ps := s.spaces[e.PID]; ps != nil {
+				s.spaces[e.ChildPID] = ps.Clone()
+			}
+		}
+	}
+	if d.Stack.IP != 0 {
+		e.Stack = s.intern(e.PID, &d.Stack)
+	}
+	s.agg.Apply(e)
+	if e.Type == event.TaskExit && e.GroupDead {
+		delete(s.spaces, e.PID)
+	}
+	if s.opts.OnEvent != nil {
+		s.opts.OnEvent(e)
+	}
+	return nil
+}
+
+func (s *Session) space(pid uint32) *symbolize.AddressSpace {
+	as := s.spaces[pid]
+	if as == nil {
+		as = &symbolize.AddressSpace{}
+		s.spaces[pid] = as
+	}
+	return as
+}
+
+// execImage rebuilds an address space after exec: the kernel mapped the
+// executable and its interpreter, and /proc may be gone before we look.
+func (s *Session) execImage(pid uint32, exe string, atEntry, atBase uint64) {
+	as := s.space(pid)
+	as.Reset()
+	if exe == "" {
+		return
+	}
+	bias, err := symbolize.EntryBias(s.cache, exe, atEntry)
+	if err != nil {
+		s.log.Debug("executable bias", "exe", exe, "err", err)
+		return
+	}
+	maps, err := symbolize.ImageMappings(s.cache, exe, bias)
+	if err == nil {
+		for _, m := range maps {
+			as.Map(m)
+		}
+	}
+	interp, err := symbolize.Interp(s.cache, exe)
+	if err != nil || interp == "" || atBase == 0 {
+		return
+	}
+	if maps, err := symbolize.ImageMappings(s.cache, interp, atBase); err == nil {
+		for _, m := range maps {
+			as.Map(m)
+		}
+	}
+}
+
+func (s *Session) intern(pid uint32, st *tracer.Stack) event.StackID {
+	as := s.space(pid)
+	s.pcs = s.unw.Unwind(as, symbolize.Regs{IP: st.IP, SP: st.SP, BP: st.BP}, st.Bytes, st.KernelFP, maxFrames, s.pcs[:0])
+	s.locs = symbolize.Locate(as, s.cache, s.pcs, s.locs[:0])
+	return s.stacks.Intern(s.locs)
+}
+
+const maxFrames = 64
+
+// Counters returns the kernel side's counters.
+func (s *Session) Counters() (tracer.Counters, error) { return s.tr.Counters() }
+
+// With runs fn with the aggregator while no event is being applied.
+func (s *Session) With(fn func(a *aggregator.Aggregator)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn(s.agg)
+}
+
+// BadRecords is how many ring buffer records failed to decode.
+func (s *Session) BadRecords() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.badRecs
+}
+
+// SampleGrowth records the outstanding count of every site; call it at a
+// steady pace. A site's growth is its count now minus the lowest seen.
+func (s *Session) SampleGrowth() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.agg.Outstanding()
+	for id := range s.low {
+		if _, ok := now[id]; !ok {
+			s.low[id] = 0
+		}
+	}
+	for id, n := range now {
+		low := s.low[id] // a site unseen so far had none at the start
+		if n < low {
+			low = n
+		}
+		s.low[id] = low
+		s.growth[id] = n - low
+	}
+	for id := range s.growth {
+		if _, ok := now[id]; !ok {
+			s.growth[id] = 0
+		}
+	}
+}

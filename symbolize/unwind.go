@@ -1,0 +1,281 @@
+package symbolize
+
+import (
+	"encoding/binary"
+)
+
+// Regs are the user registers the unwinder starts from.
+type Regs struct{ IP, SP, BP uint64 }
+
+// stackMem is the copy of user memory the BPF side took, starting at the stack
+// pointer. It is the only memory the unwinder may read.
+type stackMem struct {
+	base uint64
+	b    []byte
+}
+
+func (m *stackMem) read(addr uint64) (uint64, bool) {
+	if addr < m.base || addr-m.base > uint64(len(m.b)) || uint64(len(m.b))-(addr-m.base) < 8 {
+		return 0, false
+	}
+	off := addr - m.base
+	return binary.LittleEndian.Uint64(m.b[off : off+8]), true
+}
+
+// maxRows bounds the compiled-row cache; past it the cache starts over.
+const maxRows = 1 << 16
+
+type rowKey struct {
+	mod   *Module
+	vaddr uint64
+}
+
+// cachedRow is a compiled row, or ok false when the module has no usable CFI there.
+type cachedRow struct {
+	row row
+	ok  bool
+}
+
+// Unwinder reconstructs user call stacks. It caches the CFI rows of the pcs it has
+// seen, so a hot call site costs a map lookup. Not safe for concurrent use.
+type Unwinder struct {
+	cache *Cache
+	rows  map[rowKey]cachedRow
+}
+
+// NewUnwinder returns an unwinder that finds modules through c.
+func NewUnwinder(c *Cache) *Unwinder {
+	return &Unwinder{cache: c, rows: make(map[rowKey]cachedRow)}
+}
+
+// stepResult is the outcome of unwinding one frame.
+type stepResult uint8
+
+const (
+	stepOK        stepResult = iota
+	stepNoCFI                // no usable rule: use frame pointers
+	stepNeedMem              // needs memory outside the stack copy
+	stepOutermost            // the CFI says there is no caller
+)
+
+// Unwind appends to pcs the absolute program counters of the stack, innermost first:
+// regs.IP, then return addresses (not minus 1), at most max in all. stack is a copy of
+// user memory starting at regs.SP. kernelFP is the kernel's frame-pointer walk taken
+// at the same moment: when the unwind needs memory outside stack, it continues with
+// kernelFP after the point where both agree, and stops if they never do. It stops on
+// a zero return address, a stack pointer that does not grow, or a pc outside every
+// mapping. It never panics, whatever the input.
+func (u *Unwinder) Unwind(s *AddressSpace, regs Regs, stack []byte, kernelFP []uint64, max int, pcs []uint64) []uint64 {
+	if max <= 0 {
+		return pcs
+	}
+	start := len(pcs)
+	pcs = append(pcs, regs.IP)
+	mem := stackMem{base: regs.SP, b: stack}
+	rf := regFile{ip: regs.IP, sp: regs.SP, bp: regs.BP}
+	// The first pc is where the thread is; later ones are return addresses, which may
+	// point just past a call that never returns: look those up at pc-1.
+	exact := true
+	for len(pcs)-start < max {
+		look := rf.ip
+		if !exact {
+			look--
+		}
+		m, ok := s.Lookup(look)
+		if !ok {
+			break
+		}
+		next, signal, res := u.step(m, look, &rf, &mem)
+		if res == stepNoCFI {
+			next, signal, res = fpStep(&rf, &mem)
+		}
+		switch res {
+		case stepNeedMem:
+			return joinKernel(s, pcs, start, kernelFP, max)
+		case stepOutermost:
+			return pcs
+		}
+		if next.ip == 0 || next.sp <= rf.sp {
+			break
+		}
+		if _, ok := s.Lookup(next.ip - 1); !ok {
+			break
+		}
+		// After a signal frame the pc is the interrupted instruction, not a return
+		// address.
+		exact = signal
+		pcs = append(pcs, next.ip)
+		rf = next
+	}
+	return pcs
+}
+
+// step unwinds one frame with the CFI of the module mapped at m. look is the address
+// used to find the row (the pc, or pc-1 for return addresses).
+func (u *Unwinder) step(m Mapping, look uint64, rf *regFile, mem *stackMem) (regFile, bool, stepResult) {
+	r, ok := u.rowAt(m, look)
+	if !ok {
+		return regFile{}, false, stepNoCFI
+	}
+	var cfa uint64
+	switch r.cfa.kind {
+	case ruleCFA:
+		base, _ := rf.get(r.cfa.reg)
+		cfa = base + uint64(r.cfa.off)
+	case ruleCFAExpr:
+		v, res := evalExpr(r.cfa.expr, rf, mem, 0, false)
+		if res != exprOK {
+			return regFile{}, false, exprStep(res)
+		}
+		cfa = v
+	}
+	raRule := r.ra
+	if raRule.kind == ruleUnspecified {
+		raRule = rule{kind: ruleOffset, off: -8} // the x86-64 call pushes it there
+	}
+	if raRule.kind == ruleUndefined {
+		return regFile{}, false, stepOutermost
+	}
+	ra, res := recoverReg(raRule, cfa, 0, false, rf, mem)
+	if res != stepOK {
+		return regFile{}, false, res
+	}
+	bp, res := recoverReg(r.rbp, cfa, rf.bp, true, rf, mem)
+	if res != stepOK {
+		return regFile{}, false, res
+	}
+	return regFile{ip: ra, sp: cfa, bp: bp}, r.signal, stepOK
+}
+
+// recoverReg applies one register rule. cur is the register's value in the current
+// frame, valid when hasCur, for the rules that keep it.
+func recoverReg(ru rule, cfa, cur uint64, hasCur bool, rf *regFile, mem *stackMem) (uint64, stepResult) {
+	switch ru.kind {
+	case ruleUnspecified, ruleSame, ruleUndefined:
+		// An undefined %rbp is unknowable; keeping the current value only matters
+		// if a later frame falls back to frame pointers.
+		if !hasCur {
+			return 0, stepNoCFI
+		}
+		return cur, stepOK
+	case ruleOffset:
+		v, ok := mem.read(cfa + uint64(ru.off))
+		if !ok {
+			return 0, stepNeedMem
+		}
+		return v, stepOK
+	case ruleValOffset:
+		return cfa + uint64(ru.off), stepOK
+	case ruleRegister:
+		v, ok := rf.get(ru.reg)
+		if !ok {
+			return 0, stepNoCFI
+		}
+		return v, stepOK
+	case ruleExpr, ruleValExpr:
+		v, res := evalExpr(ru.expr, rf, mem, cfa, true)
+		if res != exprOK {
+			return 0, exprStep(res)
+		}
+		if ru.kind == ruleValExpr {
+			return v, stepOK
+		}
+		w, ok := mem.read(v)
+		if !ok {
+			return 0, stepNeedMem
+		}
+		return w, stepOK
+	}
+	return 0, stepNoCFI
+}
+
+func exprStep(res exprResult) stepResult {
+	if res == exprNeedMemory {
+		return stepNeedMem
+	}
+	return stepNoCFI
+}
+
+// fpStep unwinds one frame by the frame-pointer convention: [bp] is the caller's bp
+// and [bp+8] the return address.
+func fpStep(rf *regFile, mem *stackMem) (regFile, bool, stepResult) {
+	if rf.bp > ^uint64(0)-16 {
+		return regFile{}, false, stepOutermost
+	}
+	savedBP, ok1 := mem.read(rf.bp)
+	ra, ok2 := mem.read(rf.bp + 8)
+	if !ok1 || !ok2 {
+		return regFile{}, false, stepNeedMem
+	}
+	return regFile{ip: ra, sp: rf.bp + 16, bp: savedBP}, false, stepOK
+}
+
+// rowAt returns the compiled CFI row for the address look in mapping m.
+func (u *Unwinder) rowAt(m Mapping, look uint64) (row, bool) {
+	mod, err := u.cache.Module(m.Path)
+	if err != nil {
+		return row{}, false
+	}
+	vaddr, ok := mod.Vaddr(m.Offset + (look - m.Start))
+	if !ok {
+		return row{}, false
+	}
+	key := rowKey{mod: mod, vaddr: vaddr}
+	if cr, ok := u.rows[key]; ok {
+		return cr.row, cr.ok
+	}
+	var cr cachedRow
+	for _, t := range [2]*cfiTable{mod.ehFrame, mod.debugFrame} {
+		if t == nil {
+			continue
+		}
+		if f, ok := t.find(vaddr); ok {
+			r, err := t.rowFor(f, vaddr)
+			cr = cachedRow{row: r, ok: err == nil}
+			break
+		}
+	}
+	if len(u.rows) >= maxRows {
+		clear(u.rows) // evicted modules' rows go with the rest
+	}
+	u.rows[key] = cr
+	return cr.row, cr.ok
+}
+
+// joinKernel continues an unwind that ran out of stack copy with the kernel's
+// frame-pointer walk, after the kernel's entry for the last pc unwound. A pc that
+// recursion repeats is matched by its number of occurrences.
+func joinKernel(s *AddressSpace, pcs []uint64, start int, kernelFP []uint64, max int) []uint64 {
+	own := pcs[start:]
+	last := own[len(own)-1]
+	want := 0
+	for _, pc := range own {
+		if pc == last {
+			want++
+		}
+	}
+	j, seen := -1, 0
+	for i, pc := range kernelFP {
+		if pc == last {
+			j = i
+			if seen++; seen == want {
+				break
+			}
+		}
+	}
+	if j < 0 {
+		return pcs
+	}
+	for _, pc := range kernelFP[j+1:] {
+		if pc == 0 || len(pcs)-start >= max {
+			break
+		}
+		// The kernel's walk goes wrong where code reuses %rbp: stop at the first
+		// pc that is not code.
+		if _, ok := s.Lookup(pc - 1); !ok {
+			break
+		}
+		pcs = append(pcs, pc)
+	}
+	return pcs
+}

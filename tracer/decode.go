@@ -1,0 +1,351 @@
+package tracer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"unsafe"
+
+	"github.com/leaktrace/leaktrace/bpf"
+	"github.com/leaktrace/leaktrace/event"
+)
+
+// Stack is a user stack as the kernel captured it, before unwinding. Its
+// slices alias the decoder's buffer: valid until the next Decode.
+type Stack struct {
+	IP, SP, BP uint64
+	KernelFP   []uint64 // the kernel's frame-pointer walk
+	Bytes      []byte   // copy of user memory from SP
+}
+
+// Mapping is an executable file mapping seen at mmap or exec.
+type Mapping struct {
+	Addr, Len, Offset uint64
+	Path              string
+}
+
+// Decoded is one record in typed form.
+type Decoded struct {
+	Event event.Event
+	Stack Stack // zero when the record carries none
+	// Map is set for Mmap events.
+	Map Mapping
+	// AtEntry and AtBase are set for Exec events: where the executable's entry
+	// point and the interpreter were loaded.
+	AtEntry, AtBase uint64
+}
+
+// Decoder turns raw ring-buffer records into Decoded values. Records come from
+// the kernel, but are parsed as untrusted input: a malformed one is an error,
+// never a panic.
+type Decoder struct {
+	fd   bpf.LeaktraceLtFdEvent
+	task bpf.LeaktraceLtTaskEvent
+	exec bpf.LeaktraceLtExecEvent
+	mmap bpf.LeaktraceLtMmapEvent
+}
+
+var errShort = errors.New("record too short")
+
+const (
+	headerSize    = int(unsafe.Sizeof(bpf.LeaktraceLtHeader{}))
+	fdStackOff    = int(unsafe.Offsetof(bpf.LeaktraceLtFdEvent{}.Stack))
+	taskStackOff  = int(unsafe.Offsetof(bpf.LeaktraceLtTaskEvent{}.Stack))
+	stackBytesOff = int(unsafe.Offsetof(bpf.LeaktraceLtStack{}.Stack))
+)
+
+// fill copies raw into the struct at dst (of size n), zeroing what raw lacks.
+func fill(dst unsafe.Pointer, n int, raw []byte) {
+	b := unsafe.Slice((*byte)(dst), n)
+	c := copy(b, raw)
+	clear(b[c:])
+}
+
+// Decode decodes one record into d.
+func (dec *Decoder) Decode(raw []byte, d *Decoded) error {
+	if len(raw) < headerSize {
+		return fmt.Errorf("%w: %d bytes", errShort, len(raw))
+	}
+	typ := binary.LittleEndian.Uint16(raw[24:26])
+	*d = Decoded{}
+	switch bpf.LeaktraceLtEventType(typ) {
+	case bpf.LeaktraceLtEventTypeLT_EV_FD_OPEN, bpf.LeaktraceLtEventTypeLT_EV_FD_CLOSE, bpf.LeaktraceLtEventTypeLT_EV_CLOSE_RANGE:
+		return dec.decodeFD(raw, d)
+	case bpf.LeaktraceLtEventTypeLT_EV_TASK_NEW, bpf.LeaktraceLtEventTypeLT_EV_TASK_EXIT,
+		bpf.LeaktraceLtEventTypeLT_EV_EXIT_GROUP, bpf.LeaktraceLtEventTypeLT_EV_REAP:
+		return dec.decodeTask(raw, d)
+	case bpf.LeaktraceLtEventTypeLT_EV_EXEC:
+		return dec.decodeExec(raw, d)
+	case bpf.LeaktraceLtEventTypeLT_EV_MMAP:
+		return dec.decodeMmap(raw, d)
+	}
+	return fmt.Errorf("unknown record type %d", typ)
+}
+
+func header(h *bpf.LeaktraceLtHeader, e *event.Event) {
+	e.Time = h.Ts
+	e.Files = h.Files
+	e.PID = h.Pid
+	e.TID = h.Tid
+	e.Syscall = h.Nr
+	e.Comm = cstr(h.Comm[:])
+}
+
+func (dec *Decoder) stack(s *bpf.LeaktraceLtStack, raw []byte, off int, d *Decoded) error {
+	if len(raw) < off+stackBytesOff {
+		return nil // no stack in this record
+	}
+	if s.KstackLen > uint32(len(s.Kstack)) {
+		return fmt.Errorf("kernel stack length %d out of range", s.KstackLen)
+	}
+	have := len(raw) - off - stackBytesOff
+	if int(s.StackLen) > have || s.StackLen > uint32(len(s.Stack)) {
+		return fmt.Errorf("stack length %d beyond record (%d bytes)", s.StackLen, have)
+	}
+	d.Stack = Stack{IP: s.Ip, SP: s.Sp, BP: s.Bp, KernelFP: s.Kstack[:s.KstackLen], Bytes: s.Stack[:s.StackLen]}
+	return nil
+}
+
+func (dec *Decoder) decodeFD(raw []byte, d *Decoded) error {
+	r := &dec.fd
+	if len(raw) < int(unsafe.Offsetof(r.Sock)) {
+		return fmt.Errorf("%w: fd event of %d bytes", errShort, len(raw))
+	}
+	fill(unsafe.Pointer(r), int(unsafe.Sizeof(*r)), raw)
+	e := &d.Event
+	header(&r.H, e)
+	e.FD, e.FD2 = r.Fd, r.Fd2
+	e.Flags = r.Flags
+	switch bpf.LeaktraceLtEventType(r.H.Type) {
+	case bpf.LeaktraceLtEventTypeLT_EV_FD_CLOSE:
+		e.Type = event.FDClose
+		return nil
+	case bpf.LeaktraceLtEventTypeLT_EV_CLOSE_RANGE:
+		e.Type = event.CloseRange
+		return nil
+	}
+	e.Type = event.FDOpen
+	if len(raw) < fdStackOff {
+		return fmt.Errorf("%w: fd open event of %d bytes", errShort, len(raw))
+	}
+	e.Kind, e.Target = classify(r)
+	if isPair(r.H.Nr) {
+		e.Kind2, e.Target2 = e.Kind, e.Target
+		if e.Kind == event.KindPipe {
+			// Both ends share an inode: the description fits both.
+			e.Target2 = e.Target
+		}
+	}
+	return dec.stack(&r.Stack, raw, fdStackOff, d)
+}
+
+func (dec *Decoder) decodeTask(raw []byte, d *Decoded) error {
+	r := &dec.task
+	if len(raw) < taskStackOff {
+		return fmt.Errorf("%w: task event of %d bytes", errShort, len(raw))
+	}
+	fill(unsafe.Pointer(r), int(unsafe.Sizeof(*r)), raw)
+	e := &d.Event
+	header(&r.H, e)
+	e.ChildPID, e.ChildTID, e.ChildFiles = r.ChildPid, r.ChildTid, r.ChildFiles
+	e.IsThread = r.IsThread != 0
+	e.GroupDead = r.GroupDead != 0
+	e.ExitCode = r.ExitCode
+	e.PPID = r.Ppid
+	e.Autoreap = r.Autoreap != 0
+	e.FD, e.FD2 = -1, -1
+	switch bpf.LeaktraceLtEventType(r.H.Type) {
+	case bpf.LeaktraceLtEventTypeLT_EV_TASK_EXIT:
+		e.Type = event.TaskExit
+		return nil
+	case bpf.LeaktraceLtEventTypeLT_EV_EXIT_GROUP:
+		e.Type = event.ExitGroup
+		return nil
+	case bpf.LeaktraceLtEventTypeLT_EV_REAP:
+		e.Type = event.Reap
+		return nil
+	}
+	e.Type = event.TaskNew
+	if e.IsThread {
+		e.Kind = event.KindThread
+	} else {
+		e.Kind = event.KindProcess
+	}
+	return dec.stack(&r.Stack, raw, taskStackOff, d)
+}
+
+func (dec *Decoder) decodeExec(raw []byte, d *Decoded) error {
+	r := &dec.exec
+	if len(raw) < int(unsafe.Sizeof(*r)) {
+		return fmt.Errorf("%w: exec event of %d bytes", errShort, len(raw))
+	}
+	fill(unsafe.Pointer(r), int(unsafe.Sizeof(*r)), raw)
+	e := &d.Event
+	header(&r.H, e)
+	e.Type = event.Exec
+	e.FD, e.FD2 = -1, -1
+	e.ChildTID = r.OldTid
+	words := min(int(r.FdbitsWords), len(r.Fdbits))
+	e.OpenFDs = append([]uint64(nil), r.Fdbits[:words]...)
+	e.OpenFDsComplete = int(r.MaxFds) <= words*64
+	e.Exe = dentryPath(r.Path[:], r.Depth)
+	d.AtEntry, d.AtBase = r.AtEntry, r.AtBase
+	return nil
+}
+
+func (dec *Decoder) decodeMmap(raw []byte, d *Decoded) error {
+	r := &dec.mmap
+	if len(raw) < int(unsafe.Sizeof(*r)) {
+		return fmt.Errorf("%w: mmap event of %d bytes", errShort, len(raw))
+	}
+	fill(unsafe.Pointer(r), int(unsafe.Sizeof(*r)), raw)
+	e := &d.Event
+	header(&r.H, e)
+	e.Type = event.Mmap
+	e.FD, e.FD2 = -1, -1
+	d.Map = Mapping{Addr: r.Addr, Len: r.Len, Offset: r.Pgoff, Path: dentryPath(r.Path[:], r.Depth)}
+	e.Target = d.Map.Path
+	return nil
+}
+
+// dentryPath joins components sent leaf first.
+func dentryPath(comps [][64]int8, depth uint32) string {
+	n := min(int(depth), len(comps))
+	if n == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for i := n - 1; i >= 0; i-- {
+		b.WriteByte('/')
+		b.WriteString(cstr(comps[i][:]))
+	}
+	return b.String()
+}
+
+func cstr(b []int8) string {
+	n := 0
+	for n < len(b) && b[n] != 0 {
+		n++
+	}
+	return string(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(b))), n))
+}
+
+const (
+	nrPipe       = 22
+	nrSocketpair = 53
+	nrPipe2      = 293
+	nrOpen       = 2
+	nrOpenat     = 257
+	nrOpenat2    = 437
+	nrCreat      = 85
+	nrMemfd      = 319
+)
+
+func isPair(nr uint16) bool { return nr == nrPipe || nr == nrPipe2 || nr == nrSocketpair }
+
+// classify names the kind and target of a new fd from what the kernel saw.
+func classify(r *bpf.LeaktraceLtFdEvent) (event.Kind, string) {
+	name := cstr(r.Name[:])
+	path := cstr(r.Path[:])
+	switch r.Mode & 0o170000 {
+	case 0o100000: // S_IFREG
+		if r.H.Nr == nrMemfd || strings.HasPrefix(name, "memfd:") {
+			return event.KindMemfd, "memfd:" + strings.TrimPrefix(name, "memfd:")
+		}
+		if path != "" {
+			return event.KindFile, path
+		}
+		return event.KindFile, name
+	case 0o040000: // S_IFDIR
+		if path != "" {
+			return event.KindDir, path
+		}
+		return event.KindDir, name
+	case 0o140000: // S_IFSOCK
+		return event.KindSocket, sockTarget(r)
+	case 0o010000: // S_IFIFO
+		if path != "" {
+			return event.KindPipe, path // a named fifo
+		}
+		return event.KindPipe, fmt.Sprintf("pipe:[%d]", r.Ino)
+	case 0o020000, 0o060000: // S_IFCHR, S_IFBLK
+		if path != "" {
+			return event.KindFile, path
+		}
+		return event.KindFile, name
+	}
+	// Anonymous inodes: the dentry is named after what they are.
+	switch name {
+	case "[eventfd]":
+		return event.KindEventfd, "anon_inode:[eventfd]"
+	case "[eventpoll]":
+		return event.KindEpoll, "anon_inode:[eventpoll]"
+	case "[timerfd]":
+		return event.KindTimerfd, "anon_inode:[timerfd]"
+	case "[signalfd]":
+		return event.KindSignalfd, "anon_inode:[signalfd]"
+	case "inotify":
+		return event.KindInotify, "anon_inode:inotify"
+	case "[fanotify]":
+		return event.KindFanotify, "anon_inode:[fanotify]"
+	case "[pidfd]":
+		return event.KindPidfd, "anon_inode:[pidfd]"
+	case "[io_uring]":
+		return event.KindIOUring, "anon_inode:[io_uring]"
+	}
+	if strings.HasPrefix(name, "pidfd") || r.H.Nr == 434 {
+		return event.KindPidfd, "anon_inode:[pidfd]"
+	}
+	if path != "" && (r.H.Nr == nrOpen || r.H.Nr == nrOpenat || r.H.Nr == nrOpenat2 || r.H.Nr == nrCreat) {
+		return event.KindFile, path
+	}
+	if name != "" {
+		return event.KindAnon, "anon_inode:" + name
+	}
+	return event.KindAnon, "anon_inode"
+}
+
+var sockTypes = map[uint16]string{1: "stream", 2: "dgram", 3: "raw", 5: "seqpacket"}
+
+func sockTarget(r *bpf.LeaktraceLtFdEvent) string {
+	s := &r.Sock
+	if r.Flags&(1<<2) == 0 {
+		return fmt.Sprintf("socket:[%d]", r.Ino)
+	}
+	switch s.Family {
+	case 1: // AF_UNIX
+		return fmt.Sprintf("unix %s socket:[%d]", sockTypes[s.Type], r.Ino)
+	case 2, 10: // AF_INET, AF_INET6
+		proto := "ip"
+		switch s.Protocol {
+		case 6:
+			proto = "tcp"
+		case 17:
+			proto = "udp"
+		case 1, 58:
+			proto = "icmp"
+		}
+		var src, dst netip.Addr
+		if s.Family == 2 {
+			src = netip.AddrFrom4([4]byte(s.Saddr[:4]))
+			dst = netip.AddrFrom4([4]byte(s.Daddr[:4]))
+		} else {
+			proto += "6"
+			src = netip.AddrFrom16(s.Saddr)
+			dst = netip.AddrFrom16(s.Daddr)
+		}
+		t := proto
+		if s.Sport != 0 || !src.IsUnspecified() {
+			t += " " + netip.AddrPortFrom(src, s.Sport).String()
+		}
+		if s.Dport != 0 {
+			t += " -> " + netip.AddrPortFrom(dst, s.Dport).String()
+		}
+		return t
+	case 16:
+		return fmt.Sprintf("netlink socket:[%d]", r.Ino)
+	}
+	return fmt.Sprintf("socket family %d:[%d]", s.Family, r.Ino)
+}

@@ -1,0 +1,266 @@
+// Package tracer loads leaktrace's BPF programs, attaches them, keeps the
+// in-kernel pid filter, and reads and decodes the ring buffer. It knows
+// nothing of leaks.
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/leaktrace/leaktrace/bpf"
+)
+
+// Config tunes the kernel side.
+type Config struct {
+	// RingBufferBytes is the ring buffer's size, a power of two of at least a
+	// page. 0 means DefaultRingBufferBytes.
+	RingBufferBytes int
+	// StackBytes is how much of the user stack is copied per creation event
+	// for unwinding, at most MaxStackBytes. 0 means DefaultStackBytes.
+	StackBytes int
+	// TraceAll traces every process on the host but leaktrace itself.
+	TraceAll bool
+}
+
+const (
+	DefaultRingBufferBytes = 32 << 20
+	DefaultStackBytes      = 2048
+	MaxStackBytes          = 8192
+)
+
+// Tracer is a loaded and attached set of programs.
+type Tracer struct {
+	objs  bpf.LeaktraceObjects
+	links []link.Link
+	rd    *ringbuf.Reader
+
+	closeOnce sync.Once
+}
+
+// Error is a failure the user can act on: Hint says what to do.
+type Error struct {
+	Msg  string
+	Hint string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Hint == "" {
+		return e.Msg
+	}
+	return e.Msg + ": " + e.Hint
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// CheckPrivileges reports, before anything is loaded, the environment problems
+// a user can fix: not root, no BTF.
+func CheckPrivileges() error {
+	if os.Geteuid() != 0 {
+		return &Error{Msg: "leaktrace needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE)", Hint: "run it with sudo"}
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return &Error{Msg: "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing)", Hint: "use a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distributions since 2021)", Err: err}
+	}
+	return nil
+}
+
+// New loads and attaches the programs. Nothing is traced until Trace is
+// called, unless cfg.TraceAll.
+func New(cfg Config) (*Tracer, error) {
+	if err := CheckPrivileges(); err != nil {
+		return nil, err
+	}
+	if cfg.RingBufferBytes == 0 {
+		cfg.RingBufferBytes = DefaultRingBufferBytes
+	}
+	if cfg.StackBytes == 0 {
+		cfg.StackBytes = DefaultStackBytes
+	}
+	if cfg.StackBytes < 0 || cfg.StackBytes > MaxStackBytes {
+		return nil, fmt.Errorf("stack bytes %d out of range 0..%d", cfg.StackBytes, MaxStackBytes)
+	}
+	rb := cfg.RingBufferBytes
+	if rb < os.Getpagesize() || rb&(rb-1) != 0 {
+		return nil, fmt.Errorf("ring buffer size %d is not a power of two of at least a page", rb)
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("removing memlock limit: %w", err)
+	}
+
+	spec, err := bpf.LoadLeaktrace()
+	if err != nil {
+		return nil, fmt.Errorf("loading BPF spec: %w", err)
+	}
+	spec.Maps["events"].MaxEntries = uint32(rb)
+	set := map[string]uint32{
+		"stack_bytes": uint32(cfg.StackBytes),
+		"self_tgid":   uint32(os.Getpid()),
+	}
+	if cfg.TraceAll {
+		set["trace_all"] = 1
+	}
+	for name, v := range set {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+
+	t := &Tracer{}
+	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("loading BPF programs: verifier: %+v", ve)
+		}
+		return nil, fmt.Errorf("loading BPF programs: %w", err)
+	}
+	progs := []*ebpf.Program{
+		t.objs.SysEnter, t.objs.SysExit,
+		t.objs.SchedProcessFork, t.objs.SchedProcessExec, t.objs.SchedProcessExit,
+	}
+	for _, p := range progs {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("attaching %s: %w", p, err)
+		}
+		t.links = append(t.links, l)
+	}
+	t.rd, err = ringbuf.NewReader(t.objs.Events)
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("opening ringbuf reader: %w", err)
+	}
+	return t, nil
+}
+
+// Trace adds a process (thread group id) to the in-kernel filter. Its future
+// children are added by the kernel side at fork.
+func (t *Tracer) Trace(pid uint32) error {
+	if err := t.objs.Traced.Put(pid, uint8(1)); err != nil {
+		return fmt.Errorf("adding pid %d to the filter: %w", pid, err)
+	}
+	return nil
+}
+
+// Counters are the kernel side's own counts, summed over CPUs.
+type Counters struct {
+	Sent         uint64 // records put into the ring buffer
+	RingbufFull  uint64 // records lost: ring buffer full
+	InflightFull uint64 // syscalls not followed: parking map full
+	TracedFull   uint64 // processes not followed: filter map full
+	MissedExit   uint64 // syscall exits with no parked enter
+}
+
+// Lost is every event the kernel side could not deliver.
+func (c Counters) Lost() uint64 { return c.RingbufFull + c.InflightFull + c.TracedFull }
+
+// Counters reads the kernel counters.
+func (t *Tracer) Counters() (Counters, error) {
+	var c Counters
+	read := func(idx bpf.LeaktraceLtCounter) (uint64, error) {
+		var per []uint64
+		if err := t.objs.Counters.Lookup(uint32(idx), &per); err != nil {
+			return 0, fmt.Errorf("reading counter %d: %w", idx, err)
+		}
+		var sum uint64
+		for _, v := range per {
+			sum += v
+		}
+		return sum, nil
+	}
+	var err error
+	for _, f := range []struct {
+		idx bpf.LeaktraceLtCounter
+		dst *uint64
+	}{
+		{bpf.LeaktraceLtCounterLT_CNT_EVENTS, &c.Sent},
+		{bpf.LeaktraceLtCounterLT_CNT_RINGBUF_FULL, &c.RingbufFull},
+		{bpf.LeaktraceLtCounterLT_CNT_INFLIGHT_FULL, &c.InflightFull},
+		{bpf.LeaktraceLtCounterLT_CNT_TRACED_FULL, &c.TracedFull},
+		{bpf.LeaktraceLtCounterLT_CNT_MISSED_EXIT, &c.MissedExit},
+	} {
+		if *f.dst, err = read(f.idx); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// ErrClosed is returned by Read after Close.
+var ErrClosed = errors.New("tracer closed")
+
+// Read calls fn with every raw record, in ring buffer order, until Close is
+// called or fn fails. The record's bytes are only valid during the call.
+func (t *Tracer) Read(fn func(raw []byte) error) error {
+	var rec ringbuf.Record
+	for {
+		if err := t.rd.ReadInto(&rec); err != nil {
+			if errors.Is(err, os.ErrClosed) || errors.Is(err, ringbuf.ErrClosed) {
+				return ErrClosed
+			}
+			return fmt.Errorf("reading ring buffer: %w", err)
+		}
+		if err := fn(rec.RawSample); err != nil {
+			return err
+		}
+	}
+}
+
+// ReadUntil calls fn with every record, in ring buffer order, until stop is
+// closed and the ring buffer is then empty, or fn fails. The record's bytes
+// are only valid during the call.
+func (t *Tracer) ReadUntil(stop <-chan struct{}, fn func(raw []byte) error) error {
+	var rec ringbuf.Record
+	stopping := false
+	for {
+		wait := 100 * time.Millisecond
+		if stopping {
+			wait = 0
+		}
+		t.rd.SetDeadline(time.Now().Add(wait))
+		err := t.rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+			if err := fn(rec.RawSample); err != nil {
+				return err
+			}
+			continue
+		case errors.Is(err, os.ErrDeadlineExceeded):
+		case errors.Is(err, os.ErrClosed), errors.Is(err, ringbuf.ErrClosed):
+			return ErrClosed
+		default:
+			return fmt.Errorf("reading ring buffer: %w", err)
+		}
+		if stopping {
+			return nil
+		}
+		select {
+		case <-stop:
+			stopping = true
+		default:
+		}
+	}
+}
+
+// Close detaches everything. It unblocks Read.
+func (t *Tracer) Close() error {
+	t.closeOnce.Do(func() {
+		if t.rd != nil {
+			t.rd.Close()
+		}
+		for _, l := range t.links {
+			l.Close()
+		}
+		t.objs.Close()
+	})
+	return nil
+}
