@@ -238,6 +238,11 @@ func (a *Aggregator) Apply(e *event.Event) {
 		}
 	case event.CloseRange:
 		a.closeRange(e)
+	case event.FDUpdate:
+		p := a.proc(e)
+		if h := p.table.fds[e.FD]; h != nil && e.Target != "" && e.Kind == h.Kind {
+			h.Target = e.Target
+		}
 	case event.TaskNew:
 		a.taskNew(e)
 	case event.Exec:
@@ -264,8 +269,9 @@ func (a *Aggregator) fdOpen(e *event.Event) {
 		if e.FD == e.FD2 {
 			return // dup2(fd, fd) changes nothing
 		}
-		if src := t.fds[e.FD2]; src != nil {
-			// The source knows the path it was opened with.
+		if src := t.fds[e.FD2]; src != nil && src.Kind != event.KindSocket {
+			// The source knows the path it was opened with; a socket's
+			// fresh description from the kernel is the more current.
 			h.Target = src.Target
 			h.Kind = src.Kind
 		}

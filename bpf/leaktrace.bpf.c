@@ -65,6 +65,10 @@ const volatile __u32 self_tgid = 0;      /* leaktrace itself: never traced */
 #define NR_pidfd_getfd 438
 #define NR_memfd_secret 447
 #define NR_wait4 61
+#define NR_connect 42
+#define NR_bind 49
+#define NR_listen 50
+#define EINPROGRESS 115
 #define NR_waitid 247
 #define NR_exit_group 231
 #define WNOWAIT 0x01000000
@@ -166,6 +170,7 @@ static __always_inline bool interesting(long nr)
 	case NR_fsopen: case NR_fsmount: case NR_fspick: case NR_pidfd_open:
 	case NR_close_range: case NR_openat2: case NR_pidfd_getfd:
 	case NR_memfd_secret: case NR_wait4: case NR_waitid: case NR_exit_group:
+	case NR_connect: case NR_bind: case NR_listen:
 		return true;
 	}
 	return false;
@@ -412,6 +417,20 @@ static __always_inline int handle_fd_exit(void *ctx, struct inflight *in, long r
 		break;
 	case NR_mmap:
 		return 0; /* handled by the caller */
+	case NR_connect:
+	case NR_bind:
+	case NR_listen:
+		/* A socket got its addresses: describe it again. */
+		if (ret != 0 && !(nr == NR_connect && ret == -EINPROGRESS))
+			return 0;
+		e = fd_event(LT_EV_FD_UPDATE, nr);
+		if (!e)
+			return 0;
+		e->fd = (int)in->args[0];
+		e->ret = ret;
+		describe_file(e, fd_file(task, e->fd));
+		submit(e, offsetof(struct lt_fd_event, path));
+		return 0;
 	}
 	if (ret < 0)
 		return 0;

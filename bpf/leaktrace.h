@@ -22,6 +22,7 @@ enum lt_event_type {
 	LT_EV_MMAP = 7,        /* an executable file mapping (for symbolization) */
 	LT_EV_EXIT_GROUP = 8,  /* exit_group entered: threads still running now leak */
 	LT_EV_REAP = 9,        /* wait4/waitid reaped child_pid */
+	LT_EV_FD_UPDATE = 10,  /* fd's description changed: socket bound, connected */
 };
 
 /* Bits of lt_fd_event.flags. */

@@ -42,6 +42,7 @@ const (
 	LeaktraceLtEventTypeLT_EV_MMAP        LeaktraceLtEventType = 7
 	LeaktraceLtEventTypeLT_EV_EXIT_GROUP  LeaktraceLtEventType = 8
 	LeaktraceLtEventTypeLT_EV_REAP        LeaktraceLtEventType = 9
+	LeaktraceLtEventTypeLT_EV_FD_UPDATE   LeaktraceLtEventType = 10
 )
 
 type LeaktraceLtExecEvent struct {

@@ -18,9 +18,10 @@ const (
 	Mmap                       // an executable file mapping (symbolization only)
 	ExitGroup                  // PID began to exit: its other threads still run now
 	Reap                       // ChildPID was reaped by PID (wait4, waitid)
+	FDUpdate                   // FD's target changed (a socket bound or connected)
 )
 
-var typeNames = [...]string{"", "fd_open", "fd_close", "close_range", "task_new", "exec", "task_exit", "mmap", "exit_group", "reap"}
+var typeNames = [...]string{"", "fd_open", "fd_close", "close_range", "task_new", "exec", "task_exit", "mmap", "exit_group", "reap", "fd_update"}
 
 func (t Type) String() string {
 	if int(t) < len(typeNames) && t > 0 {

@@ -42,12 +42,14 @@ func runReport() *report.Report {
 			{PID: 1201, Comm: "python3", Exe: "/usr/bin/python3.11", FD: 8, Kind: "socket", Target: "tcp 10.0.0.7:5432", AgeSeconds: 1.8, Site: "connect", Stack: pyConnect},
 			{PID: 1201, Comm: "python3", Exe: "/usr/bin/python3.11", FD: 9, Kind: "pipe", Target: "pipe:[4711]", AgeSeconds: 1.0, Site: "spawn", Stack: pyPipe},
 			{PID: 1202, Comm: "sh", Exe: "/bin/sh", FD: 9, Kind: "pipe", Target: "pipe:[4711]", AgeSeconds: 0.9, Inherited: true, Site: "spawn", Stack: pyPipe},
-			{PID: 1201, Comm: "python3", Exe: "/usr/bin/python3.11", FD: 12, Kind: "eventfd", Target: "anon_inode:[eventfd]", AgeSeconds: 0.5},
+			{PID: 1201, Comm: "python3", Exe: "/usr/bin/python3.11", FD: 12, Kind: "eventfd", Target: "anon_inode:[eventfd]", AgeSeconds: 0.5, Stack: []report.Frame{}},
 		},
 		Sites: []report.Site{
 			{Key: "spawn", Count: 1, Headline: pyPipe[1], Kinds: map[string]int{"pipe": 1}, Targets: []string{"pipe:[4711]"}, Exes: []string{"/usr/bin/python3.11"}, Stack: pyPipe},
 			{Key: "parquet", Count: 1, Headline: pyParquet[1], Kinds: map[string]int{"file": 1}, Targets: []string{"/data/a.parquet"}, Exes: []string{"/usr/bin/python3.11"}, Stack: pyParquet},
 			{Key: "connect", Count: 3, Headline: pyConnect[2], Kinds: map[string]int{"socket": 3}, Targets: []string{"tcp 10.0.0.5:5432", "tcp 10.0.0.6:5432"}, Exes: []string{"/usr/bin/python3.11"}, Stack: pyConnect},
+			// The session groups counted leaks without a stack under the key "".
+			{Key: "", Count: 1, Kinds: map[string]int{"eventfd": 1}, Targets: []string{"anon_inode:[eventfd]"}, Exes: []string{"/usr/bin/python3.11"}, Stack: []report.Frame{}},
 		},
 		Processes: []report.Process{
 			{PID: 1202, PPID: 1201, Comm: "sh", Exe: "/bin/sh", Leaked: 0, Exited: true, ExitCode: 0},
@@ -67,6 +69,14 @@ func attachReport() *report.Report {
 	for i := range 2 {
 		leaks = append(leaks, report.Leak{PID: 4242, Comm: "api", FD: 40 + i, Kind: "socket", Target: "tcp 10.0.0.5:5432", AgeSeconds: 65 + float64(i), Site: "connect", Stack: pyConnect})
 	}
+	goThread := []report.Frame{{Address: 0x4a1000, Function: "runtime.clone", File: "/usr/lib/go/src/runtime/sys_linux_amd64.s", Line: 620, Module: "/opt/api/api"},
+		{Address: 0x4a2000, Function: "runtime.newosproc", File: "/usr/lib/go/src/runtime/os_linux.go", Line: 186, Module: "/opt/api/api"}}
+	for i := range 3 {
+		leaks = append(leaks, report.Leak{PID: 4242, Comm: "api", FD: -1, TID: 4243 + i, Kind: "thread", Target: "thread", AgeSeconds: 600, Internal: true, Site: "gothread", Stack: goThread})
+	}
+	// A copy inherited by a helper whose parent has since closed its own: its site
+	// counted nothing.
+	leaks = append(leaks, report.Leak{PID: 4300, Comm: "helper", FD: 9, Kind: "pipe", Target: "pipe:[99]", AgeSeconds: 120, Inherited: true, Site: "spawn", Stack: pyPipe})
 	return &report.Report{
 		Schema:   report.Schema,
 		Mode:     "attach",

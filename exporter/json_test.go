@@ -265,8 +265,8 @@ func FuzzReadJSON(f *testing.F) {
 	// Seeds are kept small and compact: the fuzzer minimizes every new input it
 	// finds, in time that grows with the square of the input's length.
 	small := &report.Report{Mode: "attach", Complete: true,
-		Leaks: []report.Leak{{PID: 2, FD: 3, Kind: "file", Target: "/x", Site: "k", Stack: []report.Frame{{Address: 1, Function: "f", File: "a.go", Line: 2}}}},
-		Sites: []report.Site{{Key: "k", Count: 1, Growth: 1, Kinds: map[string]int{"file": 1}, Stack: []report.Frame{{Address: 1}}}},
+		Leaks:     []report.Leak{{PID: 2, FD: 3, Kind: "file", Target: "/x", Site: "k", Stack: []report.Frame{{Address: 1, Function: "f", File: "a.go", Line: 2}}}},
+		Sites:     []report.Site{{Key: "k", Count: 1, Growth: 1, Kinds: map[string]int{"file": 1}, Stack: []report.Frame{{Address: 1}}}},
 		Processes: []report.Process{{PID: 2, Leaked: 1}, {PID: 3}},
 		Budget:    &report.Budget{Limit: 1, Leaked: 1}}
 	for _, r := range []*report.Report{cleanReport(), small, {}} {

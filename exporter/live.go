@@ -152,7 +152,11 @@ func writeLiveTable(b *strings.Builder, sites []report.Site, width, rows int) {
 	}
 	for _, s := range ranked[:shown] {
 		kinds := kindList(s.Kinds, ",")
-		row(strconv.Itoa(outstanding(s)), growthText(s.Growth), truncate(kinds, liveKindsWidth), liveSite(headline(s), siteWidth))
+		where := "(no stack)"
+		if s.Key != "" || len(s.Stack) > 0 {
+			where = liveSite(headline(s), siteWidth)
+		}
+		row(strconv.Itoa(outstanding(s)), growthText(s.Growth), truncate(kinds, liveKindsWidth), where)
 	}
 	if k := len(ranked) - shown; k > 0 {
 		b.WriteString(truncate(fmt.Sprintf("  … %d more %s", k, plural(k, "site", "sites")), width))

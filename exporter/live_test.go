@@ -38,13 +38,13 @@ func liveSites() []report.Site {
 
 func TestWriteLive(t *testing.T) {
 	tests := []struct {
-		name          string
-		v             LiveView
-		wantLines     int      // lines printed, header included
-		inOrder       []string // after escapes are stripped
-		header        []string // on the header line, escapes kept
-		headerAbsent  []string
-		anywhereAbsnt []string
+		name         string
+		v            LiveView
+		wantLines    int      // lines printed, header included
+		inOrder      []string // after escapes are stripped
+		header       []string // on the header line, escapes kept
+		headerAbsent []string
+		absent       []string
 	}{
 		{
 			name: "80x10 with lost events",
@@ -63,34 +63,44 @@ func TestWriteLive(t *testing.T) {
 			header: []string{"pid 4242 (api)", "12m34s", "open 57", "events 90000", ansiRed + "LOST 3, incomplete" + ansiReset},
 		},
 		{
-			name:      "no lost events: not highlighted",
-			v:         LiveView{PID: 1, Comm: "init", Open: 3, Received: 10, Sites: liveSites()[:2], Width: 100, Height: 24},
-			wantLines: 4,
-			inOrder:   []string{"leaktrace attach  pid 1 (init)  0s  open 3  events 10  lost 0", "    2       0  socket=2", "    1       0  socket=1"},
-			header:    []string{"lost 0"},
+			name:         "no lost events: not highlighted",
+			v:            LiveView{PID: 1, Comm: "init", Open: 3, Received: 10, Sites: liveSites()[:2], Width: 100, Height: 24},
+			wantLines:    4,
+			inOrder:      []string{"leaktrace attach  pid 1 (init)  0s  open 3  events 10  lost 0", "    2       0  socket=2", "    1       0  socket=1"},
+			header:       []string{"lost 0"},
 			headerAbsent: []string{"\x1b[1", "LOST"},
 		},
 		{
-			name:          "narrow terminal keeps pid and lost",
-			v:             LiveView{PID: 4242, Comm: "api", Elapsed: time.Hour, Received: 123456789, Lost: 12, Open: 1000, Sites: liveSites(), Width: 40, Height: 6},
-			wantLines:     5,
-			header:        []string{"pid 4242 (api)", "LOST 12, incomplete"},
-			headerAbsent:  []string{"events", "leaktrace"},
-			inOrder:       []string{"   24     +23  socket=24", "  … 28 more sites"},
-			anywhereAbsnt: []string{"pool.go"},
+			name:         "narrow terminal keeps pid and lost",
+			v:            LiveView{PID: 4242, Comm: "api", Elapsed: time.Hour, Received: 123456789, Lost: 12, Open: 1000, Sites: liveSites(), Width: 40, Height: 6},
+			wantLines:    5,
+			header:       []string{"pid 4242 (api)", "LOST 12, incomplete"},
+			headerAbsent: []string{"events", "leaktrace"},
+			inOrder:      []string{"   24     +23  socket=24", "  … 28 more sites"},
+			absent:       []string{"pool.go"},
 		},
 		{
 			name:      "site column shortens the path before the function",
 			v:         LiveView{PID: 7, Sites: liveSites()[3:4], Width: 150, Height: 24},
 			wantLines: 3,
 			inOrder:   []string{"github.com/acme/service/internal/storage.(*Pool).acquireConnection3 pool.go:103"},
-			anywhereAbsnt: []string{"/home/builder"},
+			absent:    []string{"/home/builder"},
 		},
 		{
 			name:      "very small screen shows only the header",
 			v:         LiveView{PID: 7, Sites: liveSites(), Width: 12, Height: 3},
 			wantLines: 1,
 			header:    []string{"pid 7"},
+		},
+		{
+			name: "stackless site",
+			v: LiveView{PID: 7, Width: 80, Height: 24, Sites: []report.Site{
+				{Key: "", Count: 2, Outstanding: 3, Kinds: map[string]int{"pipe": 2}},
+				{Key: "k", Count: 5, Kinds: map[string]int{"file": 5}, Headline: report.Frame{Function: "main.open", File: "m.go", Line: 9}},
+			}},
+			wantLines: 4,
+			inOrder:   []string{"    5       0  file=5            main.open m.go:9\n", "    3       0  pipe=2            (no stack)\n"},
+			absent:    []string{"0x0"},
 		},
 		{
 			name:      "nothing yet",
@@ -142,7 +152,7 @@ func TestWriteLive(t *testing.T) {
 					t.Errorf("header %q has %q", lines[0], bad)
 				}
 			}
-			for _, bad := range tc.anywhereAbsnt {
+			for _, bad := range tc.absent {
 				if strings.Contains(plain, bad) {
 					t.Errorf("output has %q", bad)
 				}

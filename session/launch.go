@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"runtime"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrCommandNotFound wraps a command that cannot be found or executed.
@@ -28,6 +30,13 @@ func (s *Session) Start(argv []string) (*exec.Cmd, error) {
 	cmd.Args = argv
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
+
+	// Whatever leaktrace itself inherited without close-on-exec (a CI
+	// runner's fds, a shell's) must not reach the command: Go's exec only
+	// rearranges 0, 1 and 2.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("marking leaktrace's fds close-on-exec: %w", err)
+	}
 
 	// ptrace requests must come from the thread that forked the child.
 	runtime.LockOSThread()

@@ -235,18 +235,23 @@ func (s *Session) symbolize(id event.StackID) *symbolized {
 	return out
 }
 
-// runtimeInternal: the syscall was made by the Go runtime itself (its
-// threads, its poller's epoll and pipe), not on behalf of user code.
+// runtimeInternal: the handle was made by the Go runtime for itself (its
+// threads, its poller's epoll and eventfd, the cgroup files it keeps open),
+// not on behalf of user code. Known creators are named, since user calls
+// also pass through runtime frames (runtime.fcntl serves os and net).
 func runtimeInternal(frames []report.Frame) bool {
 	for _, f := range frames {
-		fn := f.Function
-		if fn == "" || strings.HasPrefix(fn, "internal/runtime/syscall") || strings.HasPrefix(fn, "runtime/internal/syscall") {
-			continue
+		for _, c := range goRuntimeCreators {
+			if strings.HasPrefix(f.Function, c) {
+				return true
+			}
 		}
-		return strings.HasPrefix(fn, "runtime.") || strings.HasPrefix(fn, "internal/runtime/")
 	}
 	return false
 }
+
+var goRuntimeCreators = []string{"runtime.newosproc", "runtime.newm", "runtime.netpollinit",
+	"internal/runtime/cgroup.", "runtime.defaultGOMAXPROCSInit"}
 
 var systemModules = []string{"libc.so", "libc-", "ld-linux", "ld-musl", "libpthread", "libstdc++", "libgcc_s", "libpython", "libdl"}
 

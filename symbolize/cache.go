@@ -7,10 +7,9 @@ import (
 	"time"
 )
 
-// revalidateEvery is how often a cached module's file is stat'ed to notice that it was
-// rebuilt or installed since: a CI job may compile and run a program under the same
-// path several times in one trace. Stat'ing on every event would cost more than the
-// unwind itself.
+// revalidateEvery is how often Module stats a cached module's file to notice that it
+// was rebuilt or installed since: a CI job may compile and run a program under the
+// same path several times in one trace.
 const revalidateEvery = time.Second
 
 // Cache holds parsed modules by path. Each file is parsed at most once while it stays
@@ -67,6 +66,21 @@ func (c *Cache) Module(path string) (*Module, error) {
 		delete(c.entries, old.Value.(*cacheEntry).path)
 	}
 	return e.mod, e.err
+}
+
+// cached returns the module at path without checking the file on disk, for the
+// unwinder's hot path: a stat per frame would cost more than the unwind. Files are
+// rechecked by Module, which exec and symbolization go through.
+func (c *Cache) cached(path string) (*Module, error) {
+	c.mu.Lock()
+	if el, ok := c.entries[path]; ok {
+		c.lru.MoveToFront(el)
+		e := el.Value.(*cacheEntry)
+		c.mu.Unlock()
+		return e.mod, e.err
+	}
+	c.mu.Unlock()
+	return c.Module(path)
 }
 
 func statIdent(path string) fileIdent {

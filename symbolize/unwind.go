@@ -41,6 +41,15 @@ type cachedRow struct {
 type Unwinder struct {
 	cache *Cache
 	rows  map[rowKey]cachedRow
+	// mods remembers, for one Unwind call, the modules already looked up: a stack
+	// mostly alternates between the program and libc.
+	mods  [4]moduleMemo
+	nmods int
+}
+
+type moduleMemo struct {
+	path string
+	mod  *Module
 }
 
 // NewUnwinder returns an unwinder that finds modules through c.
@@ -70,6 +79,7 @@ func (u *Unwinder) Unwind(s *AddressSpace, regs Regs, stack []byte, kernelFP []u
 		return pcs
 	}
 	start := len(pcs)
+	u.nmods = 0
 	pcs = append(pcs, regs.IP)
 	mem := stackMem{base: regs.SP, b: stack}
 	rf := regFile{ip: regs.IP, sp: regs.SP, bp: regs.BP}
@@ -212,8 +222,8 @@ func fpStep(rf *regFile, mem *stackMem) (regFile, bool, stepResult) {
 
 // rowAt returns the compiled CFI row for the address look in mapping m.
 func (u *Unwinder) rowAt(m Mapping, look uint64) (row, bool) {
-	mod, err := u.cache.Module(m.Path)
-	if err != nil {
+	mod := u.module(m.Path)
+	if mod == nil {
 		return row{}, false
 	}
 	vaddr, ok := mod.Vaddr(m.Offset + (look - m.Start))
@@ -240,6 +250,24 @@ func (u *Unwinder) rowAt(m Mapping, look uint64) (row, bool) {
 	}
 	u.rows[key] = cr
 	return cr.row, cr.ok
+}
+
+// module returns the module at path, or nil when it cannot be parsed.
+func (u *Unwinder) module(path string) *Module {
+	for i := range u.nmods {
+		if u.mods[i].path == path {
+			return u.mods[i].mod
+		}
+	}
+	mod, err := u.cache.cached(path)
+	if err != nil {
+		mod = nil
+	}
+	if u.nmods < len(u.mods) {
+		u.mods[u.nmods] = moduleMemo{path, mod}
+		u.nmods++
+	}
+	return mod
 }
 
 // joinKernel continues an unwind that ran out of stack copy with the kernel's

@@ -71,7 +71,8 @@ func (dec *Decoder) Decode(raw []byte, d *Decoded) error {
 	typ := binary.LittleEndian.Uint16(raw[24:26])
 	*d = Decoded{}
 	switch bpf.LeaktraceLtEventType(typ) {
-	case bpf.LeaktraceLtEventTypeLT_EV_FD_OPEN, bpf.LeaktraceLtEventTypeLT_EV_FD_CLOSE, bpf.LeaktraceLtEventTypeLT_EV_CLOSE_RANGE:
+	case bpf.LeaktraceLtEventTypeLT_EV_FD_OPEN, bpf.LeaktraceLtEventTypeLT_EV_FD_CLOSE, bpf.LeaktraceLtEventTypeLT_EV_CLOSE_RANGE,
+		bpf.LeaktraceLtEventTypeLT_EV_FD_UPDATE:
 		return dec.decodeFD(raw, d)
 	case bpf.LeaktraceLtEventTypeLT_EV_TASK_NEW, bpf.LeaktraceLtEventTypeLT_EV_TASK_EXIT,
 		bpf.LeaktraceLtEventTypeLT_EV_EXIT_GROUP, bpf.LeaktraceLtEventTypeLT_EV_REAP:
@@ -124,6 +125,13 @@ func (dec *Decoder) decodeFD(raw []byte, d *Decoded) error {
 		return nil
 	case bpf.LeaktraceLtEventTypeLT_EV_CLOSE_RANGE:
 		e.Type = event.CloseRange
+		return nil
+	case bpf.LeaktraceLtEventTypeLT_EV_FD_UPDATE:
+		if len(raw) < int(unsafe.Offsetof(r.Path)) {
+			return fmt.Errorf("%w: fd update of %d bytes", errShort, len(raw))
+		}
+		e.Type = event.FDUpdate
+		e.Kind, e.Target = classify(r)
 		return nil
 	}
 	e.Type = event.FDOpen
@@ -320,7 +328,7 @@ func sockTarget(r *bpf.LeaktraceLtFdEvent) string {
 	case 2, 10: // AF_INET, AF_INET6
 		proto := "ip"
 		switch s.Protocol {
-		case 6:
+		case 6, 262: // IPPROTO_TCP, IPPROTO_MPTCP (Go's listeners)
 			proto = "tcp"
 		case 17:
 			proto = "udp"

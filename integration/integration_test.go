@@ -1,0 +1,370 @@
+// Package integration runs the real leaktrace binary, as root, on small C and
+// Go programs with known leaks, and checks its report against the kernel's
+// own truth: the programs list /proc/self/fd just before they exit.
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/leaktrace/leaktrace/exporter"
+	"github.com/leaktrace/leaktrace/report"
+)
+
+// requireRoot skips a developer's non-root run, saying why; in CI (CI=true)
+// these tests must run, so a missing privilege fails them.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("integration tests need root in CI (they load BPF programs)")
+	}
+	t.Skip("skipping: loading BPF programs needs root; run `sudo make test`")
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// binaries builds leaktrace and the test programs once.
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "leaktrace-it-")
+		if buildErr != nil {
+			return
+		}
+		root := repoRoot()
+		steps := [][]string{
+			{"go", "build", "-o", filepath.Join(buildDir, "leaktrace"), "./cmd/leaktrace"},
+			{"go", "build", "-o", filepath.Join(buildDir, "leaky-go"), "./testdata/leaky-go"},
+			{"gcc", "-O1", "-g", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "leaky-c"), "testdata/leaky-c/leaky.c"},
+			{"gcc", "-O2", "-g", "-fomit-frame-pointer", "-o", filepath.Join(buildDir, "leaky-c-nofp"), "testdata/leaky-c/leaky.c"},
+		}
+		for _, s := range steps {
+			cmd := exec.Command(s[0], s[1:]...)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("%s: %v\n%s", strings.Join(s, " "), err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildDir
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+type truth struct {
+	open  []int          // /proc/self/fd at exit, 0-2 left out
+	leaks map[int]string // fd -> function that leaked it on purpose
+}
+
+func readTruth(t *testing.T, path string) truth {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("reading ground truth: %v", err)
+	}
+	defer f.Close()
+	tr := truth{leaks: map[int]string{}}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 {
+			continue
+		}
+		fd, err := strconv.Atoi(fields[1])
+		if err != nil {
+			t.Fatalf("bad truth line %q", sc.Text())
+		}
+		switch fields[0] {
+		case "open":
+			if fd > 2 {
+				tr.open = append(tr.open, fd)
+			}
+		case "leak":
+			tr.leaks[fd] = fields[2]
+		}
+	}
+	slices.Sort(tr.open)
+	return tr
+}
+
+// runTraced runs `leaktrace run --json` on argv and returns the report, the
+// ground truth and leaktrace's exit code.
+func runTraced(t *testing.T, flags []string, argv ...string) (*report.Report, truth, int) {
+	t.Helper()
+	dir := binaries(t)
+	tmp := t.TempDir()
+	jsonPath := filepath.Join(tmp, "report.json")
+	truthPath := filepath.Join(tmp, "truth")
+	args := append([]string{"run", "--json", jsonPath}, flags...)
+	args = append(args, "--")
+	args = append(args, argv...)
+	cmd := exec.Command(filepath.Join(dir, "leaktrace"), args...)
+	cmd.Env = append(os.Environ(), "LEAKTRACE_TRUTH="+truthPath)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("running leaktrace: %v\n%s", err, out)
+		}
+		code = ee.ExitCode()
+	}
+	t.Logf("leaktrace output:\n%s", out)
+	f, err := os.Open(jsonPath)
+	if err != nil {
+		t.Fatalf("no JSON report (exit %d): %v\n%s", code, err, out)
+	}
+	defer f.Close()
+	r, err := exporter.ReadJSON(f)
+	if err != nil {
+		t.Fatalf("parsing JSON report: %v", err)
+	}
+	var tr truth
+	if _, err := os.Stat(truthPath); err == nil {
+		tr = readTruth(t, truthPath)
+	}
+	return r, tr, code
+}
+
+// rootPID is the traced command's pid: the process whose parent is not traced.
+func rootPID(r *report.Report) int {
+	pids := map[int]bool{}
+	for _, p := range r.Processes {
+		pids[p.PID] = true
+	}
+	for _, p := range r.Processes {
+		if !pids[p.PPID] {
+			return p.PID
+		}
+	}
+	return 0
+}
+
+func hasFunction(stack []report.Frame, fn string) bool {
+	for _, f := range stack {
+		if f.Function == fn {
+			return true
+		}
+	}
+	return false
+}
+
+func checkExact(t *testing.T, r *report.Report, tr truth) {
+	t.Helper()
+	if !r.Complete {
+		t.Errorf("report incomplete: %v", r.Notes)
+	}
+	pid := rootPID(r)
+	var reported, counted []int
+	byFD := map[int]report.Leak{}
+	for _, l := range r.Leaks {
+		if l.PID != pid || l.FD < 0 || l.Inherited {
+			continue
+		}
+		reported = append(reported, l.FD)
+		byFD[l.FD] = l
+		if !l.Internal {
+			counted = append(counted, l.FD)
+		}
+	}
+	slices.Sort(reported)
+	slices.Sort(counted)
+	// Every fd the kernel had open at exit is reported, and nothing else.
+	if !slices.Equal(reported, tr.open) {
+		t.Errorf("leaked fds = %v, kernel had open at exit %v", reported, tr.open)
+	}
+	var want []int
+	for fd := range tr.leaks {
+		want = append(want, fd)
+	}
+	slices.Sort(want)
+	if !slices.Equal(counted, want) {
+		t.Errorf("counted leaks = %v, want the program's own %v", counted, want)
+	}
+	for fd, fn := range tr.leaks {
+		l, ok := byFD[fd]
+		if !ok {
+			continue
+		}
+		if !hasFunction(l.Stack, fn) {
+			t.Errorf("fd %d: stack does not name %s: %+v", fd, fn, l.Stack)
+		}
+	}
+}
+
+func TestRunLeakyC(t *testing.T) {
+	requireRoot(t)
+	for _, bin := range []string{"leaky-c", "leaky-c-nofp"} {
+		t.Run(bin, func(t *testing.T) {
+			r, tr, code := runTraced(t, nil, filepath.Join(binaries(t), bin))
+			if code != 0 {
+				t.Fatalf("exit code %d", code)
+			}
+			if len(tr.leaks) != 7 {
+				t.Fatalf("program reported %d intentional leaks, want 7", len(tr.leaks))
+			}
+			checkExact(t, r, tr)
+			for _, s := range r.Sites {
+				if s.Headline.Function == "" || !strings.HasPrefix(s.Headline.Function, "leak_") {
+					t.Errorf("site %s headline %+v does not name the leaking function", s.Key, s.Headline)
+				}
+				if s.Headline.Line == 0 || filepath.Base(s.Headline.File) != "leaky.c" {
+					t.Errorf("site headline %+v lacks leaky.c:line", s.Headline)
+				}
+			}
+		})
+	}
+}
+
+func TestRunLeakyGo(t *testing.T) {
+	requireRoot(t)
+	r, tr, code := runTraced(t, nil, filepath.Join(binaries(t), "leaky-go"))
+	if code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if len(tr.leaks) != 5 {
+		t.Fatalf("program reported %d intentional leaks, want 5", len(tr.leaks))
+	}
+	checkExact(t, r, tr)
+}
+
+func TestRunBalanced(t *testing.T) {
+	requireRoot(t)
+	for _, argv := range [][]string{{"leaky-c", "balanced"}, {"leaky-go", "balanced"}} {
+		t.Run(argv[0], func(t *testing.T) {
+			r, tr, _ := runTraced(t, []string{"--budget", "0"}, filepath.Join(binaries(t), argv[0]), argv[1])
+			checkExact(t, r, tr)
+			for _, s := range r.Sites {
+				t.Errorf("balanced program leaked %d at %+v", s.Count, s.Headline)
+			}
+			if r.Budget == nil || r.Budget.Exceeded {
+				t.Errorf("budget verdict %+v, want not exceeded", r.Budget)
+			}
+		})
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	requireRoot(t)
+	dir := binaries(t)
+	lt := filepath.Join(dir, "leaktrace")
+	tests := []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"command's own code wins", []string{"run", "--budget", "0", "--", "sh", "-c", "exec 7</etc/hostname; exit 3"}, 3},
+		{"budget exceeded", []string{"run", "--budget", "0", "--", filepath.Join(dir, "leaky-c")}, 99},
+		{"within budget", []string{"run", "--budget", "7", "--", filepath.Join(dir, "leaky-c")}, 0},
+		{"command not found", []string{"run", "--", "no-such-command-leaktrace"}, 127},
+		{"unknown flag", []string{"run", "--no-such-flag", "--", "true"}, 125},
+		{"no such pid", []string{"attach", "999999999"}, 125},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(lt, tt.args...)
+			out, err := cmd.CombinedOutput()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tt.want {
+				t.Errorf("exit %d, want %d\n%s", code, tt.want, out)
+			}
+			if tt.want >= 125 {
+				lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+				if len(lines) != 1 || !strings.HasPrefix(lines[0], "leaktrace: ") {
+					t.Errorf("want one 'leaktrace: ' line, got %q", out)
+				}
+			}
+		})
+	}
+}
+
+// The traced command must get leaktrace's stdio and environment and no
+// other fd of leaktrace's.
+func TestRunPassesThrough(t *testing.T) {
+	requireRoot(t)
+	lt := filepath.Join(binaries(t), "leaktrace")
+	cmd := exec.Command(lt, "run", "--", "sh", "-c", "ls /proc/self/fd; echo \"env=$LT_PASS\"; read x; echo \"in=$x\"")
+	cmd.Env = append(os.Environ(), "LT_PASS=yes")
+	cmd.Stdin = strings.NewReader("hello\n")
+	var stdout strings.Builder
+	cmd.Stdout = &stdout
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "env=yes") || !strings.Contains(out, "in=hello") {
+		t.Errorf("stdio or environment not passed through: %q", out)
+	}
+	// ls lists 0, 1, 2 and its own directory fd (3): nothing else.
+	lines := strings.Fields(strings.Split(out, "env=")[0])
+	if !slices.Equal(lines, []string{"0", "1", "2", "3"}) {
+		t.Errorf("child's fds = %v, want 0 1 2 and ls's own 3", lines)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	requireRoot(t)
+	lt := filepath.Join(binaries(t), "leaktrace")
+	jsonPath := filepath.Join(t.TempDir(), "demo.json")
+	out, err := exec.Command(lt, "demo", "--json", jsonPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out)
+	}
+	f, err := os.Open(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := exporter.ReadJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"github.com/leaktrace/leaktrace/demo.loadSettings":   "file",
+		"github.com/leaktrace/leaktrace/demo.connectBackend": "socket",
+		"github.com/leaktrace/leaktrace/demo.startHelper":    "pipe",
+	}
+	found := map[string]bool{}
+	for _, s := range r.Sites {
+		if k, ok := want[s.Headline.Function]; ok && s.Kinds[k] > 0 {
+			found[s.Headline.Function] = true
+		}
+		if strings.HasPrefix(s.Headline.Function, "runtime.") {
+			t.Errorf("runtime site counted: %+v", s.Headline)
+		}
+	}
+	for fn := range want {
+		if !found[fn] {
+			t.Errorf("demo report has no site headed by %s\n%s", fn, out)
+		}
+	}
+}
