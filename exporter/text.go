@@ -22,6 +22,8 @@ const (
 	maxExamples = 5 // example handles of the no-stack group
 	maxPreview  = 3 // example handles of the preexisting group
 	maxPIDs     = 8 // pids listed per site
+	// maxProcesses caps the process table.
+	maxProcesses = 12
 )
 
 // TextOptions tunes WriteText.

@@ -130,11 +130,23 @@ func (t *textReport) processes() {
 	}
 	procs := slices.Clone(t.r.Processes)
 	slices.SortStableFunc(procs, func(a, b report.Process) int { return cmp.Compare(a.PID, b.PID) })
+	// A build or a shell script forks dozens of helpers: past a screenful, list
+	// the first process (the traced command) and the ones that leaked.
+	shown := procs
+	if len(procs) > maxProcesses {
+		shown = nil
+		for i, p := range procs {
+			if i == 0 || p.Leaked > 0 || p.Reconciled {
+				shown = append(shown, p)
+			}
+		}
+		shown = shown[:min(len(shown), maxProcesses)]
+	}
 	t.w.WriteByte('\n')
 	t.line("%s", t.style(ansiBold, fmt.Sprintf("processes: %d", len(procs))))
 	tw := tabwriter.NewWriter(t.w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  PID\tPPID\tCOMM\tLEAKED\tEXIT")
-	for _, p := range procs {
+	for _, p := range shown {
 		exit := "running"
 		switch {
 		case p.Exited && p.ExitCode == -1:
@@ -148,4 +160,14 @@ func (t *textReport) processes() {
 		fmt.Fprintf(tw, "  %d\t%d\t%s\t%d\t%s\n", p.PID, p.PPID, clean(p.Comm), p.Leaked, exit)
 	}
 	tw.Flush()
+	if k := len(procs) - len(shown); k > 0 {
+		leaked := 0
+		for _, p := range procs {
+			leaked += p.Leaked
+		}
+		for _, p := range shown {
+			leaked -= p.Leaked
+		}
+		t.line("  … and %d more %s (%d leaked)", k, plural(k, "process", "processes"), leaked)
+	}
 }

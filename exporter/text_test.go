@@ -152,6 +152,29 @@ func TestWriteText(t *testing.T) {
 			},
 		},
 		{
+			name: "long process table keeps the command and the leakers",
+			r: func() *report.Report {
+				r := &report.Report{Mode: "run", Command: []string{"make"}, Complete: true}
+				for i := range 40 {
+					p := report.Process{PID: 100 + i, PPID: 99, Comm: "sh", Exited: true}
+					if i == 7 || i == 30 {
+						p.Leaked = 2
+					}
+					r.Processes = append(r.Processes, p)
+				}
+				return r
+			}(),
+			inOrder: []string{
+				"processes: 40\n",
+				"  PID  PPID  COMM  LEAKED  EXIT\n",
+				"  100  99    sh    0       0\n",
+				"  107  99    sh    2       0\n",
+				"  130  99    sh    2       0\n",
+				"  … and 37 more processes (0 leaked)\n",
+			},
+			absent: []string{"  101  99"},
+		},
+		{
 			name: "summary from sites when the report carries no leak list",
 			r: &report.Report{Mode: "agent", Complete: true,
 				Sites: []report.Site{

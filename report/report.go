@@ -12,8 +12,8 @@ type Report struct {
 	Schema  string   `json:"schema"`
 	Mode    string   `json:"mode"`              // "run", "attach" or "agent"
 	Command []string `json:"command,omitempty"` // run: the traced command line
-	// ExitCode is the traced command's own exit status (run), -1 when it was killed
-	// by a signal or is unknown.
+	// ExitCode is the traced command's own exit status (run), 128+N when it was
+	// killed by signal N; -1 when there is none (attach).
 	ExitCode int     `json:"exit_code"`
 	PID      int     `json:"pid,omitempty"` // attach: the target
 	Started  string  `json:"started"`       // RFC 3339

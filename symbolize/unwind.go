@@ -40,7 +40,7 @@ type cachedRow struct {
 // seen, so a hot call site costs a map lookup. Not safe for concurrent use.
 type Unwinder struct {
 	cache *Cache
-	rows  map[rowKey]cachedRow
+	rows  map[rowKey]*cachedRow
 	// mods remembers, for one Unwind call, the modules already looked up: a stack
 	// mostly alternates between the program and libc.
 	mods  [4]moduleMemo
@@ -54,7 +54,7 @@ type moduleMemo struct {
 
 // NewUnwinder returns an unwinder that finds modules through c.
 func NewUnwinder(c *Cache) *Unwinder {
-	return &Unwinder{cache: c, rows: make(map[rowKey]cachedRow)}
+	return &Unwinder{cache: c, rows: make(map[rowKey]*cachedRow)}
 }
 
 // stepResult is the outcome of unwinding one frame.
@@ -123,8 +123,8 @@ func (u *Unwinder) Unwind(s *AddressSpace, regs Regs, stack []byte, kernelFP []u
 // step unwinds one frame with the CFI of the module mapped at m. look is the address
 // used to find the row (the pc, or pc-1 for return addresses).
 func (u *Unwinder) step(m Mapping, look uint64, rf *regFile, mem *stackMem) (regFile, bool, stepResult) {
-	r, ok := u.rowAt(m, look)
-	if !ok {
+	r := u.rowAt(m, look)
+	if r == nil {
 		return regFile{}, false, stepNoCFI
 	}
 	var cfa uint64
@@ -220,36 +220,45 @@ func fpStep(rf *regFile, mem *stackMem) (regFile, bool, stepResult) {
 	return regFile{ip: ra, sp: rf.bp + 16, bp: savedBP}, false, stepOK
 }
 
-// rowAt returns the compiled CFI row for the address look in mapping m.
-func (u *Unwinder) rowAt(m Mapping, look uint64) (row, bool) {
+// rowAt returns the compiled CFI row for the address look in mapping m, or nil.
+func (u *Unwinder) rowAt(m Mapping, look uint64) *row {
 	mod := u.module(m.Path)
 	if mod == nil {
-		return row{}, false
+		return nil
 	}
 	vaddr, ok := mod.Vaddr(m.Offset + (look - m.Start))
 	if !ok {
-		return row{}, false
+		return nil
 	}
 	key := rowKey{mod: mod, vaddr: vaddr}
-	if cr, ok := u.rows[key]; ok {
-		return cr.row, cr.ok
+	cr, ok := u.rows[key]
+	if !ok {
+		cr = u.compileRow(mod, vaddr)
+		if len(u.rows) >= maxRows {
+			clear(u.rows) // evicted modules' rows go with the rest
+		}
+		u.rows[key] = cr
 	}
-	var cr cachedRow
+	if !cr.ok {
+		return nil
+	}
+	return &cr.row
+}
+
+// compileRow finds and runs the CFI of vaddr, .eh_frame first.
+func (u *Unwinder) compileRow(mod *Module, vaddr uint64) *cachedRow {
+	cr := &cachedRow{}
 	for _, t := range [2]*cfiTable{mod.ehFrame, mod.debugFrame} {
 		if t == nil {
 			continue
 		}
 		if f, ok := t.find(vaddr); ok {
 			r, err := t.rowFor(f, vaddr)
-			cr = cachedRow{row: r, ok: err == nil}
+			cr.row, cr.ok = r, err == nil
 			break
 		}
 	}
-	if len(u.rows) >= maxRows {
-		clear(u.rows) // evicted modules' rows go with the rest
-	}
-	u.rows[key] = cr
-	return cr.row, cr.ok
+	return cr
 }
 
 // module returns the module at path, or nil when it cannot be parsed.

@@ -116,8 +116,10 @@ func checkTruncated(t *testing.T, c *Cache, cp capture, bin string, joinable boo
 	if mainPC < 3 {
 		t.Fatalf("main not found in the full unwind")
 	}
+	u := NewUnwinder(c)
+	var pcs []uint64
 	for n := 0; n <= len(cp.stack); n += 8 {
-		pcs, _ := symbolizeStack(c, cp, n)
+		pcs = u.Unwind(&s, cp.regs, cp.stack[:n], cp.kernelFP, 64, pcs[:0])
 		k := 0
 		for k < len(pcs) && k < len(full) && pcs[k] == full[k] {
 			k++
@@ -141,7 +143,7 @@ func checkTruncated(t *testing.T, c *Cache, cp capture, bin string, joinable boo
 	if slot < 0 {
 		t.Fatalf("return address %#x not in the stack copy", full[2])
 	}
-	pcs, _ := symbolizeStack(c, cp, slot+8)
+	pcs = u.Unwind(&s, cp.regs, cp.stack[:slot+8], cp.kernelFP, 64, nil)
 	reached := len(pcs) > mainPC && slices.Equal(pcs[:mainPC+1], full[:mainPC+1])
 	if joinable && !reached {
 		t.Fatalf("stack copy of %d bytes: want the kernel's walk to reach main: got %#x, full %#x, kernel %#x", slot+8, pcs, full, cp.kernelFP)

@@ -1,0 +1,110 @@
+package tracer
+
+import (
+	"testing"
+	"unsafe"
+
+	"github.com/leaktrace/leaktrace/bpf"
+	"github.com/leaktrace/leaktrace/event"
+)
+
+func rawOf[T any](v *T, n int) []byte {
+	b := unsafe.Slice((*byte)(unsafe.Pointer(v)), unsafe.Sizeof(*v))
+	return append([]byte(nil), b[:n]...)
+}
+
+func putStr(dst []int8, s string) {
+	for i := 0; i < len(s) && i < len(dst)-1; i++ {
+		dst[i] = int8(s[i])
+	}
+}
+
+func TestDecodeFDOpen(t *testing.T) {
+	var r bpf.LeaktraceLtFdEvent
+	r.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_FD_OPEN)
+	r.H.Pid, r.H.Tid, r.H.Nr = 10, 11, 257
+	putStr(r.H.Comm[:], "cat")
+	r.Fd, r.Fd2 = 5, -1
+	r.Mode = 0o100644
+	putStr(r.Path[:], "/etc/passwd")
+	r.Stack.Ip, r.Stack.Sp = 0x1000, 0x7ff0
+	r.Stack.KstackLen = 2
+	r.Stack.Kstack[0], r.Stack.Kstack[1] = 0x1000, 0x2000
+	r.Stack.StackLen = 16
+	raw := rawOf(&r, fdStackOff+stackBytesOff+16)
+
+	var dec Decoder
+	var d Decoded
+	if err := dec.Decode(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	e := d.Event
+	if e.Type != event.FDOpen || e.PID != 10 || e.TID != 11 || e.FD != 5 || e.Comm != "cat" {
+		t.Fatalf("event = %+v", e)
+	}
+	if e.Kind != event.KindFile || e.Target != "/etc/passwd" {
+		t.Fatalf("kind/target = %v %q", e.Kind, e.Target)
+	}
+	if d.Stack.IP != 0x1000 || len(d.Stack.KernelFP) != 2 || len(d.Stack.Bytes) != 16 {
+		t.Fatalf("stack = %+v", d.Stack)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	var dec Decoder
+	var d Decoded
+	var r bpf.LeaktraceLtFdEvent
+	r.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_FD_OPEN)
+	r.Stack.StackLen = 4096 // more than the record holds
+	tests := map[string][]byte{
+		"empty":          nil,
+		"short header":   make([]byte, 10),
+		"unknown type":   func() []byte { b := make([]byte, 64); b[24] = 99; return b }(),
+		"stack overruns": rawOf(&r, fdStackOff+stackBytesOff+8),
+	}
+	for name, raw := range tests {
+		if err := dec.Decode(raw, &d); err == nil {
+			t.Errorf("%s: decoded without error", name)
+		}
+	}
+}
+
+func TestClassifySockets(t *testing.T) {
+	var r bpf.LeaktraceLtFdEvent
+	r.Mode = 0o140000
+	r.Flags = 1 << 2
+	r.Sock.Family, r.Sock.Protocol, r.Sock.Sport, r.Sock.Dport = 2, 6, 5432, 40000
+	copy(r.Sock.Saddr[:], []byte{127, 0, 0, 1})
+	copy(r.Sock.Daddr[:], []byte{127, 0, 0, 1})
+	if k, tgt := classify(&r); k != event.KindSocket || tgt != "tcp 127.0.0.1:5432 -> 127.0.0.1:40000" {
+		t.Fatalf("got %v %q", k, tgt)
+	}
+	var a bpf.LeaktraceLtFdEvent
+	putStr(a.Name[:], "[eventfd]")
+	if k, _ := classify(&a); k != event.KindEventfd {
+		t.Fatalf("eventfd classified as %v", k)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	var r bpf.LeaktraceLtFdEvent
+	r.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_FD_OPEN)
+	f.Add(rawOf(&r, fdStackOff+stackBytesOff))
+	var e bpf.LeaktraceLtExecEvent
+	e.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_EXEC)
+	e.Depth = 3
+	f.Add(rawOf(&e, int(unsafe.Sizeof(e))))
+	var tk bpf.LeaktraceLtTaskEvent
+	tk.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_TASK_NEW)
+	f.Add(rawOf(&tk, taskStackOff+stackBytesOff+8))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var dec Decoder
+		var d Decoded
+		if err := dec.Decode(raw, &d); err != nil {
+			return
+		}
+		if len(d.Stack.Bytes) > MaxStackBytes || len(d.Stack.KernelFP) > 64 {
+			t.Fatalf("stack beyond bounds: %d bytes, %d frames", len(d.Stack.Bytes), len(d.Stack.KernelFP))
+		}
+	})
+}
