@@ -33,7 +33,6 @@ const (
 	ReasonZombie         = "zombie: exited, never reaped"
 	ReasonOutlivedParent = "outlived its parent"
 	ReasonOutstanding    = "outstanding"
-	ReasonRunning        = "still running at end of trace"
 )
 
 // Handle is one live handle: an fd, a thread or a child process.
@@ -169,6 +168,7 @@ func (a *Aggregator) tableOf(p *process, files uint64) *table {
 	c := newTable(files, p.pid)
 	for fd, h := range t.fds {
 		cp := *h
+		cp.PID = p.pid // the private copy is p's alone
 		c.fds[fd] = &cp
 		a.sites[cp.Stack]++
 	}
@@ -182,7 +182,7 @@ func (a *Aggregator) tableOf(p *process, files uint64) *table {
 	a.tables[files] = c
 	p.table = c
 	if len(t.users) == 0 {
-		a.tableDies(t, p, 0)
+		a.dropTable(t)
 	}
 	return c
 }
@@ -216,9 +216,28 @@ func (a *Aggregator) release(t *table, h *Handle) {
 	if t.fds[h.FD] == h {
 		delete(t.fds, h.FD)
 	}
-	a.sites[h.Stack]--
-	if a.sites[h.Stack] <= 0 {
-		delete(a.sites, h.Stack)
+	a.dropSite(h.Stack)
+}
+
+// dropSite counts one handle of a site as released.
+func (a *Aggregator) dropSite(s event.StackID) {
+	a.sites[s]--
+	if a.sites[s] <= 0 {
+		delete(a.sites, s)
+	}
+}
+
+// dropTable forgets a table whose handles live on in a copy: nothing leaked.
+func (a *Aggregator) dropTable(t *table) {
+	if t.dead {
+		return
+	}
+	t.dead = true
+	if t.id != 0 && a.tables[t.id] == t {
+		delete(a.tables, t.id)
+	}
+	for _, h := range t.fds {
+		a.release(t, h)
 	}
 }
 
@@ -255,7 +274,10 @@ func (a *Aggregator) Apply(e *event.Event) {
 		}
 	case event.Reap:
 		if p := a.procs[e.PID]; p != nil {
-			delete(p.children, e.ChildPID)
+			if h := p.children[e.ChildPID]; h != nil {
+				delete(p.children, e.ChildPID)
+				a.dropSite(h.Stack)
+			}
 		}
 	}
 }
@@ -318,6 +340,9 @@ func (a *Aggregator) privateCopy(p *process) *table {
 		a.sites[cp.Stack]++
 	}
 	a.leaveTable(p, old)
+	if len(old.users) == 0 {
+		a.dropTable(old)
+	}
 	c.users[p.pid] = struct{}{}
 	for tid := range p.threads {
 		c.users[tid] = struct{}{}
@@ -479,7 +504,7 @@ func (a *Aggregator) finish(p *process, t uint64) {
 		if h := parent.children[p.pid]; h != nil {
 			if p.autoreap {
 				delete(parent.children, p.pid)
-				a.sites[h.Stack]--
+				a.dropSite(h.Stack)
 			} else {
 				h.exited = t
 			}

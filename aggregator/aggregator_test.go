@@ -234,7 +234,7 @@ func fmtLeaks(ls []leak) string {
 
 func checkLeaks(t *testing.T, a *aggregator.Aggregator, at uint64, want ...leak) {
 	t.Helper()
-	got := project(a.Leaks(at, true))
+	got := project(a.Leaks(at))
 	w := append([]leak{}, want...)
 	sortLeaks(w)
 	if !reflect.DeepEqual(got, w) {
@@ -1337,7 +1337,7 @@ func TestSeed(t *testing.T) {
 		exit(P, 101, false, 0, 15),
 		dies(P, 20),
 	)
-	ls := a.Leaks(20, true)
+	ls := a.Leaks(20)
 	checkLeaks(t, a, 20, fileLeak(P, 5, "/tmp/x", 1, 10, 20))
 	if len(ls) == 1 && (ls[0].Comm != "python3" || ls[0].Exe != "/usr/bin/python3") {
 		t.Errorf("leak comm %q exe %q, want python3 /usr/bin/python3", ls[0].Comm, ls[0].Exe)
@@ -1359,7 +1359,7 @@ func TestCommAndExe(t *testing.T) {
 	apply(a, o, x, fork(P, C, 9, 30), dies(C, 40), reap(P, C, 41), dies(P, 50))
 
 	byPID := map[uint32]aggregator.Leak{}
-	for _, l := range a.Leaks(50, true) {
+	for _, l := range a.Leaks(50) {
 		byPID[l.PID] = l
 	}
 	if len(byPID) != 2 {
@@ -1583,13 +1583,17 @@ func FuzzApply(f *testing.F) {
 			checkInvariants(t, a, i)
 		}
 		now := a.Now()
-		for _, l := range a.Leaks(now, true) {
+		for _, l := range a.Leaks(now) {
 			if l.Reason == "" {
 				t.Fatalf("leak without a reason: %+v", l)
 			}
 		}
+		for s, n := range a.Outstanding() {
+			if n < 0 {
+				t.Fatalf("Outstanding()[%d] = %d", s, n)
+			}
+		}
 		a.Outside()
-		a.Outstanding()
 		a.Processes()
 	})
 }

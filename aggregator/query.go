@@ -105,19 +105,28 @@ func (a *Aggregator) LivePIDs() []uint32 {
 	return out
 }
 
-// Leaks returns every leak judged so far plus, at time now, what is leaked by
-// the mode's rule among live processes: in attach mode handles outstanding
-// longer than MinAge; in both modes children still running (when final).
-// final means tracing is over: live processes' children are reported as still
-// running.
-func (a *Aggregator) Leaks(now uint64, final bool) []Leak {
+// Leaks returns every leak judged so far plus, in attach mode, what live
+// processes hold at time now: handles and threads outstanding longer than
+// MinAge, and children left zombies longer than MinAge.
+func (a *Aggregator) Leaks(now uint64) []Leak {
 	out := append([]Leak(nil), a.leaks...)
 	if a.cfg.Mode == ModeAttach {
+		seen := make(map[*table]bool)
 		for _, pid := range a.LivePIDs() {
 			p := a.procs[pid]
-			for _, h := range sortedHandles(p.table.fds) {
-				if countable(h) && h.PID == pid && now >= h.Created+a.cfg.MinAge {
-					out = append(out, Leak{Handle: *h, Comm: p.comm, Exe: p.exe, Ended: now, Reason: ReasonOutstanding})
+			// A table shared by CLONE_FILES is listed once, each handle under
+			// its creator if alive, else under this process.
+			if !seen[p.table] {
+				seen[p.table] = true
+				for _, h := range sortedHandles(p.table.fds) {
+					if !countable(h) || now < h.Created+a.cfg.MinAge {
+						continue
+					}
+					owner := p
+					if q := a.procs[h.PID]; q != nil && q.table == p.table {
+						owner = q
+					}
+					out = append(out, Leak{Handle: *h, Comm: owner.comm, Exe: owner.exe, Ended: now, Reason: ReasonOutstanding})
 				}
 			}
 			for _, tid := range a.Threads(pid) {

@@ -175,11 +175,11 @@ func ParseStat(s string) (Stat, error) {
 		return Stat{}, errors.New("malformed stat: no comm")
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(s[:open]))
-	if err != nil {
-		return Stat{}, fmt.Errorf("malformed stat pid: %w", err)
+	if err != nil || pid <= 0 {
+		return Stat{}, fmt.Errorf("malformed stat pid %q", strings.TrimSpace(s[:open]))
 	}
 	rest := strings.Fields(s[closeIdx+1:])
-	if len(rest) < 2 || len(rest[0]) != 1 {
+	if len(rest) < 2 || len(rest[0]) != 1 || !isLetter(rest[0][0]) {
 		return Stat{}, errors.New("malformed stat: no state or ppid")
 	}
 	ppid, err := strconv.Atoi(rest[1])
@@ -188,6 +188,8 @@ func ParseStat(s string) (Stat, error) {
 	}
 	return Stat{PID: pid, Comm: s[open+1 : closeIdx], State: rest[0][0], PPID: ppid}, nil
 }
+
+func isLetter(c byte) bool { return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' }
 
 // Exe returns the path of pid's executable ("" when unreadable).
 func Exe(pid int) string {

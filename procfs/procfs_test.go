@@ -86,8 +86,8 @@ func FuzzParseStat(f *testing.F) {
 	f.Add("1 ()) ) R 0")
 	f.Fuzz(func(t *testing.T, s string) {
 		st, err := ParseStat(s)
-		if err == nil && st.Comm == "" && st.PID == 0 && st.PPID == 0 && st.State == 0 {
-			t.Fatalf("empty stat without error for %q", s)
+		if err == nil && (st.PID <= 0 || !isLetter(st.State)) {
+			t.Fatalf("invalid stat %+v accepted from %q", st, s)
 		}
 	})
 }

@@ -81,7 +81,7 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 	sites := make(map[string]*report.Site)
 	leakedBy := make(map[int]int) // pid -> counted leaks
 	internal := 0
-	for _, l := range s.agg.Leaks(now, true) {
+	for _, l := range s.agg.Leaks(now) {
 		sy := sym(l.Stack)
 		rl := leakOf(l, now, sy)
 		r.Leaks = append(r.Leaks, rl)

@@ -14,7 +14,9 @@ const revalidateEvery = time.Second
 
 // Cache holds parsed modules by path. Each file is parsed at most once while it stays
 // unchanged on disk; past maxModules the least recently used module is evicted. A
-// file that cannot be opened or parsed is remembered as bad. Safe for concurrent use.
+// file that cannot be opened or parsed is remembered as bad. Module notices a file
+// replaced on disk (checking at most once a second); the hot paths (Unwind, Locate,
+// Symbolize) use what is cached. Safe for concurrent use.
 type Cache struct {
 	mu         sync.Mutex
 	max        int

@@ -127,12 +127,12 @@ func openModule(path string) (*Module, error) {
 			m.ehFrame, _ = parseCFI(data, true, b)
 		}
 	}
-	if m.ehFrame == nil || len(m.ehFrame.fdes) == 0 {
-		if data, err := debugSectionData(ef, "frame"); err == nil && data != nil {
-			m.debugFrame, _ = parseCFI(data, false, bases)
-			if m.debugFrame != nil {
-				m.debugFrame.goFrames = m.isGo
-			}
+	// Both, when both exist: a cgo binary's .eh_frame covers only its C code, its Go
+	// code is in .debug_frame. Lookups try .eh_frame first.
+	if data, err := debugSectionData(ef, "frame"); err == nil && data != nil {
+		m.debugFrame, _ = parseCFI(data, false, bases)
+		if m.debugFrame != nil {
+			m.debugFrame.goFrames = m.isGo
 		}
 	}
 	return m, nil

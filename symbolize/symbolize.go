@@ -1,6 +1,7 @@
 package symbolize
 
 import (
+	"bytes"
 	"debug/elf"
 	"debug/gosym"
 	"fmt"
@@ -35,7 +36,7 @@ func Locate(s *AddressSpace, c *Cache, pcs []uint64, out []Location) []Location 
 		}
 		off := m.Offset + (pc - m.Start)
 		loc := Location{Module: m.Path, Vaddr: off, Addr: pc}
-		if mod, err := c.Module(m.Path); err == nil {
+		if mod, err := c.cached(m.Path); err == nil {
 			if v, ok := mod.Vaddr(off); ok {
 				loc.Vaddr = v
 			}
@@ -57,7 +58,9 @@ func (c *Cache) Symbolize(loc Location, isReturnAddress bool) []report.Frame {
 	if loc.Module == "" {
 		return unknown
 	}
-	m, err := c.Module(loc.Module)
+	// Not Module: a file rebuilt since is noticed at exec, and the module parsed
+	// then refuses to symbolize from the new file (see loadSymbols).
+	m, err := c.cached(loc.Module)
 	if err != nil {
 		return unknown
 	}
@@ -108,7 +111,11 @@ func (m *Module) symbolize(vaddr uint64) []report.Frame {
 	// gives the file:line of the code inlined deepest, which misleads without the
 	// inlined frames that only DWARF lists here.
 	if s.dw != nil {
-		frames = s.dw.frames(vaddr, name)
+		outer := name
+		if m.isGo {
+			outer = "" // DWARF's Go names lack the ELF symbols' ABI suffixes (.abi0)
+		}
+		frames = s.dw.frames(vaddr, outer)
 	}
 	if frames == nil && s.goTab != nil {
 		if file, line, fn := s.goTab.PCToLine(vaddr); fn != nil {
@@ -175,8 +182,7 @@ func hasLines(ef *elf.File) bool {
 	return ef.Section(".debug_line") != nil || ef.Section(".zdebug_line") != nil
 }
 
-// goTable reads .gopclntab, or the runtime.pclntab range when a build put it in
-// another section.
+// goTable reads .gopclntab.
 func goTable(ef *elf.File) *gosym.Table {
 	var data []byte
 	if s := ef.Section(".gopclntab"); s != nil {
@@ -220,7 +226,11 @@ func elfSymbols(ef *elf.File) []elfSym {
 		if (t != elf.STT_FUNC && t != elf.STT_GNU_IFUNC) || s.Section == elf.SHN_UNDEF || s.Value == 0 {
 			continue
 		}
-		cs = append(cs, cand{elfSym{s.Value, s.Size, s.Name}, elf.ST_BIND(s.Info)})
+		name := s.Name
+		if i := strings.IndexByte(name, '@'); i > 0 {
+			name = name[:i] // a symbol version: __libc_start_main@@GLIBC_2.34
+		}
+		cs = append(cs, cand{elfSym{s.Value, s.Size, name}, elf.ST_BIND(s.Info)})
 	}
 	sort.Slice(cs, func(i, j int) bool {
 		if cs[i].addr != cs[j].addr {
@@ -304,12 +314,16 @@ func openDebugFile(ef *elf.File, path string) *elf.File {
 			}
 		}
 	}
+	id := buildID(ef)
 	for _, c := range cands {
 		if c == path {
 			continue
 		}
 		if f, err := elf.Open(c); err == nil {
-			if f.Section(".debug_info") != nil || f.Section(".zdebug_info") != nil {
+			// A debug file of another build would symbolize wrong: when both carry
+			// a build id, they must match.
+			hasDebug := f.Section(".debug_info") != nil || f.Section(".zdebug_info") != nil
+			if did := buildID(f); hasDebug && (id == nil || did == nil || bytes.Equal(id, did)) {
 				return f
 			}
 			f.Close()

@@ -89,6 +89,7 @@ func TestUnwindCThroughGlibc(t *testing.T) {
 				_, frames := symbolizeStack(c, cp, len(cp.stack))
 				want := append(tc.first, wantFrame{"leak_b", lines["b"]}, wantFrame{"leak_a", lines["a"]}, wantFrame{"main", lines["main"]})
 				checkChain(t, frames, bin, "leak.c", want)
+				t.Logf("stack:\n%s", formatFrames(frames))
 				checkTruncated(t, c, cp, bin, fp == "-fno-omit-frame-pointer" && tc.mode != "open")
 			})
 		}
