@@ -65,7 +65,7 @@ func TestCloneFilesChildExecAttach(t *testing.T) {
 		closeOwn(P, 3, 4*sec),
 	)
 	n := 0
-	for _, l := range a.Leaks(20*sec) {
+	for _, l := range a.Leaks(20 * sec) {
 		if l.FD == 3 {
 			n++
 		}
@@ -88,7 +88,7 @@ func TestCloneFilesCreatorGoneAttach(t *testing.T) {
 	)
 	checkLive(t, a, P, fileH(200, 5, "/b", 2, 2*sec))
 	n := 0
-	for _, l := range a.Leaks(20*sec) {
+	for _, l := range a.Leaks(20 * sec) {
 		if l.FD == 5 && l.Reason == aggregator.ReasonOutstanding {
 			n++
 		}
