@@ -97,7 +97,7 @@ func (t *textReport) site(s report.Site) {
 		t.line("  inherited at fork (%s): %d %s, in %s", counted, len(inherited),
 			plural(len(inherited), "copy", "copies"), pidList(inherited))
 	}
-	t.stack(s.Stack)
+	t.stack(s.Stack, s.Headline)
 }
 
 // siteTargets lists a site's distinct targets: the site's examples first, then any
@@ -139,16 +139,29 @@ func pidList(leaks []report.Leak) string {
 	return s
 }
 
-func (t *textReport) stack(frames []report.Frame) {
+// stack prints a site's frames from the one just inside the headline (the
+// library call the user's code made) outwards: the syscall wrappers and
+// runtime frames below it say nothing the headline does not.
+func (t *textReport) stack(frames []report.Frame, headline report.Frame) {
 	if len(frames) == 0 {
 		t.line("  (no frames)")
 		return
 	}
-	shown := min(len(frames), t.opts.MaxFrames)
-	for i, f := range frames[:shown] {
-		t.line("  #%d %s", i, frameText(f))
+	start := 0
+	for i, f := range frames {
+		if f == headline {
+			start = max(0, i-1)
+			break
+		}
 	}
-	if k := len(frames) - shown; k > 0 {
+	if start > 0 {
+		t.line("  … %d inner %s (syscall wrappers, runtime)", start, plural(start, "frame", "frames"))
+	}
+	shown := min(len(frames)-start, t.opts.MaxFrames)
+	for i, f := range frames[start : start+shown] {
+		t.line("  #%d %s", start+i, frameText(f))
+	}
+	if k := len(frames) - start - shown; k > 0 {
 		t.line("  … %d more %s", k, plural(k, "frame", "frames"))
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/leaktrace/leaktrace/exporter"
 	"github.com/leaktrace/leaktrace/report"
@@ -366,5 +367,78 @@ func TestDemo(t *testing.T) {
 		if !found[fn] {
 			t.Errorf("demo report has no site headed by %s\n%s", fn, out)
 		}
+	}
+}
+
+func TestAttach(t *testing.T) {
+	requireRoot(t)
+	dir := binaries(t)
+	prog := exec.Command(filepath.Join(dir, "leaky-c"), "slow")
+	stdout, err := prog.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { prog.Process.Kill(); prog.Wait() }()
+	var pre int
+	if _, err := fmt.Fscanf(stdout, "ready %d\n", &pre); err != nil {
+		t.Fatalf("program not ready: %v", err)
+	}
+
+	jsonPath := filepath.Join(t.TempDir(), "attach.json")
+	start := time.Now()
+	out, err := exec.Command(filepath.Join(dir, "leaktrace"), "attach", "--duration", "1500ms", "--min-age", "0s",
+		"--interval", "200ms", "--json", jsonPath, strconv.Itoa(prog.Process.Pid)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("attach: %v\n%s", err, out)
+	}
+	t.Logf("attach took %v, output:\n%s", time.Since(start), out)
+	f, err := os.Open(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := exporter.ReadJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The kernel's truth now: every fd reported as outstanding is still open
+	// (the program never closes them), and so is the one opened before.
+	open := map[int]bool{}
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", prog.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		n, _ := strconv.Atoi(e.Name())
+		open[n] = true
+	}
+	if len(r.Leaks) < 20 {
+		t.Fatalf("only %d outstanding handles reported in 1.5s of a leak every 10ms", len(r.Leaks))
+	}
+	for _, l := range r.Leaks {
+		if !open[l.FD] {
+			t.Errorf("reported fd %d is not open in /proc", l.FD)
+		}
+		if l.FD == pre {
+			t.Errorf("fd %d, open before the attach, reported as a leak", pre)
+		}
+		if !hasFunction(l.Stack, "leak_open_file") {
+			t.Errorf("fd %d: stack does not name leak_open_file", l.FD)
+		}
+	}
+	foundPre := false
+	for _, p := range r.Preexisting {
+		if p.FD == pre && p.Target == "/etc/hostname" {
+			foundPre = true
+		}
+	}
+	if !foundPre {
+		t.Errorf("fd %d (/etc/hostname, open before attach) not listed as preexisting: %+v", pre, r.Preexisting)
+	}
+	if len(r.Sites) != 1 || r.Sites[0].Headline.Function != "leak_open_file" || r.Sites[0].Growth < 20 {
+		t.Errorf("want one growing site headed by leak_open_file, got %+v", r.Sites)
 	}
 }

@@ -216,40 +216,48 @@ func (t *Tracer) Read(fn func(raw []byte) error) error {
 }
 
 // ReadUntil calls fn with every record, in ring buffer order, until stop is
-// closed and the ring buffer is then empty, or fn fails. The record's bytes
-// are only valid during the call.
+// closed and then the ring buffer is empty, or fn fails. A process that keeps
+// producing never empties it: the drain then ends after drainLimit. The
+// record's bytes are only valid during the call.
 func (t *Tracer) ReadUntil(stop <-chan struct{}, fn func(raw []byte) error) error {
 	var rec ringbuf.Record
-	stopping := false
+	var drainEnd time.Time
 	for {
-		wait := 100 * time.Millisecond
-		if stopping {
-			wait = 0
+		if drainEnd.IsZero() {
+			select {
+			case <-stop:
+				drainEnd = time.Now().Add(drainLimit)
+			default:
+			}
 		}
-		t.rd.SetDeadline(time.Now().Add(wait))
+		if !drainEnd.IsZero() {
+			if time.Now().After(drainEnd) {
+				return nil
+			}
+			t.rd.SetDeadline(time.Now()) // return at once when empty
+		} else {
+			t.rd.SetDeadline(time.Now().Add(100 * time.Millisecond))
+		}
 		err := t.rd.ReadInto(&rec)
 		switch {
 		case err == nil:
 			if err := fn(rec.RawSample); err != nil {
 				return err
 			}
-			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			if !drainEnd.IsZero() {
+				return nil
+			}
 		case errors.Is(err, os.ErrClosed), errors.Is(err, ringbuf.ErrClosed):
 			return ErrClosed
 		default:
 			return fmt.Errorf("reading ring buffer: %w", err)
 		}
-		if stopping {
-			return nil
-		}
-		select {
-		case <-stop:
-			stopping = true
-		default:
-		}
 	}
 }
+
+// drainLimit bounds how long ReadUntil drains after stop.
+const drainLimit = 500 * time.Millisecond
 
 // Close detaches everything. It unblocks Read.
 func (t *Tracer) Close() error {

@@ -71,8 +71,24 @@ NOINLINE void balanced(void)
 	}
 }
 
+/* slow: for attach tests. One fd opened before the attach, then a steady
+ * leak of one fd per 10 ms for about ten seconds. */
+static int slow(void)
+{
+	int pre = open("/etc/hostname", O_RDONLY);
+	printf("ready %d\n", pre);
+	fflush(stdout);
+	for (int i = 0; i < 900; i++) {
+		leak_open_file();
+		usleep(10000);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && argv[1][0] == 's')
+		return slow();
 	balanced();
 	if (argc > 1 && argv[1][0] == 'b') { /* "balanced": leak nothing */
 		truth_fds();
