@@ -340,15 +340,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
-	f, err := os.Open(jsonPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := exporter.ReadJSON(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := readReport(t, jsonPath)
 	want := map[string]string{
 		"github.com/leaktrace/leaktrace/demo.loadSettings":   "file",
 		"github.com/leaktrace/leaktrace/demo.connectBackend": "socket",
@@ -395,15 +387,7 @@ func TestAttach(t *testing.T) {
 		t.Fatalf("attach: %v\n%s", err, out)
 	}
 	t.Logf("attach took %v, output:\n%s", time.Since(start), out)
-	f, err := os.Open(jsonPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := exporter.ReadJSON(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := readReport(t, jsonPath)
 	// The kernel's truth now: every fd reported as outstanding is still open
 	// (the program never closes them), and so is the one opened before.
 	open := map[int]bool{}
@@ -441,4 +425,18 @@ func TestAttach(t *testing.T) {
 	if len(r.Sites) != 1 || r.Sites[0].Headline.Function != "leak_open_file" || r.Sites[0].Growth < 20 {
 		t.Errorf("want one growing site headed by leak_open_file, got %+v", r.Sites)
 	}
+}
+
+func readReport(t *testing.T, path string) *report.Report {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("no JSON report: %v", err)
+	}
+	defer f.Close()
+	r, err := exporter.ReadJSON(f)
+	if err != nil {
+		t.Fatalf("parsing JSON report: %v", err)
+	}
+	return r
 }
