@@ -440,3 +440,26 @@ func readReport(t *testing.T, path string) *report.Report {
 	}
 	return r
 }
+
+// A ring buffer too small for the burst must drop events, and then every
+// output says the result is incomplete, with the count.
+func TestRunLostEvents(t *testing.T) {
+	requireRoot(t)
+	dir := binaries(t)
+	jsonPath := filepath.Join(t.TempDir(), "lost.json")
+	out, err := exec.Command(filepath.Join(dir, "leaktrace"), "run", "--ring-buffer-size", "4096", "--json", jsonPath,
+		"--", filepath.Join(dir, "leaky-c"), "balanced").CombinedOutput()
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	r := readReport(t, jsonPath)
+	if r.Events.Lost == 0 {
+		t.Fatalf("a 4 KiB ring buffer lost nothing (%d received)", r.Events.Received)
+	}
+	if r.Complete {
+		t.Errorf("report says complete with %d events lost", r.Events.Lost)
+	}
+	if !strings.Contains(string(out), "INCOMPLETE") || !strings.Contains(string(out), strconv.FormatUint(r.Events.Lost, 10)) {
+		t.Errorf("text report does not say INCOMPLETE with the lost count %d:\n%s", r.Events.Lost, out)
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/leaktrace/leaktrace/aggregator"
 	"github.com/leaktrace/leaktrace/event"
+	"github.com/leaktrace/leaktrace/procfs"
 	"github.com/leaktrace/leaktrace/report"
 )
 
@@ -62,6 +63,21 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 		r.Complete = false
 		r.Notes = append(r.Notes, fmt.Sprintf("%d events lost in the kernel (ring buffer full %d, syscall map full %d, pid filter full %d): leaks may be missing or wrong; raise --ring-buffer-size",
 			lost, counters.RingbufFull, counters.InflightFull, counters.TracedFull))
+	}
+	if counters.Lost() > 0 {
+		// Lost events leave tables wrong: take the kernel's word for every
+		// process still alive. Exited ones cannot be checked any more.
+		for _, pid := range s.agg.LivePIDs() {
+			fds, err := procfs.FDs(int(pid))
+			if err != nil {
+				continue
+			}
+			seed := make([]aggregator.SeedFD, len(fds))
+			for i, f := range fds {
+				seed[i] = aggregator.SeedFD{FD: f.FD, Kind: f.Kind, Target: f.Target}
+			}
+			s.agg.Reconcile(pid, seed, now)
+		}
 	}
 	if s.badRecs > 0 {
 		r.Complete = false
