@@ -463,3 +463,20 @@ func TestRunLostEvents(t *testing.T) {
 		t.Errorf("text report does not say INCOMPLETE with the lost count %d:\n%s", r.Events.Lost, out)
 	}
 }
+
+// A thread still running at exit is a leak of the stack that created it,
+// even through glibc's clone3, whose syscall lies outside any CFI.
+func TestRunThreadLeak(t *testing.T) {
+	requireRoot(t)
+	for _, bin := range []string{"leaky-c", "leaky-c-nofp"} {
+		t.Run(bin, func(t *testing.T) {
+			r, _, code := runTraced(t, nil, filepath.Join(binaries(t), bin), "thread")
+			if code != 0 {
+				t.Fatalf("exit code %d", code)
+			}
+			if len(r.Sites) != 1 || r.Sites[0].Kinds["thread"] != 1 || r.Sites[0].Headline.Function != "leak_thread" {
+				t.Fatalf("want one thread site headed by leak_thread, got %+v", r.Sites)
+			}
+		})
+	}
+}

@@ -96,6 +96,13 @@ func (u *Unwinder) Unwind(s *AddressSpace, regs Regs, stack []byte, kernelFP []u
 			break
 		}
 		next, signal, res := u.step(m, look, &rf, &mem)
+		if res == stepNoCFI && len(pcs)-start == 1 {
+			// glibc's clone3 ends its FDE just before the syscall: a leaf
+			// with the return address still at [sp].
+			if leaf, ok := u.leafStep(s, &rf, &mem); ok {
+				next, signal, res = leaf, false, stepOK
+			}
+		}
 		if res == stepNoCFI {
 			next, signal, res = fpStep(&rf, &mem)
 		}
@@ -204,6 +211,21 @@ func exprStep(res exprResult) stepResult {
 		return stepNeedMem
 	}
 	return stepNoCFI
+}
+
+// leafStep treats the innermost frame as a leaf that pushed nothing: [sp] is
+// the return address. It is taken only when that address lands where CFI
+// describes the code, so a stale stack word is not mistaken for one.
+func (u *Unwinder) leafStep(s *AddressSpace, rf *regFile, mem *stackMem) (regFile, bool) {
+	ra, ok := mem.read(rf.sp)
+	if !ok || ra == 0 {
+		return regFile{}, false
+	}
+	m, ok := s.Lookup(ra - 1)
+	if !ok || u.rowAt(m, ra-1) == nil {
+		return regFile{}, false
+	}
+	return regFile{ip: ra, sp: rf.sp + 8, bp: rf.bp}, true
 }
 
 // fpStep unwinds one frame by the frame-pointer convention: [bp] is the caller's bp

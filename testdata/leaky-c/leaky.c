@@ -1,6 +1,7 @@
 /* A C program with known leaks, built with frame pointers. Each leaking
  * function is noinline so that it has a frame of its own in the stack. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -71,6 +72,20 @@ NOINLINE void balanced(void)
 	}
 }
 
+static void *sleeper(void *arg)
+{
+	(void)arg;
+	sleep(100);
+	return NULL;
+}
+
+/* A thread still running when the process exits. */
+NOINLINE void leak_thread(void)
+{
+	pthread_t t;
+	pthread_create(&t, NULL, sleeper, NULL);
+}
+
 /* slow: for attach tests. One fd opened before the attach, then a steady
  * leak of one fd per 10 ms for about ten seconds. */
 static int slow(void)
@@ -89,6 +104,11 @@ int main(int argc, char **argv)
 {
 	if (argc > 1 && argv[1][0] == 's')
 		return slow();
+	if (argc > 1 && argv[1][0] == 't') {
+		leak_thread();
+		usleep(50000);
+		return 0;
+	}
 	balanced();
 	if (argc > 1 && argv[1][0] == 'b') { /* "balanced": leak nothing */
 		truth_fds();
