@@ -72,7 +72,7 @@ func dup2(pid uint32, newfd, oldfd int32, stack event.StackID, t uint64) event.E
 // pipe: pipe, pipe2 or socketpair (nr) installing fd1 and fd2.
 func pipe(pid uint32, nr uint16, fd1, fd2 int32, kind event.Kind, target, target2 string, stack event.StackID, t uint64) event.Event {
 	return event.Event{Type: event.FDOpen, Time: t, PID: pid, TID: pid, Files: files(pid), Syscall: nr,
-		FD: fd1, FD2: fd2, Kind: kind, Kind2: kind, Target: target, Target2: target2, Stack: stack}
+		FD: fd1, FD2: fd2, Kind: kind, Target: target, Target2: target2, Stack: stack}
 }
 
 // update: fd's description changed (a socket bound or connected).

@@ -106,7 +106,6 @@ type Event struct {
 	FD, FD2 int32
 	Flags   uint32
 	Kind    Kind
-	Kind2   Kind   // kind of FD2 when it differs (never, today: pipes and socketpairs are alike)
 	Target  string // path, address or description of FD
 	Target2 string
 	Stack   StackID

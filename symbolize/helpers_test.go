@@ -33,7 +33,7 @@ func buildC(t testing.TB, flags ...string) string {
 	t.Helper()
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
-		t.Skip("gcc not installed")
+		skipUnlessCI(t, "gcc not installed")
 	}
 	src, err := filepath.Abs("testdata/leak.c")
 	if err != nil {
@@ -54,7 +54,7 @@ func buildGo(t testing.TB, flags ...string) (bin, src string) {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("go not installed")
+		skipUnlessCI(t, "go not installed")
 	}
 	dir := t.TempDir()
 	text, err := os.ReadFile("testdata/leak.go.txt")

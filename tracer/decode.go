@@ -140,11 +140,7 @@ func (dec *Decoder) decodeFD(raw []byte, d *Decoded) error {
 	}
 	e.Kind, e.Target = classify(r)
 	if isPair(r.H.Nr) {
-		e.Kind2, e.Target2 = e.Kind, e.Target
-		if e.Kind == event.KindPipe {
-			// Both ends share an inode: the description fits both.
-			e.Target2 = e.Target
-		}
+		e.Target2 = e.Target // both ends share one inode and description
 	}
 	return dec.stack(&r.Stack, raw, fdStackOff, d)
 }
