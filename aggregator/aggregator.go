@@ -64,6 +64,27 @@ type table struct {
 	users map[uint32]struct{} // tids using the table
 	owner uint32
 	dead  bool
+	// Threads race: a close's record can reach us after the record of an open
+	// on another thread that got the same fd number, or before the record of
+	// an open whose fd it closed. superseded counts, per fd, releases known to
+	// be in flight (an allocating syscall returned an fd we still held);
+	// orphans holds, per fd, the last successful close that found nothing to
+	// release. Both are allocated on first race.
+	superseded map[int32]supersede
+	orphans    map[int32]orphanClose
+}
+
+// supersede counts releases of fd in flight; each must have entered its
+// syscall before the newest open that superseded a handle returned.
+type supersede struct {
+	n      int
+	before uint64
+}
+
+// orphanClose is a close that released an fd we had no record of yet.
+type orphanClose struct {
+	exit uint64 // when the close returned
+	tid  uint32
 }
 
 type process struct {
@@ -212,6 +233,60 @@ func (a *Aggregator) add(t *table, h *Handle) {
 	a.sites[h.Stack]++
 }
 
+// install adds a handle made by e, minding releases still in flight on other
+// threads. allocated says the kernel chose the number (lowest free fd): it
+// cannot have been in use, so a handle we still hold there was released by a
+// close whose record is yet to come. Otherwise (dup2, dup3) an open target is
+// closed by the call itself.
+func (a *Aggregator) install(t *table, h *Handle, e *event.Event, allocated bool) {
+	if o, ok := t.orphans[h.FD]; ok {
+		delete(t.orphans, h.FD)
+		if e.Enter != 0 && e.Enter < o.exit && e.TID != o.tid {
+			// A close on another thread released this fd after the open
+			// installed it and before the open's record was sent.
+			return
+		}
+	}
+	if old := t.fds[h.FD]; old != nil && allocated {
+		if t.superseded == nil {
+			t.superseded = make(map[int32]supersede)
+		}
+		s := t.superseded[h.FD]
+		t.superseded[h.FD] = supersede{n: s.n + 1, before: e.Time}
+	}
+	a.add(t, h)
+}
+
+// closeFD applies a release of fd by a syscall on thread tid that was entered
+// at enter and returned at exit (0: not known).
+func (a *Aggregator) closeFD(t *table, fd int32, tid uint32, enter, exit uint64) {
+	if s, ok := t.superseded[fd]; ok {
+		if enter == 0 || enter < s.before {
+			// The release of a handle already replaced by a newer one.
+			if s.n == 1 {
+				delete(t.superseded, fd)
+			} else {
+				t.superseded[fd] = supersede{n: s.n - 1, before: s.before}
+			}
+			return
+		}
+		// Entered after the newer handle existed: this is a release of
+		// it. The one we wait for may still come; if it never does (lost,
+		// or not a syscall we follow), the entry can only match releases
+		// entered before it was made, so it is harmless.
+	}
+	if h := t.fds[fd]; h != nil {
+		a.release(t, h)
+		return
+	}
+	if exit != 0 {
+		if t.orphans == nil {
+			t.orphans = make(map[int32]orphanClose)
+		}
+		t.orphans[fd] = orphanClose{exit: exit, tid: tid}
+	}
+}
+
 func (a *Aggregator) release(t *table, h *Handle) {
 	if t.fds[h.FD] == h {
 		delete(t.fds, h.FD)
@@ -252,9 +327,7 @@ func (a *Aggregator) Apply(e *event.Event) {
 		a.fdOpen(e)
 	case event.FDClose:
 		p := a.proc(e)
-		if h := p.table.fds[e.FD]; h != nil {
-			a.release(p.table, h)
-		}
+		a.closeFD(p.table, e.FD, e.TID, e.Enter, e.Time)
 	case event.CloseRange:
 		a.closeRange(e)
 	case event.FDUpdate:
@@ -286,26 +359,29 @@ func (a *Aggregator) fdOpen(e *event.Event) {
 	p := a.proc(e)
 	t := p.table
 	h := &Handle{FD: e.FD, Kind: e.Kind, Target: e.Target, Stack: e.Stack, Created: e.Time, PID: p.pid}
+	allocated := true
 	switch e.Syscall {
 	case sysDup, sysDup2, sysDup3, sysFcntl:
 		if e.FD == e.FD2 {
 			return // dup2(fd, fd) changes nothing
 		}
-		if src := t.fds[e.FD2]; src != nil && src.Kind != event.KindSocket {
+		allocated = e.Syscall != sysDup2 && e.Syscall != sysDup3
+		if src := t.fds[e.FD2]; src != nil && src.Kind != event.KindSocket && (src.Kind == h.Kind || h.Kind == event.KindUnknown) {
 			// The source knows the path it was opened with; a socket's
-			// fresh description from the kernel is the more current.
+			// fresh description from the kernel is the more current. A
+			// source of another kind is a record that raced a reuse.
 			h.Target = src.Target
 			h.Kind = src.Kind
 		}
 	}
-	a.add(t, h)
+	a.install(t, h, e, allocated)
 	if e.FD2 >= 0 && isPair(e.Syscall) {
 		h2 := *h
 		h2.FD = e.FD2
 		if e.Target2 != "" {
 			h2.Target = e.Target2
 		}
-		a.add(t, &h2)
+		a.install(t, &h2, e, true)
 	}
 }
 
@@ -320,14 +396,19 @@ func (a *Aggregator) closeRange(e *event.Event) {
 		// the caller's next event, so copy under a placeholder now.
 		t = a.privateCopy(p)
 	}
-	var doomed []*Handle
-	for fd, h := range t.fds {
+	var doomed []int32
+	for fd := range t.fds {
 		if fd >= e.FD && fd <= e.FD2 {
-			doomed = append(doomed, h)
+			doomed = append(doomed, fd)
 		}
 	}
-	for _, h := range doomed {
-		a.release(t, h)
+	for fd := range t.superseded {
+		if fd >= e.FD && fd <= e.FD2 && t.fds[fd] == nil {
+			doomed = append(doomed, fd)
+		}
+	}
+	for _, fd := range doomed {
+		a.closeFD(t, fd, e.TID, e.Enter, 0)
 	}
 }
 
@@ -404,6 +485,8 @@ func (a *Aggregator) exec(e *event.Event) {
 	for _, h := range doomed {
 		a.release(t, h)
 	}
+	// The table is the kernel's word now: races pending before are settled.
+	t.superseded, t.orphans = nil, nil
 	if !e.OpenFDsComplete {
 		p.reconciled = true // fds above what the kernel sent are unverified
 	}

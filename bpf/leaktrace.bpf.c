@@ -65,6 +65,8 @@ const volatile __u32 self_tgid = 0;      /* leaktrace itself: never traced */
 #define NR_pidfd_getfd 438
 #define NR_memfd_secret 447
 #define NR_wait4 61
+#define NR_recvmsg 47
+#define NR_recvmmsg 299
 #define NR_connect 42
 #define NR_bind 49
 #define NR_listen 50
@@ -77,6 +79,10 @@ const volatile __u32 self_tgid = 0;      /* leaktrace itself: never traced */
 #define F_DUPFD 0
 #define F_DUPFD_CLOEXEC 1030
 #define O_CLOEXEC 02000000
+#define MSG_CMSG_CLOEXEC 0x40000000
+#define SOL_SOCKET 1
+#define SCM_RIGHTS 1
+#define MAX_RIGHTS 64 /* fds taken from one recvmsg/recvmmsg */
 #define PROT_EXEC 0x4
 #define CLOSE_RANGE_UNSHARE (1U << 1)
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -86,6 +92,14 @@ const volatile __u32 self_tgid = 0;      /* leaktrace itself: never traced */
 struct inflight {
 	__u64 args[6];
 	__u64 nr;
+	__u64 ts; /* enter time: orders a release against a racing open of the same fd */
+};
+
+/* struct cmsghdr on x86-64. */
+struct cmsg_head {
+	__u64 len;
+	__s32 level;
+	__s32 type;
 };
 
 struct {
@@ -171,6 +185,7 @@ static __always_inline bool interesting(long nr)
 	case NR_close_range: case NR_openat2: case NR_pidfd_getfd:
 	case NR_memfd_secret: case NR_wait4: case NR_waitid: case NR_exit_group:
 	case NR_connect: case NR_bind: case NR_listen:
+	case NR_recvmsg: case NR_recvmmsg:
 		return true;
 	}
 	return false;
@@ -270,12 +285,14 @@ static __always_inline void describe_file(struct lt_fd_event *e, struct file *f)
 
 	e->mode = 0;
 	e->ino = 0;
+	e->magic = 0;
 	e->name[0] = 0;
 	if (!f)
 		return;
 	inode = BPF_CORE_READ(f, f_inode);
 	e->mode = BPF_CORE_READ(inode, i_mode);
 	e->ino = BPF_CORE_READ(inode, i_ino);
+	e->magic = BPF_CORE_READ(inode, i_sb, s_magic);
 	dentry = BPF_CORE_READ(f, f_path.dentry);
 	name = BPF_CORE_READ(dentry, d_name.name);
 	bpf_probe_read_kernel_str(e->name, sizeof(e->name), name);
@@ -319,6 +336,8 @@ static __always_inline struct lt_fd_event *fd_event(__u16 type, __u16 nr)
 	e->mode = 0;
 	e->ino = 0;
 	e->arg0 = 0;
+	e->magic = 0;
+	e->enter_ts = 0;
 	__builtin_memset(&e->sock, 0, sizeof(e->sock));
 	e->name[0] = 0;
 	e->path[0] = 0;
@@ -365,8 +384,18 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 		return 0;
 	}
 
+	if (id == NR_recvmsg) {
+		/* Only a msghdr with room for a cmsg can carry SCM_RIGHTS. */
+		__u64 m = BPF_CORE_READ(regs, si), ctl = 0, len = 0;
+		bpf_probe_read_user(&ctl, sizeof(ctl), (void *)(m + 32));
+		bpf_probe_read_user(&len, sizeof(len), (void *)(m + 40));
+		if (!ctl || len < sizeof(struct cmsg_head) + 4)
+			return 0;
+	}
+
 	struct inflight in = {};
 	in.nr = id;
+	in.ts = bpf_ktime_get_ns();
 	in.args[0] = BPF_CORE_READ(regs, di);
 	in.args[1] = BPF_CORE_READ(regs, si);
 	in.args[2] = BPF_CORE_READ(regs, dx);
@@ -393,6 +422,7 @@ static __always_inline int handle_fd_exit(void *ctx, struct inflight *in, long r
 		e = fd_event(LT_EV_FD_CLOSE, nr);
 		if (!e)
 			return 0;
+		e->enter_ts = in->ts;
 		e->fd = (int)in->args[0];
 		e->ret = ret;
 		submit(e, offsetof(struct lt_fd_event, sock));
@@ -403,6 +433,7 @@ static __always_inline int handle_fd_exit(void *ctx, struct inflight *in, long r
 		e = fd_event(LT_EV_CLOSE_RANGE, nr);
 		if (!e)
 			return 0;
+		e->enter_ts = in->ts;
 		e->fd = (int)in->args[0];
 		e->fd2 = in->args[1] > 0x7fffffff ? 0x7fffffff : (int)in->args[1];
 		if (in->args[2] & CLOSE_RANGE_UNSHARE)
@@ -438,6 +469,7 @@ static __always_inline int handle_fd_exit(void *ctx, struct inflight *in, long r
 	e = fd_event(LT_EV_FD_OPEN, nr);
 	if (!e)
 		return 0;
+	e->enter_ts = in->ts;
 	e->ret = ret;
 	e->arg0 = in->args[0];
 	e->fd = (int)ret;
@@ -484,6 +516,127 @@ static __always_inline int handle_fd_exit(void *ctx, struct inflight *in, long r
 	}
 	describe_file(e, fd_file(task, e->fd));
 	submit_open(ctx, e);
+	return 0;
+}
+
+/* fds received through SCM_RIGHTS: cmsgs are parsed from the caller's
+ * msghdr at syscall exit, when the kernel has written msg_controllen. */
+struct rights {
+	__s32 fds[MAX_RIGHTS];
+	__u32 n;
+	__u32 dropped;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rights);
+} rights_scratch SEC(".maps");
+
+/* msghdr: msg_control at +32, msg_controllen at +40 (x86-64). */
+static __always_inline void collect_rights(__u64 msghdr, struct rights *r)
+{
+	__u64 ctl = 0, len = 0, off = 0;
+
+	if (bpf_probe_read_user(&ctl, sizeof(ctl), (void *)(msghdr + 32)) ||
+	    bpf_probe_read_user(&len, sizeof(len), (void *)(msghdr + 40)) || !ctl)
+		return;
+	for (int c = 0; c < 4; c++) {
+		struct cmsg_head h = {};
+		if (off + sizeof(h) > len)
+			break;
+		if (bpf_probe_read_user(&h, sizeof(h), (void *)(ctl + off)))
+			break;
+		if (h.len < sizeof(h) || h.len > len - off)
+			break;
+		if (h.level == SOL_SOCKET && h.type == SCM_RIGHTS) {
+			__s32 fds[16] = {};
+			__u64 cnt = (h.len - sizeof(h)) / 4;
+			if (cnt > 16) {
+				r->dropped += cnt - 16;
+				cnt = 16;
+			}
+			__u32 sz = cnt * 4;
+			asm volatile("" : "+r"(sz)); /* keep the clamp on the register the call uses */
+			if (sz > sizeof(fds))
+				sz = sizeof(fds);
+			if (bpf_probe_read_user(fds, sz, (void *)(ctl + off + sizeof(h))))
+				break;
+			for (int i = 0; i < 16; i++) {
+				if (i >= cnt)
+					break;
+				if (r->n >= MAX_RIGHTS) {
+					r->dropped++;
+					continue;
+				}
+				r->fds[r->n & (MAX_RIGHTS - 1)] = fds[i];
+				r->n++;
+			}
+		}
+		off += (h.len + 7) & ~7ULL;
+	}
+}
+
+struct rights_emit {
+	void *ctx;
+	__u64 enter_ts;
+	struct rights *r;
+	__u32 cloexec;
+	__u16 nr;
+};
+
+static long emit_right(__u64 i, void *data)
+{
+	struct rights_emit *w = data;
+	struct lt_fd_event *e = fd_event(LT_EV_FD_OPEN, w->nr);
+
+	if (!e || i >= MAX_RIGHTS)
+		return 1;
+	e->enter_ts = w->enter_ts;
+	e->fd = w->r->fds[i & (MAX_RIGHTS - 1)];
+	e->ret = e->fd;
+	e->flags |= LT_FD_RECEIVED;
+	if (w->cloexec)
+		e->flags |= LT_FD_CLOEXEC;
+	describe_file(e, fd_file(bpf_get_current_task_btf(), e->fd));
+	submit_open(w->ctx, e);
+	return 0;
+}
+
+static __always_inline int handle_rights_exit(void *ctx, struct inflight *in, long ret)
+{
+	__u32 zero = 0;
+	struct rights *r = bpf_map_lookup_elem(&rights_scratch, &zero);
+
+	if (ret < 0 || !r)
+		return 0;
+	r->n = 0;
+	r->dropped = 0;
+	if (in->nr == NR_recvmsg) {
+		collect_rights(in->args[1], r);
+	} else {
+		/* struct mmsghdr is a msghdr (56 bytes) and a length: 64 bytes. */
+		for (int m = 0; m < 8; m++) {
+			if (m >= ret)
+				break;
+			collect_rights(in->args[1] + m * 64, r);
+		}
+		if (ret > 8)
+			r->dropped++; /* messages past the 8th were not read */
+	}
+	if (r->dropped)
+		count(LT_CNT_RIGHTS_DROPPED);
+	struct rights_emit w = {
+		.ctx = ctx,
+		.enter_ts = in->ts,
+		.r = r,
+		.cloexec = !!(in->args[2] & MSG_CMSG_CLOEXEC),
+		.nr = in->nr,
+	};
+	if (in->nr == NR_recvmmsg)
+		w.cloexec = !!(in->args[3] & MSG_CMSG_CLOEXEC);
+	bpf_loop(r->n, emit_right, &w, 0);
 	return 0;
 }
 
@@ -615,6 +768,8 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	}
 	if (id == NR_mmap)
 		handle_mmap_exit(in, ret);
+	else if (id == NR_recvmsg || id == NR_recvmmsg)
+		handle_rights_exit(ctx, in, ret);
 	else if (id == NR_wait4 || id == NR_waitid)
 		handle_wait_exit(in, ret);
 	else

@@ -31,6 +31,7 @@ enum lt_event_type {
 #define LT_FD_HAS_SOCK (1U << 2)
 #define LT_FD_UNSHARE (1U << 3)   /* close_range with CLOSE_RANGE_UNSHARE */
 #define LT_FD_ONLY_CLOEXEC (1U << 4) /* close_range with CLOSE_RANGE_CLOEXEC */
+#define LT_FD_RECEIVED (1U << 5)  /* installed by recvmsg/recvmmsg from SCM_RIGHTS */
 
 struct lt_header {
 	__u64 ts;    /* bpf_ktime_get_ns */
@@ -76,6 +77,8 @@ struct lt_fd_event {
 	__u32 mode;    /* i_mode of the file behind fd */
 	__u64 ino;     /* i_ino of the file behind fd */
 	__u64 arg0;    /* first syscall argument (dirfd, domain, ...) */
+	__u64 magic;   /* s_magic of the file's filesystem: pidfs, anon_inodefs, ... */
+	__u64 enter_ts; /* when the syscall was entered (h.ts is its exit) */
 	struct lt_sock sock;
 	char name[LT_NAME_LEN];
 	char path[LT_PATH_LEN];
@@ -126,6 +129,7 @@ enum lt_counter {
 	LT_CNT_TRACED_FULL = 2,   /* new process not added to the pid filter: map full */
 	LT_CNT_MISSED_EXIT = 3,   /* syscall exit with no parked enter for an fd syscall */
 	LT_CNT_EVENTS = 4,        /* records sent */
+	LT_CNT_RIGHTS_DROPPED = 5, /* SCM_RIGHTS fds received but past what one event batch holds */
 	LT_CNT_MAX = 8,
 };
 

@@ -17,17 +17,19 @@ type LeaktraceInflight struct {
 	_    structs.HostLayout
 	Args [6]uint64
 	Nr   uint64
+	Ts   uint64
 }
 
 type LeaktraceLtCounter uint32
 
 const (
-	LeaktraceLtCounterLT_CNT_RINGBUF_FULL  LeaktraceLtCounter = 0
-	LeaktraceLtCounterLT_CNT_INFLIGHT_FULL LeaktraceLtCounter = 1
-	LeaktraceLtCounterLT_CNT_TRACED_FULL   LeaktraceLtCounter = 2
-	LeaktraceLtCounterLT_CNT_MISSED_EXIT   LeaktraceLtCounter = 3
-	LeaktraceLtCounterLT_CNT_EVENTS        LeaktraceLtCounter = 4
-	LeaktraceLtCounterLT_CNT_MAX           LeaktraceLtCounter = 8
+	LeaktraceLtCounterLT_CNT_RINGBUF_FULL   LeaktraceLtCounter = 0
+	LeaktraceLtCounterLT_CNT_INFLIGHT_FULL  LeaktraceLtCounter = 1
+	LeaktraceLtCounterLT_CNT_TRACED_FULL    LeaktraceLtCounter = 2
+	LeaktraceLtCounterLT_CNT_MISSED_EXIT    LeaktraceLtCounter = 3
+	LeaktraceLtCounterLT_CNT_EVENTS         LeaktraceLtCounter = 4
+	LeaktraceLtCounterLT_CNT_RIGHTS_DROPPED LeaktraceLtCounter = 5
+	LeaktraceLtCounterLT_CNT_MAX            LeaktraceLtCounter = 8
 )
 
 type LeaktraceLtEventType uint32
@@ -59,19 +61,21 @@ type LeaktraceLtExecEvent struct {
 }
 
 type LeaktraceLtFdEvent struct {
-	_     structs.HostLayout
-	H     LeaktraceLtHeader
-	Fd    int32
-	Fd2   int32
-	Ret   int64
-	Flags uint32
-	Mode  uint32
-	Ino   uint64
-	Arg0  uint64
-	Sock  LeaktraceLtSock
-	Name  [64]int8
-	Path  [256]int8
-	Stack LeaktraceLtStack
+	_       structs.HostLayout
+	H       LeaktraceLtHeader
+	Fd      int32
+	Fd2     int32
+	Ret     int64
+	Flags   uint32
+	Mode    uint32
+	Ino     uint64
+	Arg0    uint64
+	Magic   uint64
+	EnterTs uint64
+	Sock    LeaktraceLtSock
+	Name    [64]int8
+	Path    [256]int8
+	Stack   LeaktraceLtStack
 }
 
 type LeaktraceLtHeader struct {
@@ -137,6 +141,13 @@ type LeaktraceLtTaskEvent struct {
 	Stack      LeaktraceLtStack
 }
 
+type LeaktraceRights struct {
+	_       structs.HostLayout
+	Fds     [64]int32
+	N       uint32
+	Dropped uint32
+}
+
 type LeaktraceScratch struct {
 	_  structs.HostLayout
 	Fd LeaktraceLtFdEvent
@@ -149,6 +160,7 @@ const (
 	LeaktraceMapCounters          = "counters"
 	LeaktraceMapEvents            = "events"
 	LeaktraceMapInflight          = "inflight"
+	LeaktraceMapRightsScratch     = "rights_scratch"
 	LeaktraceMapScratch           = "scratch"
 	LeaktraceMapTraced            = "traced"
 	LeaktraceProgSchedProcessExec = "sched_process_exec"
@@ -220,11 +232,12 @@ type LeaktraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LeaktraceMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Inflight *ebpf.MapSpec `ebpf:"inflight"`
-	Scratch  *ebpf.MapSpec `ebpf:"scratch"`
-	Traced   *ebpf.MapSpec `ebpf:"traced"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
+	RightsScratch *ebpf.MapSpec `ebpf:"rights_scratch"`
+	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
+	Traced        *ebpf.MapSpec `ebpf:"traced"`
 }
 
 // LeaktraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -262,11 +275,12 @@ func (o *LeaktraceObjects) Close() error {
 //
 // It can be passed to LoadLeaktraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LeaktraceMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Inflight *ebpf.Map `ebpf:"inflight"`
-	Scratch  *ebpf.Map `ebpf:"scratch"`
-	Traced   *ebpf.Map `ebpf:"traced"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	Events        *ebpf.Map `ebpf:"events"`
+	Inflight      *ebpf.Map `ebpf:"inflight"`
+	RightsScratch *ebpf.Map `ebpf:"rights_scratch"`
+	Scratch       *ebpf.Map `ebpf:"scratch"`
+	Traced        *ebpf.Map `ebpf:"traced"`
 }
 
 func (m *LeaktraceMaps) Close() error {
@@ -274,6 +288,7 @@ func (m *LeaktraceMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.Inflight,
+		m.RightsScratch,
 		m.Scratch,
 		m.Traced,
 	)

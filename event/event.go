@@ -91,12 +91,16 @@ const (
 	FlagCloexec     uint32 = 1 << 0
 	FlagUnshare     uint32 = 1 << 3 // close_range CLOSE_RANGE_UNSHARE
 	FlagOnlyCloexec uint32 = 1 << 4 // close_range CLOSE_RANGE_CLOEXEC: nothing closed yet
+	FlagReceived    uint32 = 1 << 5 // installed by recvmsg from SCM_RIGHTS
 )
 
 // Event is one decoded kernel event. Fields not meaningful for a Type are zero.
 type Event struct {
-	Type    Type
-	Time    uint64 // ns since boot (CLOCK_MONOTONIC)
+	Type Type
+	Time uint64 // ns since boot (CLOCK_MONOTONIC)
+	// Enter is when the fd syscall was entered (Time is its exit): the
+	// aggregator orders releases against racing opens of the same fd with it.
+	Enter   uint64
 	PID     uint32 // thread group id
 	TID     uint32
 	Files   uint64 // identity of the fd table the event touched (kernel address)

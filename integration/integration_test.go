@@ -54,6 +54,7 @@ func binaries(t *testing.T) string {
 			{"go", "build", "-o", filepath.Join(buildDir, "leaky-go"), "./testdata/leaky-go"},
 			{"gcc", "-O1", "-g", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "leaky-c"), "testdata/leaky-c/leaky.c"},
 			{"gcc", "-O2", "-g", "-fomit-frame-pointer", "-o", filepath.Join(buildDir, "leaky-c-nofp"), "testdata/leaky-c/leaky.c"},
+			{"gcc", "-O1", "-g", "-Wall", "-o", filepath.Join(buildDir, "fdgen"), "testdata/fdgen/fdgen.c", "-lpthread"},
 		}
 		for _, s := range steps {
 			cmd := exec.Command(s[0], s[1:]...)

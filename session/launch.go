@@ -29,6 +29,12 @@ func (s *Session) Start(argv []string) (*exec.Cmd, error) {
 	cmd := exec.Command(path, argv[1:]...)
 	cmd.Args = argv
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if s.opts.Stdout != nil {
+		cmd.Stdout = s.opts.Stdout
+	}
+	if s.opts.Stderr != nil {
+		cmd.Stderr = s.opts.Stderr
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
 
 	// Whatever leaktrace itself inherited without close-on-exec (a CI

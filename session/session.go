@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +30,9 @@ type Options struct {
 	// OnEvent, when set, sees every decoded event after it was applied
 	// (tests use it to check the live table at known points).
 	OnEvent func(*event.Event)
+	// Stdout and Stderr, when set, replace leaktrace's own for a command
+	// Start launches (tests read a generator's checkpoints this way).
+	Stdout, Stderr *os.File
 }
 
 // Session is one tracing session.
@@ -161,6 +167,9 @@ func (s *Session) handle(raw []byte) error {
 			}
 		}
 	}
+	if e.Type == event.FDOpen {
+		resolveTarget(e)
+	}
 	if d.Stack.IP != 0 {
 		e.Stack = s.intern(e.PID, &d.Stack)
 	}
@@ -263,4 +272,19 @@ func (s *Session) SampleGrowth() {
 			s.growth[id] = 0
 		}
 	}
+}
+
+// resolveTarget makes a file target absolute when the kernel side only had a
+// relative path or a dentry name (openat relative to a dirfd, open_by_handle_at,
+// fds received through SCM_RIGHTS). The link is taken only if it still names the
+// same file, so a racing close and reuse cannot mislabel the handle.
+func resolveTarget(e *event.Event) {
+	if (e.Kind != event.KindFile && e.Kind != event.KindDir) || strings.HasPrefix(e.Target, "/") || e.Target == "" {
+		return
+	}
+	link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", e.PID, e.FD))
+	if err != nil || !strings.HasPrefix(link, "/") || filepath.Base(link) != filepath.Base(e.Target) {
+		return
+	}
+	e.Target = link
 }

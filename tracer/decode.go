@@ -118,6 +118,7 @@ func (dec *Decoder) decodeFD(raw []byte, d *Decoded) error {
 	e := &d.Event
 	header(&r.H, e)
 	e.FD, e.FD2 = r.Fd, r.Fd2
+	e.Enter = r.EnterTs
 	e.Flags = r.Flags
 	switch bpf.LeaktraceLtEventType(r.H.Type) {
 	case bpf.LeaktraceLtEventTypeLT_EV_FD_CLOSE:
@@ -247,12 +248,18 @@ const (
 	nrMemfd      = 319
 )
 
+const pidfsMagic = 0x50494446
+
 func isPair(nr uint16) bool { return nr == nrPipe || nr == nrPipe2 || nr == nrSocketpair }
 
 // classify names the kind and target of a new fd from what the kernel saw.
 func classify(r *bpf.LeaktraceLtFdEvent) (event.Kind, string) {
 	name := cstr(r.Name[:])
 	path := cstr(r.Path[:])
+	if r.Magic == pidfsMagic {
+		// Since 6.9 pidfds are regular files of pidfs, not anonymous inodes.
+		return event.KindPidfd, "anon_inode:[pidfd]"
+	}
 	switch r.Mode & 0o170000 {
 	case 0o100000: // S_IFREG
 		if r.H.Nr == nrMemfd || strings.HasPrefix(name, "memfd:") {

@@ -158,10 +158,15 @@ type Counters struct {
 	InflightFull uint64 // syscalls not followed: parking map full
 	TracedFull   uint64 // processes not followed: filter map full
 	MissedExit   uint64 // syscall exits with no parked enter
+	// RightsDropped counts fds received through SCM_RIGHTS beyond what one
+	// recvmsg event carries: they are in the process's table but not in ours.
+	RightsDropped uint64
 }
 
 // Lost is every event the kernel side could not deliver.
-func (c Counters) Lost() uint64 { return c.RingbufFull + c.InflightFull + c.TracedFull }
+func (c Counters) Lost() uint64 {
+	return c.RingbufFull + c.InflightFull + c.TracedFull + c.RightsDropped
+}
 
 // Counters reads the kernel counters.
 func (t *Tracer) Counters() (Counters, error) {
@@ -187,6 +192,7 @@ func (t *Tracer) Counters() (Counters, error) {
 		{bpf.LeaktraceLtCounterLT_CNT_INFLIGHT_FULL, &c.InflightFull},
 		{bpf.LeaktraceLtCounterLT_CNT_TRACED_FULL, &c.TracedFull},
 		{bpf.LeaktraceLtCounterLT_CNT_MISSED_EXIT, &c.MissedExit},
+		{bpf.LeaktraceLtCounterLT_CNT_RIGHTS_DROPPED, &c.RightsDropped},
 	} {
 		if *f.dst, err = read(f.idx); err != nil {
 			return c, err

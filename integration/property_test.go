@@ -1,0 +1,299 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/leaktrace/leaktrace/aggregator"
+	"github.com/leaktrace/leaktrace/event"
+	"github.com/leaktrace/leaktrace/procfs"
+	"github.com/leaktrace/leaktrace/session"
+)
+
+// TestPropertyLiveTableMatchesProc runs testdata/fdgen, a long random
+// sequence of every fd source and release over several threads, a forked
+// child that execs, vfork and CLONE_FILES helpers, and at each of its
+// checkpoints (the process stopped, nothing in flight) compares leaktrace's
+// live table with /proc/PID/fd: same fds, same kinds. At exit the leaked set
+// must be the last checkpoint's table.
+func TestPropertyLiveTableMatchesProc(t *testing.T) {
+	requireRoot(t)
+	dir := binaries(t)
+	const ops, every = 2400, 60
+	total := 0
+	for _, seed := range []int{1, 2, 3, 4, 5} {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			n := propertyRun(t, filepath.Join(dir, "fdgen"), seed, ops, every)
+			total += n
+		})
+	}
+	t.Logf("property: %d checkpoints compared over 5 seeds x %d ops", total, ops)
+}
+
+// propertyRun runs one seed and returns the number of checkpoints compared.
+func propertyRun(t *testing.T, gen string, seed, ops, every int) int {
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	hist := newHistory()
+	sess, err := session.New(session.Options{Mode: aggregator.ModeRun, Stdout: wr, OnEvent: hist.add})
+	if err != nil {
+		t.Fatalf("starting session: %v", err)
+	}
+	defer sess.Close()
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- sess.Run(stop) }()
+
+	cmd, err := sess.Start([]string{gen, strconv.Itoa(seed), strconv.Itoa(ops), strconv.Itoa(every)})
+	wr.Close()
+	if err != nil {
+		close(stop)
+		t.Fatalf("starting fdgen: %v", err)
+	}
+	root := cmd.Process.Pid
+	last := map[int][]procfs.FD{} // each pid's table at its last checkpoint
+	checked := 0
+	sc := bufio.NewScanner(rd)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || f[0] != "checkpoint" {
+			continue
+		}
+		pid, _ := strconv.Atoi(f[1])
+		if err := waitStopped(pid); err != nil {
+			t.Fatalf("checkpoint %s: %v", f[2], err)
+		}
+		want, diff := converge(sess, pid)
+		if diff != "" {
+			syscall.Kill(root, syscall.SIGKILL)
+			c, _ := sess.Counters()
+			t.Fatalf("pid %d checkpoint %s: leaktrace's table differs from /proc/%d/fd (lost %d):\n%s\nrecent events of those fds:\n%s",
+				pid, f[2], pid, c.Lost(), diff, hist.dump(diff))
+		}
+		last[pid] = want
+		checked++
+		syscall.Kill(pid, syscall.SIGCONT)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("fdgen: %v", err)
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatalf("reading events: %v", err)
+	}
+	if len(last) < 2 {
+		t.Fatalf("checkpoints came from %d processes, want the parent and its child", len(last))
+	}
+
+	// At exit: what each process held at its last checkpoint is its leaks.
+	r, err := sess.Report(session.ReportInfo{Mode: "run", ExitCode: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Complete {
+		t.Fatalf("report incomplete: %v", r.Notes)
+	}
+	// A leak is listed under the process that made it: fds the CLONE_FILES
+	// helpers opened in the table they shared are their parent's table's.
+	ppid := map[int]int{}
+	for _, p := range r.Processes {
+		ppid[p.PID] = p.PPID
+	}
+	leaked := map[int][]int{}
+	for _, l := range r.Leaks {
+		if l.FD < 0 {
+			continue
+		}
+		pid := l.PID
+		if _, ok := last[pid]; !ok {
+			if l.Inherited {
+				continue // a vfork child's copy, gone with it
+			}
+			pid = ppid[pid]
+		}
+		leaked[pid] = append(leaked[pid], l.FD)
+	}
+	for pid, fds := range last {
+		var want []int
+		for _, f := range fds {
+			if f.FD > 2 {
+				want = append(want, int(f.FD))
+			}
+		}
+		got := leaked[pid]
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			kinds := map[int32]string{}
+			for _, f := range fds {
+				kinds[f.FD] = f.Kind.String() + " " + f.Target
+			}
+			t.Errorf("pid %d: leaked fds differ from its table at exit: %s\nkinds: %v", pid, setDiff(got, want), kinds)
+		}
+	}
+	t.Logf("seed %d: %d checkpoints, %d events, leaks %d", seed, checked, r.Events.Received, len(r.Leaks))
+	return checked
+}
+
+// waitStopped waits until every thread of pid is stopped.
+func waitStopped(pid int) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		tids, err := procfs.Tasks(pid)
+		if err != nil {
+			return err
+		}
+		stopped := 0
+		for _, tid := range tids {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
+			if err != nil {
+				break
+			}
+			if st, err := procfs.ParseStat(string(b)); err == nil && st.State == 'T' {
+				stopped++
+			}
+		}
+		if stopped == len(tids) && stopped > 0 {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return fmt.Errorf("pid %d did not stop", pid)
+}
+
+// converge compares the live table with /proc until they agree or 5 s pass:
+// the process is stopped, but its last events may still be in the ring.
+func converge(sess *session.Session, pid int) ([]procfs.FD, string) {
+	var diff string
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		want, err := procfs.FDs(pid)
+		if err != nil {
+			return nil, err.Error()
+		}
+		var got []aggregator.Handle
+		sess.With(func(a *aggregator.Aggregator) { got = a.Live(uint32(pid)) })
+		diff = tableDiff(want, got)
+		if diff == "" || time.Now().After(deadline) {
+			return want, diff
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func tableDiff(want []procfs.FD, got []aggregator.Handle) string {
+	var b strings.Builder
+	ours := map[int32]aggregator.Handle{}
+	for _, h := range got {
+		ours[h.FD] = h
+	}
+	for _, w := range want {
+		h, ok := ours[w.FD]
+		delete(ours, w.FD)
+		switch {
+		case !ok:
+			fmt.Fprintf(&b, "  fd %d missing (kernel: %s %s)\n", w.FD, w.Kind, w.Target)
+		case h.Kind != w.Kind:
+			fmt.Fprintf(&b, "  fd %d kind %s, kernel says %s (%s)\n", w.FD, h.Kind, w.Kind, w.Target)
+		case w.Kind == event.KindFile && strings.HasPrefix(w.Target, "/") && h.Target != w.Target && !strings.HasPrefix(w.Target, h.Target+" "):
+			fmt.Fprintf(&b, "  fd %d target %q, kernel says %q\n", w.FD, h.Target, w.Target)
+		case w.Kind == event.KindPipe && h.Target != w.Target:
+			fmt.Fprintf(&b, "  fd %d target %q, kernel says %q\n", w.FD, h.Target, w.Target)
+		}
+	}
+	for fd, h := range ours {
+		fmt.Fprintf(&b, "  fd %d extra (ours: %s %s)\n", fd, h.Kind, h.Target)
+	}
+	return b.String()
+}
+
+// setDiff says how got differs from want, briefly.
+func setDiff(got, want []int) string {
+	g, w := map[int]int{}, map[int]bool{}
+	for _, fd := range got {
+		g[fd]++
+	}
+	for _, fd := range want {
+		w[fd] = true
+	}
+	var extra, missing, dup []int
+	for fd, n := range g {
+		if !w[fd] {
+			extra = append(extra, fd)
+		}
+		if n > 1 {
+			dup = append(dup, fd)
+		}
+	}
+	for fd := range w {
+		if g[fd] == 0 {
+			missing = append(missing, fd)
+		}
+	}
+	slices.Sort(extra)
+	slices.Sort(missing)
+	slices.Sort(dup)
+	return fmt.Sprintf("%d reported, %d open; extra %v, missing %v, reported twice %v", len(got), len(want), extra, missing, dup)
+}
+
+// history keeps the recent events of every fd, to explain a mismatch.
+type history struct {
+	mu  sync.Mutex
+	fds map[int32][]string
+}
+
+func newHistory() *history { return &history{fds: map[int32][]string{}} }
+
+func (h *history) add(e *event.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	line := fmt.Sprintf("%s pid=%d tid=%d nr=%d fd=%d fd2=%d kind=%s enter=%d exit=%d flags=%#x",
+		e.Type, e.PID, e.TID, e.Syscall, e.FD, e.FD2, e.Kind, e.Enter, e.Time, e.Flags)
+	note := func(fd int32) {
+		l := append(h.fds[fd], line)
+		if len(l) > 8 {
+			l = l[len(l)-8:]
+		}
+		h.fds[fd] = l
+	}
+	switch e.Type {
+	case event.FDOpen, event.FDClose:
+		note(e.FD)
+		if e.FD2 >= 0 && e.FD2 != e.FD {
+			note(e.FD2)
+		}
+	case event.CloseRange:
+		for fd := e.FD; fd <= e.FD2 && fd < e.FD+64; fd++ {
+			note(fd)
+		}
+	}
+}
+
+func (h *history) dump(diff string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var b strings.Builder
+	for _, line := range strings.Split(diff, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "fd" {
+			continue
+		}
+		fd, _ := strconv.Atoi(f[1])
+		fmt.Fprintf(&b, " fd %d:\n", fd)
+		for _, l := range h.fds[int32(fd)] {
+			fmt.Fprintf(&b, "   %s\n", l)
+		}
+	}
+	return b.String()
+}
