@@ -100,12 +100,17 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 	for _, l := range s.agg.Leaks(now) {
 		sy := sym(l.Stack)
 		rl := leakOf(l, now, sy)
-		r.Leaks = append(r.Leaks, rl)
-		if sy.internal {
+		switch {
+		case sy.internal:
+			rl.NotCounted = report.NotCountedInternal
 			internal++
-			continue
+		case l.Inherited && !info.CountInherited:
+			rl.NotCounted = report.NotCountedInherited
+		default:
+			rl.Counted = true
 		}
-		if l.Inherited && !info.CountInherited {
+		r.Leaks = append(r.Leaks, rl)
+		if !rl.Counted {
 			continue
 		}
 		site := sites[rl.Site]
