@@ -190,7 +190,9 @@ func countProcesses(r *report.Report) {
 		e := exe(exeOf(l))
 		e.Leaked++
 		e.Kinds[l.Kind]++
-		e.sites[l.Site] = true
+		if l.Site != "" { // as in the text summary: sites with a stack
+			e.sites[l.Site] = true
+		}
 	}
 	for i := range r.Processes {
 		p := &r.Processes[i]
