@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -199,7 +198,7 @@ func TestReportFormatsReadable(t *testing.T) {
 	if sum != 7 {
 		t.Errorf("profile holds %d leaks, want 7", sum)
 	}
-	top, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "tool", "pprof", "-top", p("r.pb.gz")).CombinedOutput()
+	top, err := exec.Command(filepath.Join(runtimeGOROOT(), "bin", "go"), "tool", "pprof", "-top", p("r.pb.gz")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("go tool pprof -top: %v\n%s", err, top)
 	}

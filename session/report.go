@@ -272,7 +272,9 @@ func runtimeInternal(frames []report.Frame) bool {
 }
 
 var goRuntimeCreators = []string{"runtime.newosproc", "runtime.newm", "runtime.netpollinit",
-	"internal/runtime/cgroup.", "runtime.defaultGOMAXPROCSInit"}
+	"internal/runtime/cgroup.", "runtime.defaultGOMAXPROCSInit",
+	// netpollinit inlined (PGO-built toolchains); the cgo runtime's thread start.
+	"runtime.netpollGenericInit", "_cgo_try_pthread_create", "_cgo_sys_thread_start"}
 
 var systemModules = []string{"libc.so", "libc-", "ld-linux", "ld-musl", "libpthread", "libstdc++", "libgcc_s", "libpython", "libdl"}
 
