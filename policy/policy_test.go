@@ -3,6 +3,8 @@ package policy
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -323,5 +325,35 @@ func TestMatch(t *testing.T) {
 		if got := match(tc.p, tc.s); got != tc.want {
 			t.Errorf("match(%q, %q) = %v", tc.p, tc.s, got)
 		}
+	}
+}
+
+// TestSuppressionsDoc keeps docs/suppressions.md true: its example parses and
+// its rules match what they say they match.
+func TestSuppressionsDoc(t *testing.T) {
+	doc, err := os.ReadFile("../docs/suppressions.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	if len(blocks) < 2 {
+		t.Fatal("want the example and the error message blocks")
+	}
+	s, err := ParseSuppressions(strings.NewReader(blocks[0][1]), "leaktrace.supp")
+	if err != nil {
+		t.Fatalf("the example does not parse: %v", err)
+	}
+	if s.Len() != 4 {
+		t.Errorf("%d rules, want 4", s.Len())
+	}
+	pg := report.Leak{Kind: "socket", Target: "tcp 10.0.0.5:41822 -> 10.0.0.9:5432"}
+	if by := s.Match(&pg); !strings.HasPrefix(by, "leaktrace.supp:13:") {
+		t.Errorf("the database socket rule: matched by %q", by)
+	}
+	// The error shown is the one given for line 7 saying "function:".
+	bad := strings.Repeat("\n", 6) + "function:db.connect\n"
+	_, err = ParseSuppressions(strings.NewReader(bad), "leaktrace.supp")
+	if err == nil || !strings.Contains(blocks[1][1], err.Error()) {
+		t.Errorf("the documented error is not what leaktrace says: %v", err)
 	}
 }
