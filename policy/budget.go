@@ -40,7 +40,7 @@ const maxBudgetItems = 1000
 // ParseBudget parses the values of --budget flags; each is a comma-separated
 // list of items:
 //
-//	N               at most N leaks in all
+//	N               at most N leaks in all (-1: no limit)
 //	total=N         the same
 //	KIND=N          at most N leaks of KIND (socket=0, file=5)
 //	site=N          at most N leaks from any one site
@@ -68,6 +68,9 @@ func ParseBudget(values []string) (Budget, error) {
 }
 
 func (b *Budget) parseItem(item string) error {
+	if item == "-1" {
+		return nil // "no budget", as --budget -1 meant before limits per kind and site
+	}
 	eq := strings.LastIndexByte(item, '=')
 	if eq < 0 {
 		n, err := limit(item)

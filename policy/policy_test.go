@@ -305,7 +305,10 @@ func TestParseBudget(t *testing.T) {
 	if (Budget{}).Set() || !mustBudget(t, "socket=0").Set() {
 		t.Error("Set is wrong")
 	}
-	for _, bad := range []string{"-1", "x", "sockets=1", "file=", "file=-2", "site:=1", "=3"} {
+	if b := mustBudget(t, "-1"); b.Set() {
+		t.Errorf("--budget -1 sets a limit: %+v", b)
+	}
+	for _, bad := range []string{"-2", "x", "sockets=1", "file=", "file=-2", "site:=1", "=3"} {
 		if _, err := ParseBudget([]string{bad}); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
