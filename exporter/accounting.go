@@ -10,24 +10,39 @@ type accounting struct {
 	bySite   map[string][]report.Leak // leaks that are not Internal, by site key ("" = no stack)
 	internal []report.Leak
 	orphans  []report.Leak // not Internal, with a stack, but in no site of r.Sites
+	// excluded are the leaks a policy left out (suppressed, baseline, min_age),
+	// by report.Leak.NotCounted; they are in no other list here.
+	excluded map[string][]report.Leak
+	// notCounted counts leaks neither counted nor Internal, by why.
+	notCounted map[string]int
 
 	counted   int            // leaks that count: the sum of the sites' counts
 	kinds     map[string]int // counted, by kind
 	sites     int            // sites with a stack
 	procs     int            // processes with counted leaks
-	uncounted int            // leaks neither counted nor Internal: inherited copies
+	uncounted int            // leaks neither counted nor Internal: inherited copies, and what a policy left out
+}
+
+// excludedByPolicy: a leak that would count but for a policy.
+func excludedByPolicy(l report.Leak) bool {
+	switch l.NotCounted {
+	case report.NotCountedSuppressed, report.NotCountedBaseline, report.NotCountedMinAge:
+		return true
+	}
+	return false
 }
 
 func account(r *report.Report) accounting {
-	a := accounting{bySite: map[string][]report.Leak{}, kinds: map[string]int{}}
+	a := accounting{bySite: map[string][]report.Leak{}, kinds: map[string]int{},
+		excluded: map[string][]report.Leak{}, notCounted: map[string]int{}}
 	inSites := map[string]bool{}
 	for _, s := range r.Sites {
-		inSites[s.Key] = true
+		inSites[s.Key] = s.Count > 0 // a site a policy emptied holds no listed leak
 		a.counted += s.Count
 		for k, n := range s.Kinds {
 			a.kinds[k] += n
 		}
-		if s.Key != "" {
+		if s.Key != "" && s.Count > 0 {
 			a.sites++
 		}
 	}
@@ -38,6 +53,14 @@ func account(r *report.Report) accounting {
 			continue
 		}
 		listed++
+		if excludedByPolicy(l) {
+			a.excluded[l.NotCounted] = append(a.excluded[l.NotCounted], l)
+			a.notCounted[l.NotCounted]++
+			continue
+		}
+		if l.NotCounted == report.NotCountedInherited {
+			a.notCounted[l.NotCounted]++
+		}
 		a.bySite[l.Site] = append(a.bySite[l.Site], l)
 		if l.Site != "" && !inSites[l.Site] {
 			a.orphans = append(a.orphans, l)

@@ -46,7 +46,8 @@ func TestSchemaDoc(t *testing.T) {
 		t.Errorf("the text example is stale; WriteText gives:\n%s", out.String())
 	}
 
-	for _, v := range []any{report.Report{}, report.Events{}, report.Leak{}, report.Frame{}, report.Site{}, report.Process{}, report.Budget{}} {
+	for _, v := range []any{report.Report{}, report.Events{}, report.Leak{}, report.Frame{}, report.Site{}, report.Process{}, report.Budget{},
+		report.Executable{}, report.BudgetLimit{}, report.Policy{}} {
 		typ := reflect.TypeOf(v)
 		for i := range typ.NumField() {
 			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")

@@ -53,9 +53,11 @@ func WriteText(w io.Writer, r *report.Report, opts TextOptions) error {
 	t.sites()
 	t.noStack()
 	t.orphans()
+	t.excluded()
 	t.internal()
 	t.preexisting()
 	t.processes()
+	t.executables()
 	t.summary()
 	// bufio keeps the first write error and returns it here.
 	if err := bw.Flush(); err != nil {
@@ -177,18 +179,14 @@ func (t *textReport) summary() {
 		}
 	}
 	if c.uncounted > 0 {
-		fmt.Fprintf(&b, ", plus %d not counted (inherited at fork)", c.uncounted)
+		fmt.Fprintf(&b, ", plus %d not counted (%s)", c.uncounted, notCountedText(c))
 	}
 	if !r.Complete {
 		b.WriteString(" [INCOMPLETE]")
 	}
 	line := t.style(ansiBold, b.String())
-	if bud := r.Budget; bud != nil {
-		verdict := fmt.Sprintf("budget %d: ok (%d leaked)", bud.Limit, bud.Leaked)
-		if bud.Exceeded {
-			verdict = t.style(ansiRed, fmt.Sprintf("budget %d: exceeded (%d leaked)", bud.Limit, bud.Leaked))
-		}
-		line += "; " + verdict
+	if r.Budget != nil {
+		line += "; " + t.budgetText(r.Budget)
 	}
 	t.w.WriteByte('\n')
 	t.line("%s", line)

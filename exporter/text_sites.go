@@ -32,8 +32,10 @@ func rankedSites(sites []report.Site, live bool) []report.Site {
 
 func (t *textReport) sites() {
 	for _, s := range rankedSites(t.r.Sites, t.live) {
-		if s.Key == "" {
-			continue // stackless leaks: printed as the "no stack" group
+		if s.Key == "" || s.Count == 0 {
+			// Stackless leaks are printed as the "no stack" group; a site
+			// whose every leak a policy left out, with those leaks.
+			continue
 		}
 		t.w.WriteByte('\n')
 		t.site(s)

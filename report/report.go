@@ -31,7 +31,13 @@ type Report struct {
 	Preexisting []Leak `json:"preexisting,omitempty"`
 	// Processes lists every traced process, with counts.
 	Processes []Process `json:"processes"`
-	Budget    *Budget   `json:"budget,omitempty"`
+	// Executables groups the processes by executable: a test runner forks many
+	// short processes of a few programs.
+	Executables []Executable `json:"executables,omitempty"`
+	Budget      *Budget      `json:"budget,omitempty"`
+	// Policy records what decided which leaks count, so a saved report can be
+	// re-rendered and re-judged the same way.
+	Policy *Policy `json:"policy,omitempty"`
 }
 
 // Events counts what the kernel side produced and what was lost on the way.
@@ -58,7 +64,22 @@ type Leak struct {
 	// Site is the key of the Site this leak belongs to ("" when it has no stack).
 	Site  string  `json:"site"`
 	Stack []Frame `json:"stack"`
+	// Counted is true when the leak is in its site's Count and the budget.
+	Counted bool `json:"counted"`
+	// NotCounted says why a leak does not count: one of the NotCounted* values.
+	NotCounted string `json:"not_counted,omitempty"`
+	// SuppressedBy names the suppression rule that matched ("FILE:LINE: RULE").
+	SuppressedBy string `json:"suppressed_by,omitempty"`
 }
+
+// Why a leak is not counted (Leak.NotCounted).
+const (
+	NotCountedInternal   = "internal"   // a language runtime's own handle
+	NotCountedInherited  = "inherited"  // a copy inherited at fork, not asked for
+	NotCountedMinAge     = "min_age"    // younger than --min-age when it became a leak
+	NotCountedSuppressed = "suppressed" // matched a suppression rule
+	NotCountedBaseline   = "baseline"   // its site leaked no more than in the baseline
+)
 
 // Frame is one symbolized stack frame, innermost first in a Stack.
 type Frame struct {
@@ -85,6 +106,14 @@ type Site struct {
 	// Outstanding is, in attach mode, how many handles of this site are open now
 	// (older or younger than min-age).
 	Outstanding int `json:"outstanding,omitempty"`
+	// Uncounted is how many leaks of this site a policy left out of Count:
+	// suppressed, in the baseline, or younger than --min-age.
+	Uncounted int `json:"uncounted,omitempty"`
+	// BaselineState compares the site with --baseline: "new", "grew" or
+	// "unchanged" (no more leaks than the baseline had).
+	BaselineState string `json:"baseline_state,omitempty"`
+	// BaselineCount is the site's count in the baseline.
+	BaselineCount int `json:"baseline_count,omitempty"`
 }
 
 // Process summarizes one traced process.
@@ -101,9 +130,37 @@ type Process struct {
 	Reconciled bool `json:"reconciled,omitempty"`
 }
 
+// Executable summarizes the processes that ran one executable.
+type Executable struct {
+	Exe       string         `json:"exe"` // path, or comm when unknown
+	Processes int            `json:"processes"`
+	Leaked    int            `json:"leaked"`
+	Kinds     map[string]int `json:"kinds"`
+	Sites     int            `json:"sites"` // distinct sites of its counted leaks
+}
+
 // Budget is the verdict of `run --budget`.
 type Budget struct {
-	Limit    int  `json:"limit"`
-	Leaked   int  `json:"leaked"`
-	Exceeded bool `json:"exceeded"`
+	Limit    int           `json:"limit"` // -1 when only per-kind or per-site limits were set
+	Leaked   int           `json:"leaked"`
+	Exceeded bool          `json:"exceeded"` // any limit, total, kind or site, was exceeded
+	Kinds    []BudgetLimit `json:"kinds,omitempty"`
+	Sites    []BudgetLimit `json:"sites,omitempty"`
+}
+
+// BudgetLimit is the verdict of one per-kind or per-site limit.
+type BudgetLimit struct {
+	Name     string `json:"name"`            // the kind, or the site's key
+	Where    string `json:"where,omitempty"` // sites: the headline, "function (file:line)"
+	Limit    int    `json:"limit"`
+	Leaked   int    `json:"leaked"`
+	Exceeded bool   `json:"exceeded"`
+}
+
+// Policy is what decided which leaks count.
+type Policy struct {
+	CountInherited bool     `json:"count_inherited"`
+	MinAge         float64  `json:"min_age_seconds,omitempty"`
+	Baseline       string   `json:"baseline,omitempty"`     // the baseline file
+	Suppressions   []string `json:"suppressions,omitempty"` // the suppression files
 }

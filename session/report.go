@@ -100,12 +100,17 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 	for _, l := range s.agg.Leaks(now) {
 		sy := sym(l.Stack)
 		rl := leakOf(l, now, sy)
-		r.Leaks = append(r.Leaks, rl)
-		if sy.internal {
+		switch {
+		case sy.internal:
+			rl.NotCounted = report.NotCountedInternal
 			internal++
-			continue
+		case l.Inherited && !info.CountInherited:
+			rl.NotCounted = report.NotCountedInherited
+		default:
+			rl.Counted = true
 		}
-		if l.Inherited && !info.CountInherited {
+		r.Leaks = append(r.Leaks, rl)
+		if !rl.Counted {
 			continue
 		}
 		site := sites[rl.Site]
@@ -267,7 +272,9 @@ func runtimeInternal(frames []report.Frame) bool {
 }
 
 var goRuntimeCreators = []string{"runtime.newosproc", "runtime.newm", "runtime.netpollinit",
-	"internal/runtime/cgroup.", "runtime.defaultGOMAXPROCSInit"}
+	"internal/runtime/cgroup.", "runtime.defaultGOMAXPROCSInit",
+	// netpollinit inlined (PGO-built toolchains); the cgo runtime's thread start.
+	"runtime.netpollGenericInit", "_cgo_try_pthread_create", "_cgo_sys_thread_start"}
 
 var systemModules = []string{"libc.so", "libc-", "ld-linux", "ld-musl", "libpthread", "libstdc++", "libgcc_s", "libpython", "libdl"}
 

@@ -48,7 +48,7 @@ func (c *Cache) Module(path string) (*Module, error) {
 	now := time.Now()
 	if el, ok := c.entries[path]; ok {
 		e := el.Value.(*cacheEntry)
-		if now.Sub(e.checked) < c.revalidate || statIdent(path) == e.ident {
+		if now.Sub(e.checked) < c.revalidate || unchanged(path, e) {
 			e.checked = now
 			c.lru.MoveToFront(el)
 			return e.mod, e.err
@@ -83,6 +83,14 @@ func (c *Cache) cached(path string) (*Module, error) {
 	}
 	c.mu.Unlock()
 	return c.Module(path)
+}
+
+// unchanged: the file at path is the one e was parsed from, or is gone from
+// disk, which is no new file: a process may still run it (go test deletes its
+// test binaries before the report is made).
+func unchanged(path string, e *cacheEntry) bool {
+	id := statIdent(path)
+	return id == e.ident || id == (fileIdent{}) && e.mod != nil
 }
 
 func statIdent(path string) fileIdent {

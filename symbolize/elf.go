@@ -55,6 +55,9 @@ type Module struct {
 	debugFrame *cfiTable
 
 	sym symState
+	// file stays open so that a binary deleted after exec (go test's, in a
+	// temporary directory) still symbolizes; the GC closes it with the module.
+	file *os.File
 }
 
 // Path returns the file the module was parsed from.
@@ -82,7 +85,12 @@ func openModule(path string) (*Module, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	kept := false
+	defer func() {
+		if !kept {
+			f.Close()
+		}
+	}()
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -135,6 +143,7 @@ func openModule(path string) (*Module, error) {
 			m.debugFrame.goFrames = m.isGo
 		}
 	}
+	m.file, kept = f, true
 	return m, nil
 }
 

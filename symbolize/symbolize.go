@@ -135,11 +135,14 @@ func (m *Module) symbolize(vaddr uint64) []report.Frame {
 // loadSymbols reads the symbol tables, .gopclntab and DWARF of the module, or of its
 // separate debug file when the module itself was stripped.
 func (m *Module) loadSymbols() error {
-	f, err := os.Open(m.path)
-	if err != nil {
-		return err
+	f := m.file
+	if f == nil {
+		var err error
+		if f, err = os.Open(m.path); err != nil {
+			return err
+		}
+		defer f.Close()
 	}
-	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
 		return err

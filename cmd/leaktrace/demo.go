@@ -27,7 +27,6 @@ func newDemoCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd)
-	f.budget = -1
 	return cmd
 }
 

@@ -39,8 +39,8 @@ func (f *traceFlags) tracerConfig() tracer.Config {
 
 type runFlags struct {
 	traceFlags
-	budget         int
-	countInherited bool
+	policyFlags
+	outputFlags
 }
 
 func newRunCmd() *cobra.Command {
@@ -56,19 +56,29 @@ pass through untouched; the report goes to stderr.
 Exit codes: CMD's own non-zero code; else 99 when --budget is exceeded; 125 when
 leaktrace itself fails (privileges, kernel, flags); 127 when CMD is not found.`,
 		Example: `  sudo leaktrace run -- ./server --selftest
-  sudo leaktrace run --budget 0 --json leaks.json -- python3 -m pytest tests/`,
+  sudo leaktrace run --budget 0 --json leaks.json -- python3 -m pytest tests/
+  sudo leaktrace run --budget 5,socket=0 --suppressions leaktrace.supp --baseline main.json \
+      --sarif leaks.sarif --junit leaks.xml -- go test ./...`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runTraced(cmd, args, &f)
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().IntVar(&f.budget, "budget", -1, "fail (exit 99) when more than `N` handles leak; -1: no budget")
-	cmd.Flags().BoolVar(&f.countInherited, "count-inherited", false, "count copies a child inherited at fork and never closed as leaks")
 	return cmd
 }
 
+func (f *runFlags) register(cmd *cobra.Command) {
+	f.traceFlags.register(cmd)
+	f.policyFlags.register(cmd)
+	f.outputFlags.register(cmd, false)
+}
+
 func runTraced(cmd *cobra.Command, argv []string, f *runFlags) error {
+	pol, err := f.load()
+	if err != nil {
+		return err
+	}
 	if err := tracer.CheckPrivileges(); err != nil {
 		return &userError{code: exitUsage, msg: err.Error()}
 	}
@@ -126,14 +136,11 @@ func runTraced(cmd *cobra.Command, argv []string, f *runFlags) error {
 	if err != nil {
 		return fmt.Errorf("building report: %w", err)
 	}
-	if f.budget >= 0 {
-		leaked := 0
-		for _, s := range r.Sites {
-			leaked += s.Count
-		}
-		r.Budget = &report.Budget{Limit: f.budget, Leaked: leaked, Exceeded: leaked > f.budget}
-	}
+	pol.Apply(r)
 	if err := writeReports(r, &f.traceFlags); err != nil {
+		return err
+	}
+	if err := f.outputFlags.write(r); err != nil {
 		return err
 	}
 	switch {

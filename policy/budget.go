@@ -1,0 +1,117 @@
+package policy
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/leaktrace/leaktrace/event"
+)
+
+// Budget is the set of leak limits of `--budget`. Its zero value limits nothing.
+type Budget struct {
+	// Total, when HasTotal, limits all counted leaks.
+	Total    int
+	HasTotal bool
+	// Kinds limits counted leaks of one kind.
+	Kinds map[string]int
+	// EverySite, when HasEverySite, limits each site.
+	EverySite    int
+	HasEverySite bool
+	// Sites limits the sites a pattern selects: by key, or a glob on the
+	// headline's function, "file:line" or file.
+	Sites []SiteLimit
+}
+
+// SiteLimit limits the sites that Pattern selects.
+type SiteLimit struct {
+	Pattern string
+	Limit   int
+}
+
+// Set reports whether any limit is set.
+func (b Budget) Set() bool {
+	return b.HasTotal || len(b.Kinds) > 0 || b.HasEverySite || len(b.Sites) > 0
+}
+
+// maxBudgetItems bounds one flag's list: far above a real one.
+const maxBudgetItems = 1000
+
+// ParseBudget parses the values of --budget flags; each is a comma-separated
+// list of items:
+//
+//	N               at most N leaks in all (-1: no limit)
+//	total=N         the same
+//	KIND=N          at most N leaks of KIND (socket=0, file=5)
+//	site=N          at most N leaks from any one site
+//	site:PATTERN=N  at most N leaks from each site PATTERN selects
+//
+// A later item for the same limit replaces an earlier one.
+func ParseBudget(values []string) (Budget, error) {
+	var b Budget
+	n := 0
+	for _, v := range values {
+		for item := range strings.SplitSeq(v, ",") {
+			item = strings.TrimSpace(item)
+			if item == "" {
+				continue
+			}
+			if n++; n > maxBudgetItems {
+				return b, fmt.Errorf("more than %d budget items", maxBudgetItems)
+			}
+			if err := b.parseItem(item); err != nil {
+				return b, fmt.Errorf("budget %q: %w", item, err)
+			}
+		}
+	}
+	return b, nil
+}
+
+func (b *Budget) parseItem(item string) error {
+	if item == "-1" {
+		return nil // "no budget", as --budget -1 meant before limits per kind and site
+	}
+	eq := strings.LastIndexByte(item, '=')
+	if eq < 0 {
+		n, err := limit(item)
+		if err != nil {
+			return err
+		}
+		b.Total, b.HasTotal = n, true
+		return nil
+	}
+	name, value := item[:eq], item[eq+1:]
+	n, err := limit(value)
+	if err != nil {
+		return err
+	}
+	switch {
+	case name == "total":
+		b.Total, b.HasTotal = n, true
+	case name == "site":
+		b.EverySite, b.HasEverySite = n, true
+	case strings.HasPrefix(name, "site:"):
+		pattern := strings.TrimPrefix(name, "site:")
+		if pattern == "" {
+			return fmt.Errorf("empty site pattern (write site:FUNCTION=N, or site=N for every site)")
+		}
+		b.Sites = append(b.Sites, SiteLimit{Pattern: pattern, Limit: n})
+	default:
+		if _, ok := event.ParseKind(name); !ok {
+			return fmt.Errorf("unknown kind %q (kinds: %s; or total, site, site:PATTERN)", name, kindNames())
+		}
+		if b.Kinds == nil {
+			b.Kinds = map[string]int{}
+		}
+		b.Kinds[name] = n
+	}
+	return nil
+}
+
+func limit(s string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a count (want a number >= 0)", s)
+	}
+	return n, nil
+}
