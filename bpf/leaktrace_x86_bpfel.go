@@ -43,6 +43,7 @@ const (
 	LeaktraceLtEventTypeLT_EV_EXIT_GROUP  LeaktraceLtEventType = 8
 	LeaktraceLtEventTypeLT_EV_REAP        LeaktraceLtEventType = 9
 	LeaktraceLtEventTypeLT_EV_FD_UPDATE   LeaktraceLtEventType = 10
+	LeaktraceLtEventTypeLT_EV_PY_STACK    LeaktraceLtEventType = 32
 )
 
 type LeaktraceLtExecEvent struct {
@@ -98,6 +99,41 @@ type LeaktraceLtMmapEvent struct {
 	Path  [16][64]int8
 }
 
+type LeaktraceLtPyFrame struct {
+	_           structs.HostLayout
+	Code        uint64
+	PrevInstr   uint64
+	Firstlineno int32
+	Flags       uint32
+}
+
+type LeaktraceLtPyProc struct {
+	_                structs.HostLayout
+	Runtime          uint64
+	Version          uint32
+	RtFinalizing     uint16
+	RtInterpHead     uint16
+	InterpTstateHead uint16
+	TstateNext       uint16
+	TstateNativeTid  uint16
+	TstateCframe     uint16
+	CframeCurrent    uint16
+	FrameCode        uint16
+	FramePrevious    uint16
+	FramePrevInstr   uint16
+	FrameIsEntry     uint16
+	CodeFirstlineno  uint16
+	Pad              [2]uint16
+}
+
+type LeaktraceLtPyStackEvent struct {
+	_      structs.HostLayout
+	H      LeaktraceLtHeader
+	Depth  uint32
+	Status uint32
+	Frames [64]LeaktraceLtPyFrame
+}
+
 type LeaktraceLtSock struct {
 	_        structs.HostLayout
 	Family   uint16
@@ -149,6 +185,8 @@ const (
 	LeaktraceMapCounters          = "counters"
 	LeaktraceMapEvents            = "events"
 	LeaktraceMapInflight          = "inflight"
+	LeaktraceMapPyProcs           = "py_procs"
+	LeaktraceMapPyScratch         = "py_scratch"
 	LeaktraceMapScratch           = "scratch"
 	LeaktraceMapTraced            = "traced"
 	LeaktraceProgSchedProcessExec = "sched_process_exec"
@@ -163,6 +201,8 @@ const (
 	LeaktraceVarUnusedExec        = "unused_exec"
 	LeaktraceVarUnusedFd          = "unused_fd"
 	LeaktraceVarUnusedMmap        = "unused_mmap"
+	LeaktraceVarUnusedPyProc      = "unused_py_proc"
+	LeaktraceVarUnusedPyStack     = "unused_py_stack"
 	LeaktraceVarUnusedTask        = "unused_task"
 	LeaktraceVarUnusedType        = "unused_type"
 )
@@ -220,11 +260,13 @@ type LeaktraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LeaktraceMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Inflight *ebpf.MapSpec `ebpf:"inflight"`
-	Scratch  *ebpf.MapSpec `ebpf:"scratch"`
-	Traced   *ebpf.MapSpec `ebpf:"traced"`
+	Counters  *ebpf.MapSpec `ebpf:"counters"`
+	Events    *ebpf.MapSpec `ebpf:"events"`
+	Inflight  *ebpf.MapSpec `ebpf:"inflight"`
+	PyProcs   *ebpf.MapSpec `ebpf:"py_procs"`
+	PyScratch *ebpf.MapSpec `ebpf:"py_scratch"`
+	Scratch   *ebpf.MapSpec `ebpf:"scratch"`
+	Traced    *ebpf.MapSpec `ebpf:"traced"`
 }
 
 // LeaktraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -238,6 +280,8 @@ type LeaktraceVariableSpecs struct {
 	UnusedExec    *ebpf.VariableSpec `ebpf:"unused_exec"`
 	UnusedFd      *ebpf.VariableSpec `ebpf:"unused_fd"`
 	UnusedMmap    *ebpf.VariableSpec `ebpf:"unused_mmap"`
+	UnusedPyProc  *ebpf.VariableSpec `ebpf:"unused_py_proc"`
+	UnusedPyStack *ebpf.VariableSpec `ebpf:"unused_py_stack"`
 	UnusedTask    *ebpf.VariableSpec `ebpf:"unused_task"`
 	UnusedType    *ebpf.VariableSpec `ebpf:"unused_type"`
 }
@@ -262,11 +306,13 @@ func (o *LeaktraceObjects) Close() error {
 //
 // It can be passed to LoadLeaktraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LeaktraceMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Inflight *ebpf.Map `ebpf:"inflight"`
-	Scratch  *ebpf.Map `ebpf:"scratch"`
-	Traced   *ebpf.Map `ebpf:"traced"`
+	Counters  *ebpf.Map `ebpf:"counters"`
+	Events    *ebpf.Map `ebpf:"events"`
+	Inflight  *ebpf.Map `ebpf:"inflight"`
+	PyProcs   *ebpf.Map `ebpf:"py_procs"`
+	PyScratch *ebpf.Map `ebpf:"py_scratch"`
+	Scratch   *ebpf.Map `ebpf:"scratch"`
+	Traced    *ebpf.Map `ebpf:"traced"`
 }
 
 func (m *LeaktraceMaps) Close() error {
@@ -274,6 +320,8 @@ func (m *LeaktraceMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.Inflight,
+		m.PyProcs,
+		m.PyScratch,
 		m.Scratch,
 		m.Traced,
 	)
@@ -290,6 +338,8 @@ type LeaktraceVariables struct {
 	UnusedExec    *ebpf.Variable `ebpf:"unused_exec"`
 	UnusedFd      *ebpf.Variable `ebpf:"unused_fd"`
 	UnusedMmap    *ebpf.Variable `ebpf:"unused_mmap"`
+	UnusedPyProc  *ebpf.Variable `ebpf:"unused_py_proc"`
+	UnusedPyStack *ebpf.Variable `ebpf:"unused_py_stack"`
 	UnusedTask    *ebpf.Variable `ebpf:"unused_task"`
 	UnusedType    *ebpf.Variable `ebpf:"unused_type"`
 }
