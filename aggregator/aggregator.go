@@ -33,6 +33,9 @@ const (
 	ReasonZombie         = "zombie: exited, never reaped"
 	ReasonOutlivedParent = "outlived its parent"
 	ReasonOutstanding    = "outstanding"
+	// ReasonPyShutdown: closed by the Python interpreter's finalization, not
+	// by the program, which still held the handle when it ended.
+	ReasonPyShutdown = "closed by interpreter shutdown"
 )
 
 // Handle is one live handle: an fd, a thread or a child process.
@@ -253,6 +256,7 @@ func (a *Aggregator) Apply(e *event.Event) {
 	case event.FDClose:
 		p := a.proc(e)
 		if h := p.table.fds[e.FD]; h != nil {
+			a.shutdownClose(p, h, e)
 			a.release(p.table, h)
 		}
 	case event.CloseRange:
@@ -327,6 +331,7 @@ func (a *Aggregator) closeRange(e *event.Event) {
 		}
 	}
 	for _, h := range doomed {
+		a.shutdownClose(p, h, e)
 		a.release(t, h)
 	}
 }
@@ -537,6 +542,20 @@ func (a *Aggregator) tableDies(tb *table, p *process, t uint64) {
 		}
 		a.release(tb, h)
 	}
+}
+
+// shutdownClose reports a handle that the Python interpreter closed while
+// finalizing: the program never released it (an atexit handler's close runs
+// before finalization and is a release).
+func (a *Aggregator) shutdownClose(p *process, h *Handle, e *event.Event) {
+	if e.Flags&event.FlagPyShutdown == 0 || !countable(h) {
+		return
+	}
+	owner := p
+	if q := a.procs[h.PID]; q != nil && q.table == p.table {
+		owner = q
+	}
+	a.report(owner, h, e.Time, ReasonPyShutdown)
 }
 
 // countable: stdin/out/err and handles from before tracing never count.
