@@ -133,7 +133,7 @@ enum lt_counter {
 
 /* Python (bpf/python.h). Go fills lt_py_proc per tgid once it has found the
  * interpreter: where _PyRuntime is and the offsets of the fields walked. */
-#define LT_PY_FRAMES_MAX 64
+#define LT_PY_FRAMES_MAX 128
 #define LT_PY_THREADS_MAX 256
 
 struct lt_py_proc {

@@ -131,7 +131,7 @@ type LeaktraceLtPyStackEvent struct {
 	H      LeaktraceLtHeader
 	Depth  uint32
 	Status uint32
-	Frames [64]LeaktraceLtPyFrame
+	Frames [128]LeaktraceLtPyFrame
 }
 
 type LeaktraceLtSock struct {

@@ -8,7 +8,7 @@ import (
 )
 
 // Module is the module name of Python frames in a report.
-const Module = "[python]"
+const Module = "python"
 
 // evalFunction is the interpreter's C function that runs Python frames: one
 // call runs a chain of frames up to and including one marked Entry.

@@ -32,7 +32,7 @@ func TestDecodePyStack(t *testing.T) {
 	}
 	for name, raw := range map[string][]byte{
 		"depth beyond record": pyStackRecord(3, 2),
-		"depth beyond max":    pyStackRecord(65, 64),
+		"depth beyond max":    pyStackRecord(129, 128),
 		"no depth":            pyStackRecord(0, 0)[:headerSize+2],
 	} {
 		if err := dec.Decode(raw, &d); err == nil {
@@ -50,7 +50,7 @@ func FuzzDecodePyStack(f *testing.F) {
 		if err := dec.Decode(raw, &d); err != nil {
 			return
 		}
-		if len(d.Py.Frames) > 64 {
+		if len(d.Py.Frames) > 128 {
 			t.Fatalf("%d python frames", len(d.Py.Frames))
 		}
 	})
