@@ -30,7 +30,9 @@ func testTracker(im *image) *Tracker {
 	return t
 }
 
-func instrAt(code uint64, unit int) uint64 { return code + uint64(layout311.CodeHeader) + uint64(2*unit) }
+func instrAt(code uint64, unit int) uint64 {
+	return code + uint64(layout311.CodeHeader) + uint64(2*unit)
+}
 
 func TestResolve(t *testing.T) {
 	im := newImage()
