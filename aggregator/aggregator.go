@@ -33,6 +33,9 @@ const (
 	ReasonZombie         = "zombie: exited, never reaped"
 	ReasonOutlivedParent = "outlived its parent"
 	ReasonOutstanding    = "outstanding"
+	// ReasonPyShutdown: closed by the Python interpreter's finalization, not
+	// by the program, which still held the handle when it ended.
+	ReasonPyShutdown = "closed by interpreter shutdown"
 )
 
 // Handle is one live handle: an fd, a thread or a child process.
@@ -257,9 +260,10 @@ func (a *Aggregator) install(t *table, h *Handle, e *event.Event, allocated bool
 	a.add(t, h)
 }
 
-// closeFD applies a release of fd by a syscall on thread tid that was entered
-// at enter and returned at exit (0: not known).
-func (a *Aggregator) closeFD(t *table, fd int32, tid uint32, enter, exit uint64) {
+// closeFD applies a release of fd in t by e (close or close_range), whose
+// syscall returned at exit (0: no orphan is recorded for it).
+func (a *Aggregator) closeFD(p *process, t *table, fd int32, e *event.Event, exit uint64) {
+	enter, tid := e.Enter, e.TID
 	if s, ok := t.superseded[fd]; ok {
 		if enter == 0 || enter < s.before {
 			// The release of a handle already replaced by a newer one.
@@ -276,6 +280,7 @@ func (a *Aggregator) closeFD(t *table, fd int32, tid uint32, enter, exit uint64)
 		// entered before it was made, so it is harmless.
 	}
 	if h := t.fds[fd]; h != nil {
+		a.shutdownClose(p, h, e)
 		a.release(t, h)
 		return
 	}
@@ -327,7 +332,7 @@ func (a *Aggregator) Apply(e *event.Event) {
 		a.fdOpen(e)
 	case event.FDClose:
 		p := a.proc(e)
-		a.closeFD(p.table, e.FD, e.TID, e.Enter, e.Time)
+		a.closeFD(p, p.table, e.FD, e, e.Time)
 	case event.CloseRange:
 		a.closeRange(e)
 	case event.FDUpdate:
@@ -408,7 +413,7 @@ func (a *Aggregator) closeRange(e *event.Event) {
 		}
 	}
 	for _, fd := range doomed {
-		a.closeFD(t, fd, e.TID, e.Enter, 0)
+		a.closeFD(p, t, fd, e, 0)
 	}
 }
 
@@ -620,6 +625,20 @@ func (a *Aggregator) tableDies(tb *table, p *process, t uint64) {
 		}
 		a.release(tb, h)
 	}
+}
+
+// shutdownClose reports a handle that the Python interpreter closed while
+// finalizing: the program never released it (an atexit handler's close runs
+// before finalization and is a release).
+func (a *Aggregator) shutdownClose(p *process, h *Handle, e *event.Event) {
+	if e.Flags&event.FlagPyShutdown == 0 || !countable(h) {
+		return
+	}
+	owner := p
+	if q := a.procs[h.PID]; q != nil && q.table == p.table {
+		owner = q
+	}
+	a.report(owner, h, e.Time, ReasonPyShutdown)
 }
 
 // countable: stdin/out/err and handles from before tracing never count.

@@ -260,6 +260,8 @@ static __always_inline void submit(void *rec, __u64 size)
 		count(LT_CNT_EVENTS);
 }
 
+#include "python.h"
+
 static __always_inline struct file *fd_file(struct task_struct *task, int fd)
 {
 	struct files_struct *files = BPF_CORE_READ(task, files);
@@ -349,6 +351,7 @@ static __always_inline struct lt_fd_event *fd_event(__u16 type, __u16 nr)
 /* Submit an fd-creating event with the stack that made it. */
 static __always_inline void submit_open(void *ctx, struct lt_fd_event *e)
 {
+	py_submit_stack(&e->h);
 	__u32 n = capture_stack(ctx, &e->stack);
 	submit(e, offsetof(struct lt_fd_event, stack.stack) + (n & (LT_STACK_MAX - 1)));
 }
@@ -425,6 +428,7 @@ static __always_inline int handle_fd_exit(void *ctx, struct inflight *in, long r
 		e->enter_ts = in->ts;
 		e->fd = (int)in->args[0];
 		e->ret = ret;
+		e->flags |= py_close_flags(e->h.pid);
 		submit(e, offsetof(struct lt_fd_event, sock));
 		return 0;
 	case NR_close_range:
@@ -440,6 +444,7 @@ static __always_inline int handle_fd_exit(void *ctx, struct inflight *in, long r
 			e->flags |= LT_FD_UNSHARE;
 		if (in->args[2] & CLOSE_RANGE_CLOEXEC)
 			e->flags |= LT_FD_ONLY_CLOEXEC;
+		e->flags |= py_close_flags(e->h.pid);
 		submit(e, offsetof(struct lt_fd_event, sock));
 		return 0;
 	case NR_fcntl:
@@ -806,6 +811,8 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 	e->exit_code = 0;
 	e->ppid = ptgid;
 	e->autoreap = 0;
+	py_fork(ptgid, ctgid);
+	py_submit_stack(&e->h);
 	__u32 n = capture_stack(ctx, &e->stack);
 	submit(e, offsetof(struct lt_task_event, stack.stack) + (n & (LT_STACK_MAX - 1)));
 	return 0;
@@ -845,6 +852,8 @@ int BPF_PROG(sched_process_exit, struct task_struct *task, bool group_dead)
 
 	if (group_dead && !trace_all)
 		bpf_map_delete_elem(&traced, &tgid);
+	if (group_dead)
+		py_forget(tgid);
 	return 0;
 }
 
@@ -862,6 +871,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct
 	struct lt_exec_event *e = &s->exec;
 	fill_header(&e->h, LT_EV_EXEC, 0);
 	e->old_tid = old_pid;
+	py_forget(tgid);
 
 	/* The new image's auxv: where the executable and ld.so were loaded. */
 	struct mm_struct *mm = BPF_CORE_READ(task, mm);

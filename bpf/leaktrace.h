@@ -23,6 +23,7 @@ enum lt_event_type {
 	LT_EV_EXIT_GROUP = 8,  /* exit_group entered: threads still running now leak */
 	LT_EV_REAP = 9,        /* wait4/waitid reaped child_pid */
 	LT_EV_FD_UPDATE = 10,  /* fd's description changed: socket bound, connected */
+	LT_EV_PY_STACK = 32,   /* Python frames of the record that follows (bpf/python.h) */
 };
 
 /* Bits of lt_fd_event.flags. */
@@ -32,6 +33,7 @@ enum lt_event_type {
 #define LT_FD_UNSHARE (1U << 3)   /* close_range with CLOSE_RANGE_UNSHARE */
 #define LT_FD_ONLY_CLOEXEC (1U << 4) /* close_range with CLOSE_RANGE_CLOEXEC */
 #define LT_FD_RECEIVED (1U << 5)  /* installed by recvmsg/recvmmsg from SCM_RIGHTS */
+#define LT_FD_PY_SHUTDOWN (1U << 16) /* closed while the Python interpreter was finalizing */
 
 struct lt_header {
 	__u64 ts;    /* bpf_ktime_get_ns */
@@ -131,6 +133,53 @@ enum lt_counter {
 	LT_CNT_EVENTS = 4,        /* records sent */
 	LT_CNT_RIGHTS_DROPPED = 5, /* SCM_RIGHTS fds received but past what one event batch holds */
 	LT_CNT_MAX = 8,
+};
+
+/* Python (bpf/python.h). Go fills lt_py_proc per tgid once it has found the
+ * interpreter: where _PyRuntime is and the offsets of the fields walked. */
+#define LT_PY_FRAMES_MAX 128
+#define LT_PY_THREADS_MAX 256
+
+struct lt_py_proc {
+	__u64 runtime;            /* address of _PyRuntime */
+	__u32 version;            /* PY_VERSION_HEX */
+	__u16 rt_finalizing;      /* _PyRuntime._finalizing (non-NULL: Py_Finalize began) */
+	__u16 rt_interp_head;     /* _PyRuntime.interpreters.head */
+	__u16 interp_tstate_head; /* PyInterpreterState.threads.head */
+	__u16 tstate_next;
+	__u16 tstate_native_tid;  /* PyThreadState.native_thread_id: the kernel tid */
+	__u16 tstate_cframe;      /* PyThreadState.cframe */
+	__u16 cframe_current;     /* _PyCFrame.current_frame */
+	__u16 frame_code;         /* _PyInterpreterFrame.f_code */
+	__u16 frame_previous;
+	__u16 frame_prev_instr;
+	__u16 frame_is_entry;     /* bool: first frame of a C-level eval call */
+	__u16 code_firstlineno;   /* PyCodeObject.co_firstlineno: checks the code cache */
+	__u16 _pad[2];
+};
+
+/* Bits of lt_py_frame.flags. */
+#define LT_PY_FRAME_ENTRY (1U << 0)
+
+struct lt_py_frame {
+	__u64 code;       /* PyCodeObject * */
+	__u64 prev_instr; /* last instruction started in this frame */
+	__s32 firstlineno;
+	__u32 flags;      /* LT_PY_FRAME_* */
+};
+
+/* Bits of lt_py_stack_event.status. */
+#define LT_PY_NO_TSTATE (1U << 0) /* no thread state has this tid */
+#define LT_PY_TRUNCATED (1U << 1) /* more frames than LT_PY_FRAMES_MAX */
+#define LT_PY_FAULT (1U << 2)     /* a read of interpreter memory failed */
+
+/* Sent just before the fd-open or task-new record it belongs to, from the
+ * same tid and with the same h.ts. */
+struct lt_py_stack_event {
+	struct lt_header h;
+	__u32 depth;  /* frames sent, innermost first */
+	__u32 status; /* LT_PY_* */
+	struct lt_py_frame frames[LT_PY_FRAMES_MAX]; /* last: cut after depth */
 };
 
 #endif

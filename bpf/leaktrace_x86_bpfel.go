@@ -45,6 +45,7 @@ const (
 	LeaktraceLtEventTypeLT_EV_EXIT_GROUP  LeaktraceLtEventType = 8
 	LeaktraceLtEventTypeLT_EV_REAP        LeaktraceLtEventType = 9
 	LeaktraceLtEventTypeLT_EV_FD_UPDATE   LeaktraceLtEventType = 10
+	LeaktraceLtEventTypeLT_EV_PY_STACK    LeaktraceLtEventType = 32
 )
 
 type LeaktraceLtExecEvent struct {
@@ -100,6 +101,41 @@ type LeaktraceLtMmapEvent struct {
 	Depth uint32
 	Pad   uint32
 	Path  [16][64]int8
+}
+
+type LeaktraceLtPyFrame struct {
+	_           structs.HostLayout
+	Code        uint64
+	PrevInstr   uint64
+	Firstlineno int32
+	Flags       uint32
+}
+
+type LeaktraceLtPyProc struct {
+	_                structs.HostLayout
+	Runtime          uint64
+	Version          uint32
+	RtFinalizing     uint16
+	RtInterpHead     uint16
+	InterpTstateHead uint16
+	TstateNext       uint16
+	TstateNativeTid  uint16
+	TstateCframe     uint16
+	CframeCurrent    uint16
+	FrameCode        uint16
+	FramePrevious    uint16
+	FramePrevInstr   uint16
+	FrameIsEntry     uint16
+	CodeFirstlineno  uint16
+	Pad              [2]uint16
+}
+
+type LeaktraceLtPyStackEvent struct {
+	_      structs.HostLayout
+	H      LeaktraceLtHeader
+	Depth  uint32
+	Status uint32
+	Frames [128]LeaktraceLtPyFrame
 }
 
 type LeaktraceLtSock struct {
@@ -160,6 +196,8 @@ const (
 	LeaktraceMapCounters          = "counters"
 	LeaktraceMapEvents            = "events"
 	LeaktraceMapInflight          = "inflight"
+	LeaktraceMapPyProcs           = "py_procs"
+	LeaktraceMapPyScratch         = "py_scratch"
 	LeaktraceMapRightsScratch     = "rights_scratch"
 	LeaktraceMapScratch           = "scratch"
 	LeaktraceMapTraced            = "traced"
@@ -175,6 +213,8 @@ const (
 	LeaktraceVarUnusedExec        = "unused_exec"
 	LeaktraceVarUnusedFd          = "unused_fd"
 	LeaktraceVarUnusedMmap        = "unused_mmap"
+	LeaktraceVarUnusedPyProc      = "unused_py_proc"
+	LeaktraceVarUnusedPyStack     = "unused_py_stack"
 	LeaktraceVarUnusedTask        = "unused_task"
 	LeaktraceVarUnusedType        = "unused_type"
 )
@@ -235,6 +275,8 @@ type LeaktraceMapSpecs struct {
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
+	PyProcs       *ebpf.MapSpec `ebpf:"py_procs"`
+	PyScratch     *ebpf.MapSpec `ebpf:"py_scratch"`
 	RightsScratch *ebpf.MapSpec `ebpf:"rights_scratch"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
 	Traced        *ebpf.MapSpec `ebpf:"traced"`
@@ -251,6 +293,8 @@ type LeaktraceVariableSpecs struct {
 	UnusedExec    *ebpf.VariableSpec `ebpf:"unused_exec"`
 	UnusedFd      *ebpf.VariableSpec `ebpf:"unused_fd"`
 	UnusedMmap    *ebpf.VariableSpec `ebpf:"unused_mmap"`
+	UnusedPyProc  *ebpf.VariableSpec `ebpf:"unused_py_proc"`
+	UnusedPyStack *ebpf.VariableSpec `ebpf:"unused_py_stack"`
 	UnusedTask    *ebpf.VariableSpec `ebpf:"unused_task"`
 	UnusedType    *ebpf.VariableSpec `ebpf:"unused_type"`
 }
@@ -278,6 +322,8 @@ type LeaktraceMaps struct {
 	Counters      *ebpf.Map `ebpf:"counters"`
 	Events        *ebpf.Map `ebpf:"events"`
 	Inflight      *ebpf.Map `ebpf:"inflight"`
+	PyProcs       *ebpf.Map `ebpf:"py_procs"`
+	PyScratch     *ebpf.Map `ebpf:"py_scratch"`
 	RightsScratch *ebpf.Map `ebpf:"rights_scratch"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
 	Traced        *ebpf.Map `ebpf:"traced"`
@@ -288,6 +334,8 @@ func (m *LeaktraceMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.Inflight,
+		m.PyProcs,
+		m.PyScratch,
 		m.RightsScratch,
 		m.Scratch,
 		m.Traced,
@@ -305,6 +353,8 @@ type LeaktraceVariables struct {
 	UnusedExec    *ebpf.Variable `ebpf:"unused_exec"`
 	UnusedFd      *ebpf.Variable `ebpf:"unused_fd"`
 	UnusedMmap    *ebpf.Variable `ebpf:"unused_mmap"`
+	UnusedPyProc  *ebpf.Variable `ebpf:"unused_py_proc"`
+	UnusedPyStack *ebpf.Variable `ebpf:"unused_py_stack"`
 	UnusedTask    *ebpf.Variable `ebpf:"unused_task"`
 	UnusedType    *ebpf.Variable `ebpf:"unused_type"`
 }

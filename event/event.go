@@ -19,9 +19,10 @@ const (
 	ExitGroup                  // PID began to exit: its other threads still run now
 	Reap                       // ChildPID was reaped by PID (wait4, waitid)
 	FDUpdate                   // FD's target changed (a socket bound or connected)
+	PyStack                    // Python frames of TID's next FDOpen or TaskNew (session only)
 )
 
-var typeNames = [...]string{"", "fd_open", "fd_close", "close_range", "task_new", "exec", "task_exit", "mmap", "exit_group", "reap", "fd_update"}
+var typeNames = [...]string{"", "fd_open", "fd_close", "close_range", "task_new", "exec", "task_exit", "mmap", "exit_group", "reap", "fd_update", "py_stack"}
 
 func (t Type) String() string {
 	if int(t) < len(typeNames) && t > 0 {
@@ -92,6 +93,9 @@ const (
 	FlagUnshare     uint32 = 1 << 3 // close_range CLOSE_RANGE_UNSHARE
 	FlagOnlyCloexec uint32 = 1 << 4 // close_range CLOSE_RANGE_CLOEXEC: nothing closed yet
 	FlagReceived    uint32 = 1 << 5 // installed by recvmsg from SCM_RIGHTS
+	// FlagPyShutdown: closed while the Python interpreter was finalizing; the
+	// program still held the handle when it ended.
+	FlagPyShutdown uint32 = 1 << 16
 )
 
 // Event is one decoded kernel event. Fields not meaningful for a Type are zero.

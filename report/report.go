@@ -61,6 +61,10 @@ type Leak struct {
 	// Internal marks a handle a language runtime made for itself (Go's own
 	// threads and netpoller fds): listed, never counted or grouped in Sites.
 	Internal bool `json:"internal,omitempty"`
+	// ClosedBy is set when something other than the program closed the handle
+	// after the program was done with it: "python-shutdown", the Python
+	// interpreter's finalization (the program still referenced it at exit).
+	ClosedBy string `json:"closed_by,omitempty"`
 	// Site is the key of the Site this leak belongs to ("" when it has no stack).
 	Site  string  `json:"site"`
 	Stack []Frame `json:"stack"`

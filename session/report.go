@@ -12,6 +12,7 @@ import (
 	"github.com/leaktrace/leaktrace/aggregator"
 	"github.com/leaktrace/leaktrace/event"
 	"github.com/leaktrace/leaktrace/procfs"
+	"github.com/leaktrace/leaktrace/python"
 	"github.com/leaktrace/leaktrace/report"
 )
 
@@ -79,6 +80,7 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 			s.agg.Reconcile(pid, seed, now)
 		}
 	}
+	defer s.pyNotes(r)
 	if s.badRecs > 0 {
 		r.Complete = false
 		r.Notes = append(r.Notes, fmt.Sprintf("%d malformed records skipped (last: %v)", s.badRecs, s.lastErr))
@@ -212,6 +214,9 @@ func leakOf(l aggregator.Leak, now uint64, sy *symbolized) report.Leak {
 	if l.FD < 0 {
 		rl.TID = int(l.TID)
 	}
+	if l.Reason == aggregator.ReasonPyShutdown {
+		rl.ClosedBy = closedByPyShutdown
+	}
 	if rl.Stack == nil {
 		rl.Stack = []report.Frame{}
 	}
@@ -223,18 +228,35 @@ func leakOf(l aggregator.Leak, now uint64, sy *symbolized) report.Leak {
 func (s *Session) symbolize(id event.StackID) *symbolized {
 	locs := s.stacks.Get(id)
 	out := &symbolized{}
+	var py []python.Frame
 	for i, loc := range locs {
+		if loc.Module == python.Module {
+			py = append(py, s.pyFrame(loc.Vaddr))
+			continue
+		}
 		fs := s.cache.Symbolize(loc, i > 0)
 		if len(fs) == 0 {
 			fs = []report.Frame{{Address: loc.Addr, Module: loc.Module}}
 		}
 		out.frames = append(out.frames, fs...)
 	}
+	out.frames = python.Merge(out.frames, py)
 	if len(out.frames) == 0 {
 		return out
 	}
+	// A Python stack's site is its Python frames: the same code leaks at
+	// the same site whichever interpreter build runs it.
+	keyFrames := out.frames
+	if len(py) > 0 {
+		keyFrames = keyFrames[:0:0]
+		for _, f := range py {
+			if f.Resolved() {
+				keyFrames = append(keyFrames, python.ReportFrame(f))
+			}
+		}
+	}
 	h := sha256.New()
-	for i, f := range out.frames {
+	for i, f := range keyFrames {
 		if i >= 24 {
 			break
 		}
@@ -252,6 +274,9 @@ func (s *Session) symbolize(id event.StackID) *symbolized {
 			out.headline = f
 			break
 		}
+	}
+	if c, ok := python.Culprit(py); ok {
+		out.headline = python.ReportFrame(c)
 	}
 	return out
 }

@@ -58,6 +58,7 @@ type Session struct {
 	// count seen since the session began (attach's growth column).
 	growth map[event.StackID]int
 	low    map[event.StackID]int
+	py     *pyState
 }
 
 // New loads the BPF programs. Nothing is traced until Add is called, unless
@@ -71,7 +72,7 @@ func New(opts Options) (*Session, error) {
 		return nil, err
 	}
 	cache := symbolize.NewCache(256)
-	return &Session{
+	s := &Session{
 		opts:   opts,
 		log:    opts.Log,
 		tr:     tr,
@@ -83,7 +84,9 @@ func New(opts Options) (*Session, error) {
 		stacks: NewStackTable(),
 		growth: make(map[event.StackID]int),
 		low:    make(map[event.StackID]int),
-	}, nil
+	}
+	s.py = newPyState(tr, s)
+	return s, nil
 }
 
 // Close detaches the programs.
@@ -120,11 +123,12 @@ func (s *Session) Add(pid int) error {
 		seed[i] = aggregator.SeedFD{FD: f.FD, Kind: f.Kind, Target: f.Target}
 	}
 	as := &symbolize.AddressSpace{}
-	for _, m := range maps {
-		as.Map(m)
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, m := range maps {
+		as.Map(m)
+		s.py.tracker.Mapped(uint32(pid), m.Path, m.Start, m.Offset)
+	}
 	s.agg.Seed(uint32(pid), uint32(st.PPID), st.Comm, procfs.Exe(pid), seed, tids, monotonicNow())
 	s.spaces[uint32(pid)] = as
 	return nil
@@ -154,28 +158,38 @@ func (s *Session) handle(raw []byte) error {
 	}
 	e := &d.Event
 	switch e.Type {
+	case event.PyStack:
+		s.pyStack(d)
+		return nil
 	case event.Mmap:
 		if d.Map.Path != "" && d.Map.Len > 0 {
 			s.space(e.PID).Map(symbolize.Mapping{Start: d.Map.Addr, End: d.Map.Addr + d.Map.Len, Offset: d.Map.Offset, Path: d.Map.Path})
+			s.py.tracker.Mapped(e.PID, d.Map.Path, d.Map.Addr, d.Map.Offset)
 		}
 	case event.Exec:
+		s.py.tracker.Exec(e.PID)
 		s.execImage(e.PID, e.Exe, d.AtEntry, d.AtBase)
 	case event.TaskNew:
 		if !e.IsThread {
 			if ps := s.spaces[e.PID]; ps != nil {
 				s.spaces[e.ChildPID] = ps.Clone()
 			}
+			s.py.tracker.Fork(e.PID, e.ChildPID)
 		}
 	}
 	if e.Type == event.FDOpen {
 		resolveTarget(e)
 	}
 	if d.Stack.IP != 0 {
-		e.Stack = s.intern(e.PID, &d.Stack)
+		e.Stack = s.intern(e, &d.Stack)
 	}
 	s.agg.Apply(e)
-	if e.Type == event.TaskExit && e.GroupDead {
-		delete(s.spaces, e.PID)
+	if e.Type == event.TaskExit {
+		delete(s.py.pending, e.ChildTID)
+		if e.GroupDead {
+			delete(s.spaces, e.PID)
+			s.py.tracker.Exit(e.PID)
+		}
 	}
 	if s.opts.OnEvent != nil {
 		s.opts.OnEvent(e)
@@ -209,6 +223,7 @@ func (s *Session) execImage(pid uint32, exe string, atEntry, atBase uint64) {
 	if err == nil {
 		for _, m := range maps {
 			as.Map(m)
+			s.py.tracker.Mapped(pid, m.Path, m.Start, m.Offset)
 		}
 	}
 	interp, err := symbolize.Interp(s.cache, exe)
@@ -222,10 +237,11 @@ func (s *Session) execImage(pid uint32, exe string, atEntry, atBase uint64) {
 	}
 }
 
-func (s *Session) intern(pid uint32, st *tracer.Stack) event.StackID {
-	as := s.space(pid)
+func (s *Session) intern(e *event.Event, st *tracer.Stack) event.StackID {
+	as := s.space(e.PID)
 	s.pcs = s.unw.Unwind(as, symbolize.Regs{IP: st.IP, SP: st.SP, BP: st.BP}, st.Bytes, st.KernelFP, maxFrames, s.pcs[:0])
 	s.locs = symbolize.Locate(as, s.cache, s.pcs, s.locs[:0])
+	s.locs = s.pyLocations(e, s.locs)
 	return s.stacks.Intern(s.locs)
 }
 

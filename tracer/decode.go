@@ -35,6 +35,15 @@ type Decoded struct {
 	// AtEntry and AtBase are set for Exec events: where the executable's entry
 	// point and the interpreter were loaded.
 	AtEntry, AtBase uint64
+	// Py is set for PyStack events.
+	Py PyStack
+}
+
+// PyStack is the Python frames the kernel walked, innermost first. Frames
+// aliases the decoder's buffer: valid until the next Decode.
+type PyStack struct {
+	Status uint32 // LT_PY_* bits
+	Frames []bpf.LeaktraceLtPyFrame
 }
 
 // Decoder turns raw ring-buffer records into Decoded values. Records come from
@@ -45,6 +54,7 @@ type Decoder struct {
 	task bpf.LeaktraceLtTaskEvent
 	exec bpf.LeaktraceLtExecEvent
 	mmap bpf.LeaktraceLtMmapEvent
+	py   bpf.LeaktraceLtPyStackEvent
 }
 
 var errShort = errors.New("record too short")
@@ -54,6 +64,8 @@ const (
 	fdStackOff    = int(unsafe.Offsetof(bpf.LeaktraceLtFdEvent{}.Stack))
 	taskStackOff  = int(unsafe.Offsetof(bpf.LeaktraceLtTaskEvent{}.Stack))
 	stackBytesOff = int(unsafe.Offsetof(bpf.LeaktraceLtStack{}.Stack))
+	pyFramesOff   = int(unsafe.Offsetof(bpf.LeaktraceLtPyStackEvent{}.Frames))
+	pyFrameSize   = int(unsafe.Sizeof(bpf.LeaktraceLtPyFrame{}))
 )
 
 // fill copies raw into the struct at dst (of size n), zeroing what raw lacks.
@@ -81,6 +93,8 @@ func (dec *Decoder) Decode(raw []byte, d *Decoded) error {
 		return dec.decodeExec(raw, d)
 	case bpf.LeaktraceLtEventTypeLT_EV_MMAP:
 		return dec.decodeMmap(raw, d)
+	case bpf.LeaktraceLtEventTypeLT_EV_PY_STACK:
+		return dec.decodePyStack(raw, d)
 	}
 	return fmt.Errorf("unknown record type %d", typ)
 }
@@ -212,6 +226,23 @@ func (dec *Decoder) decodeMmap(raw []byte, d *Decoded) error {
 	e.FD, e.FD2 = -1, -1
 	d.Map = Mapping{Addr: r.Addr, Len: r.Len, Offset: r.Pgoff, Path: dentryPath(r.Path[:], r.Depth)}
 	e.Target = d.Map.Path
+	return nil
+}
+
+func (dec *Decoder) decodePyStack(raw []byte, d *Decoded) error {
+	r := &dec.py
+	if len(raw) < pyFramesOff {
+		return fmt.Errorf("%w: python stack of %d bytes", errShort, len(raw))
+	}
+	fill(unsafe.Pointer(r), int(unsafe.Sizeof(*r)), raw)
+	if r.Depth > uint32(len(r.Frames)) || pyFramesOff+int(r.Depth)*pyFrameSize > len(raw) {
+		return fmt.Errorf("python stack depth %d beyond record (%d bytes)", r.Depth, len(raw))
+	}
+	e := &d.Event
+	header(&r.H, e)
+	e.Type = event.PyStack
+	e.FD, e.FD2 = -1, -1
+	d.Py = PyStack{Status: r.Status, Frames: r.Frames[:r.Depth]}
 	return nil
 }
 

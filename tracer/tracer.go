@@ -151,6 +151,24 @@ func (t *Tracer) Trace(pid uint32) error {
 	return nil
 }
 
+// SetPython tells the kernel side where pid's CPython interpreter is, so that
+// its Python frames are walked at fd creation and its closes during
+// interpreter shutdown are marked.
+func (t *Tracer) SetPython(pid uint32, p bpf.LeaktraceLtPyProc) error {
+	if err := t.objs.PyProcs.Put(pid, &p); err != nil {
+		return fmt.Errorf("adding python interpreter of pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// ForgetPython removes pid's interpreter; a missing entry is no error.
+func (t *Tracer) ForgetPython(pid uint32) error {
+	if err := t.objs.PyProcs.Delete(pid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("removing python interpreter of pid %d: %w", pid, err)
+	}
+	return nil
+}
+
 // Counters are the kernel side's own counts, summed over CPUs.
 type Counters struct {
 	Sent         uint64 // records put into the ring buffer

@@ -1,0 +1,180 @@
+/* Python frames at a syscall, and interpreter shutdown at close: included by
+ * leaktrace.bpf.c after submit(). Only processes that Go has found to run
+ * CPython (an entry in py_procs, with offsets for their version) pay for it.
+ *
+ * The thread state is found by walking the interpreter's thread list for
+ * the one whose native_thread_id is the current tid, not through
+ * _PyRuntime's "current thread state": that is cleared while the GIL is
+ * released, which is exactly around the blocking syscalls we trace. */
+#ifndef LEAKTRACE_PYTHON_H
+#define LEAKTRACE_PYTHON_H
+
+#define MAX_PY_PROCS 16384
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_PY_PROCS);
+	__type(key, __u32);
+	__type(value, struct lt_py_proc);
+} py_procs SEC(".maps");
+
+/* The Python stack is built here while the fd record sits in scratch. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lt_py_stack_event);
+} py_scratch SEC(".maps");
+
+const struct lt_py_stack_event *unused_py_stack __attribute__((unused));
+const struct lt_py_proc *unused_py_proc __attribute__((unused));
+
+static __always_inline __u64 py_read_ptr(__u64 addr)
+{
+	__u64 v = 0;
+
+	if (bpf_probe_read_user(&v, sizeof(v), (void *)addr))
+		return 0;
+	return v;
+}
+
+struct py_thread_walk {
+	const struct lt_py_proc *pp;
+	__u64 ts;
+	__u64 found;
+	__u32 tid;
+};
+
+static long py_thread_step(__u64 i, void *ctx)
+{
+	struct py_thread_walk *w = ctx;
+	__u64 tid;
+
+	if (!w->ts)
+		return 1;
+	tid = py_read_ptr(w->ts + w->pp->tstate_native_tid);
+	if (tid == w->tid) {
+		w->found = w->ts;
+		return 1;
+	}
+	w->ts = py_read_ptr(w->ts + w->pp->tstate_next);
+	return 0;
+}
+
+struct py_frame_walk {
+	const struct lt_py_proc *pp;
+	struct lt_py_stack_event *e;
+	__u64 frame;
+};
+
+static long py_frame_step(__u64 i, void *ctx)
+{
+	struct py_frame_walk *w = ctx;
+	const struct lt_py_proc *pp = w->pp;
+	struct lt_py_stack_event *e = w->e;
+	struct lt_py_frame *f;
+	__u8 entry = 0;
+
+	if (!w->frame)
+		return 1;
+	if (e->depth >= LT_PY_FRAMES_MAX) {
+		e->status |= LT_PY_TRUNCATED;
+		return 1;
+	}
+	f = &e->frames[e->depth & (LT_PY_FRAMES_MAX - 1)];
+	f->code = py_read_ptr(w->frame + pp->frame_code);
+	f->prev_instr = py_read_ptr(w->frame + pp->frame_prev_instr);
+	f->firstlineno = 0;
+	f->flags = 0;
+	if (!f->code) {
+		e->status |= LT_PY_FAULT;
+		return 1;
+	}
+	bpf_probe_read_user(&f->firstlineno, sizeof(f->firstlineno), (void *)(f->code + pp->code_firstlineno));
+	bpf_probe_read_user(&entry, sizeof(entry), (void *)(w->frame + pp->frame_is_entry));
+	if (entry)
+		f->flags |= LT_PY_FRAME_ENTRY;
+	e->depth++;
+	w->frame = py_read_ptr(w->frame + pp->frame_previous);
+	return 0;
+}
+
+/* py_submit_stack sends the Python frames of the current thread ahead of the
+ * record whose header is h. Nothing is sent for a process not known to run
+ * Python. */
+static __always_inline void py_submit_stack(const struct lt_header *h)
+{
+	const struct lt_py_proc *pp;
+	struct lt_py_stack_event *e;
+	__u32 pid = h->pid;
+	__u32 zero = 0;
+
+	pp = bpf_map_lookup_elem(&py_procs, &pid);
+	if (!pp)
+		return;
+	e = bpf_map_lookup_elem(&py_scratch, &zero);
+	if (!e)
+		return;
+	__builtin_memcpy(&e->h, h, sizeof(e->h));
+	e->h.type = LT_EV_PY_STACK;
+	e->depth = 0;
+	e->status = 0;
+
+	__u64 interp = py_read_ptr(pp->runtime + pp->rt_interp_head);
+	struct py_thread_walk tw = {
+		.pp = pp,
+		.ts = interp ? py_read_ptr(interp + pp->interp_tstate_head) : 0,
+		.tid = h->tid,
+	};
+	bpf_loop(LT_PY_THREADS_MAX, py_thread_step, &tw, 0);
+	if (!tw.found) {
+		e->status |= LT_PY_NO_TSTATE;
+	} else {
+		__u64 cframe = py_read_ptr(tw.found + pp->tstate_cframe);
+		struct py_frame_walk fw = {
+			.pp = pp,
+			.e = e,
+			.frame = cframe ? py_read_ptr(cframe + pp->cframe_current) : 0,
+		};
+		bpf_loop(LT_PY_FRAMES_MAX + 1, py_frame_step, &fw, 0);
+	}
+	__u64 size = offsetof(struct lt_py_stack_event, frames) +
+		     (__u64)(e->depth & (2 * LT_PY_FRAMES_MAX - 1)) * sizeof(struct lt_py_frame);
+	if (size > sizeof(*e))
+		size = sizeof(*e);
+	e->h.size = size;
+	if (bpf_ringbuf_output(&events, e, size, 0))
+		count(LT_CNT_RINGBUF_FULL);
+	else
+		count(LT_CNT_EVENTS);
+}
+
+/* py_close_flags marks a close made while the interpreter finalizes: the
+ * handle was still referenced when the program ended, and it is the
+ * interpreter's shutdown, not the program, that releases it. */
+static __always_inline __u32 py_close_flags(__u32 tgid)
+{
+	const struct lt_py_proc *pp = bpf_map_lookup_elem(&py_procs, &tgid);
+
+	if (!pp)
+		return 0;
+	return py_read_ptr(pp->runtime + pp->rt_finalizing) ? LT_FD_PY_SHUTDOWN : 0;
+}
+
+/* A forked child runs the same interpreter at the same addresses until it
+ * execs. */
+static __always_inline void py_fork(__u32 ptgid, __u32 ctgid)
+{
+	const struct lt_py_proc *pp = bpf_map_lookup_elem(&py_procs, &ptgid);
+
+	if (pp && ptgid != ctgid)
+		bpf_map_update_elem(&py_procs, &ctgid, pp, BPF_ANY);
+}
+
+/* exec replaces the image; exit ends the process. */
+static __always_inline void py_forget(__u32 tgid)
+{
+	bpf_map_delete_elem(&py_procs, &tgid);
+}
+
+#endif

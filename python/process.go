@@ -1,0 +1,232 @@
+package python
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+
+	"github.com/leaktrace/leaktrace/bpf"
+)
+
+// RawFrame is a Python frame as the kernel sent it.
+type RawFrame struct {
+	Code      uint64 // PyCodeObject *
+	PrevInstr uint64 // the instruction in progress (a call, at a syscall)
+	FirstLine int32  // co_firstlineno as read in the kernel: checks the cache
+	Entry     bool   // first frame of a C-level eval call
+}
+
+// Frame is a resolved Python frame.
+type Frame struct {
+	Function string // co_qualname; "" when the code object could not be read
+	File     string
+	Line     int // 0 when the line table did not say
+	Entry    bool
+}
+
+// Resolved reports whether the frame's code object was read.
+func (f Frame) Resolved() bool { return f.Function != "" || f.File != "" }
+
+// Kernel is the kernel side's per-process table of interpreters.
+type Kernel interface {
+	SetPython(pid uint32, p bpf.LeaktraceLtPyProc) error
+	ForgetPython(pid uint32) error
+}
+
+// Stats count what Resolve did, for the report.
+type Stats struct {
+	Stacks        uint64 // Python stacks received
+	Frames        uint64 // frames in them
+	Unresolved    uint64 // frames whose code object could not be read
+	NoThreadState uint64 // stacks of threads with no Python thread state
+	Truncated     uint64 // stacks deeper than the kernel walks
+}
+
+// Tracker keeps, per traced process, the interpreter it runs and a cache of
+// the code objects seen. It is not safe for concurrent use.
+type Tracker struct {
+	images Images
+	procs  map[uint32]*process
+	kernel Kernel
+	log    *slog.Logger
+	Stats  Stats
+}
+
+type process struct {
+	image *Image
+	bias  uint64
+	file  *os.File // /proc/PID/mem, opened at the first code object read
+	rd    reader
+	codes map[codeKey]*Code
+}
+
+type codeKey struct {
+	addr  uint64
+	first int32
+}
+
+// maxCodes bounds each process's code cache; a full cache starts over.
+const maxCodes = 8192
+
+// NewTracker returns a tracker that tells kernel about the interpreters it
+// finds.
+func NewTracker(kernel Kernel, log *slog.Logger) *Tracker {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Tracker{procs: make(map[uint32]*process), kernel: kernel, log: log}
+}
+
+// Mapped tells the tracker that pid mapped file path at addr from file offset
+// off (an exec of the executable, an mmap of a library, a line of /proc maps).
+// When the file holds a supported interpreter, pid's Python frames are walked
+// from now on.
+func (t *Tracker) Mapped(pid uint32, path string, addr, off uint64) {
+	if !MayBePython(path) {
+		return
+	}
+	if p := t.procs[pid]; p != nil && p.image.Path == path {
+		return
+	}
+	im, err := t.images.Get(path)
+	if err != nil {
+		if !errors.Is(err, ErrNotPython) {
+			t.log.Debug("inspecting a possible python", "path", path, "err", err)
+		}
+		return
+	}
+	bias, ok := im.Bias(addr, off)
+	if !ok {
+		return
+	}
+	p := &process{image: im, bias: bias}
+	if err := t.kernel.SetPython(pid, p.kernelEntry()); err != nil {
+		t.log.Warn("python frames unavailable", "pid", pid, "err", err)
+		return
+	}
+	t.drop(pid)
+	t.procs[pid] = p
+	t.log.Debug("python interpreter", "pid", pid, "path", path, "version", VersionString(im.Version))
+}
+
+func (p *process) kernelEntry() bpf.LeaktraceLtPyProc {
+	k := p.image.layout.Kernel
+	k.Runtime = p.bias + p.image.runtime
+	k.Version = p.image.Version
+	return k
+}
+
+// Fork: the child runs the same interpreter at the same addresses (the
+// kernel side copied its entry already).
+func (t *Tracker) Fork(parent, child uint32) {
+	if p := t.procs[parent]; p != nil {
+		t.drop(child)
+		t.procs[child] = &process{image: p.image, bias: p.bias}
+	}
+}
+
+// Exec forgets what pid ran before (the kernel side did too).
+func (t *Tracker) Exec(pid uint32) { t.drop(pid) }
+
+// Exit forgets pid.
+func (t *Tracker) Exit(pid uint32) {
+	t.drop(pid)
+	if err := t.kernel.ForgetPython(pid); err != nil {
+		t.log.Debug("forgetting python", "pid", pid, "err", err)
+	}
+}
+
+func (t *Tracker) drop(pid uint32) {
+	if p := t.procs[pid]; p != nil {
+		if p.file != nil {
+			p.file.Close()
+		}
+		delete(t.procs, pid)
+	}
+}
+
+// Known reports whether pid runs a known interpreter.
+func (t *Tracker) Known(pid uint32) bool { return t.procs[pid] != nil }
+
+// Stack status bits, as the kernel sends them.
+const (
+	StatusNoThreadState = 1 << 0
+	StatusTruncated     = 1 << 1
+)
+
+// Resolve names the frames of pid, appending to out. It must run while the
+// process is alive: code objects are read from its memory (and cached).
+func (t *Tracker) Resolve(pid uint32, raw []RawFrame, status uint32, out []Frame) []Frame {
+	t.Stats.Stacks++
+	if status&StatusNoThreadState != 0 {
+		t.Stats.NoThreadState++
+	}
+	if status&StatusTruncated != 0 {
+		t.Stats.Truncated++
+	}
+	p := t.procs[pid]
+	for _, rf := range raw {
+		t.Stats.Frames++
+		f, err := p.resolve(pid, rf)
+		if err != nil {
+			t.Stats.Unresolved++
+			if t.Stats.Unresolved == 1 {
+				t.log.Debug("python frame unresolved", "pid", pid, "err", err)
+			}
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+var errUnknownProcess = errors.New("no interpreter known for the process")
+
+func (p *process) resolve(pid uint32, rf RawFrame) (Frame, error) {
+	f := Frame{Entry: rf.Entry}
+	if p == nil {
+		return f, errUnknownProcess
+	}
+	key := codeKey{rf.Code, rf.FirstLine}
+	c := p.codes[key]
+	if c == nil {
+		if p.rd.mem == nil {
+			m, err := os.Open("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/mem")
+			if err != nil {
+				return f, fmt.Errorf("opening memory: %w", err)
+			}
+			p.file = m
+			p.rd = reader{mem: m, l: p.image.layout, types: types{
+				code: p.bias + p.image.codeType, str: p.bias + p.image.strType, bytes: p.bias + p.image.bytesType}}
+		}
+		var err error
+		if c, err = p.rd.code(rf.Code); err != nil {
+			return f, err
+		}
+		if int32(c.FirstLine) != rf.FirstLine {
+			return f, fmt.Errorf("code object at %#x changed", rf.Code)
+		}
+		if p.codes == nil || len(p.codes) >= maxCodes {
+			p.codes = make(map[codeKey]*Code)
+		}
+		p.codes[key] = c
+	}
+	f.Function, f.File = c.Name, c.File
+	f.Line, _ = c.line(rf.Code, rf.PrevInstr, p.image.layout)
+	return f, nil
+}
+
+// line is the source line of the instruction at instr in the code object at
+// addr.
+func (c *Code) line(addr, instr uint64, l *Layout) (int, bool) {
+	start := addr + uint64(l.CodeHeader)
+	index := -1
+	if instr >= start {
+		if instr-start > maxLinetable*8 {
+			return 0, false
+		}
+		index = int((instr - start) / 2) // 2-byte code units
+	}
+	return lineAt(c.linetable, c.FirstLine, index)
+}

@@ -1,0 +1,165 @@
+package python
+
+import (
+	"errors"
+	"os"
+	"testing"
+
+	"github.com/leaktrace/leaktrace/bpf"
+)
+
+type fakeKernel struct {
+	set map[uint32]bpf.LeaktraceLtPyProc
+}
+
+func (k *fakeKernel) SetPython(pid uint32, p bpf.LeaktraceLtPyProc) error {
+	k.set[pid] = p
+	return nil
+}
+
+func (k *fakeKernel) ForgetPython(pid uint32) error {
+	delete(k.set, pid)
+	return nil
+}
+
+// testTracker has pid 7 running an interpreter whose memory is im.
+func testTracker(im *image) *Tracker {
+	t := NewTracker(&fakeKernel{set: map[uint32]bpf.LeaktraceLtPyProc{}}, nil)
+	img := &Image{Path: "/usr/bin/python3.11", Version: 0x030b02f0, layout: &layout311}
+	t.procs[7] = &process{image: img, rd: reader{mem: im.mem, l: &layout311, types: testTypes}}
+	return t
+}
+
+func instrAt(code uint64, unit int) uint64 {
+	return code + uint64(layout311.CodeHeader) + uint64(2*unit)
+}
+
+func TestResolve(t *testing.T) {
+	im := newImage()
+	table := sampleLinetable(t)
+	inner := im.code("Store.open_cache", "/srv/store.py", 2, table)
+	outer := im.code("<module>", "/srv/main.py", 2, table)
+	tr := testTracker(im)
+	raw := []RawFrame{
+		{Code: inner, PrevInstr: instrAt(inner, 41), FirstLine: 2},
+		{Code: outer, PrevInstr: instrAt(outer, 70), FirstLine: 2, Entry: true},
+		{Code: 0xbad000, PrevInstr: 1, FirstLine: 1},
+	}
+	got := tr.Resolve(7, raw, 0, nil)
+	want := []Frame{
+		{Function: "Store.open_cache", File: "/srv/store.py", Line: 12},
+		{Function: "<module>", File: "/srv/main.py", Line: 13, Entry: true},
+		{},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d frames, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("frame %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if tr.Stats.Frames != 3 || tr.Stats.Unresolved != 1 || tr.Stats.Stacks != 1 {
+		t.Errorf("stats %+v", tr.Stats)
+	}
+
+	// A cached code object whose first line no longer matches was replaced.
+	raw[0].FirstLine = 99
+	if f := tr.Resolve(7, raw[:1], 0, nil); f[0].Resolved() {
+		t.Errorf("a changed code object resolved: %+v", f[0])
+	}
+	// An unknown process resolves nothing but still counts.
+	if f := tr.Resolve(8, raw[:1], StatusNoThreadState, nil); f[0].Resolved() {
+		t.Errorf("unknown process resolved %+v", f[0])
+	}
+	if tr.Stats.NoThreadState != 1 {
+		t.Errorf("no-thread-state stacks %d, want 1", tr.Stats.NoThreadState)
+	}
+}
+
+func TestForkExecExit(t *testing.T) {
+	tr := testTracker(newImage())
+	k := tr.kernel.(*fakeKernel)
+	k.set[7] = bpf.LeaktraceLtPyProc{}
+	tr.Fork(7, 8)
+	if !tr.Known(8) {
+		t.Fatal("a forked child does not run its parent's interpreter")
+	}
+	tr.Exec(8)
+	if tr.Known(8) {
+		t.Error("exec kept the old interpreter")
+	}
+	tr.Exit(7)
+	if tr.Known(7) || len(k.set) != 0 {
+		t.Errorf("exit kept state: known=%v kernel=%v", tr.Known(7), k.set)
+	}
+}
+
+// TestInspectDebianPython reads the interpreter of the python3 most users
+// have, when this machine has it.
+func TestInspectDebianPython(t *testing.T) {
+	const path = "/usr/bin/python3.11"
+	if _, err := os.Stat(path); err != nil {
+		t.Skipf("skipping: %s not installed", path)
+	}
+	im, err := Inspect(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im.Version>>16 != 0x030b || im.runtime == 0 || im.codeType == 0 {
+		t.Errorf("image %+v", im)
+	}
+	k := &fakeKernel{set: map[uint32]bpf.LeaktraceLtPyProc{}}
+	tr := NewTracker(k, nil)
+	tr.Mapped(5, path, im.loads[0].Vaddr&^0xfff, im.loads[0].Off&^0xfff)
+	if got := k.set[5]; got.Runtime != im.runtime || got.TstateNativeTid != layout311.Kernel.TstateNativeTid {
+		t.Errorf("kernel entry %+v", got)
+	}
+}
+
+func TestInspectNotPython(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Inspect(exe); !errors.Is(err, ErrNotPython) {
+		t.Errorf("a Go test binary: %v, want ErrNotPython", err)
+	}
+}
+
+// BenchmarkResolve is the per-event cost of naming a 20-frame Python stack
+// once its code objects are cached (the common case: a service opens files
+// from the same few places).
+func BenchmarkResolve(b *testing.B) {
+	im := newImage()
+	table := sampleLinetable(b)
+	raw := make([]RawFrame, 20)
+	for i := range raw {
+		c := im.code("mod.func", "/srv/app/module.py", 2, table)
+		raw[i] = RawFrame{Code: c, PrevInstr: instrAt(c, 41+i%30), FirstLine: 2, Entry: i%4 == 3}
+	}
+	tr := testTracker(im)
+	out := tr.Resolve(7, raw, 0, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		out = tr.Resolve(7, raw, 0, out[:0])
+	}
+}
+
+// BenchmarkResolveCold reads every code object anew (first sight of a stack).
+func BenchmarkResolveCold(b *testing.B) {
+	im := newImage()
+	table := sampleLinetable(b)
+	raw := make([]RawFrame, 20)
+	for i := range raw {
+		c := im.code("mod.func", "/srv/app/module.py", 2, table)
+		raw[i] = RawFrame{Code: c, PrevInstr: instrAt(c, 41), FirstLine: 2}
+	}
+	tr := testTracker(im)
+	var out []Frame
+	b.ReportAllocs()
+	for b.Loop() {
+		tr.procs[7].codes = nil
+		out = tr.Resolve(7, raw, 0, out[:0])
+	}
+}
