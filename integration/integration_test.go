@@ -55,6 +55,7 @@ func binaries(t *testing.T) string {
 			{"gcc", "-O1", "-g", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "leaky-c"), "testdata/leaky-c/leaky.c"},
 			{"gcc", "-O2", "-g", "-fomit-frame-pointer", "-o", filepath.Join(buildDir, "leaky-c-nofp"), "testdata/leaky-c/leaky.c"},
 			{"gcc", "-O1", "-g", "-Wall", "-o", filepath.Join(buildDir, "fdgen"), "testdata/fdgen/fdgen.c", "-lpthread"},
+			{"gcc", "-O1", "-g", "-Wall", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "corpus"), "testdata/fdcorpus/corpus.c"},
 		}
 		for _, s := range steps {
 			cmd := exec.Command(s[0], s[1:]...)
