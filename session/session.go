@@ -27,6 +27,10 @@ type Options struct {
 	// OnEvent, when set, sees every decoded event after it was applied
 	// (tests use it to check the live table at known points).
 	OnEvent func(*event.Event)
+	// MaxStacks, when positive, bounds the distinct stacks kept: handles
+	// created from a new stack past it are kept with no stack, and counted
+	// (a long-running agent's memory must not grow with every new call path).
+	MaxStacks int
 }
 
 // Session is one tracing session.
@@ -47,6 +51,8 @@ type Session struct {
 	pcs     []uint64
 	locs    []symbolize.Location
 	badRecs uint64
+	// stacksDropped counts stacks not kept because MaxStacks was reached.
+	stacksDropped uint64
 	lastErr error
 	// growth and low track, per stack, outstanding now minus the lowest
 	// count seen since the session began (attach's growth column).
@@ -217,6 +223,13 @@ func (s *Session) intern(pid uint32, st *tracer.Stack) event.StackID {
 	as := s.space(pid)
 	s.pcs = s.unw.Unwind(as, symbolize.Regs{IP: st.IP, SP: st.SP, BP: st.BP}, st.Bytes, st.KernelFP, maxFrames, s.pcs[:0])
 	s.locs = symbolize.Locate(as, s.cache, s.pcs, s.locs[:0])
+	if s.opts.MaxStacks > 0 && s.stacks.Len() >= s.opts.MaxStacks {
+		id, ok := s.stacks.Lookup(s.locs)
+		if !ok {
+			s.stacksDropped++
+		}
+		return id
+	}
 	return s.stacks.Intern(s.locs)
 }
 
