@@ -7,7 +7,7 @@ import (
 
 func TestParseCgroup(t *testing.T) {
 	tests := map[string]string{
-		"0::/system.slice/nginx.service\n":                                       "/system.slice/nginx.service",
+		"0::/system.slice/nginx.service\n":                                      "/system.slice/nginx.service",
 		"12:pids:/user.slice\n0::/kubepods.slice/kubepods-pod1.slice/cri-abc\n": "/kubepods.slice/kubepods-pod1.slice/cri-abc",
 		"3:cpu:/x\n": "",
 		"":           "",
