@@ -53,7 +53,7 @@ type Session struct {
 	badRecs uint64
 	// stacksDropped counts stacks not kept because MaxStacks was reached.
 	stacksDropped uint64
-	lastErr error
+	lastErr       error
 	// growth and low track, per stack, outstanding now minus the lowest
 	// count seen since the session began (attach's growth column).
 	growth map[event.StackID]int
