@@ -7,7 +7,11 @@
 # Capabilities needed instead of --privileged: CAP_BPF, CAP_PERFMON,
 # CAP_SYS_PTRACE, CAP_SYS_RESOURCE (memlock on older kernels), CAP_SYS_ADMIN
 # (reading other processes' /proc/PID/fd). --pid=host lets it see the host's
-# processes. The agent (`leaktrace agent`) will use the same image.
+# processes. The agent uses the same image:
+#
+#   docker run -d --privileged --pid=host --network=host \
+#     -v /sys/kernel/btf:/sys/kernel/btf:ro -v /sys/fs/cgroup:/sys/fs/cgroup:ro \
+#     leaktrace agent --web.listen-address :9808
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
@@ -17,5 +21,6 @@ RUN CGO_ENABLED=0 go build -trimpath -o /leaktrace ./cmd/leaktrace
 
 FROM gcr.io/distroless/static-debian12
 COPY --from=build /leaktrace /usr/local/bin/leaktrace
+EXPOSE 9808
 ENTRYPOINT ["/usr/local/bin/leaktrace"]
 CMD ["demo"]

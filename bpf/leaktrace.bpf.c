@@ -21,6 +21,8 @@ const volatile __u32 stack_bytes = 2048; /* user stack copied per creation event
 const volatile __u32 self_tgid = 0;      /* leaktrace itself: never traced */
 
 #define EBADF 9
+#define ENFILE 23
+#define EMFILE 24
 #define MAX_TRACED 65536
 #define MAX_INFLIGHT 16384
 
@@ -161,12 +163,68 @@ static __always_inline void count(__u32 which)
 		*v += 1;
 }
 
+/* Agent filters (issue #5). With trace_all and filter_active, a process is
+ * traced when it is in `traced` (a --pid, or a child of a traced process) or
+ * when its comm, cgroup or executable is listed below; the rest of the host
+ * costs a few lookups per fd syscall and no stack capture. */
+const volatile __u32 filter_active = 0;
+
+struct exe_key {
+	__u64 ino;
+	__u32 dev; /* the kernel's s_dev: major << 20 | minor */
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, char[LT_COMM_LEN]);
+	__type(value, __u8);
+} comm_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u64);
+	__type(value, __u8);
+} cgroup_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct exe_key);
+	__type(value, __u8);
+} exe_filter SEC(".maps");
+
+/* agent_selects: the current task's process passes the agent's filters. Every
+ * hook that asks runs in the task it asks about. */
+static __always_inline bool agent_selects(__u32 tgid)
+{
+	if (bpf_map_lookup_elem(&traced, &tgid))
+		return true;
+	struct task_struct *task = bpf_get_current_task_btf();
+	char comm[LT_COMM_LEN] = {};
+	BPF_CORE_READ_STR_INTO(&comm, task, group_leader, comm);
+	if (bpf_map_lookup_elem(&comm_filter, comm))
+		return true;
+	__u64 cg = bpf_get_current_cgroup_id();
+	if (bpf_map_lookup_elem(&cgroup_filter, &cg))
+		return true;
+	struct inode *ino = BPF_CORE_READ(task, mm, exe_file, f_inode);
+	if (!ino)
+		return false;
+	struct exe_key k = {};
+	k.ino = BPF_CORE_READ(ino, i_ino);
+	k.dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	return bpf_map_lookup_elem(&exe_filter, &k) != NULL;
+}
+
 static __always_inline bool is_traced(__u32 tgid)
 {
 	if (tgid == self_tgid)
 		return false;
 	if (trace_all)
-		return true;
+		return !filter_active || agent_selects(tgid);
 	return bpf_map_lookup_elem(&traced, &tgid) != NULL;
 }
 
@@ -411,6 +469,18 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
+/* The process hit its fd limit (EMFILE) or the host's (ENFILE): the agent
+ * alerts at once, without waiting for a scrape. */
+static __always_inline int submit_fd_fail(__u16 nr, long ret)
+{
+	struct lt_fd_event *e = fd_event(LT_EV_FD_FAIL, nr);
+	if (!e)
+		return 0;
+	e->ret = ret;
+	submit(e, offsetof(struct lt_fd_event, sock));
+	return 0;
+}
+
 static __always_inline int handle_fd_exit(void *ctx, struct inflight *in, long ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -468,6 +538,8 @@ static __always_inline int handle_fd_exit(void *ctx, struct inflight *in, long r
 		submit(e, offsetof(struct lt_fd_event, path));
 		return 0;
 	}
+	if (ret == -EMFILE || ret == -ENFILE)
+		return submit_fd_fail(nr, ret);
 	if (ret < 0)
 		return 0;
 
@@ -791,7 +863,7 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 		return 0;
 
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
-	if (ctgid != ptgid && !trace_all) {
+	if (ctgid != ptgid && (!trace_all || filter_active)) {
 		__u8 one = 1;
 		if (bpf_map_update_elem(&traced, &ctgid, &one, BPF_ANY))
 			count(LT_CNT_TRACED_FULL);
@@ -850,7 +922,7 @@ int BPF_PROG(sched_process_exit, struct task_struct *task, bool group_dead)
 	}
 	submit(e, offsetof(struct lt_task_event, stack));
 
-	if (group_dead && !trace_all)
+	if (group_dead && (!trace_all || filter_active))
 		bpf_map_delete_elem(&traced, &tgid);
 	if (group_dead)
 		py_forget(tgid);

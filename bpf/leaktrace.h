@@ -23,6 +23,7 @@ enum lt_event_type {
 	LT_EV_EXIT_GROUP = 8,  /* exit_group entered: threads still running now leak */
 	LT_EV_REAP = 9,        /* wait4/waitid reaped child_pid */
 	LT_EV_FD_UPDATE = 10,  /* fd's description changed: socket bound, connected */
+	LT_EV_FD_FAIL = 11,    /* an fd-creating syscall failed with EMFILE or ENFILE (ret) */
 	LT_EV_PY_STACK = 32,   /* Python frames of the record that follows (bpf/python.h) */
 };
 

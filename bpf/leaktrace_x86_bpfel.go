@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type LeaktraceExeKey struct {
+	_   structs.HostLayout
+	Ino uint64
+	Dev uint32
+	Pad uint32
+}
+
 type LeaktraceInflight struct {
 	_    structs.HostLayout
 	Args [6]uint64
@@ -45,6 +52,7 @@ const (
 	LeaktraceLtEventTypeLT_EV_EXIT_GROUP  LeaktraceLtEventType = 8
 	LeaktraceLtEventTypeLT_EV_REAP        LeaktraceLtEventType = 9
 	LeaktraceLtEventTypeLT_EV_FD_UPDATE   LeaktraceLtEventType = 10
+	LeaktraceLtEventTypeLT_EV_FD_FAIL     LeaktraceLtEventType = 11
 	LeaktraceLtEventTypeLT_EV_PY_STACK    LeaktraceLtEventType = 32
 )
 
@@ -193,8 +201,11 @@ type LeaktraceScratch struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	LeaktraceMapCgroupFilter      = "cgroup_filter"
+	LeaktraceMapCommFilter        = "comm_filter"
 	LeaktraceMapCounters          = "counters"
 	LeaktraceMapEvents            = "events"
+	LeaktraceMapExeFilter         = "exe_filter"
 	LeaktraceMapInflight          = "inflight"
 	LeaktraceMapPyProcs           = "py_procs"
 	LeaktraceMapPyScratch         = "py_scratch"
@@ -206,6 +217,7 @@ const (
 	LeaktraceProgSchedProcessFork = "sched_process_fork"
 	LeaktraceProgSysEnter         = "sys_enter"
 	LeaktraceProgSysExit          = "sys_exit"
+	LeaktraceVarFilterActive      = "filter_active"
 	LeaktraceVarSelfTgid          = "self_tgid"
 	LeaktraceVarStackBytes        = "stack_bytes"
 	LeaktraceVarTraceAll          = "trace_all"
@@ -272,8 +284,11 @@ type LeaktraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LeaktraceMapSpecs struct {
+	CgroupFilter  *ebpf.MapSpec `ebpf:"cgroup_filter"`
+	CommFilter    *ebpf.MapSpec `ebpf:"comm_filter"`
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
+	ExeFilter     *ebpf.MapSpec `ebpf:"exe_filter"`
 	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
 	PyProcs       *ebpf.MapSpec `ebpf:"py_procs"`
 	PyScratch     *ebpf.MapSpec `ebpf:"py_scratch"`
@@ -286,6 +301,7 @@ type LeaktraceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LeaktraceVariableSpecs struct {
+	FilterActive  *ebpf.VariableSpec `ebpf:"filter_active"`
 	SelfTgid      *ebpf.VariableSpec `ebpf:"self_tgid"`
 	StackBytes    *ebpf.VariableSpec `ebpf:"stack_bytes"`
 	TraceAll      *ebpf.VariableSpec `ebpf:"trace_all"`
@@ -319,8 +335,11 @@ func (o *LeaktraceObjects) Close() error {
 //
 // It can be passed to LoadLeaktraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LeaktraceMaps struct {
+	CgroupFilter  *ebpf.Map `ebpf:"cgroup_filter"`
+	CommFilter    *ebpf.Map `ebpf:"comm_filter"`
 	Counters      *ebpf.Map `ebpf:"counters"`
 	Events        *ebpf.Map `ebpf:"events"`
+	ExeFilter     *ebpf.Map `ebpf:"exe_filter"`
 	Inflight      *ebpf.Map `ebpf:"inflight"`
 	PyProcs       *ebpf.Map `ebpf:"py_procs"`
 	PyScratch     *ebpf.Map `ebpf:"py_scratch"`
@@ -331,8 +350,11 @@ type LeaktraceMaps struct {
 
 func (m *LeaktraceMaps) Close() error {
 	return _LeaktraceClose(
+		m.CgroupFilter,
+		m.CommFilter,
 		m.Counters,
 		m.Events,
+		m.ExeFilter,
 		m.Inflight,
 		m.PyProcs,
 		m.PyScratch,
@@ -346,6 +368,7 @@ func (m *LeaktraceMaps) Close() error {
 //
 // It can be passed to LoadLeaktraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LeaktraceVariables struct {
+	FilterActive  *ebpf.Variable `ebpf:"filter_active"`
 	SelfTgid      *ebpf.Variable `ebpf:"self_tgid"`
 	StackBytes    *ebpf.Variable `ebpf:"stack_bytes"`
 	TraceAll      *ebpf.Variable `ebpf:"trace_all"`

@@ -20,9 +20,10 @@ const (
 	Reap                       // ChildPID was reaped by PID (wait4, waitid)
 	FDUpdate                   // FD's target changed (a socket bound or connected)
 	PyStack                    // Python frames of TID's next FDOpen or TaskNew (session only)
+	FDFail                     // an fd-creating syscall failed: Errno is EMFILE or ENFILE
 )
 
-var typeNames = [...]string{"", "fd_open", "fd_close", "close_range", "task_new", "exec", "task_exit", "mmap", "exit_group", "reap", "fd_update", "py_stack"}
+var typeNames = [...]string{"", "fd_open", "fd_close", "close_range", "task_new", "exec", "task_exit", "mmap", "exit_group", "reap", "fd_update", "py_stack", "fd_fail"}
 
 func (t Type) String() string {
 	if int(t) < len(typeNames) && t > 0 {
@@ -117,6 +118,7 @@ type Event struct {
 	Target  string // path, address or description of FD
 	Target2 string
 	Stack   StackID
+	Errno   int32 // FDFail: EMFILE (24) or ENFILE (23)
 
 	// TaskNew: the new task. TaskExit: the exiting one in PID/TID.
 	ChildPID, ChildTID uint32

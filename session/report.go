@@ -129,7 +129,7 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 	if internal > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d handles of language runtimes (Go's threads and poller, …) live for the whole process: listed with internal=true, not counted", internal))
 	}
-	if info.Mode == "attach" {
+	if info.Mode == "attach" || info.Mode == "agent" {
 		for id, n := range s.agg.Outstanding() {
 			if id == 0 {
 				continue
@@ -140,6 +140,8 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 				site.Growth = s.growth[id]
 			}
 		}
+	}
+	if info.Mode == "attach" { // the agent's host holds too many to list
 		for _, l := range s.agg.Outside() {
 			r.Preexisting = append(r.Preexisting, leakOf(l, now, sym(0)))
 		}

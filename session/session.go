@@ -33,6 +33,10 @@ type Options struct {
 	// Stdout and Stderr, when set, replace leaktrace's own for a command
 	// Start launches (tests read a generator's checkpoints this way).
 	Stdout, Stderr *os.File
+	// MaxStacks, when positive, bounds the distinct stacks kept: handles
+	// created from a new stack past it are kept with no stack, and counted
+	// (a long-running agent's memory must not grow with every new call path).
+	MaxStacks int
 }
 
 // Session is one tracing session.
@@ -53,7 +57,9 @@ type Session struct {
 	pcs     []uint64
 	locs    []symbolize.Location
 	badRecs uint64
-	lastErr error
+	// stacksDropped counts stacks not kept because MaxStacks was reached.
+	stacksDropped uint64
+	lastErr       error
 	// growth and low track, per stack, outstanding now minus the lowest
 	// count seen since the session began (attach's growth column).
 	growth map[event.StackID]int
@@ -242,6 +248,13 @@ func (s *Session) intern(e *event.Event, st *tracer.Stack) event.StackID {
 	s.pcs = s.unw.Unwind(as, symbolize.Regs{IP: st.IP, SP: st.SP, BP: st.BP}, st.Bytes, st.KernelFP, maxFrames, s.pcs[:0])
 	s.locs = symbolize.Locate(as, s.cache, s.pcs, s.locs[:0])
 	s.locs = s.pyLocations(e, s.locs)
+	if s.opts.MaxStacks > 0 && s.stacks.Len() >= s.opts.MaxStacks {
+		id, ok := s.stacks.Lookup(s.locs)
+		if !ok {
+			s.stacksDropped++
+		}
+		return id
+	}
 	return s.stacks.Intern(s.locs)
 }
 

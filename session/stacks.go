@@ -24,8 +24,18 @@ func NewStackTable() *StackTable {
 
 // Intern returns the id of locs, adding it if new. locs is copied.
 func (t *StackTable) Intern(locs []symbolize.Location) event.StackID {
+	id, _ := t.intern(locs, true)
+	return id
+}
+
+// Lookup returns the id of locs if it is known, and never adds it.
+func (t *StackTable) Lookup(locs []symbolize.Location) (event.StackID, bool) {
+	return t.intern(locs, false)
+}
+
+func (t *StackTable) intern(locs []symbolize.Location, add bool) (event.StackID, bool) {
 	if len(locs) == 0 {
-		return 0
+		return 0, true
 	}
 	k := t.key[:0]
 	for _, l := range locs {
@@ -39,12 +49,15 @@ func (t *StackTable) Intern(locs []symbolize.Location) event.StackID {
 	}
 	t.key = k
 	if id, ok := t.ids[string(k)]; ok {
-		return id
+		return id, true
+	}
+	if !add {
+		return 0, false
 	}
 	id := event.StackID(len(t.stacks))
 	t.stacks = append(t.stacks, append([]symbolize.Location(nil), locs...))
 	t.ids[string(k)] = id
-	return id
+	return id, true
 }
 
 // Get returns the locations of id (nil for 0 or unknown).

@@ -84,7 +84,7 @@ func (dec *Decoder) Decode(raw []byte, d *Decoded) error {
 	*d = Decoded{}
 	switch bpf.LeaktraceLtEventType(typ) {
 	case bpf.LeaktraceLtEventTypeLT_EV_FD_OPEN, bpf.LeaktraceLtEventTypeLT_EV_FD_CLOSE, bpf.LeaktraceLtEventTypeLT_EV_CLOSE_RANGE,
-		bpf.LeaktraceLtEventTypeLT_EV_FD_UPDATE:
+		bpf.LeaktraceLtEventTypeLT_EV_FD_UPDATE, bpf.LeaktraceLtEventTypeLT_EV_FD_FAIL:
 		return dec.decodeFD(raw, d)
 	case bpf.LeaktraceLtEventTypeLT_EV_TASK_NEW, bpf.LeaktraceLtEventTypeLT_EV_TASK_EXIT,
 		bpf.LeaktraceLtEventTypeLT_EV_EXIT_GROUP, bpf.LeaktraceLtEventTypeLT_EV_REAP:
@@ -140,6 +140,10 @@ func (dec *Decoder) decodeFD(raw []byte, d *Decoded) error {
 		return nil
 	case bpf.LeaktraceLtEventTypeLT_EV_CLOSE_RANGE:
 		e.Type = event.CloseRange
+		return nil
+	case bpf.LeaktraceLtEventTypeLT_EV_FD_FAIL:
+		e.Type = event.FDFail
+		e.Errno = int32(-r.Ret)
 		return nil
 	case bpf.LeaktraceLtEventTypeLT_EV_FD_UPDATE:
 		if len(raw) < int(unsafe.Offsetof(r.Path)) {

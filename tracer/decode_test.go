@@ -108,3 +108,20 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeFDFail(t *testing.T) {
+	var r bpf.LeaktraceLtFdEvent
+	r.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_FD_FAIL)
+	r.H.Pid, r.H.Tid, r.H.Nr = 10, 10, 257
+	r.Ret = -24
+	raw := rawOf(&r, int(unsafe.Offsetof(r.Sock)))
+
+	var dec Decoder
+	var d Decoded
+	if err := dec.Decode(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	if e := d.Event; e.Type != event.FDFail || e.Errno != 24 || e.PID != 10 || e.Syscall != 257 {
+		t.Fatalf("event = %+v", e)
+	}
+}

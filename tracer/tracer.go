@@ -4,6 +4,7 @@
 package tracer
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 
 	"github.com/leaktrace/leaktrace/bpf"
 )
@@ -26,9 +28,37 @@ type Config struct {
 	// StackBytes is how much of the user stack is copied per creation event
 	// for unwinding, at most MaxStackBytes. 0 means DefaultStackBytes.
 	StackBytes int
-	// TraceAll traces every process on the host but leaktrace itself.
+	// TraceAll traces every process on the host but leaktrace itself, or,
+	// when Filter selects anything, only what it selects.
 	TraceAll bool
+	// Filter narrows TraceAll in the kernel (the agent's --comm, --cgroup,
+	// --exe); pids given to Trace pass it too.
+	Filter Filter
 }
+
+// Filter selects processes in the kernel. A process is traced when any one
+// entry matches it, or its parent was traced when it was forked.
+type Filter struct {
+	Comms   []string // the process's comm (its main thread's name), as /proc/PID/comm shows it
+	Cgroups []uint64 // cgroup v2 ids: the inode number of the cgroup's directory
+	Exes    []ExeID  // executables, by file identity
+	// Pids only marks the filter active: the pids themselves enter through Trace.
+	Pids bool
+}
+
+// Active reports whether the filter narrows tracing at all.
+func (f Filter) Active() bool {
+	return f.Pids || len(f.Comms) > 0 || len(f.Cgroups) > 0 || len(f.Exes) > 0
+}
+
+// ExeID names an executable file the way the kernel sees it.
+type ExeID struct {
+	Ino uint64
+	Dev uint32 // the kernel's encoding: major<<20 | minor
+}
+
+// MaxFilterEntries bounds each of the filter's lists (the kernel maps' size).
+const MaxFilterEntries = 256
 
 const (
 	DefaultRingBufferBytes = 32 << 20
@@ -107,6 +137,9 @@ func New(cfg Config) (*Tracer, error) {
 	}
 	if cfg.TraceAll {
 		set["trace_all"] = 1
+		if cfg.Filter.Active() {
+			set["filter_active"] = 1
+		}
 	}
 	for name, v := range set {
 		if err := spec.Variables[name].Set(v); err != nil {
@@ -121,6 +154,10 @@ func New(cfg Config) (*Tracer, error) {
 			return nil, fmt.Errorf("loading BPF programs: verifier: %+v", ve)
 		}
 		return nil, fmt.Errorf("loading BPF programs: %w", err)
+	}
+	if err := t.fillFilter(cfg.Filter); err != nil {
+		t.Close()
+		return nil, err
 	}
 	progs := []*ebpf.Program{
 		t.objs.SysEnter, t.objs.SysExit,
@@ -165,6 +202,37 @@ func (t *Tracer) SetPython(pid uint32, p bpf.LeaktraceLtPyProc) error {
 func (t *Tracer) ForgetPython(pid uint32) error {
 	if err := t.objs.PyProcs.Delete(pid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("removing python interpreter of pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// fillFilter loads the filter's entries before any program is attached.
+func (t *Tracer) fillFilter(f Filter) error {
+	if n := max(len(f.Comms), len(f.Cgroups), len(f.Exes)); n > MaxFilterEntries {
+		return fmt.Errorf("%d filter entries: at most %d of each kind", n, MaxFilterEntries)
+	}
+	for _, c := range f.Comms {
+		var key [16]byte // LT_COMM_LEN: the kernel's comm, NUL-padded
+		if len(c) == 0 || len(c) > len(key)-1 {
+			return fmt.Errorf("comm %q: must be 1 to %d bytes", c, len(key)-1)
+		}
+		copy(key[:], c)
+		if err := t.objs.CommFilter.Put(key, uint8(1)); err != nil {
+			return fmt.Errorf("adding comm %q to the filter: %w", c, err)
+		}
+	}
+	for _, id := range f.Cgroups {
+		if err := t.objs.CgroupFilter.Put(id, uint8(1)); err != nil {
+			return fmt.Errorf("adding cgroup %d to the filter: %w", id, err)
+		}
+	}
+	for _, e := range f.Exes {
+		var key [16]byte // struct exe_key: ino, dev, padding
+		binary.NativeEndian.PutUint64(key[0:], e.Ino)
+		binary.NativeEndian.PutUint32(key[8:], e.Dev)
+		if err := t.objs.ExeFilter.Put(key, uint8(1)); err != nil {
+			return fmt.Errorf("adding executable %d:%d to the filter: %w", e.Dev, e.Ino, err)
+		}
 	}
 	return nil
 }
@@ -295,4 +363,16 @@ func (t *Tracer) Close() error {
 		t.objs.Close()
 	})
 	return nil
+}
+
+// ExeIDOf identifies the executable at path for Filter.Exes.
+func ExeIDOf(path string) (ExeID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return ExeID{}, fmt.Errorf("executable %s: %w", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return ExeID{}, fmt.Errorf("executable %s: not a regular file", path)
+	}
+	return ExeID{Ino: st.Ino, Dev: unix.Major(st.Dev)<<20 | unix.Minor(st.Dev)}, nil
 }

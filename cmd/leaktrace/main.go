@@ -65,7 +65,8 @@ call stack that created them.
   leaktrace demo                      trace a built-in leaking workload
   leaktrace run [flags] -- CMD ARGS   trace CMD and its children; report leaks at exit
   leaktrace attach PID                trace a live process until Ctrl-C or --duration
-  leaktrace report FILE.json          re-render a saved report, judge it again`,
+  leaktrace report FILE.json          re-render a saved report, judge it again
+  leaktrace agent                     trace the host; serve Prometheus metrics and alerts`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, args []string) {
@@ -80,7 +81,7 @@ call stack that created them.
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &userError{code: exitUsage, msg: fmt.Sprintf("%v (see '%s --help')", err, cmd.CommandPath())}
 	})
-	root.AddCommand(newRunCmd(), newAttachCmd(), newDemoCmd(), newReportCmd(), newWorkloadCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newAttachCmd(), newAgentCmd(), newDemoCmd(), newReportCmd(), newWorkloadCmd(), newVersionCmd())
 	return root
 }
 

@@ -1,0 +1,408 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/leaktrace/leaktrace/aggregator"
+	"github.com/leaktrace/leaktrace/alert"
+	"github.com/leaktrace/leaktrace/event"
+	"github.com/leaktrace/leaktrace/procfs"
+	"github.com/leaktrace/leaktrace/report"
+	"github.com/leaktrace/leaktrace/session"
+	"github.com/leaktrace/leaktrace/tracer"
+)
+
+// Options configure an Agent.
+type Options struct {
+	Config   Config
+	Interval time.Duration // sampling and alert evaluation
+	Tracer   tracer.Config // ring buffer and stack size; TraceAll and Filter are set from Config
+	Log      *slog.Logger
+	// GeneratorURL is where Alertmanager alerts link back to.
+	GeneratorURL string
+}
+
+// Agent traces the host and keeps what its metrics and alerts need.
+type Agent struct {
+	log      *slog.Logger
+	sess     *session.Session
+	interval time.Duration
+	alerts   *alert.Manager
+	genURL   string
+	fails    chan fdFailure
+
+	failsDropped atomic.Uint64
+	lastTick     atomic.Int64 // unix ns of the last evaluation
+	ready        atomic.Bool
+
+	mu       sync.Mutex // guards everything below
+	cfg      Config
+	procs    map[uint32]*procState
+	sites    map[event.StackID]*siteState
+	seeded   int
+	exited   uint64 // processes reported and forgotten
+	unseeded int    // processes found at start-up past max_processes
+}
+
+// procState is what the agent keeps of one live process.
+type procState struct {
+	pid            uint32
+	comm, exe      string
+	cgroup         string
+	limit          uint64
+	open           window
+	failures       map[int32]uint64 // errno -> EMFILE/ENFILE failures seen
+	lastFail       time.Time
+	lastErrno      int32
+	limitReadError bool
+}
+
+// siteState is what the agent keeps of one creation stack.
+type siteState struct {
+	info        session.SiteInfo
+	outstanding window
+}
+
+type fdFailure struct {
+	pid   uint32
+	comm  string
+	errno int32
+	at    time.Time
+}
+
+// New loads the BPF programs with the configured filters and seeds the
+// processes already running. Nothing is read until Run.
+func New(opts Options) (*Agent, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = 5 * time.Second
+	}
+	cfg := opts.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	filter, err := kernelFilter(cfg.Filters)
+	if err != nil {
+		return nil, err
+	}
+	tc := opts.Tracer
+	tc.TraceAll = true
+	tc.Filter = filter
+	a := &Agent{
+		log:      opts.Log,
+		interval: opts.Interval,
+		genURL:   opts.GeneratorURL,
+		fails:    make(chan fdFailure, 1024),
+		cfg:      cfg,
+		procs:    make(map[uint32]*procState),
+		sites:    make(map[event.StackID]*siteState),
+	}
+	a.sess, err = session.New(session.Options{Mode: aggregator.ModeAttach, MinAge: cfg.Thresholds.MinAge, Tracer: tc,
+		Log: opts.Log, MaxStacks: cfg.Limits.MaxStacks, OnEvent: a.onEvent})
+	if err != nil {
+		return nil, err
+	}
+	a.alerts = alert.NewManager(a.sinkQueues(cfg)...)
+	if err := a.seed(cfg.Filters); err != nil {
+		a.sess.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// kernelFilter resolves the configured filters to what the kernel matches.
+func kernelFilter(f Filters) (tracer.Filter, error) {
+	kf := tracer.Filter{Comms: f.Comms, Pids: len(f.PIDs) > 0}
+	for _, cg := range f.Cgroups {
+		id, err := CgroupID(cg)
+		if err != nil {
+			return kf, fmt.Errorf("filters.cgroups: %s: %w (give a path as in /proc/PID/cgroup)", cg, err)
+		}
+		kf.Cgroups = append(kf.Cgroups, id)
+	}
+	for _, exe := range f.Exes {
+		id, err := tracer.ExeIDOf(exe)
+		if err != nil {
+			return kf, fmt.Errorf("filters.exes: %w", err)
+		}
+		kf.Exes = append(kf.Exes, id)
+	}
+	return kf, nil
+}
+
+// seed adds the processes already running that the filters select: their
+// open fds are listed as preexisting, as attach does.
+func (a *Agent) seed(f Filters) error {
+	pids, err := listPIDs()
+	if err != nil {
+		return fmt.Errorf("listing processes: %w", err)
+	}
+	self := os.Getpid()
+	want := make(map[int]bool, len(f.PIDs))
+	for _, p := range f.PIDs {
+		want[p] = true
+		if !procfs.Exists(p) {
+			return fmt.Errorf("filters.pids: no such pid %d (check it with ps)", p)
+		}
+	}
+	limit := a.cfg.Limits.MaxProcesses
+	for _, pid := range pids {
+		if pid == self || !a.selects(f, want, pid) {
+			continue
+		}
+		if a.seeded >= limit {
+			a.unseeded++
+			continue
+		}
+		if err := a.sess.Add(pid); err != nil {
+			a.log.Debug("process not seeded", "pid", pid, "err", err)
+			continue
+		}
+		a.seeded++
+	}
+	a.log.Info("seeded running processes", "processes", a.seeded, "over_limit", a.unseeded)
+	return nil
+}
+
+// selects applies the filters to a running process, as the kernel will.
+func (a *Agent) selects(f Filters, pids map[int]bool, pid int) bool {
+	exe := procfs.Exe(pid)
+	if exe == "" {
+		return false // a kernel thread, or gone
+	}
+	if f.Empty() || pids[pid] {
+		return true
+	}
+	if len(f.Comms) > 0 {
+		if st, err := procfs.ReadStat(pid); err == nil {
+			for _, c := range f.Comms {
+				if st.Comm == c {
+					return true
+				}
+			}
+		}
+	}
+	if len(f.Cgroups) > 0 {
+		cg := readCgroup(pid)
+		for _, c := range f.Cgroups {
+			if cg == c {
+				return true
+			}
+		}
+	}
+	for _, e := range f.Exes {
+		if exe == e {
+			return true
+		}
+	}
+	return false
+}
+
+// onEvent runs under the session's lock: it only hands EMFILE/ENFILE
+// failures over, never blocking.
+func (a *Agent) onEvent(e *event.Event) {
+	if e.Type != event.FDFail {
+		return
+	}
+	select {
+	case a.fails <- fdFailure{pid: e.PID, comm: e.Comm, errno: e.Errno, at: time.Now()}:
+	default:
+		a.failsDropped.Add(1)
+	}
+}
+
+// Run reads events and evaluates alerts every interval until ctx is done,
+// then detaches the programs and flushes the alert sinks.
+func (a *Agent) Run(ctx context.Context) error {
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- a.sess.Run(stop) }()
+	tick := time.NewTicker(a.interval)
+	defer tick.Stop()
+	a.tick(time.Now())
+	a.ready.Store(true)
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-done:
+			runErr = fmt.Errorf("reading events: %w", err)
+			done <- nil
+			break loop
+		case f := <-a.fails:
+			a.fdFailure(f)
+		case now := <-tick.C:
+			a.tick(now)
+		}
+	}
+	a.ready.Store(false)
+	close(stop)
+	if err := <-done; err != nil && runErr == nil {
+		runErr = fmt.Errorf("reading events: %w", err)
+	}
+	a.sess.Close()
+	flush, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, q := range a.alerts.Sinks() {
+		if err := q.Close(flush); err != nil {
+			a.log.Warn("alerts not flushed", "err", err)
+		}
+	}
+	return runErr
+}
+
+// Ready reports whether the agent has seeded and evaluated once.
+func (a *Agent) Ready() bool { return a.ready.Load() }
+
+// Healthy reports whether evaluations keep their pace.
+func (a *Agent) Healthy() bool {
+	last := a.lastTick.Load()
+	return last == 0 || time.Since(time.Unix(0, last)) < 3*a.interval+10*time.Second
+}
+
+// Reload applies a new configuration: thresholds, limits and sinks change at
+// once; filters are in the kernel and need a restart.
+func (a *Agent) Reload(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	old := a.cfg
+	if !sameFilters(old.Filters, cfg.Filters) {
+		a.log.Warn("filters changed in the config: restart the agent to apply them")
+		cfg.Filters = old.Filters
+	}
+	a.cfg = cfg
+	a.mu.Unlock()
+	oldSinks := a.alerts.Sinks()
+	a.alerts.SetSinks(a.sinkQueues(cfg)...)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, q := range oldSinks {
+			q.Close(ctx)
+		}
+	}()
+	a.log.Info("configuration reloaded")
+	return nil
+}
+
+func sameFilters(x, y Filters) bool {
+	return fmt.Sprint(x) == fmt.Sprint(y)
+}
+
+func (a *Agent) sinkQueues(cfg Config) []*alert.Queue {
+	qs := []*alert.Queue{alert.NewQueue(alert.LogSink{Log: a.log}, alert.Delivery{}, a.log)}
+	delivery := func(s *HTTPSink) alert.Delivery {
+		return alert.Delivery{Timeout: s.Timeout, Attempts: max(s.Attempts, 3), Backoff: 500 * time.Millisecond}
+	}
+	if s := cfg.Sinks.Webhook; s != nil {
+		qs = append(qs, alert.NewQueue(alert.WebhookSink{URL: s.URL}, delivery(s), a.log))
+	}
+	if s := cfg.Sinks.Alertmanager; s != nil {
+		qs = append(qs, alert.NewQueue(alert.AlertmanagerSink{URL: s.URL, GeneratorURL: a.genURL}, delivery(s), a.log))
+	}
+	return qs
+}
+
+// Report is the live report, as `attach` builds it, in mode "agent".
+func (a *Agent) Report() (*report.Report, error) {
+	return a.sess.Report(session.ReportInfo{Mode: "agent", ExitCode: -1})
+}
+
+// Firing returns the alerts firing now.
+func (a *Agent) Firing() []alert.Alert { return a.alerts.Firing() }
+
+// tick forgets exited processes, samples every count and evaluates alerts.
+func (a *Agent) tick(now time.Time) {
+	a.lastTick.Store(now.UnixNano())
+	a.forgetExited()
+	a.sess.SampleGrowth()
+	snap := a.observe(now, true)
+	a.alerts.Evaluate(a.rules(snap, now), now)
+}
+
+// fdFailure records an EMFILE/ENFILE failure and, when it is the process's
+// first within the hold time, alerts at once.
+func (a *Agent) fdFailure(f fdFailure) {
+	a.mu.Lock()
+	p := a.procs[f.pid]
+	if p == nil && len(a.procs) < a.cfg.Limits.MaxProcesses {
+		p = a.newProc(f.pid, f.comm)
+		a.procs[f.pid] = p
+	}
+	fresh := false
+	if p != nil {
+		fresh = f.at.Sub(p.lastFail) > a.cfg.Thresholds.FDFailureHold
+		p.failures[f.errno]++
+		p.lastFail, p.lastErrno = f.at, f.errno
+	}
+	a.mu.Unlock()
+	if fresh {
+		snap := a.observe(f.at, false)
+		a.alerts.Evaluate(a.rules(snap, f.at), f.at)
+	}
+}
+
+func (a *Agent) newProc(pid uint32, comm string) *procState {
+	p := &procState{pid: pid, comm: comm, exe: procfs.Exe(int(pid)), cgroup: readCgroup(int(pid)), failures: make(map[int32]uint64)}
+	return p
+}
+
+// forgetExited drops everything of the processes that exited, once their
+// leaks are logged.
+func (a *Agent) forgetExited() {
+	var gone []aggregator.ProcessInfo
+	var leaks []aggregator.Leak
+	a.sess.With(func(g *aggregator.Aggregator) { gone, leaks = g.TakeExited() })
+	byPID := make(map[uint32]int)
+	for _, l := range leaks {
+		if l.PID != 0 {
+			byPID[l.PID]++
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range gone {
+		if n := byPID[p.PID]; n > 0 {
+			a.log.Info("process exited holding handles", "pid", p.PID, "comm", p.Comm, "exe", p.Exe, "handles", n)
+		}
+		delete(a.procs, p.PID)
+		a.exited++
+	}
+}
+
+// Counters returns the kernel side's counters and what the agent could not keep.
+func (a *Agent) Counters() (tracer.Counters, error) { return a.sess.Counters() }
+
+// errnoName names the errnos the kernel side reports.
+func errnoName(e int32) string {
+	switch e {
+	case 24:
+		return "EMFILE"
+	case 23:
+		return "ENFILE"
+	}
+	return fmt.Sprintf("errno %d", e)
+}
+
+// siteInfo symbolizes a stack once; the caller must not hold a.mu.
+func (a *Agent) siteInfo(id event.StackID) session.SiteInfo {
+	a.mu.Lock()
+	st := a.sites[id]
+	a.mu.Unlock()
+	if st != nil {
+		return st.info
+	}
+	return a.sess.Site(id)
+}

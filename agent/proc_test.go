@@ -1,0 +1,58 @@
+package agent
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParseCgroup(t *testing.T) {
+	tests := map[string]string{
+		"0::/system.slice/nginx.service\n":                                      "/system.slice/nginx.service",
+		"12:pids:/user.slice\n0::/kubepods.slice/kubepods-pod1.slice/cri-abc\n": "/kubepods.slice/kubepods-pod1.slice/cri-abc",
+		"3:cpu:/x\n": "",
+		"":           "",
+	}
+	for in, want := range tests {
+		if got := ParseCgroup(in); got != want {
+			t.Errorf("ParseCgroup(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzParseCgroup(f *testing.F) {
+	f.Add("0::/a/b\n")
+	f.Add("1:name=systemd:/x\n0::/\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		if got := ParseCgroup(s); len(got) > len(s) {
+			t.Fatalf("path %q longer than its input", got)
+		}
+	})
+}
+
+func TestWindowGrowth(t *testing.T) {
+	var w window
+	t0 := time.Unix(0, 0)
+	span := 10 * time.Second
+	for i := range 30 { // one sample a second, growing by 2
+		w.add(t0.Add(time.Duration(i)*time.Second), 2*i, span)
+	}
+	d, el, full := w.growth(span)
+	if d != 20 || el != span || !full {
+		t.Fatalf("growth = %d over %v (full %v), want 20 over 10s", d, el, full)
+	}
+	if r := w.rate(span); r != 2 {
+		t.Fatalf("rate = %v, want 2", r)
+	}
+	if len(w.s) != 11 {
+		t.Fatalf("kept %d samples, want 11 (bounded by the span)", len(w.s))
+	}
+	var short window
+	short.add(t0, 1, span)
+	short.add(t0.Add(time.Second), 5, span)
+	if _, _, full := short.growth(span); full {
+		t.Fatal("two samples a second apart fill a 10s window")
+	}
+	if short.idle() {
+		t.Fatal("a window with counts is idle")
+	}
+}

@@ -1,0 +1,324 @@
+package agent
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/leaktrace/leaktrace/aggregator"
+	"github.com/leaktrace/leaktrace/alert"
+	"github.com/leaktrace/leaktrace/event"
+	"github.com/leaktrace/leaktrace/procfs"
+	"github.com/leaktrace/leaktrace/report"
+)
+
+// Snapshot is the state metrics and alerts are built from.
+type Snapshot struct {
+	Processes []ProcessStat // by pid
+	Untracked int           // live processes past limits.max_processes: no series, no alerts
+	Sites     []SiteStat    // most suspects first
+	Exited    uint64        // processes reported and forgotten since start
+}
+
+// ProcessStat is one live process.
+type ProcessStat struct {
+	PID          uint32
+	Comm, Exe    string
+	Cgroup       string
+	Usage        aggregator.Usage
+	Limit        uint64  // RLIMIT_NOFILE soft; 0 when unknown
+	GrowthPerSec float64 // open fds, over the growth window
+	// ExhaustSeconds estimates when the fd limit is reached at the current
+	// growth; negative when fds are not growing.
+	ExhaustSeconds float64
+	Zombies        int // children exited, unreaped for longer than min_age
+	Failures       map[int32]uint64
+	LastFail       time.Time
+	LastErrno      int32
+}
+
+// UsageRatio is open fds over the limit; 0 when the limit is unknown.
+func (p *ProcessStat) UsageRatio() float64 {
+	if p.Limit == 0 || p.Limit == math.MaxUint64 {
+		return 0
+	}
+	return float64(p.Usage.Open) / float64(p.Limit)
+}
+
+// SiteStat is one creation stack's handles across live processes.
+type SiteStat struct {
+	ID           event.StackID
+	Key          string
+	Headline     report.Frame
+	Kind         string // of its suspects; "" when none yet
+	Outstanding  int
+	Suspects     int // outstanding longer than min_age
+	Growth       int // outstanding now minus a growth window ago
+	WindowFull   bool
+	GrowthPerSec float64
+}
+
+// Function and Location label a site.
+func (s *SiteStat) Function() string { return s.Headline.Function }
+
+func (s *SiteStat) Location() string {
+	if s.Headline.File == "" {
+		return s.Headline.Module
+	}
+	return s.Headline.File + ":" + strconv.Itoa(s.Headline.Line)
+}
+
+// monotonicNow is the clock kernel event times use, in ns.
+func monotonicNow() uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return uint64(ts.Nano())
+}
+
+// observe reads the live state; with sample, it also records this moment in
+// every growth window (evaluations sample, scrapes only read).
+func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
+	type live struct {
+		info aggregator.ProcessInfo
+		u    aggregator.Usage
+	}
+	var lives []live
+	var outstanding map[event.StackID]int
+	suspects := make(map[event.StackID]int)
+	kinds := make(map[event.StackID]event.Kind)
+	zombies := make(map[uint32]int)
+	mono := monotonicNow()
+	a.sess.With(func(g *aggregator.Aggregator) {
+		for _, p := range g.Processes() {
+			if u, ok := g.Usage(p.PID); ok && !p.Exited {
+				lives = append(lives, live{p, u})
+			}
+		}
+		outstanding = g.Outstanding()
+		for _, l := range g.Leaks(mono) {
+			switch l.Reason {
+			case aggregator.ReasonZombie:
+				zombies[l.PID]++
+				fallthrough
+			case aggregator.ReasonOutstanding:
+				suspects[l.Stack]++
+				kinds[l.Stack] = l.Kind
+			}
+		}
+	})
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cfg := a.cfg
+	span := cfg.Thresholds.GrowthWindow
+	snap := &Snapshot{Exited: a.exited, Untracked: a.unseeded}
+	alive := make(map[uint32]bool, len(lives))
+	for _, l := range lives {
+		pid := l.info.PID
+		alive[pid] = true
+		p := a.procs[pid]
+		if p == nil {
+			if len(a.procs) >= cfg.Limits.MaxProcesses {
+				snap.Untracked++
+				continue
+			}
+			p = a.newProc(pid, l.info.Comm)
+			a.procs[pid] = p
+		}
+		p.comm = l.info.Comm
+		if l.info.Exe != "" {
+			p.exe = l.info.Exe
+		}
+		if sample || p.limit == 0 {
+			// A process may change its own limit (setrlimit, prlimit) at any time.
+			lim, err := procfs.NoFileLimit(int(pid))
+			if err == nil {
+				p.limit = lim
+			}
+		}
+		if sample {
+			p.open.add(now, l.u.Open, span)
+		}
+		ps := ProcessStat{PID: pid, Comm: p.comm, Exe: p.exe, Cgroup: p.cgroup, Usage: l.u, Limit: p.limit,
+			GrowthPerSec: p.open.rate(span), ExhaustSeconds: -1, Zombies: zombies[pid],
+			Failures: maps2(p.failures), LastFail: p.lastFail, LastErrno: p.lastErrno}
+		if ps.GrowthPerSec > 0 && p.limit != 0 && p.limit != math.MaxUint64 && uint64(l.u.Open) < p.limit {
+			ps.ExhaustSeconds = float64(p.limit-uint64(l.u.Open)) / ps.GrowthPerSec
+		}
+		snap.Processes = append(snap.Processes, ps)
+	}
+	if sample {
+		for pid := range a.procs {
+			if !alive[pid] {
+				delete(a.procs, pid) // gone, or never traced (an fd failure of an untraced process)
+			}
+		}
+	}
+	slices.SortFunc(snap.Processes, func(x, y ProcessStat) int { return cmp.Compare(x.PID, y.PID) })
+
+	if sample {
+		for id, n := range outstanding {
+			if id == 0 {
+				continue
+			}
+			st := a.sites[id]
+			if st == nil {
+				st = &siteState{info: a.sess.Site(id)}
+				a.sites[id] = st
+			}
+			st.outstanding.add(now, n, span)
+		}
+		for id, st := range a.sites {
+			if _, ok := outstanding[id]; !ok {
+				st.outstanding.add(now, 0, span)
+				if st.outstanding.idle() {
+					delete(a.sites, id)
+				}
+			}
+		}
+	}
+	for id, st := range a.sites {
+		if st.info.Internal || st.info.Key == "" {
+			continue
+		}
+		d, _, full := st.outstanding.growth(span)
+		s := SiteStat{ID: id, Key: st.info.Key, Headline: st.info.Headline, Outstanding: outstanding[id],
+			Suspects: suspects[id], Growth: d, WindowFull: full, GrowthPerSec: st.outstanding.rate(span)}
+		if k, ok := kinds[id]; ok {
+			s.Kind = k.String()
+		}
+		snap.Sites = append(snap.Sites, s)
+	}
+	slices.SortFunc(snap.Sites, func(x, y SiteStat) int {
+		return cmp.Or(cmp.Compare(y.Suspects, x.Suspects), cmp.Compare(y.Outstanding, x.Outstanding), cmp.Compare(x.Key, y.Key), cmp.Compare(x.ID, y.ID))
+	})
+	return snap
+}
+
+func maps2(m map[int32]uint64) map[int32]uint64 {
+	out := make(map[int32]uint64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// Alert names.
+const (
+	AlertFDUsage      = "LeaktraceFDUsageHigh"
+	AlertFDExhausted  = "LeaktraceFDExhausted"
+	AlertHandleGrowth = "LeaktraceHandleLeakGrowth"
+	AlertThreadLeak   = "LeaktraceThreadLeak"
+	AlertChildLeak    = "LeaktraceChildProcessLeak"
+)
+
+// rules turns a snapshot into the alerts whose condition holds now.
+func (a *Agent) rules(snap *Snapshot, now time.Time) []alert.Alert {
+	a.mu.Lock()
+	th := a.cfg.Thresholds
+	a.mu.Unlock()
+	var out []alert.Alert
+	for i := range snap.Processes {
+		p := &snap.Processes[i]
+		labels := func() map[string]string {
+			return map[string]string{"pid": strconv.Itoa(int(p.PID)), "comm": p.Comm, "cgroup": p.Cgroup}
+		}
+		ratio := 100 * p.UsageRatio()
+		level := ""
+		switch {
+		case ratio >= th.FDCritical:
+			level = alert.LevelCritical
+		case ratio >= th.FDError:
+			level = alert.LevelError
+		case ratio >= th.FDWarn:
+			level = alert.LevelWarning
+		}
+		failing := !p.LastFail.IsZero() && now.Sub(p.LastFail) <= th.FDFailureHold
+		var top string
+		if level != "" || failing {
+			top = a.topSites(p.PID, 3)
+		}
+		if level != "" {
+			out = append(out, alert.Alert{Name: AlertFDUsage, Level: level, Labels: labels(), Annotations: map[string]string{
+				"summary":   fmt.Sprintf("pid %d (%s) has %d of its %d fds open (%.0f%%)", p.PID, p.Comm, p.Usage.Open, p.Limit, ratio),
+				"top_sites": top, "exe": p.Exe,
+			}})
+		}
+		if failing {
+			out = append(out, alert.Alert{Name: AlertFDExhausted, Level: alert.LevelCritical, Labels: labels(), Annotations: map[string]string{
+				"summary":   fmt.Sprintf("pid %d (%s) failed to open an fd: %s (%d of %d open)", p.PID, p.Comm, errnoName(p.LastErrno), p.Usage.Open, p.Limit),
+				"top_sites": top, "exe": p.Exe,
+			}})
+		}
+		if p.Zombies >= th.ZombiesMin {
+			out = append(out, alert.Alert{Name: AlertChildLeak, Level: alert.LevelWarning, Labels: labels(), Annotations: map[string]string{
+				"summary": fmt.Sprintf("pid %d (%s) left %d exited children unreaped for over %v", p.PID, p.Comm, p.Zombies, th.MinAge),
+				"exe":     p.Exe,
+			}})
+		}
+	}
+	for i := range snap.Sites {
+		s := &snap.Sites[i]
+		if !s.WindowFull || s.Growth < th.GrowthMin {
+			continue
+		}
+		name := AlertHandleGrowth
+		switch s.Kind {
+		case event.KindThread.String():
+			name = AlertThreadLeak
+		case event.KindProcess.String():
+			name = AlertChildLeak
+		}
+		out = append(out, alert.Alert{Name: name, Level: alert.LevelWarning,
+			Labels: map[string]string{"site": s.Key, "function": s.Function(), "location": s.Location(), "kind": s.Kind},
+			Annotations: map[string]string{
+				"summary": fmt.Sprintf("%d more %s handles outstanding from %s (%s) than %v ago; %d now", s.Growth, kindOr(s.Kind), s.Function(), s.Location(), th.GrowthWindow, s.Outstanding),
+			}})
+	}
+	return out
+}
+
+func kindOr(k string) string {
+	if k == "" {
+		return "handle"
+	}
+	return k
+}
+
+// topSites names the sites holding most of pid's open fds: "function
+// (file:line) ×N; …". Handles from before tracing have no site.
+func (a *Agent) topSites(pid uint32, n int) string {
+	counts := make(map[event.StackID]int)
+	a.sess.With(func(g *aggregator.Aggregator) {
+		for _, h := range g.Live(pid) {
+			counts[h.Stack]++
+		}
+	})
+	ids := make([]event.StackID, 0, len(counts))
+	for id := range counts {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(x, y event.StackID) int { return cmp.Or(cmp.Compare(counts[y], counts[x]), cmp.Compare(x, y)) })
+	var parts []string
+	for _, id := range ids {
+		if len(parts) == n {
+			break
+		}
+		if id == 0 {
+			parts = append(parts, fmt.Sprintf("(open before tracing or no stack) ×%d", counts[id]))
+			continue
+		}
+		info := a.siteInfo(id)
+		st := SiteStat{Headline: info.Headline}
+		parts = append(parts, fmt.Sprintf("%s (%s) ×%d", st.Function(), st.Location(), counts[id]))
+	}
+	return strings.Join(parts, "; ")
+}

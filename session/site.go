@@ -1,0 +1,30 @@
+package session
+
+import (
+	"github.com/leaktrace/leaktrace/event"
+	"github.com/leaktrace/leaktrace/report"
+)
+
+// SiteInfo names the call site of a stack, as reports group it.
+type SiteInfo struct {
+	Key      string       // the report's site key; "" for no stack
+	Headline report.Frame // the frame that best names the user's code
+	Internal bool         // made by a language runtime for itself
+}
+
+// Site symbolizes stack id. Callers that ask often should remember the answer:
+// stack ids are stable for the session's life.
+func (s *Session) Site(id event.StackID) SiteInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sy := s.symbolize(id)
+	return SiteInfo{Key: sy.key, Headline: sy.headline, Internal: sy.internal}
+}
+
+// StacksDropped is how many stacks were not kept because Options.MaxStacks
+// was reached; their handles are counted with no stack.
+func (s *Session) StacksDropped() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stacksDropped
+}
