@@ -381,6 +381,76 @@ static __always_inline void describe_file(struct lt_fd_event *e, struct file *f)
 	}
 }
 
+/* Rebuild a path from dentries, leaf first, crossing mounts. bpf_loop keeps
+ * the verifier from walking every path through the loop. */
+struct dpath_walk {
+	struct dentry *d;
+	struct mount *mnt;
+	char (*out)[LT_NAME_LEN];
+	__u32 depth;
+	__u32 max;  /* components out holds, at most LT_PATH_DEPTH */
+	__u32 full; /* the walk reached the namespace's root */
+};
+
+static long dpath_step(__u64 i, void *ctx)
+{
+	struct dpath_walk *w = ctx;
+	struct dentry *d = w->d;
+	struct mount *mnt = w->mnt;
+	struct dentry *root = BPF_CORE_READ(mnt, mnt.mnt_root);
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+
+	if (d == root) {
+		struct mount *pm = BPF_CORE_READ(mnt, mnt_parent);
+		if (pm == mnt) {
+			w->full = 1; /* the namespace's root */
+			return 1;
+		}
+		w->d = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = pm;
+		return 0;
+	}
+	if (d == parent || w->depth >= w->max || w->depth >= LT_PATH_DEPTH)
+		return 1;
+	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+	bpf_probe_read_kernel_str(w->out[w->depth & (LT_PATH_DEPTH - 1)], LT_NAME_LEN, name);
+	w->depth++;
+	w->d = parent;
+	return 0;
+}
+
+static __always_inline __u32 read_dpath(struct path *p, char (*out)[LT_NAME_LEN], __u32 max, __u32 *full)
+{
+	struct vfsmount *vmnt = BPF_CORE_READ(p, mnt);
+	struct dpath_walk w = {
+		.d = BPF_CORE_READ(p, dentry),
+		.mnt = container_of(vmnt, struct mount, mnt),
+		.out = out,
+		.depth = 0,
+		.max = max,
+	};
+	bpf_loop(2 * LT_PATH_DEPTH, dpath_step, &w, 0);
+	if (full)
+		*full = w.full;
+	return w.depth;
+}
+
+/* A file opened by a relative path, by handle, or received from another
+ * process: the kernel's dentries name it when no absolute path argument
+ * does. Up to LT_FD_DPATH_DEPTH components go into e->path, leaf first. */
+static __always_inline void fd_dpath(struct lt_fd_event *e, struct file *f)
+{
+	__u32 t = e->mode & 00170000, full = 0;
+	if (!f || (t != 0100000 && t != 0040000) || e->path[0] == '/')
+		return;
+	struct path p = {};
+	BPF_CORE_READ_INTO(&p, f, f_path);
+	e->depth = read_dpath(&p, (char (*)[LT_NAME_LEN])e->path, LT_FD_DPATH_DEPTH, &full);
+	e->flags |= LT_FD_DPATH;
+	if (full)
+		e->flags |= LT_FD_DPATH_FULL;
+}
+
 static __always_inline struct lt_fd_event *fd_event(__u16 type, __u16 nr)
 {
 	__u32 zero = 0;
@@ -398,6 +468,7 @@ static __always_inline struct lt_fd_event *fd_event(__u16 type, __u16 nr)
 	e->arg0 = 0;
 	e->magic = 0;
 	e->enter_ts = 0;
+	e->depth = 0;
 	__builtin_memset(&e->sock, 0, sizeof(e->sock));
 	e->name[0] = 0;
 	e->path[0] = 0;
@@ -591,7 +662,11 @@ static __always_inline int handle_fd_exit(void *ctx, struct inflight *in, long r
 		e->fd2 = (int)in->args[0];
 		break;
 	}
-	describe_file(e, fd_file(task, e->fd));
+	struct file *f = fd_file(task, e->fd);
+	describe_file(e, f);
+	if (nr == NR_open || nr == NR_openat || nr == NR_openat2 || nr == NR_creat ||
+	    nr == NR_open_by_handle_at)
+		fd_dpath(e, f);
 	submit_open(ctx, e);
 	return 0;
 }
@@ -676,7 +751,9 @@ static long emit_right(__u64 i, void *data)
 	e->flags |= LT_FD_RECEIVED;
 	if (w->cloexec)
 		e->flags |= LT_FD_CLOEXEC;
-	describe_file(e, fd_file(bpf_get_current_task_btf(), e->fd));
+	struct file *f = fd_file(bpf_get_current_task_btf(), e->fd);
+	describe_file(e, f);
+	fd_dpath(e, f);
 	submit_open(w->ctx, e);
 	return 0;
 }
@@ -717,53 +794,6 @@ static __always_inline int handle_rights_exit(void *ctx, struct inflight *in, lo
 	return 0;
 }
 
-/* Rebuild a path from dentries, leaf first, crossing mounts. bpf_loop keeps
- * the verifier from walking every path through the loop. */
-struct dpath_walk {
-	struct dentry *d;
-	struct mount *mnt;
-	char (*out)[LT_NAME_LEN];
-	__u32 depth;
-};
-
-static long dpath_step(__u64 i, void *ctx)
-{
-	struct dpath_walk *w = ctx;
-	struct dentry *d = w->d;
-	struct mount *mnt = w->mnt;
-	struct dentry *root = BPF_CORE_READ(mnt, mnt.mnt_root);
-	struct dentry *parent = BPF_CORE_READ(d, d_parent);
-
-	if (d == root) {
-		struct mount *pm = BPF_CORE_READ(mnt, mnt_parent);
-		if (pm == mnt)
-			return 1; /* the namespace's root */
-		w->d = BPF_CORE_READ(mnt, mnt_mountpoint);
-		w->mnt = pm;
-		return 0;
-	}
-	if (d == parent || w->depth >= LT_PATH_DEPTH)
-		return 1;
-	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
-	bpf_probe_read_kernel_str(w->out[w->depth & (LT_PATH_DEPTH - 1)], LT_NAME_LEN, name);
-	w->depth++;
-	w->d = parent;
-	return 0;
-}
-
-static __always_inline __u32 read_dpath(struct path *p, char out[LT_PATH_DEPTH][LT_NAME_LEN])
-{
-	struct vfsmount *vmnt = BPF_CORE_READ(p, mnt);
-	struct dpath_walk w = {
-		.d = BPF_CORE_READ(p, dentry),
-		.mnt = container_of(vmnt, struct mount, mnt),
-		.out = out,
-		.depth = 0,
-	};
-	bpf_loop(2 * LT_PATH_DEPTH, dpath_step, &w, 0);
-	return w.depth;
-}
-
 static __always_inline int handle_mmap_exit(struct inflight *in, long ret)
 {
 	if (ret < 0 && ret > -4096)
@@ -788,7 +818,7 @@ static __always_inline int handle_mmap_exit(struct inflight *in, long ret)
 	e->ino = BPF_CORE_READ(f, f_inode, i_ino);
 	struct path p = {};
 	BPF_CORE_READ_INTO(&p, f, f_path);
-	e->depth = read_dpath(&p, e->path);
+	e->depth = read_dpath(&p, e->path, LT_PATH_DEPTH, NULL);
 	submit(e, sizeof(*e));
 	return 0;
 }
@@ -979,7 +1009,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct
 	struct file *exe = BPF_CORE_READ(bprm, file);
 	struct path p = {};
 	BPF_CORE_READ_INTO(&p, exe, f_path);
-	e->depth = read_dpath(&p, e->path);
+	e->depth = read_dpath(&p, e->path, LT_PATH_DEPTH, NULL);
 	submit(e, sizeof(*e));
 	return 0;
 }

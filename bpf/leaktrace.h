@@ -34,6 +34,9 @@ enum lt_event_type {
 #define LT_FD_UNSHARE (1U << 3)   /* close_range with CLOSE_RANGE_UNSHARE */
 #define LT_FD_ONLY_CLOEXEC (1U << 4) /* close_range with CLOSE_RANGE_CLOEXEC */
 #define LT_FD_RECEIVED (1U << 5)  /* installed by recvmsg/recvmmsg from SCM_RIGHTS */
+#define LT_FD_DPATH (1U << 6)     /* path holds dentry names, leaf first, LT_NAME_LEN each */
+#define LT_FD_DPATH_FULL (1U << 7) /* ... and they reach the root */
+#define LT_FD_DPATH_DEPTH (LT_PATH_LEN / LT_NAME_LEN)
 #define LT_FD_PY_SHUTDOWN (1U << 16) /* closed while the Python interpreter was finalizing */
 
 struct lt_header {
@@ -82,6 +85,8 @@ struct lt_fd_event {
 	__u64 arg0;    /* first syscall argument (dirfd, domain, ...) */
 	__u64 magic;   /* s_magic of the file's filesystem: pidfs, anon_inodefs, ... */
 	__u64 enter_ts; /* when the syscall was entered (h.ts is its exit) */
+	__u32 depth;    /* LT_FD_DPATH: components in path */
+	__u32 _pad1;
 	struct lt_sock sock;
 	char name[LT_NAME_LEN];
 	char path[LT_PATH_LEN];

@@ -81,6 +81,8 @@ type LeaktraceLtFdEvent struct {
 	Arg0    uint64
 	Magic   uint64
 	EnterTs uint64
+	Depth   uint32
+	Pad1    uint32
 	Sock    LeaktraceLtSock
 	Name    [64]int8
 	Path    [256]int8

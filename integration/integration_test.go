@@ -52,6 +52,7 @@ func binaries(t *testing.T) string {
 		steps := [][]string{
 			{"go", "build", "-o", filepath.Join(buildDir, "leaktrace"), "./cmd/leaktrace"},
 			{"go", "build", "-o", filepath.Join(buildDir, "leaky-go"), "./testdata/leaky-go"},
+			{"go", "build", "-o", filepath.Join(buildDir, "gogen"), "./testdata/fdgen/gogen"},
 			{"gcc", "-O1", "-g", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "leaky-c"), "testdata/leaky-c/leaky.c"},
 			{"gcc", "-O2", "-g", "-fomit-frame-pointer", "-o", filepath.Join(buildDir, "leaky-c-nofp"), "testdata/leaky-c/leaky.c"},
 			{"gcc", "-O1", "-g", "-Wall", "-o", filepath.Join(buildDir, "fdgen"), "testdata/fdgen/fdgen.c", "-lpthread"},

@@ -32,15 +32,38 @@ func TestPropertyLiveTableMatchesProc(t *testing.T) {
 	total := 0
 	for _, seed := range []int{1, 2, 3, 4, 5} {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			n := propertyRun(t, filepath.Join(dir, "fdgen"), seed, ops, every)
+			n := propertyRun(t, 2, filepath.Join(dir, "fdgen"), strconv.Itoa(seed), strconv.Itoa(ops), strconv.Itoa(every))
 			total += n
 		})
 	}
 	t.Logf("property: %d checkpoints compared over 5 seeds x %d ops", total, ops)
 }
 
-// propertyRun runs one seed and returns the number of checkpoints compared.
-func propertyRun(t *testing.T, gen string, seed, ops, every int) int {
+// TestPropertyRuntimes does the same for what CPython (open(), socket,
+// sqlite3, subprocess pipes, tempfile, threads) and the Go runtime (os.Open,
+// os.Pipe, net, os/exec, its own epoll and pipe fds) do to a table.
+func TestPropertyRuntimes(t *testing.T) {
+	requireRoot(t)
+	dir := binaries(t)
+	const ops, every = 600, 40
+	script := filepath.Join(repoRoot(), "testdata", "fdgen", "fdgen.py")
+	for name, py := range pythons(t) {
+		for _, seed := range []string{"1", "2"} {
+			t.Run("python-"+name+"/seed="+seed, func(t *testing.T) {
+				propertyRun(t, 1, py, script, seed, strconv.Itoa(ops), strconv.Itoa(every))
+			})
+		}
+	}
+	for _, seed := range []string{"1", "2"} {
+		t.Run("go/seed="+seed, func(t *testing.T) {
+			propertyRun(t, 1, filepath.Join(dir, "gogen"), seed, strconv.Itoa(ops), strconv.Itoa(every))
+		})
+	}
+}
+
+// propertyRun runs a generator (argv) and returns the number of checkpoints
+// compared; procs is how many processes must have reached a checkpoint.
+func propertyRun(t *testing.T, procs int, argv ...string) int {
 	rd, wr, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -56,11 +79,11 @@ func propertyRun(t *testing.T, gen string, seed, ops, every int) int {
 	done := make(chan error, 1)
 	go func() { done <- sess.Run(stop) }()
 
-	cmd, err := sess.Start([]string{gen, strconv.Itoa(seed), strconv.Itoa(ops), strconv.Itoa(every)})
+	cmd, err := sess.Start(argv)
 	wr.Close()
 	if err != nil {
 		close(stop)
-		t.Fatalf("starting fdgen: %v", err)
+		t.Fatalf("starting %s: %v", argv[0], err)
 	}
 	root := cmd.Process.Pid
 	last := map[int][]procfs.FD{} // each pid's table at its last checkpoint
@@ -87,14 +110,14 @@ func propertyRun(t *testing.T, gen string, seed, ops, every int) int {
 		syscall.Kill(pid, syscall.SIGCONT)
 	}
 	if err := cmd.Wait(); err != nil {
-		t.Fatalf("fdgen: %v", err)
+		t.Fatalf("%s: %v", argv[0], err)
 	}
 	close(stop)
 	if err := <-done; err != nil {
 		t.Fatalf("reading events: %v", err)
 	}
-	if len(last) < 2 {
-		t.Fatalf("checkpoints came from %d processes, want the parent and its child", len(last))
+	if len(last) < procs {
+		t.Fatalf("checkpoints came from %d processes, want %d", len(last), procs)
 	}
 
 	// At exit: what each process held at its last checkpoint is its leaks.
@@ -142,26 +165,37 @@ func propertyRun(t *testing.T, gen string, seed, ops, every int) int {
 			t.Errorf("pid %d: leaked fds differ from its table at exit: %s\nkinds: %v", pid, setDiff(got, want), kinds)
 		}
 	}
-	t.Logf("seed %d: %d checkpoints, %d events, leaks %d", seed, checked, r.Events.Received, len(r.Leaks))
+	t.Logf("%v: %d checkpoints, %d events, leaks %d", argv[1:], checked, r.Events.Received, len(r.Leaks))
 	return checked
 }
 
-// waitStopped waits until every thread of pid is stopped.
+// waitStopped waits until every thread of pid is stopped (or dying).
 func waitStopped(pid int) error {
 	deadline := time.Now().Add(10 * time.Second)
+	var states []string
 	for time.Now().Before(deadline) {
 		tids, err := procfs.Tasks(pid)
 		if err != nil {
 			return err
 		}
+		states = states[:0]
 		stopped := 0
 		for _, tid := range tids {
 			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid))
 			if err != nil {
-				break
+				stopped++ // gone between the two reads
+				continue
 			}
-			if st, err := procfs.ParseStat(string(b)); err == nil && st.State == 'T' {
+			st, err := procfs.ParseStat(string(b))
+			if err != nil {
+				return err
+			}
+			states = append(states, fmt.Sprintf("%d:%c", tid, st.State))
+			switch {
+			case st.State == 'T':
 				stopped++
+			case (st.State == 'Z' || st.State == 'X') && int(tid) != pid:
+				stopped++ // a thread on its way out; the process itself must be stopped
 			}
 		}
 		if stopped == len(tids) && stopped > 0 {
@@ -169,7 +203,7 @@ func waitStopped(pid int) error {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	return fmt.Errorf("pid %d did not stop", pid)
+	return fmt.Errorf("pid %d did not stop: thread states %v", pid, states)
 }
 
 // converge compares the live table with /proc until they agree or 5 s pass:

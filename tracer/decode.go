@@ -283,7 +283,11 @@ const (
 	nrMemfd      = 319
 )
 
-const pidfsMagic = 0x50494446
+const (
+	pidfsMagic    = 0x50494446
+	flagDPath     = 1 << 6 // LT_FD_DPATH
+	flagDPathFull = 1 << 7 // LT_FD_DPATH_FULL
+)
 
 func isPair(nr uint16) bool { return nr == nrPipe || nr == nrPipe2 || nr == nrSocketpair }
 
@@ -291,6 +295,18 @@ func isPair(nr uint16) bool { return nr == nrPipe || nr == nrPipe2 || nr == nrSo
 func classify(r *bpf.LeaktraceLtFdEvent) (event.Kind, string) {
 	name := cstr(r.Name[:])
 	path := cstr(r.Path[:])
+	if r.Flags&flagDPath != 0 {
+		// The kernel named the file from its dentries: no absolute path
+		// argument did (relative open, open_by_handle_at, SCM_RIGHTS).
+		var comps [4][64]int8
+		for i := range comps {
+			copy(comps[i][:], r.Path[i*64:(i+1)*64])
+		}
+		path = dentryPath(comps[:], r.Depth)
+		if path != "" && r.Flags&flagDPathFull == 0 {
+			path = "…" + path // deeper than the components the event holds
+		}
+	}
 	if r.Magic == pidfsMagic {
 		// Since 6.9 pidfds are regular files of pidfs, not anonymous inodes.
 		return event.KindPidfd, "anon_inode:[pidfd]"
@@ -299,6 +315,11 @@ func classify(r *bpf.LeaktraceLtFdEvent) (event.Kind, string) {
 	case 0o100000: // S_IFREG
 		if r.H.Nr == nrMemfd || strings.HasPrefix(name, "memfd:") {
 			return event.KindMemfd, "memfd:" + strings.TrimPrefix(name, "memfd:")
+		}
+		if path != "" && strings.HasPrefix(name, "#") && !strings.HasSuffix(path, "/"+name) {
+			// O_TMPFILE: the path argument is the directory; the file has
+			// no name but the one the kernel shows.
+			return event.KindFile, strings.TrimSuffix(path, "/") + "/" + name + " (deleted)"
 		}
 		if path != "" {
 			return event.KindFile, path

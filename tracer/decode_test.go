@@ -125,3 +125,58 @@ func TestDecodeFDFail(t *testing.T) {
 		t.Fatalf("event = %+v", e)
 	}
 }
+
+// A file named by its dentries (relative open, open_by_handle_at, SCM_RIGHTS)
+// gets an absolute path, marked when the walk did not reach the root.
+func TestDecodeDentryPath(t *testing.T) {
+	for _, c := range []struct {
+		flags uint32
+		comps []string
+		want  string
+	}{
+		{flagDPath | flagDPathFull, []string{"h", "corpus-1", "tmp"}, "/tmp/corpus-1/h"},
+		{flagDPath, []string{"f.parquet", "data", "proj", "home"}, "…/home/proj/data/f.parquet"},
+		{0, nil, "settings.json"}, // a relative path argument the kernel could not improve on
+	} {
+		var r bpf.LeaktraceLtFdEvent
+		r.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_FD_OPEN)
+		r.H.Nr = 257
+		r.Fd, r.Fd2 = 5, -1
+		r.Mode = 0o100644
+		r.Flags = c.flags
+		if c.comps == nil {
+			putStr(r.Path[:], "settings.json")
+		}
+		for i, s := range c.comps {
+			putStr(r.Path[i*64:(i+1)*64], s)
+		}
+		r.Depth = uint32(len(c.comps))
+		var dec Decoder
+		var d Decoded
+		if err := dec.Decode(rawOf(&r, fdStackOff), &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Event.Target != c.want {
+			t.Errorf("flags %#x: target %q, want %q", c.flags, d.Event.Target, c.want)
+		}
+	}
+}
+
+// open(dir, O_TMPFILE) makes an unnamed file in dir: name it as the kernel does.
+func TestDecodeTmpfile(t *testing.T) {
+	var r bpf.LeaktraceLtFdEvent
+	r.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_FD_OPEN)
+	r.H.Nr = 257
+	r.Fd, r.Fd2 = 5, -1
+	r.Mode = 0o100600
+	putStr(r.Path[:], "/tmp")
+	putStr(r.Name[:], "#9979993")
+	var dec Decoder
+	var d Decoded
+	if err := dec.Decode(rawOf(&r, fdStackOff), &d); err != nil {
+		t.Fatal(err)
+	}
+	if want := "/tmp/#9979993 (deleted)"; d.Event.Target != want {
+		t.Errorf("target %q, want %q", d.Event.Target, want)
+	}
+}
