@@ -19,12 +19,15 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u32 trace_all = 0;      /* agent: every process on the host */
 const volatile __u32 stack_bytes = 2048; /* user stack copied per creation event */
 const volatile __u32 self_tgid = 0;      /* leaktrace itself: never traced */
+/* The reader is woken only once this much is pending (or for records it
+ * must see at once): a wakeup per record costs the traced program more than
+ * the record itself. Go polls on a short deadline for the rest. */
+const volatile __u32 wakeup_bytes = 256 << 10;
 
 #define EBADF 9
 #define ENFILE 23
 #define EMFILE 24
 #define MAX_TRACED 65536
-#define MAX_INFLIGHT 16384
 
 /* x86-64 syscall numbers we care about. */
 #define NR_mmap 9
@@ -117,11 +120,13 @@ struct {
 	__type(value, __u8);
 } traced SEC(".maps");
 
-/* Syscall arguments parked at enter, keyed by tid, until exit. */
+/* Syscall arguments parked at enter until exit, in the task itself: task
+ * storage is a pointer away, where a hash keyed by tid costs an insert and a
+ * delete per syscall. nr == 0 (read, never parked) marks it empty. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_INFLIGHT);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct inflight);
 } inflight SEC(".maps");
 
@@ -304,7 +309,14 @@ static __always_inline __u32 capture_stack(void *ctx, struct lt_stack *s)
 	return off;
 }
 
-static __always_inline void submit(void *rec, __u64 size)
+static __always_inline __u64 wakeup_flag(bool now)
+{
+	if (now || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void submit_flags(void *rec, __u64 size, bool now)
 {
 	/* Bound for the verifier; the real size is at most the union's. */
 	if (size > sizeof(union scratch))
@@ -312,11 +324,16 @@ static __always_inline void submit(void *rec, __u64 size)
 	if (size < sizeof(struct lt_header))
 		size = sizeof(struct lt_header);
 	((struct lt_header *)rec)->size = size;
-	if (bpf_ringbuf_output(&events, rec, size, 0))
+	if (bpf_ringbuf_output(&events, rec, size, wakeup_flag(now)))
 		count(LT_CNT_RINGBUF_FULL);
 	else
 		count(LT_CNT_EVENTS);
 }
+
+static __always_inline void submit(void *rec, __u64 size) { submit_flags(rec, size, false); }
+
+/* Records the reader should see promptly: exec, process exit. */
+static __always_inline void submit_now(void *rec, __u64 size) { submit_flags(rec, size, true); }
 
 #include "python.h"
 
@@ -525,18 +542,20 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 			return 0;
 	}
 
-	struct inflight in = {};
-	in.nr = id;
-	in.ts = bpf_ktime_get_ns();
-	in.args[0] = BPF_CORE_READ(regs, di);
-	in.args[1] = BPF_CORE_READ(regs, si);
-	in.args[2] = BPF_CORE_READ(regs, dx);
-	in.args[3] = BPF_CORE_READ(regs, r10);
-	in.args[4] = BPF_CORE_READ(regs, r8);
-	in.args[5] = BPF_CORE_READ(regs, r9);
-	__u32 tid = (__u32)pidtgid;
-	if (bpf_map_update_elem(&inflight, &tid, &in, BPF_ANY))
+	struct inflight *in = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
+						   BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!in) {
 		count(LT_CNT_INFLIGHT_FULL);
+		return 0;
+	}
+	in->nr = id;
+	in->ts = bpf_ktime_get_ns();
+	in->args[0] = BPF_CORE_READ(regs, di);
+	in->args[1] = BPF_CORE_READ(regs, si);
+	in->args[2] = BPF_CORE_READ(regs, dx);
+	in->args[3] = BPF_CORE_READ(regs, r10);
+	in->args[4] = BPF_CORE_READ(regs, r8);
+	in->args[5] = BPF_CORE_READ(regs, r9);
 	return 0;
 }
 
@@ -862,14 +881,10 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	if (!is_traced(pidtgid >> 32))
 		return 0;
 
-	__u32 tid = (__u32)pidtgid;
-	struct inflight *in = bpf_map_lookup_elem(&inflight, &tid);
-	if (!in) {
-		count(LT_CNT_MISSED_EXIT);
-		return 0;
-	}
-	if (in->nr != id) {
-		bpf_map_delete_elem(&inflight, &tid);
+	struct inflight *in = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	if (!in || in->nr != id) {
+		if (in)
+			in->nr = 0;
 		count(LT_CNT_MISSED_EXIT);
 		return 0;
 	}
@@ -881,7 +896,7 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		handle_wait_exit(in, ret);
 	else
 		handle_fd_exit(ctx, in, ret);
-	bpf_map_delete_elem(&inflight, &tid);
+	in->nr = 0;
 	return 0;
 }
 
@@ -950,7 +965,7 @@ int BPF_PROG(sched_process_exit, struct task_struct *task, bool group_dead)
 		if (handler == 1 || (flags & 2))
 			e->autoreap = 1;
 	}
-	submit(e, offsetof(struct lt_task_event, stack));
+	submit_flags(e, offsetof(struct lt_task_event, stack), group_dead);
 
 	if (group_dead && (!trace_all || filter_active))
 		bpf_map_delete_elem(&traced, &tgid);
@@ -1010,6 +1025,6 @@ int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct
 	struct path p = {};
 	BPF_CORE_READ_INTO(&p, exe, f_path);
 	e->depth = read_dpath(&p, e->path, LT_PATH_DEPTH, NULL);
-	submit(e, sizeof(*e));
+	submit_now(e, sizeof(*e));
 	return 0;
 }

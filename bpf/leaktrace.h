@@ -133,7 +133,7 @@ struct lt_mmap_event {
 /* Counters kept per CPU and read by the Go side. */
 enum lt_counter {
 	LT_CNT_RINGBUF_FULL = 0,  /* records dropped: ring buffer reserve/output failed */
-	LT_CNT_INFLIGHT_FULL = 1, /* syscall enter not parked: map full */
+	LT_CNT_INFLIGHT_FULL = 1, /* syscall enter not parked: no task storage (out of memory) */
 	LT_CNT_TRACED_FULL = 2,   /* new process not added to the pid filter: map full */
 	LT_CNT_MISSED_EXIT = 3,   /* syscall exit with no parked enter for an fd syscall */
 	LT_CNT_EVENTS = 4,        /* records sent */

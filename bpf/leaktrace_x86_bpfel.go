@@ -231,6 +231,7 @@ const (
 	LeaktraceVarUnusedPyStack     = "unused_py_stack"
 	LeaktraceVarUnusedTask        = "unused_task"
 	LeaktraceVarUnusedType        = "unused_type"
+	LeaktraceVarWakeupBytes       = "wakeup_bytes"
 )
 
 // LoadLeaktrace returns the embedded CollectionSpec for Leaktrace.
@@ -315,6 +316,7 @@ type LeaktraceVariableSpecs struct {
 	UnusedPyStack *ebpf.VariableSpec `ebpf:"unused_py_stack"`
 	UnusedTask    *ebpf.VariableSpec `ebpf:"unused_task"`
 	UnusedType    *ebpf.VariableSpec `ebpf:"unused_type"`
+	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // LeaktraceObjects contains all objects after they have been loaded into the kernel.
@@ -382,6 +384,7 @@ type LeaktraceVariables struct {
 	UnusedPyStack *ebpf.Variable `ebpf:"unused_py_stack"`
 	UnusedTask    *ebpf.Variable `ebpf:"unused_task"`
 	UnusedType    *ebpf.Variable `ebpf:"unused_type"`
+	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // LeaktracePrograms contains all programs after they have been loaded into the kernel.

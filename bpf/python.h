@@ -143,7 +143,8 @@ static __always_inline void py_submit_stack(const struct lt_header *h)
 	if (size > sizeof(*e))
 		size = sizeof(*e);
 	e->h.size = size;
-	if (bpf_ringbuf_output(&events, e, size, 0))
+	/* Go reads the code objects from the live process: wake it now. */
+	if (bpf_ringbuf_output(&events, e, size, BPF_RB_FORCE_WAKEUP))
 		count(LT_CNT_RINGBUF_FULL);
 	else
 		count(LT_CNT_EVENTS);

@@ -134,6 +134,9 @@ func New(cfg Config) (*Tracer, error) {
 	set := map[string]uint32{
 		"stack_bytes": uint32(cfg.StackBytes),
 		"self_tgid":   uint32(os.Getpid()),
+		// Wake the reader when a quarter of the ring (at most 256 KiB) is
+		// pending; ReadUntil's short deadline collects the rest.
+		"wakeup_bytes": uint32(min(rb/4, 256<<10)),
 	}
 	if cfg.TraceAll {
 		set["trace_all"] = 1
@@ -328,7 +331,7 @@ func (t *Tracer) ReadUntil(stop <-chan struct{}, fn func(raw []byte) error) erro
 			}
 			t.rd.SetDeadline(time.Now()) // return at once when empty
 		} else {
-			t.rd.SetDeadline(time.Now().Add(100 * time.Millisecond))
+			t.rd.SetDeadline(time.Now().Add(pollInterval))
 		}
 		err := t.rd.ReadInto(&rec)
 		switch {
@@ -347,6 +350,10 @@ func (t *Tracer) ReadUntil(stop <-chan struct{}, fn func(raw []byte) error) erro
 		}
 	}
 }
+
+// pollInterval bounds how long a record can wait in the ring: the kernel side
+// wakes the reader only for a backlog or for records it needs at once.
+const pollInterval = 20 * time.Millisecond
 
 // drainLimit bounds how long ReadUntil drains after stop.
 const drainLimit = 500 * time.Millisecond
