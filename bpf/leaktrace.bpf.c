@@ -260,7 +260,7 @@ static __always_inline void fill_header(struct lt_header *h, __u16 type, __u16 n
 	__u64 id = bpf_get_current_pid_tgid();
 
 	h->ts = bpf_ktime_get_ns();
-	h->files = (__u64)BPF_CORE_READ(task, files);
+	h->files = (__u64)task->files;
 	h->pid = id >> 32;
 	h->tid = (__u32)id;
 	h->type = type;
@@ -278,9 +278,9 @@ static __always_inline __u32 capture_stack(void *ctx, struct lt_stack *s)
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	long n;
 
-	s->ip = BPF_CORE_READ(regs, ip);
-	s->sp = BPF_CORE_READ(regs, sp);
-	s->bp = BPF_CORE_READ(regs, bp);
+	s->ip = regs->ip;
+	s->sp = regs->sp;
+	s->bp = regs->bp;
 	s->stack_len = 0;
 
 	n = bpf_get_stack(ctx, s->kstack, sizeof(s->kstack), BPF_F_USER_STACK);
@@ -337,58 +337,59 @@ static __always_inline void submit_now(void *rec, __u64 size) { submit_flags(rec
 
 #include "python.h"
 
+/* Kernel pointers from tp_btf arguments and bpf_get_current_task_btf() are
+ * BTF-typed: plain loads through them are checked by the verifier and cost a
+ * load each, where BPF_CORE_READ costs a helper call per step. Pointers read
+ * as plain numbers get their type back with bpf_rdonly_cast. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+#define AS_BTF(type, p) ((type *)bpf_rdonly_cast((p), bpf_core_type_id_kernel(type)))
+
 static __always_inline struct file *fd_file(struct task_struct *task, int fd)
 {
-	struct files_struct *files = BPF_CORE_READ(task, files);
-	struct fdtable *fdt;
-	struct file **fda;
+	struct files_struct *files = task->files;
 	struct file *f = NULL;
 
 	if (!files || fd < 0)
 		return NULL;
-	fdt = BPF_CORE_READ(files, fdt);
-	if (!fdt || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+	struct fdtable *fdt = files->fdt;
+	if (!fdt || (unsigned int)fd >= fdt->max_fds)
 		return NULL;
-	fda = BPF_CORE_READ(fdt, fd);
+	struct file **fda = fdt->fd;
 	bpf_probe_read_kernel(&f, sizeof(f), &fda[fd]);
 	return f;
 }
 
-static __always_inline void describe_file(struct lt_fd_event *e, struct file *f)
+static __always_inline void describe_file(struct lt_fd_event *e, struct file *file)
 {
-	struct inode *inode;
-	struct dentry *dentry;
-	const unsigned char *name;
-
 	e->mode = 0;
 	e->ino = 0;
 	e->magic = 0;
 	e->name[0] = 0;
-	if (!f)
+	if (!file)
 		return;
-	inode = BPF_CORE_READ(f, f_inode);
-	e->mode = BPF_CORE_READ(inode, i_mode);
-	e->ino = BPF_CORE_READ(inode, i_ino);
-	e->magic = BPF_CORE_READ(inode, i_sb, s_magic);
-	dentry = BPF_CORE_READ(f, f_path.dentry);
-	name = BPF_CORE_READ(dentry, d_name.name);
-	bpf_probe_read_kernel_str(e->name, sizeof(e->name), name);
+	struct file *f = AS_BTF(struct file, file);
+	struct inode *inode = f->f_inode;
+	e->mode = inode->i_mode;
+	e->ino = inode->i_ino;
+	e->magic = inode->i_sb->s_magic;
+	bpf_probe_read_kernel_str(e->name, sizeof(e->name), f->f_path.dentry->d_name.name);
 
 	if ((e->mode & 00170000) == 0140000) { /* S_IFSOCK */
-		struct socket *sock = BPF_CORE_READ(f, private_data);
-		struct sock *sk = BPF_CORE_READ(sock, sk);
+		struct socket *sock = AS_BTF(struct socket, f->private_data);
+		struct sock *sk = sock->sk;
 		if (!sk)
 			return;
 		e->flags |= LT_FD_HAS_SOCK;
-		e->sock.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-		e->sock.type = BPF_CORE_READ(sock, type);
-		e->sock.protocol = BPF_CORE_READ(sk, sk_protocol);
-		e->sock.state = BPF_CORE_READ(sk, __sk_common.skc_state);
-		e->sock.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-		e->sock.dport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		e->sock.family = sk->__sk_common.skc_family;
+		e->sock.type = sock->type;
+		e->sock.protocol = sk->sk_protocol;
+		e->sock.state = sk->__sk_common.skc_state;
+		e->sock.sport = sk->__sk_common.skc_num;
+		e->sock.dport = __builtin_bswap16(sk->__sk_common.skc_dport);
 		if (e->sock.family == 2) { /* AF_INET */
-			__u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-			__u32 d = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+			__u32 s = sk->__sk_common.skc_rcv_saddr;
+			__u32 d = sk->__sk_common.skc_daddr;
 			__builtin_memcpy(e->sock.saddr, &s, 4);
 			__builtin_memcpy(e->sock.daddr, &d, 4);
 		} else if (e->sock.family == 10) { /* AF_INET6 */
@@ -526,7 +527,7 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 		if (!s)
 			return 0;
 		fill_header(&s->task.h, LT_EV_EXIT_GROUP, id);
-		s->task.exit_code = (int)BPF_CORE_READ(regs, di);
+		s->task.exit_code = (int)regs->di;
 		s->task.child_pid = pidtgid >> 32;
 		s->task.child_tid = (__u32)pidtgid;
 		submit(&s->task, offsetof(struct lt_task_event, stack));
@@ -535,7 +536,7 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 
 	if (id == NR_recvmsg) {
 		/* Only a msghdr with room for a cmsg can carry SCM_RIGHTS. */
-		__u64 m = BPF_CORE_READ(regs, si), ctl = 0, len = 0;
+		__u64 m = regs->si, ctl = 0, len = 0;
 		bpf_probe_read_user(&ctl, sizeof(ctl), (void *)(m + 32));
 		bpf_probe_read_user(&len, sizeof(len), (void *)(m + 40));
 		if (!ctl || len < sizeof(struct cmsg_head) + 4)
@@ -550,12 +551,12 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 	}
 	in->nr = id;
 	in->ts = bpf_ktime_get_ns();
-	in->args[0] = BPF_CORE_READ(regs, di);
-	in->args[1] = BPF_CORE_READ(regs, si);
-	in->args[2] = BPF_CORE_READ(regs, dx);
-	in->args[3] = BPF_CORE_READ(regs, r10);
-	in->args[4] = BPF_CORE_READ(regs, r8);
-	in->args[5] = BPF_CORE_READ(regs, r9);
+	in->args[0] = regs->di;
+	in->args[1] = regs->si;
+	in->args[2] = regs->dx;
+	in->args[3] = regs->r10;
+	in->args[4] = regs->r8;
+	in->args[5] = regs->r9;
 	return 0;
 }
 
@@ -874,7 +875,7 @@ static __always_inline int handle_wait_exit(struct inflight *in, long ret)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 {
-	long id = BPF_CORE_READ(regs, orig_ax);
+	long id = regs->orig_ax;
 	if (!interesting(id))
 		return 0;
 	__u64 pidtgid = bpf_get_current_pid_tgid();
