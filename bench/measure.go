@@ -41,13 +41,11 @@ func (b *bench) workloads(div int) []workload {
 
 // ratio measures w under t and untraced.
 func (b *bench) ratio(t tracerCmd, w workload) (traced, base stat, err error) {
-	if base, err = b.measure(untraced, w.args); err != nil {
+	st, err := b.measure(w.args, untraced, t)
+	if err != nil {
 		return stat{}, stat{}, err
 	}
-	if traced, err = b.measure(t, w.args); err != nil {
-		return stat{}, stat{}, err
-	}
-	return traced, base, nil
+	return st[1], st[0], nil
 }
 
 func ratioResult(traced, base stat, rounds int) (float64, string) {
@@ -62,7 +60,13 @@ func ratioResult(traced, base stat, rounds int) (float64, string) {
 
 // overhead is leaktrace run's wall-time ratio on each churn.
 func (b *bench) overhead(res *results) error {
-	for _, w := range b.workloads(1) {
+	for i, w := range b.workloads(1) {
+		if i == 0 {
+			// stackCost compares these: take them in the same rounds.
+			if _, err := b.measure(w.args, untraced, b.leaktraceRun(), b.leaktraceNoStack()); err != nil {
+				return err
+			}
+		}
 		traced, base, err := b.ratio(b.leaktraceRun(), w)
 		if err != nil {
 			return err
@@ -87,9 +91,7 @@ func (b *bench) stackCost(res *results) error {
 	if err != nil {
 		return err
 	}
-	// --stack-bytes 0 means the default; the kernel copies in 64-byte
-	// steps, so 1 copies nothing.
-	bare, _, err := b.ratio(b.leaktraceRun("--stack-bytes", "1"), w)
+	bare, _, err := b.ratio(b.leaktraceNoStack(), w)
 	if err != nil {
 		return err
 	}
@@ -174,10 +176,11 @@ func (b *bench) hostSlowdown(res *results) error {
 func (b *bench) lostEvents(res *results) error {
 	n := b.size.churn
 	args := []string{"-m", "open", "-n", strconv.Itoa(n), "-p", "2"}
-	st, err := b.measure(b.leaktraceRun(), args)
+	sts, err := b.measure(args, b.leaktraceRun())
 	if err != nil {
 		return err
 	}
+	st := sts[0]
 	worst := ""
 	if b.cfg.repeat > 1 {
 		worst = fmt.Sprintf("; worst of %d runs", b.cfg.repeat)

@@ -38,6 +38,10 @@ func (b *bench) leaktraceRun(flags ...string) tracerCmd {
 	}}
 }
 
+// leaktraceNoStack copies no user stack: --stack-bytes 0 means the default,
+// and the kernel copies in 64-byte steps, so 1 copies nothing.
+func (b *bench) leaktraceNoStack() tracerCmd { return b.leaktraceRun("--stack-bytes", "1") }
+
 // sample is one run of the workload.
 type sample struct {
 	loop     time.Duration // the churn loop, as the workload timed it
@@ -105,26 +109,39 @@ func (b *bench) once(t tracerCmd, args []string) (sample, error) {
 	return s, nil
 }
 
-// measure runs the workload cfg.repeat times under t and keeps the median
-// run; a measurement already taken is reused.
-func (b *bench) measure(t tracerCmd, args []string) (stat, error) {
-	key := t.name + ": churn " + strings.Join(args, " ")
-	if st, ok := b.cache[key]; ok {
-		return st, nil
-	}
-	logf("%s", key)
-	var ss []sample
-	for range b.cfg.repeat {
-		s, err := b.once(t, args)
-		if err != nil {
-			return stat{}, err
+// measure runs the workload under each tracer cfg.repeat times and keeps
+// each one's median run. The tracers take turns, round by round, so that a
+// drift in the machine's speed (other tenants, frequency) hits them alike. A
+// measurement already taken is reused.
+func (b *bench) measure(args []string, ts ...tracerCmd) ([]stat, error) {
+	key := func(t tracerCmd) string { return t.name + ": churn " + strings.Join(args, " ") }
+	var todo []tracerCmd
+	for _, t := range ts {
+		if _, ok := b.cache[key(t)]; !ok {
+			todo = append(todo, t)
 		}
-		ss = append(ss, s)
 	}
-	st := median(ss)
-	b.cache[key] = st
-	b.res.Samples[key] = seconds(st.runs)
-	return st, nil
+	runs := make([][]sample, len(todo))
+	for range b.cfg.repeat {
+		for i, t := range todo {
+			logf("%s", key(t))
+			s, err := b.once(t, args)
+			if err != nil {
+				return nil, err
+			}
+			runs[i] = append(runs[i], s)
+		}
+	}
+	for i, t := range todo {
+		st := median(runs[i])
+		b.cache[key(t)] = st
+		b.res.Samples[key(t)] = seconds(st.runs)
+	}
+	out := make([]stat, len(ts))
+	for i, t := range ts {
+		out[i] = b.cache[key(t)]
+	}
+	return out, nil
 }
 
 // median picks the run of median loop time (the lower middle of an even
