@@ -52,8 +52,8 @@ func ratioResult(traced, base stat, rounds int) (float64, string) {
 	r := traced.loop.Seconds() / base.loop.Seconds()
 	per := (traced.loop - base.loop).Seconds() / float64(rounds) * 1e6
 	s := fmt.Sprintf("%.2fx (%.2f s vs %.2f s; %+.1f µs per round)", r, traced.loop.Seconds(), base.loop.Seconds(), per)
-	if traced.lost > 0 {
-		s += fmt.Sprintf("; %s events lost", count(int(traced.lost)))
+	if traced.worst.lost > 0 {
+		s += fmt.Sprintf("; a run lost %s events", count(int(traced.worst.lost)))
 	}
 	return r, s
 }
@@ -186,8 +186,8 @@ func (b *bench) lostEvents(res *results) error {
 		worst = fmt.Sprintf("; worst of %d runs", b.cfg.repeat)
 	}
 	res.add(fmt.Sprintf("events lost, 2 processes × %s open+close under one leaktrace run (default ring buffer)", count(n)),
-		float64(st.lost), "events",
-		fmt.Sprintf("%s of %s (%s during the loop%s)", count(int(st.lost)), count(int(st.received)),
+		float64(st.worst.lost), "events",
+		fmt.Sprintf("%s of %s (%s received during the loop%s)", count(int(st.worst.lost)), count(int(st.worst.lost+st.worst.received)),
 			rate(float64(st.received)/st.loop.Seconds()), worst), &targetNoLoss)
 	return nil
 }

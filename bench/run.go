@@ -53,7 +53,8 @@ type sample struct {
 // stat is the median of a measurement's runs.
 type stat struct {
 	sample
-	runs []time.Duration
+	runs  []time.Duration
+	worst sample // the run that lost the most events
 }
 
 func (b *bench) reportPath() string { return filepath.Join(b.dir, "report.json") }
@@ -145,14 +146,16 @@ func (b *bench) measure(args []string, ts ...tracerCmd) ([]stat, error) {
 }
 
 // median picks the run of median loop time (the lower middle of an even
-// count); lost keeps the worst run's figure, as any loss matters.
+// count), and apart the run that lost the most events, as any loss matters.
 func median(ss []sample) stat {
 	sorted := slices.Clone(ss)
 	slices.SortFunc(sorted, func(a, b sample) int { return int(a.loop - b.loop) })
-	st := stat{sample: sorted[(len(sorted)-1)/2]}
+	st := stat{sample: sorted[(len(sorted)-1)/2], worst: ss[0]}
 	for _, s := range ss {
 		st.runs = append(st.runs, s.loop)
-		st.lost = max(st.lost, s.lost)
+		if s.lost > st.worst.lost {
+			st.worst = s
+		}
 	}
 	return st
 }

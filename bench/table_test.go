@@ -60,8 +60,8 @@ func TestMedian(t *testing.T) {
 	}
 	for _, tt := range tests {
 		st := median(tt.in)
-		if st.loop != tt.loop || st.lost != tt.lostMost || len(st.runs) != len(tt.in) {
-			t.Errorf("median(%v) = loop %v lost %d runs %d, want loop %v lost %d", tt.in, st.loop, st.lost, len(st.runs), tt.loop, tt.lostMost)
+		if st.loop != tt.loop || st.worst.lost != tt.lostMost || len(st.runs) != len(tt.in) {
+			t.Errorf("median(%v) = loop %v worst lost %d runs %d, want loop %v lost %d", tt.in, st.loop, st.worst.lost, len(st.runs), tt.loop, tt.lostMost)
 		}
 	}
 }
