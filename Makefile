@@ -4,7 +4,7 @@ BIN     ?= bin/leaktrace
 # A static binary: no libc threads in Go's own stacks, runs in any container.
 export CGO_ENABLED ?= 0
 
-.PHONY: build generate check-generated test test-short bench demo fuzz vet clean
+.PHONY: build generate check-generated test test-short bench bench-smoke demo fuzz vet clean
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/leaktrace
@@ -27,6 +27,17 @@ test: vet
 
 test-short:
 	$(GO) test -count=1 -short ./...
+
+# Overhead, peers, aggregator throughput and memory, lost events, attach time:
+# a markdown table on stdout (the README's Performance section), JSON in bin/.
+# As root; installs strace and bpftrace when missing. Reports, never fails on
+# a figure.
+bench: build
+	$(GO) run ./bench -leaktrace $(BIN) -go $(GO) -install-peers -json bin/bench-results.json
+
+# The same at reduced sizes, one repetition, under a minute (CI runs it).
+bench-smoke: build
+	$(GO) run ./bench -leaktrace $(BIN) -go $(GO) -smoke -json bin/bench-smoke.json
 
 demo: build
 	sudo $(BIN) demo

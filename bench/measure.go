@@ -1,0 +1,221 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// workload is one shape of fd churn: what the table calls it, and the churn
+// arguments that make it.
+type workload struct {
+	name   string
+	rounds int // creations per run, for per-round costs
+	held   int // fds asked to be held during the loop
+	args   []string
+}
+
+// title names the workload as run: the held count is the workload's own, as
+// RLIMIT_NOFILE may have capped it.
+func (w workload) title(st stat) string {
+	if w.held > 0 {
+		return fmt.Sprintf("%s holding %s fds", w.name, count(st.held))
+	}
+	return w.name
+}
+
+// workloads are the three churns at 1/div of their size; the held count is
+// not divided, as holding is set-up, outside the timed loop.
+func (b *bench) workloads(div int) []workload {
+	n, s := b.size.churn/div, b.size.sockets/div
+	itoa := strconv.Itoa
+	return []workload{
+		{fmt.Sprintf("open+close /dev/null ×%s", count(n)), n, 0, []string{"-m", "open", "-n", itoa(n)}},
+		{fmt.Sprintf("socketpair+close ×%s", count(s)), s, 0, []string{"-m", "socketpair", "-n", itoa(s)}},
+		{fmt.Sprintf("open+close ×%s", count(n)), n, b.size.held, []string{"-m", "open", "-n", itoa(n), "-H", itoa(b.size.held)}},
+	}
+}
+
+// ratio measures w under t and untraced.
+func (b *bench) ratio(t tracerCmd, w workload) (traced, base stat, err error) {
+	st, err := b.measure(w.args, untraced, t)
+	if err != nil {
+		return stat{}, stat{}, err
+	}
+	return st[1], st[0], nil
+}
+
+func ratioResult(traced, base stat, rounds int) (float64, string) {
+	r := traced.loop.Seconds() / base.loop.Seconds()
+	per := (traced.loop - base.loop).Seconds() / float64(rounds) * 1e6
+	s := fmt.Sprintf("%.2fx (%.2f s vs %.2f s; %+.1f µs per round)", r, traced.loop.Seconds(), base.loop.Seconds(), per)
+	if traced.worst.lost > 0 {
+		s += fmt.Sprintf("; a run lost %s events", count(int(traced.worst.lost)))
+	}
+	return r, s
+}
+
+// overhead is leaktrace run's wall-time ratio on each churn.
+func (b *bench) overhead(res *results) error {
+	for i, w := range b.workloads(1) {
+		if i == 0 {
+			// stackCost compares these: take them in the same rounds.
+			if _, err := b.measure(w.args, untraced, b.leaktraceRun(), b.leaktraceNoStack()); err != nil {
+				return err
+			}
+		}
+		traced, base, err := b.ratio(b.leaktraceRun(), w)
+		if err != nil {
+			return err
+		}
+		r, s := ratioResult(traced, base, w.rounds)
+		res.add("leaktrace run / untraced: "+w.title(base), r, "x", s, &targetRatio)
+		if w.held > 0 && base.held < w.held {
+			var rl unix.Rlimit
+			unix.Getrlimit(unix.RLIMIT_NOFILE, &rl)
+			res.note("The held-fds churn held %s fds, not %s: RLIMIT_NOFILE's hard limit here is %s and raising it needs CAP_SYS_RESOURCE, which this run lacks.",
+				count(base.held), count(w.held), count(int(rl.Max)))
+		}
+	}
+	return nil
+}
+
+// stackCost compares the open churn with no user stack copied to the
+// default copy: the copy's share of the per-event cost.
+func (b *bench) stackCost(res *results) error {
+	w := b.workloads(1)[0]
+	full, base, err := b.ratio(b.leaktraceRun(), w)
+	if err != nil {
+		return err
+	}
+	bare, _, err := b.ratio(b.leaktraceNoStack(), w)
+	if err != nil {
+		return err
+	}
+	r, s := ratioResult(bare, base, w.rounds)
+	res.add("leaktrace run --stack-bytes 1 (no stack copy) / untraced: "+w.title(base), r, "x", s, nil)
+	perEvent := (full.loop - bare.loop).Seconds() / float64(w.rounds) * 1e6
+	share := float64(full.loop-bare.loop) / float64(full.loop-base.loop) * 100
+	res.add("stack copy per fd creation (default --stack-bytes vs none)", perEvent, "µs",
+		fmt.Sprintf("%.2f µs, %.0f %% of the traced overhead", perEvent, share), nil)
+	return nil
+}
+
+// peerOverhead runs the churns under strace and bpftrace.
+func (b *bench) peerOverhead(res *results) error {
+	ok, why := b.peers()
+	for _, peer := range []string{"strace", "bpftrace"} {
+		div := 1
+		label := peer
+		if peer == "strace" {
+			div = b.size.straceDiv
+			label = "strace -f"
+		}
+		for _, w := range b.workloads(div) {
+			t, found := ok[peer]
+			if !found {
+				res.skip(label+" / untraced: "+w.name, why[peer], nil)
+				continue
+			}
+			traced, base, err := b.ratio(t, w)
+			if err != nil {
+				return err
+			}
+			r, s := ratioResult(traced, base, w.rounds)
+			res.add(label+" / untraced: "+w.title(base), r, "x", s, nil)
+		}
+	}
+	return nil
+}
+
+// hostSlowdown times an untraced churn alone and while leaktrace attach
+// watches another, idle process: every process's syscalls then pass the
+// in-kernel filter. The two alternate, so drift hits both alike.
+func (b *bench) hostSlowdown(res *results) error {
+	w := b.workloads(1)[0]
+	idle, err := startIdle()
+	if err != nil {
+		return err
+	}
+	defer stopIdle(idle)
+	logf("untraced churn alone and while leaktrace attach watches pid %d", idle.Process.Pid)
+	var alone, watched []sample
+	for range b.cfg.repeat {
+		s, err := b.once(untraced, w.args)
+		if err != nil {
+			return err
+		}
+		alone = append(alone, s)
+		cmd, tail, err := b.startAttach(idle.Process.Pid)
+		if err != nil {
+			return err
+		}
+		s, err = b.once(untraced, w.args)
+		if stopErr := b.stopAttach(cmd, tail); err == nil {
+			err = stopErr
+		}
+		if err != nil {
+			return err
+		}
+		watched = append(watched, s)
+	}
+	a, wd := median(alone), median(watched)
+	res.Samples["untraced alone: churn"] = seconds(a.runs)
+	res.Samples["untraced while attach watches another process: churn"] = seconds(wd.runs)
+	pct := (wd.loop.Seconds()/a.loop.Seconds() - 1) * 100
+	res.add("untraced process slowed while leaktrace attach watches another: "+w.name, pct, "%",
+		fmt.Sprintf("%+.1f %% (%.3f s vs %.3f s alone)", pct, wd.loop.Seconds(), a.loop.Seconds()), &targetSlowdown)
+	return nil
+}
+
+// lostEvents runs two churners at once, one per core here, under one
+// leaktrace run with the default ring buffer.
+func (b *bench) lostEvents(res *results) error {
+	n := b.size.churn
+	args := []string{"-m", "open", "-n", strconv.Itoa(n), "-p", "2"}
+	sts, err := b.measure(args, b.leaktraceRun())
+	if err != nil {
+		return err
+	}
+	st := sts[0]
+	worst := ""
+	if b.cfg.repeat > 1 {
+		worst = fmt.Sprintf("; worst of %d runs", b.cfg.repeat)
+	}
+	res.add(fmt.Sprintf("events lost, 2 processes × %s open+close under one leaktrace run (default ring buffer)", count(n)),
+		float64(st.worst.lost), "events",
+		fmt.Sprintf("%s of %s (%s received during the loop%s)", count(int(st.worst.lost)), count(int(st.worst.lost+st.worst.received)),
+			rate(float64(st.received)/st.loop.Seconds()), worst), &targetNoLoss)
+	return nil
+}
+
+// attachReady times `leaktrace attach --duration 1ms` on an idle process end
+// to end: attach prints nothing when ready, so this bounds the ready time
+// from above by load, attach, the target's /proc read and an empty report.
+func (b *bench) attachReady(res *results) error {
+	idle, err := startIdle()
+	if err != nil {
+		return err
+	}
+	defer stopIdle(idle)
+	logf("leaktrace attach --duration 1ms %d", idle.Process.Pid)
+	var runs []sample
+	for range b.cfg.repeat {
+		var tail tailBuffer
+		cmd := exec.Command(b.cfg.leaktrace, "attach", "--duration", "1ms", strconv.Itoa(idle.Process.Pid))
+		cmd.Stdout, cmd.Stderr = &tail, &tail
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("leaktrace attach --duration 1ms: %w\n%s", err, tail.String())
+		}
+		runs = append(runs, sample{loop: time.Since(start)})
+	}
+	st := median(runs)
+	res.Samples["leaktrace attach --duration 1ms, end to end"] = seconds(st.runs)
+	res.add("attach ready: leaktrace attach --duration 1ms on an idle process, end to end", st.loop.Seconds(), "s",
+		fmt.Sprintf("%.2f s", st.loop.Seconds()), &targetReady)
+	return nil
+}
