@@ -27,7 +27,6 @@ const volatile __u32 wakeup_bytes = 256 << 10;
 #define EBADF 9
 #define ENFILE 23
 #define EMFILE 24
-#define MAX_TRACED 65536
 
 /* x86-64 syscall numbers we care about. */
 #define NR_mmap 9
@@ -112,13 +111,16 @@ struct {
 	__uint(max_entries, 16 << 20); /* resized from Go */
 } events SEC(".maps");
 
-/* tgids being traced; grows with fork, shrinks at exit. */
+/* tgids being traced, one byte per pid (sized to pid_max from Go); grows
+ * with fork, shrinks at exit. Every syscall of every process on the host asks
+ * it: an array lookup is inlined by the verifier, a hash lookup is a call. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_TRACED);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4 << 20); /* PID_MAX_LIMIT; resized from Go */
 	__type(key, __u32);
 	__type(value, __u8);
 } traced SEC(".maps");
+
 
 /* Syscall arguments parked at enter until exit, in the task itself: task
  * storage is a pointer away, where a hash keyed by tid costs an insert and a
@@ -168,6 +170,21 @@ static __always_inline void count(__u32 which)
 		*v += 1;
 }
 
+static __always_inline bool in_traced(__u32 tgid)
+{
+	__u8 *v = bpf_map_lookup_elem(&traced, &tgid);
+	return v && *v;
+}
+
+static __always_inline void set_traced(__u32 tgid, __u8 on)
+{
+	__u8 *v = bpf_map_lookup_elem(&traced, &tgid);
+	if (v)
+		*v = on;
+	else if (on)
+		count(LT_CNT_TRACED_FULL);
+}
+
 /* Agent filters (issue #5). With trace_all and filter_active, a process is
  * traced when it is in `traced` (a --pid, or a child of a traced process) or
  * when its comm, cgroup or executable is listed below; the rest of the host
@@ -205,7 +222,7 @@ struct {
  * hook that asks runs in the task it asks about. */
 static __always_inline bool agent_selects(__u32 tgid)
 {
-	if (bpf_map_lookup_elem(&traced, &tgid))
+	if (in_traced(tgid))
 		return true;
 	struct task_struct *task = bpf_get_current_task_btf();
 	char comm[LT_COMM_LEN] = {};
@@ -230,7 +247,7 @@ static __always_inline bool is_traced(__u32 tgid)
 		return false;
 	if (trace_all)
 		return !filter_active || agent_selects(tgid);
-	return bpf_map_lookup_elem(&traced, &tgid) != NULL;
+	return in_traced(tgid);
 }
 
 static __always_inline bool interesting(long nr)
@@ -910,9 +927,7 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
 	if (ctgid != ptgid && (!trace_all || filter_active)) {
-		__u8 one = 1;
-		if (bpf_map_update_elem(&traced, &ctgid, &one, BPF_ANY))
-			count(LT_CNT_TRACED_FULL);
+		set_traced(ctgid, 1);
 	}
 
 	__u32 zero = 0;
@@ -969,7 +984,7 @@ int BPF_PROG(sched_process_exit, struct task_struct *task, bool group_dead)
 	submit_flags(e, offsetof(struct lt_task_event, stack), group_dead);
 
 	if (group_dead && (!trace_all || filter_active))
-		bpf_map_delete_elem(&traced, &tgid);
+		set_traced(tgid, 0);
 	if (group_dead)
 		py_forget(tgid);
 	return 0;

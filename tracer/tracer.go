@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -131,6 +133,8 @@ func New(cfg Config) (*Tracer, error) {
 		return nil, fmt.Errorf("loading BPF spec: %w", err)
 	}
 	spec.Maps["events"].MaxEntries = uint32(rb)
+	// The pid filter has a byte per possible pid.
+	spec.Maps["traced"].MaxEntries = pidMax()
 	set := map[string]uint32{
 		"stack_bytes": uint32(cfg.StackBytes),
 		"self_tgid":   uint32(os.Getpid()),
@@ -382,4 +386,19 @@ func ExeIDOf(path string) (ExeID, error) {
 		return ExeID{}, fmt.Errorf("executable %s: not a regular file", path)
 	}
 	return ExeID{Ino: st.Ino, Dev: unix.Major(st.Dev)<<20 | unix.Minor(st.Dev)}, nil
+}
+
+// pidMax is the kernel's pid_max (the pid filter's size); the largest it
+// can be when it cannot be read.
+func pidMax() uint32 {
+	const limit = 4 << 20 // PID_MAX_LIMIT on 64-bit
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		return limit
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil || n == 0 || n > limit {
+		return limit
+	}
+	return uint32(n)
 }
