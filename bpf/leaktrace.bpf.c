@@ -23,6 +23,9 @@ const volatile __u32 self_tgid = 0;      /* leaktrace itself: never traced */
  * must see at once): a wakeup per record costs the traced program more than
  * the record itself. Go polls on a short deadline for the rest. */
 const volatile __u32 wakeup_bytes = 256 << 10;
+/* run: an open closed by the same thread's very next syscall never leaves
+ * the kernel (see struct stash). */
+const volatile __u32 pair_in_kernel = 0;
 
 #define EBADF 9
 #define ENFILE 23
@@ -352,6 +355,49 @@ static __always_inline void submit(void *rec, __u64 size) { submit_flags(rec, si
 /* Records the reader should see promptly: exec, process exit. */
 static __always_inline void submit_now(void *rec, __u64 size) { submit_flags(rec, size, true); }
 
+/* In-kernel pairing. A single-threaded process with an unshared table (no
+ * other task can touch it) parks the record of the fd it just made here
+ * instead of sending it. Its next syscall decides: close of that fd drops
+ * both records (the handle lived between two syscalls of one thread and
+ * nothing else could see it); anything else sends the parked record first,
+ * so order is kept. Thread exit sends it too. */
+struct stash {
+	__u32 full;
+	__u32 size;
+	struct lt_fd_event e;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct stash);
+} stash SEC(".maps");
+
+static __always_inline void stash_flush(struct stash *st)
+{
+	__u64 size = st->size;
+	if (size > sizeof(st->e))
+		size = sizeof(st->e);
+	if (size < sizeof(struct lt_header))
+		size = sizeof(struct lt_header);
+	st->full = 0;
+	if (bpf_ringbuf_output(&events, &st->e, size, wakeup_flag(false)))
+		count(LT_CNT_RINGBUF_FULL);
+	else
+		count(LT_CNT_EVENTS);
+}
+
+/* stash_flush_task sends task's parked record, if any. */
+static __always_inline void stash_flush_task(struct task_struct *task)
+{
+	if (!pair_in_kernel)
+		return;
+	struct stash *st = bpf_task_storage_get(&stash, task, 0, 0);
+	if (st && st->full)
+		stash_flush(st);
+}
+
 #include "python.h"
 
 /* Kernel pointers from tp_btf arguments and bpf_get_current_task_btf() are
@@ -513,11 +559,41 @@ static __always_inline struct lt_fd_event *fd_event(__u16 type, __u16 nr)
 }
 
 /* Submit an fd-creating event with the stack that made it. */
+static __always_inline bool may_stash(struct lt_fd_event *e)
+{
+	if (!pair_in_kernel)
+		return false;
+	if (e->h.nr == NR_pipe || e->h.nr == NR_pipe2 || e->h.nr == NR_socketpair)
+		return false; /* two fds: the stash holds one */
+	if (e->flags & LT_FD_RECEIVED)
+		return false; /* one recvmsg can install many */
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (task->files->count.counter != 1)
+		return false; /* other threads or processes share the table */
+	__u32 pid = e->h.pid;
+	return bpf_map_lookup_elem(&py_procs, &pid) == NULL; /* Python sends frames ahead */
+}
+
 static __always_inline void submit_open(void *ctx, struct lt_fd_event *e)
 {
 	py_submit_stack(&e->h);
 	__u32 n = capture_stack(ctx, &e->stack);
-	submit(e, offsetof(struct lt_fd_event, stack.stack) + (n & (LT_STACK_MAX - 1)));
+	__u64 size = offsetof(struct lt_fd_event, stack.stack) + (n & (LT_STACK_MAX - 1));
+	if (may_stash(e)) {
+		struct stash *st = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0,
+						    BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (st && !st->full) {
+			if (size > sizeof(st->e))
+				size = sizeof(st->e);
+			e->h.size = size;
+			if (bpf_probe_read_kernel(&st->e, size, e) == 0) {
+				st->size = size;
+				st->full = 1;
+				return;
+			}
+		}
+	}
+	submit(e, size);
 }
 
 static __always_inline void read_path_arg(struct lt_fd_event *e, __u64 uptr)
@@ -532,6 +608,12 @@ static __always_inline void read_path_arg(struct lt_fd_event *e, __u64 uptr)
 SEC("tp_btf/sys_enter")
 int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 {
+	if (pair_in_kernel) {
+		/* Any syscall but close of the parked fd sends it first. */
+		struct stash *st = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0, 0);
+		if (st && st->full && !(id == NR_close && (int)regs->di == st->e.fd))
+			stash_flush(st);
+	}
 	if (!interesting(id))
 		return 0;
 	__u64 pidtgid = bpf_get_current_pid_tgid();
@@ -600,6 +682,17 @@ static __always_inline int handle_fd_exit(void *ctx, struct inflight *in, long r
 		/* close releases the fd on every outcome but EBADF. */
 		if (ret == -EBADF)
 			return 0;
+		if (pair_in_kernel) {
+			struct stash *st = bpf_task_storage_get(&stash, task, 0, 0);
+			if (st && st->full) {
+				if (st->e.fd == (int)in->args[0]) {
+					st->full = 0;
+					count(LT_CNT_PAIRED);
+					return 0;
+				}
+				stash_flush(st);
+			}
+		}
 		e = fd_event(LT_EV_FD_CLOSE, nr);
 		if (!e)
 			return 0;
@@ -954,6 +1047,7 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(sched_process_exit, struct task_struct *task, bool group_dead)
 {
+	stash_flush_task(task);
 	__u32 tgid = BPF_CORE_READ(task, tgid);
 	if (!is_traced(tgid))
 		return 0;

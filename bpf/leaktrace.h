@@ -138,6 +138,7 @@ enum lt_counter {
 	LT_CNT_MISSED_EXIT = 3,   /* syscall exit with no parked enter for an fd syscall */
 	LT_CNT_EVENTS = 4,        /* records sent */
 	LT_CNT_RIGHTS_DROPPED = 5, /* SCM_RIGHTS fds received but past what one event batch holds */
+	LT_CNT_PAIRED = 6,        /* opens closed by the same thread's next syscall: never sent */
 	LT_CNT_MAX = 8,
 };
 

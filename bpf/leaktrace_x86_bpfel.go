@@ -36,6 +36,7 @@ const (
 	LeaktraceLtCounterLT_CNT_MISSED_EXIT    LeaktraceLtCounter = 3
 	LeaktraceLtCounterLT_CNT_EVENTS         LeaktraceLtCounter = 4
 	LeaktraceLtCounterLT_CNT_RIGHTS_DROPPED LeaktraceLtCounter = 5
+	LeaktraceLtCounterLT_CNT_PAIRED         LeaktraceLtCounter = 6
 	LeaktraceLtCounterLT_CNT_MAX            LeaktraceLtCounter = 8
 )
 
@@ -199,6 +200,13 @@ type LeaktraceScratch struct {
 	Fd LeaktraceLtFdEvent
 }
 
+type LeaktraceStash struct {
+	_    structs.HostLayout
+	Full uint32
+	Size uint32
+	E    LeaktraceLtFdEvent
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -213,6 +221,7 @@ const (
 	LeaktraceMapPyScratch         = "py_scratch"
 	LeaktraceMapRightsScratch     = "rights_scratch"
 	LeaktraceMapScratch           = "scratch"
+	LeaktraceMapStash             = "stash"
 	LeaktraceMapTraced            = "traced"
 	LeaktraceProgSchedProcessExec = "sched_process_exec"
 	LeaktraceProgSchedProcessExit = "sched_process_exit"
@@ -220,6 +229,7 @@ const (
 	LeaktraceProgSysEnter         = "sys_enter"
 	LeaktraceProgSysExit          = "sys_exit"
 	LeaktraceVarFilterActive      = "filter_active"
+	LeaktraceVarPairInKernel      = "pair_in_kernel"
 	LeaktraceVarSelfTgid          = "self_tgid"
 	LeaktraceVarStackBytes        = "stack_bytes"
 	LeaktraceVarTraceAll          = "trace_all"
@@ -297,6 +307,7 @@ type LeaktraceMapSpecs struct {
 	PyScratch     *ebpf.MapSpec `ebpf:"py_scratch"`
 	RightsScratch *ebpf.MapSpec `ebpf:"rights_scratch"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
+	Stash         *ebpf.MapSpec `ebpf:"stash"`
 	Traced        *ebpf.MapSpec `ebpf:"traced"`
 }
 
@@ -305,6 +316,7 @@ type LeaktraceMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type LeaktraceVariableSpecs struct {
 	FilterActive  *ebpf.VariableSpec `ebpf:"filter_active"`
+	PairInKernel  *ebpf.VariableSpec `ebpf:"pair_in_kernel"`
 	SelfTgid      *ebpf.VariableSpec `ebpf:"self_tgid"`
 	StackBytes    *ebpf.VariableSpec `ebpf:"stack_bytes"`
 	TraceAll      *ebpf.VariableSpec `ebpf:"trace_all"`
@@ -349,6 +361,7 @@ type LeaktraceMaps struct {
 	PyScratch     *ebpf.Map `ebpf:"py_scratch"`
 	RightsScratch *ebpf.Map `ebpf:"rights_scratch"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
+	Stash         *ebpf.Map `ebpf:"stash"`
 	Traced        *ebpf.Map `ebpf:"traced"`
 }
 
@@ -364,6 +377,7 @@ func (m *LeaktraceMaps) Close() error {
 		m.PyScratch,
 		m.RightsScratch,
 		m.Scratch,
+		m.Stash,
 		m.Traced,
 	)
 }
@@ -373,6 +387,7 @@ func (m *LeaktraceMaps) Close() error {
 // It can be passed to LoadLeaktraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LeaktraceVariables struct {
 	FilterActive  *ebpf.Variable `ebpf:"filter_active"`
+	PairInKernel  *ebpf.Variable `ebpf:"pair_in_kernel"`
 	SelfTgid      *ebpf.Variable `ebpf:"self_tgid"`
 	StackBytes    *ebpf.Variable `ebpf:"stack_bytes"`
 	TraceAll      *ebpf.Variable `ebpf:"trace_all"`

@@ -44,6 +44,9 @@ type Report struct {
 type Events struct {
 	Received uint64 `json:"received"`
 	Lost     uint64 `json:"lost"`
+	// PairedInKernel counts handles opened and closed by one thread's
+	// consecutive syscalls and settled in the kernel (run): never sent.
+	PairedInKernel uint64 `json:"paired_in_kernel,omitempty"`
 }
 
 // Leak is one handle that was never released (run) or is outstanding past the

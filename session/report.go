@@ -55,7 +55,7 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 		PID:      info.PID,
 		Started:  s.start.UTC().Format(time.RFC3339),
 		Duration: time.Since(s.start).Seconds(),
-		Events:   report.Events{Received: s.agg.Events(), Lost: counters.Lost()},
+		Events:   report.Events{Received: s.agg.Events(), Lost: counters.Lost(), PairedInKernel: counters.Paired},
 		Leaks:    []report.Leak{},
 		Sites:    []report.Site{},
 	}

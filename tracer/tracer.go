@@ -36,6 +36,10 @@ type Config struct {
 	// Filter narrows TraceAll in the kernel (the agent's --comm, --cgroup,
 	// --exe); pids given to Trace pass it too.
 	Filter Filter
+	// PairInKernel lets a single-threaded process's open that its very next
+	// syscall closes stay in the kernel: neither record is sent. Such a
+	// handle never shows in a live view, so run uses it and attach does not.
+	PairInKernel bool
 }
 
 // Filter selects processes in the kernel. A process is traced when any one
@@ -141,6 +145,9 @@ func New(cfg Config) (*Tracer, error) {
 		// Wake the reader when a quarter of the ring (at most 256 KiB) is
 		// pending; ReadUntil's short deadline collects the rest.
 		"wakeup_bytes": uint32(min(rb/4, 256<<10)),
+	}
+	if cfg.PairInKernel {
+		set["pair_in_kernel"] = 1
 	}
 	if cfg.TraceAll {
 		set["trace_all"] = 1
@@ -254,6 +261,9 @@ type Counters struct {
 	// RightsDropped counts fds received through SCM_RIGHTS beyond what one
 	// recvmsg event carries: they are in the process's table but not in ours.
 	RightsDropped uint64
+	// Paired counts handles opened and closed by one thread's consecutive
+	// syscalls, settled in the kernel (PairInKernel).
+	Paired uint64
 }
 
 // Lost is every event the kernel side could not deliver.
@@ -286,6 +296,7 @@ func (t *Tracer) Counters() (Counters, error) {
 		{bpf.LeaktraceLtCounterLT_CNT_TRACED_FULL, &c.TracedFull},
 		{bpf.LeaktraceLtCounterLT_CNT_MISSED_EXIT, &c.MissedExit},
 		{bpf.LeaktraceLtCounterLT_CNT_RIGHTS_DROPPED, &c.RightsDropped},
+		{bpf.LeaktraceLtCounterLT_CNT_PAIRED, &c.Paired},
 	} {
 		if *f.dst, err = read(f.idx); err != nil {
 			return c, err

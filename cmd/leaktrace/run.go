@@ -85,7 +85,9 @@ func runTraced(cmd *cobra.Command, argv []string, f *runFlags) error {
 	if _, err := exec.LookPath(argv[0]); err != nil {
 		return &userError{code: exitNotFound, msg: fmt.Sprintf("command not found: %s (check the name and $PATH)", argv[0])}
 	}
-	sess, err := session.New(session.Options{Mode: aggregator.ModeRun, Tracer: f.tracerConfig()})
+	cfg := f.tracerConfig()
+	cfg.PairInKernel = true // run reports at exit: nothing needs the short-lived handles live
+	sess, err := session.New(session.Options{Mode: aggregator.ModeRun, Tracer: cfg})
 	if err != nil {
 		return kernelError(err)
 	}

@@ -226,7 +226,7 @@ static void one_op(struct rng *r)
 	char path[300];
 	int fd, sp[2], threaded = r->threaded;
 
-	switch (pick(r, 44)) {
+	switch (pick(r, 47)) {
 	case 0: case 1: case 2:
 		own(r, open(pick(r, 2) ? "/dev/null" : "/etc/hostname", O_RDONLY | maybe_cloexec(r, O_CLOEXEC)));
 		break;
@@ -391,6 +391,26 @@ static void one_op(struct rng *r)
 				waitpid(p, NULL, 0);
 		}
 		break;
+	case 44: case 45: case 46: { /* short lifetimes: what in-kernel pairing settles */
+		fd = open("/dev/null", O_RDONLY);
+		switch (pick(r, 4)) {
+		case 0: /* the very next syscall closes it: never leaves the kernel */
+			close(fd);
+			break;
+		case 1: /* another syscall between: the open is sent first */
+			fcntl(fd, F_GETFD);
+			close(fd);
+			break;
+		case 2: /* the next syscall closes another fd */
+			if ((sp[0] = victim(r)) >= 0 && sp[0] != fd)
+				close(sp[0]);
+			own(r, fd);
+			break;
+		default: /* kept */
+			own(r, fd);
+		}
+		break;
+	}
 	case 43: { /* a short-lived thread that may leak an eventfd */
 		pthread_t t;
 		if (pthread_create(&t, NULL, short_thread, (void *)(uintptr_t)next(r)) == 0)
