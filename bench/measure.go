@@ -96,7 +96,7 @@ func (b *bench) stackCost(res *results) error {
 		return err
 	}
 	r, s := ratioResult(bare, base, w.rounds)
-	res.add("leaktrace run --stack-bytes 1 (no stack copy) / untraced: "+w.title(base), r, "x", s, nil)
+	res.add("leaktrace run --stack-bytes 0 (no stack copy) / untraced: "+w.title(base), r, "x", s, nil)
 	perEvent := (full.loop - bare.loop).Seconds() / float64(w.rounds) * 1e6
 	share := float64(full.loop-bare.loop) / float64(full.loop-base.loop) * 100
 	res.add("stack copy per fd creation (default --stack-bytes vs none)", perEvent, "µs",

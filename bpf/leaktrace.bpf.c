@@ -565,6 +565,8 @@ static __always_inline bool may_stash(struct lt_fd_event *e)
 		return false;
 	if (e->h.nr == NR_pipe || e->h.nr == NR_pipe2 || e->h.nr == NR_socketpair)
 		return false; /* two fds: the stash holds one */
+	if (e->h.nr == NR_dup2 || e->h.nr == NR_dup3)
+		return false; /* may have closed the fd it replaced: that must be sent */
 	if (e->flags & LT_FD_RECEIVED)
 		return false; /* one recvmsg can install many */
 	struct task_struct *task = bpf_get_current_task_btf();

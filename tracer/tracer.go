@@ -28,7 +28,8 @@ type Config struct {
 	// page. 0 means DefaultRingBufferBytes.
 	RingBufferBytes int
 	// StackBytes is how much of the user stack is copied per creation event
-	// for unwinding, at most MaxStackBytes. 0 means DefaultStackBytes.
+	// for unwinding, at most MaxStackBytes. 0 means DefaultStackBytes;
+	// NoStackCopy copies none (stacks then come from the frame-pointer walk).
 	StackBytes int
 	// TraceAll traces every process on the host but leaktrace itself, or,
 	// when Filter selects anything, only what it selects.
@@ -70,6 +71,7 @@ const (
 	DefaultRingBufferBytes = 32 << 20
 	DefaultStackBytes      = 2048
 	MaxStackBytes          = 8192
+	NoStackCopy            = -1 // Config.StackBytes: copy no stack
 )
 
 // Tracer is a loaded and attached set of programs.
@@ -118,8 +120,11 @@ func New(cfg Config) (*Tracer, error) {
 	if cfg.RingBufferBytes == 0 {
 		cfg.RingBufferBytes = DefaultRingBufferBytes
 	}
-	if cfg.StackBytes == 0 {
+	switch cfg.StackBytes {
+	case 0:
 		cfg.StackBytes = DefaultStackBytes
+	case NoStackCopy:
+		cfg.StackBytes = 0
 	}
 	if cfg.StackBytes < 0 || cfg.StackBytes > MaxStackBytes {
 		return nil, fmt.Errorf("stack bytes %d out of range 0..%d", cfg.StackBytes, MaxStackBytes)

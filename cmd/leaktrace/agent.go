@@ -61,7 +61,7 @@ flushes the alert queues. Endpoints: the metrics path, /healthz, /readyz, /debug
 	fl.StringVar(&f.configFile, "config.file", "", "YAML `file` of thresholds, filters, sinks and limits (flags set explicitly win)")
 	fl.DurationVar(&f.interval, "interval", 5*time.Second, "how often counts are sampled and alerts evaluated")
 	fl.IntVar(&f.ringBuffer, "ring-buffer-size", tracer.DefaultRingBufferBytes, "kernel ring buffer size in `bytes` (a power of two)")
-	fl.IntVar(&f.stackBytes, "stack-bytes", tracer.DefaultStackBytes, "bytes of user stack copied per event for unwinding (0-8192)")
+	fl.IntVar(&f.stackBytes, "stack-bytes", tracer.DefaultStackBytes, "bytes of user stack copied per event for unwinding (0-8192; 0 copies none)")
 	c := &f.cfg
 	fl.IntSliceVar(&c.Filters.PIDs, "pid", nil, "trace this `pid` and its children (repeatable)")
 	fl.StringSliceVar(&c.Filters.Comms, "comm", nil, "trace processes with this `comm` and their children (repeatable)")
@@ -151,7 +151,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		listeners = append(listeners, l)
 	}
 	a, err := agent.New(agent.Options{Config: cfg, Interval: f.interval, Log: log,
-		Tracer:       tracer.Config{RingBufferBytes: f.ringBuffer, StackBytes: f.stackBytes},
+		Tracer:       tracer.Config{RingBufferBytes: f.ringBuffer, StackBytes: stackBytes(f.stackBytes)},
 		GeneratorURL: "http://" + listeners[0].Addr().String() + "/debug/leaks"})
 	if err != nil {
 		var te *tracer.Error

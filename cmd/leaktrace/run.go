@@ -29,12 +29,12 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.jsonPath, "json", "", "write the report as JSON to `FILE` (schema: docs/json-schema.md)")
 	fl.IntVar(&f.ringBufferSize, "ring-buffer-size", tracer.DefaultRingBufferBytes, "kernel ring buffer size in `bytes` (a power of two)")
-	fl.IntVar(&f.stackBytes, "stack-bytes", tracer.DefaultStackBytes, "bytes of user stack copied per event for unwinding (0-8192)")
+	fl.IntVar(&f.stackBytes, "stack-bytes", tracer.DefaultStackBytes, "bytes of user stack copied per event for unwinding (0-8192; 0 copies none)")
 	fl.IntVar(&f.maxFrames, "max-frames", 16, "stack frames shown per site in the text report")
 }
 
 func (f *traceFlags) tracerConfig() tracer.Config {
-	return tracer.Config{RingBufferBytes: f.ringBufferSize, StackBytes: f.stackBytes}
+	return tracer.Config{RingBufferBytes: f.ringBufferSize, StackBytes: stackBytes(f.stackBytes)}
 }
 
 type runFlags struct {
@@ -194,4 +194,14 @@ func kernelError(err error) error {
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// stackBytes maps --stack-bytes to the tracer's setting: 0 on the command
+// line copies no stack (frame pointers only), where 0 in a Config means the
+// default.
+func stackBytes(flag int) int {
+	if flag == 0 {
+		return tracer.NoStackCopy
+	}
+	return flag
 }

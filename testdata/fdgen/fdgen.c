@@ -393,7 +393,13 @@ static void one_op(struct rng *r)
 		break;
 	case 44: case 45: case 46: { /* short lifetimes: what in-kernel pairing settles */
 		fd = open("/dev/null", O_RDONLY);
-		switch (pick(r, 4)) {
+		switch (pick(r, 5)) {
+		case 4: /* dup2 onto an open fd (its implicit close must be sent), then close */
+			sp[1] = open("/dev/zero", O_RDONLY);
+			if (sp[1] >= 0 && dup2(fd, sp[1]) >= 0)
+				close(sp[1]);
+			own(r, fd);
+			break;
 		case 0: /* the very next syscall closes it: never leaves the kernel */
 			close(fd);
 			break;
