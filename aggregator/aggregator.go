@@ -366,11 +366,11 @@ func (a *Aggregator) fdOpen(e *event.Event) {
 	h := &Handle{FD: e.FD, Kind: e.Kind, Target: e.Target, Stack: e.Stack, Created: e.Time, PID: p.pid}
 	allocated := true
 	switch e.Syscall {
-	case sysDup, sysDup2, sysDup3, sysFcntl:
+	case event.SysDup, event.SysDup2, event.SysDup3, event.SysFcntl:
 		if e.FD == e.FD2 {
 			return // dup2(fd, fd) changes nothing
 		}
-		allocated = e.Syscall != sysDup2 && e.Syscall != sysDup3
+		allocated = e.Syscall != event.SysDup2 && e.Syscall != event.SysDup3
 		if src := t.fds[e.FD2]; src != nil && src.Kind != event.KindSocket && (src.Kind == h.Kind || h.Kind == event.KindUnknown) {
 			// The source knows the path it was opened with; a socket's
 			// fresh description from the kernel is the more current. A
@@ -380,7 +380,7 @@ func (a *Aggregator) fdOpen(e *event.Event) {
 		}
 	}
 	a.install(t, h, e, allocated)
-	if e.FD2 >= 0 && isPair(e.Syscall) {
+	if e.FD2 >= 0 && event.IsPair(e.Syscall) {
 		h2 := *h
 		h2.FD = e.FD2
 		if e.Target2 != "" {
@@ -650,15 +650,3 @@ func (a *Aggregator) report(p *process, h *Handle, t uint64, reason string) {
 	p.leaked++
 	a.leaks = append(a.leaks, Leak{Handle: *h, Comm: p.comm, Exe: p.exe, Ended: t, Reason: reason})
 }
-
-const (
-	sysDup        = 32
-	sysDup2       = 33
-	sysFcntl      = 72
-	sysDup3       = 292
-	sysPipe       = 22
-	sysSocketpair = 53
-	sysPipe2      = 293
-)
-
-func isPair(nr uint16) bool { return nr == sysPipe || nr == sysPipe2 || nr == sysSocketpair }

@@ -610,7 +610,7 @@ static __always_inline void read_path_arg(struct lt_fd_event *e, __u64 uptr)
 SEC("tp_btf/sys_enter")
 int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 {
-	if (pair_in_kernel) {
+	if (pair_in_kernel && in_traced(bpf_get_current_pid_tgid() >> 32)) {
 		/* Any syscall but close of the parked fd sends it first. */
 		struct stash *st = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0, 0);
 		if (st && st->full && !(id == NR_close && (int)regs->di == st->e.fd))

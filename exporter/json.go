@@ -24,7 +24,8 @@ type SchemaError struct {
 }
 
 func (e *SchemaError) Error() string {
-	return fmt.Sprintf("unsupported report schema %q (this leaktrace reads %s)", e.Schema, report.Schema)
+	major := report.Schema[:strings.LastIndexByte(report.Schema, '.')]
+	return fmt.Sprintf("unsupported report schema %q (this leaktrace reads %s.x)", e.Schema, major)
 }
 
 // WriteJSON writes r as indented JSON (docs/json-schema.md). An empty Schema is
@@ -99,7 +100,7 @@ func readJSON(rd io.Reader, limit int64) (*report.Report, error) {
 // checkSchema accepts "leaktrace.report/v1" and any minor of it ("…/v1.3").
 func checkSchema(s string) error {
 	version, ok := strings.CutPrefix(s, schemaPrefix)
-	want := strings.TrimPrefix(report.Schema, schemaPrefix)
+	want, _, _ := strings.Cut(strings.TrimPrefix(report.Schema, schemaPrefix), ".")
 	major, minor, hasMinor := strings.Cut(version, ".")
 	if !ok || major != want || hasMinor && !isDigits(minor) {
 		return &SchemaError{Schema: s}

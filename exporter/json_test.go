@@ -111,7 +111,7 @@ func TestWriteJSONEmptyLists(t *testing.T) {
 		t.Errorf("output has null:\n%s", out)
 	}
 	for _, want := range []string{
-		`"schema": "leaktrace.report/v1"`,
+		`"schema": "leaktrace.report/v1.1"`,
 		`"processes": []`,
 		`"stack": []`,
 		`"kinds": {}`,
@@ -171,12 +171,12 @@ func TestReadJSON(t *testing.T) {
 		{
 			name:    "next major",
 			doc:     `{"schema":"leaktrace.report/v2","leaks":"changed shape"}`,
-			wantErr: `unsupported report schema "leaktrace.report/v2" (this leaktrace reads leaktrace.report/v1)`,
+			wantErr: `unsupported report schema "leaktrace.report/v2" (this leaktrace reads leaktrace.report/v1.x)`,
 		},
 		{
 			name:    "major with more digits",
 			doc:     `{"schema":"leaktrace.report/v10"}`,
-			wantErr: `unsupported report schema "leaktrace.report/v10" (this leaktrace reads leaktrace.report/v1)`,
+			wantErr: `unsupported report schema "leaktrace.report/v10" (this leaktrace reads leaktrace.report/v1.x)`,
 		},
 		{
 			name:    "malformed minor",

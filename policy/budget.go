@@ -68,8 +68,11 @@ func ParseBudget(values []string) (Budget, error) {
 }
 
 func (b *Budget) parseItem(item string) error {
-	if item == "-1" {
-		return nil // "no budget", as --budget -1 meant before limits per kind and site
+	if item == "-1" || item == "total=-1" {
+		// "no total budget", as --budget -1 meant before limits per kind
+		// and site; like any later item it replaces an earlier total.
+		b.Total, b.HasTotal = 0, false
+		return nil
 	}
 	eq := strings.LastIndexByte(item, '=')
 	if eq < 0 {

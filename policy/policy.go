@@ -110,8 +110,8 @@ func rebuildSites(r *report.Report, base map[string]int) []report.Site {
 		} else {
 			s.Uncounted++
 		}
-		addExample(&s.Targets, l.Target)
-		addExample(&s.Exes, exeOf(l))
+		report.AddExample(&s.Targets, l.Target, maxExamples)
+		report.AddExample(&s.Exes, l.Executable(), maxExamples)
 	}
 	out := make([]report.Site, 0, len(order))
 	for _, key := range order {
@@ -151,20 +151,6 @@ func headlineOf(stack []report.Frame) report.Frame {
 	return report.Frame{}
 }
 
-func exeOf(l *report.Leak) string {
-	if l.Exe != "" {
-		return l.Exe
-	}
-	return l.Comm
-}
-
-func addExample(list *[]string, v string) {
-	if v == "" || len(*list) >= maxExamples || slices.Contains(*list, v) {
-		return
-	}
-	*list = append(*list, v)
-}
-
 // countProcesses sets each process's Leaked and groups processes by executable.
 func countProcesses(r *report.Report) {
 	byPID := map[int]int{}
@@ -187,7 +173,7 @@ func countProcesses(r *report.Report) {
 			continue
 		}
 		byPID[l.PID]++
-		e := exe(exeOf(l))
+		e := exe(l.Executable())
 		e.Leaked++
 		e.Kinds[l.Kind]++
 		if l.Site != "" { // as in the text summary: sites with a stack

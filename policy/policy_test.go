@@ -308,6 +308,13 @@ func TestParseBudget(t *testing.T) {
 	if b := mustBudget(t, "-1"); b.Set() {
 		t.Errorf("--budget -1 sets a limit: %+v", b)
 	}
+	// A later item replaces an earlier one, -1 included.
+	if b := mustBudget(t, "5", "-1"); b.HasTotal {
+		t.Errorf("--budget 5 --budget -1 keeps a total: %+v", b)
+	}
+	if b := mustBudget(t, "5,total=-1,socket=0"); b.HasTotal || b.Kinds["socket"] != 0 || !b.Set() {
+		t.Errorf("total=-1: %+v", b)
+	}
 	for _, bad := range []string{"-2", "x", "sockets=1", "file=", "file=-2", "site:=1", "=3"} {
 		if _, err := ParseBudget([]string{bad}); err == nil {
 			t.Errorf("%q: no error", bad)

@@ -96,3 +96,20 @@ func FuzzParseNoFileLimit(f *testing.F) {
 	f.Add("Max open files 1024 4096 files\n")
 	f.Fuzz(func(t *testing.T, s string) { _, _ = ParseNoFileLimit(s) })
 }
+
+// FuzzClassifyLink: any /proc/PID/fd link text gets a kind and a target that
+// keeps what the link said.
+func FuzzClassifyLink(f *testing.F) {
+	for _, s := range []string{"/etc/passwd", "socket:[123]", "pipe:[9]", "anon_inode:[eventfd]", "/memfd:x (deleted)", "anon_inode:", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, link string) {
+		kind, target := ClassifyLink(link)
+		if kind == event.KindUnknown || kind == event.KindThread || kind == event.KindProcess {
+			t.Fatalf("%q: kind %v", link, kind)
+		}
+		if len(target) > len(link) {
+			t.Fatalf("%q: target %q longer than the link", link, target)
+		}
+	})
+}

@@ -37,7 +37,14 @@ func MayBePython(path string) bool {
 }
 
 // Inspect reads an ELF file's symbols for a CPython interpreter.
-func Inspect(path string) (*Image, error) {
+func Inspect(path string) (im *Image, err error) {
+	// debug/elf can panic on a malformed file: an executable must not bring
+	// leaktrace down.
+	defer func() {
+		if r := recover(); r != nil {
+			im, err = nil, fmt.Errorf("reading %s: malformed ELF: %v", path, r)
+		}
+	}()
 	ef, err := elf.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
@@ -58,7 +65,7 @@ func Inspect(path string) (*Image, error) {
 			return nil, fmt.Errorf("%s: no %s: %w", path, name, ErrNotPython)
 		}
 	}
-	im := &Image{Path: path, runtime: want["_PyRuntime"], codeType: want["PyCode_Type"],
+	im = &Image{Path: path, runtime: want["_PyRuntime"], codeType: want["PyCode_Type"],
 		strType: want["PyUnicode_Type"], bytesType: want["PyBytes_Type"]}
 	for _, p := range ef.Progs {
 		if p.Type == elf.PT_LOAD {

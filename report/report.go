@@ -5,7 +5,7 @@ package report
 
 // Schema is the version of the JSON document. Bump the minor for additions, the
 // major for anything that changes or removes a field.
-const Schema = "leaktrace.report/v1"
+const Schema = "leaktrace.report/v1.1"
 
 // Report is one run's or one attach session's result.
 type Report struct {
@@ -170,4 +170,26 @@ type Policy struct {
 	MinAge         float64  `json:"min_age_seconds,omitempty"`
 	Baseline       string   `json:"baseline,omitempty"`     // the baseline file
 	Suppressions   []string `json:"suppressions,omitempty"` // the suppression files
+}
+
+// Executable names the program that made l: its path, else its comm.
+func (l *Leak) Executable() string {
+	if l.Exe != "" {
+		return l.Exe
+	}
+	return l.Comm
+}
+
+// AddExample appends v to list unless it is empty, already there, or list
+// holds max examples.
+func AddExample(list *[]string, v string, max int) {
+	if v == "" || len(*list) >= max {
+		return
+	}
+	for _, x := range *list {
+		if x == v {
+			return
+		}
+	}
+	*list = append(*list, v)
 }

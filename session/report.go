@@ -62,12 +62,17 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 	r.Complete = true
 	if lost := counters.Lost(); lost > 0 {
 		r.Complete = false
-		r.Notes = append(r.Notes, fmt.Sprintf("%d events lost in the kernel (ring buffer full %d, syscall map full %d, pid filter full %d): leaks may be missing or wrong; raise --ring-buffer-size",
-			lost, counters.RingbufFull, counters.InflightFull, counters.TracedFull))
+		r.Notes = append(r.Notes, fmt.Sprintf("%d events lost in the kernel (ring buffer full %d, syscall not parked %d, pid filter full %d, SCM_RIGHTS fds past one record %d): leaks may be missing or wrong; raise --ring-buffer-size",
+			lost, counters.RingbufFull, counters.InflightFull, counters.TracedFull, counters.RightsDropped))
 	}
-	if counters.Lost() > 0 {
+	if counters.MissedExit > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d fd syscall exits had no recorded entry (begun before tracing started): those calls were not followed", counters.MissedExit))
+	}
+	if lost := counters.Lost(); lost > s.reconciledAt {
 		// Lost events leave tables wrong: take the kernel's word for every
-		// process still alive. Exited ones cannot be checked any more.
+		// process still alive, once per new loss (a report every scrape must
+		// not re-read every /proc/PID/fd). Exited ones cannot be checked.
+		s.reconciledAt = lost
 		for _, pid := range s.agg.LivePIDs() {
 			fds, err := procfs.FDs(int(pid))
 			if err != nil {
@@ -123,8 +128,8 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 		leakedBy[rl.PID]++
 		site.Count++
 		site.Kinds[rl.Kind]++
-		addExample(&site.Targets, rl.Target, 5)
-		addExample(&site.Exes, exeName(rl), 5)
+		report.AddExample(&site.Targets, rl.Target, 5)
+		report.AddExample(&site.Exes, rl.Executable(), 5)
 	}
 	if internal > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d handles of language runtimes (Go's threads and poller, …) live for the whole process: listed with internal=true, not counted", internal))
@@ -137,7 +142,7 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 			sy := sym(id)
 			if site := sites[sy.key]; site != nil {
 				site.Outstanding += n
-				site.Growth = s.growth[id]
+				site.Growth += s.growth[id] // several stacks can share a site's key
 			}
 		}
 	}
@@ -175,25 +180,6 @@ func waitStatusCode(ws int32) int {
 		return 128 + int(sig)
 	}
 	return int(ws>>8) & 0xff
-}
-
-func exeName(l report.Leak) string {
-	if l.Exe != "" {
-		return l.Exe
-	}
-	return l.Comm
-}
-
-func addExample(list *[]string, v string, max int) {
-	if v == "" || len(*list) >= max {
-		return
-	}
-	for _, x := range *list {
-		if x == v {
-			return
-		}
-	}
-	*list = append(*list, v)
 }
 
 func leakOf(l aggregator.Leak, now uint64, sy *symbolized) report.Leak {

@@ -60,6 +60,9 @@ type Session struct {
 	// stacksDropped counts stacks not kept because MaxStacks was reached.
 	stacksDropped uint64
 	lastErr       error
+	// reconciledAt is the lost-event count when tables were last rebuilt
+	// from /proc.
+	reconciledAt uint64
 	// growth and low track, per stack, outstanding now minus the lowest
 	// count seen since the session began (attach's growth column).
 	growth map[event.StackID]int

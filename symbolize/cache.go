@@ -57,7 +57,10 @@ func (c *Cache) Module(path string) (*Module, error) {
 		delete(c.entries, path)
 	}
 	e := &cacheEntry{path: path, checked: now, ident: statIdent(path)}
-	e.mod, e.err = openModule(path)
+	e.err = guard(path, func() (err error) {
+		e.mod, err = openModule(path)
+		return err
+	})
 	if e.mod != nil {
 		e.ident = e.mod.ident
 	}

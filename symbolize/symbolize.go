@@ -94,9 +94,9 @@ type symState struct {
 }
 
 // symbolize returns the frames of vaddr without Address and Module.
-func (m *Module) symbolize(vaddr uint64) []report.Frame {
+func (m *Module) symbolize(vaddr uint64) (frames []report.Frame) {
 	s := &m.sym
-	s.once.Do(func() { s.err = m.loadSymbols() })
+	s.once.Do(func() { s.err = guard(m.path, m.loadSymbols) })
 	if s.err != nil {
 		return nil
 	}
@@ -105,7 +105,13 @@ func (m *Module) symbolize(vaddr uint64) []report.Frame {
 	if f, ok := s.frames[vaddr]; ok {
 		return f
 	}
-	var frames []report.Frame
+	defer func() {
+		// DWARF and .gopclntab are read lazily, per address: a malformed
+		// table found here costs this frame its name, not the process.
+		if r := recover(); r != nil {
+			frames = nil
+		}
+	}()
 	name := lookupSym(s.syms, vaddr)
 	// DWARF first, Go binaries included: .gopclntab names the outermost function but
 	// gives the file:line of the code inlined deepest, which misleads without the
@@ -353,4 +359,16 @@ func buildID(ef *elf.File) []byte {
 		return nil
 	}
 	return b[off : off+uint64(descSz)]
+}
+
+// guard runs a reader of a traced program's ELF, DWARF or Go tables: the
+// standard library's parsers can panic on malformed input, and a binary a
+// user runs must not bring a privileged leaktrace down.
+func guard(path string, read func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("reading %s: malformed file: %v", path, r)
+		}
+	}()
+	return read()
 }

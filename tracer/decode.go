@@ -165,7 +165,7 @@ func (dec *Decoder) decodeFD(raw []byte, d *Decoded) error {
 		return fmt.Errorf("%w: fd open event of %d bytes", errShort, len(raw))
 	}
 	e.Kind, e.Target = classify(r)
-	if isPair(r.H.Nr) {
+	if event.IsPair(r.H.Nr) {
 		e.Target2 = e.Target // both ends share one inode and description
 	}
 	return dec.stack(&r.Stack, raw, fdStackOff, d)
@@ -279,24 +279,13 @@ func cstr(b []int8) string {
 	return string(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(b))), n))
 }
 
-const (
-	nrPipe       = 22
-	nrSocketpair = 53
-	nrPipe2      = 293
-	nrOpen       = 2
-	nrOpenat     = 257
-	nrOpenat2    = 437
-	nrCreat      = 85
-	nrMemfd      = 319
-)
+const ()
 
 const (
 	pidfsMagic    = 0x50494446
 	flagDPath     = 1 << 6 // LT_FD_DPATH
 	flagDPathFull = 1 << 7 // LT_FD_DPATH_FULL
 )
-
-func isPair(nr uint16) bool { return nr == nrPipe || nr == nrPipe2 || nr == nrSocketpair }
 
 // classify names the kind and target of a new fd from what the kernel saw.
 func classify(r *bpf.LeaktraceLtFdEvent) (event.Kind, string) {
@@ -320,7 +309,7 @@ func classify(r *bpf.LeaktraceLtFdEvent) (event.Kind, string) {
 	}
 	switch r.Mode & 0o170000 {
 	case 0o100000: // S_IFREG
-		if r.H.Nr == nrMemfd || strings.HasPrefix(name, "memfd:") {
+		if r.H.Nr == event.SysMemfd || strings.HasPrefix(name, "memfd:") {
 			return event.KindMemfd, "memfd:" + strings.TrimPrefix(name, "memfd:")
 		}
 		if path != "" && strings.HasPrefix(name, "#") && !strings.HasSuffix(path, "/"+name) {
@@ -372,7 +361,7 @@ func classify(r *bpf.LeaktraceLtFdEvent) (event.Kind, string) {
 	if strings.HasPrefix(name, "pidfd") || r.H.Nr == 434 {
 		return event.KindPidfd, "anon_inode:[pidfd]"
 	}
-	if path != "" && (r.H.Nr == nrOpen || r.H.Nr == nrOpenat || r.H.Nr == nrOpenat2 || r.H.Nr == nrCreat) {
+	if path != "" && (r.H.Nr == event.SysOpen || r.H.Nr == event.SysOpenat || r.H.Nr == event.SysOpenat2 || r.H.Nr == event.SysCreat) {
 		return event.KindFile, path
 	}
 	if name != "" {

@@ -313,23 +313,6 @@ func (t *Tracer) Counters() (Counters, error) {
 // ErrClosed is returned by Read after Close.
 var ErrClosed = errors.New("tracer closed")
 
-// Read calls fn with every raw record, in ring buffer order, until Close is
-// called or fn fails. The record's bytes are only valid during the call.
-func (t *Tracer) Read(fn func(raw []byte) error) error {
-	var rec ringbuf.Record
-	for {
-		if err := t.rd.ReadInto(&rec); err != nil {
-			if errors.Is(err, os.ErrClosed) || errors.Is(err, ringbuf.ErrClosed) {
-				return ErrClosed
-			}
-			return fmt.Errorf("reading ring buffer: %w", err)
-		}
-		if err := fn(rec.RawSample); err != nil {
-			return err
-		}
-	}
-}
-
 // ReadUntil calls fn with every record, in ring buffer order, until stop is
 // closed and then the ring buffer is empty, or fn fails. A process that keeps
 // producing never empties it: the drain then ends after drainLimit. The

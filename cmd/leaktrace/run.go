@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -65,6 +66,9 @@ leaktrace itself fails (privileges, kernel, flags); 127 when CMD is not found.`,
 		},
 	}
 	f.register(cmd)
+	// Flags after CMD are CMD's: `run python3 -v app.py` must not give -v
+	// to leaktrace.
+	cmd.Flags().SetInterspersed(false)
 	return cmd
 }
 
@@ -77,6 +81,10 @@ func (f *runFlags) register(cmd *cobra.Command) {
 func runTraced(cmd *cobra.Command, argv []string, f *runFlags) error {
 	pol, err := f.load()
 	if err != nil {
+		return err
+	}
+	// A report that cannot be written is found out now, not after CMD ran.
+	if err := checkOutputs(f.traceFlags.jsonPath, f.outputFlags.jsonPath, f.pprof, f.sarif, f.junit, f.writeBaseline); err != nil {
 		return err
 	}
 	if err := tracer.CheckPrivileges(); err != nil {
@@ -139,11 +147,16 @@ func runTraced(cmd *cobra.Command, argv []string, f *runFlags) error {
 		return fmt.Errorf("building report: %w", err)
 	}
 	pol.Apply(r)
-	if err := writeReports(r, &f.traceFlags); err != nil {
-		return err
+	werr := writeReports(r, &f.traceFlags)
+	if werr == nil {
+		werr = f.outputFlags.write(r)
 	}
-	if err := f.outputFlags.write(r); err != nil {
-		return err
+	if werr != nil {
+		if exitCode == 0 {
+			return werr
+		}
+		// CMD's own failure is what the caller must see.
+		fmt.Fprintf(os.Stderr, "leaktrace: %v\n", werr)
 	}
 	switch {
 	case exitCode != 0:
@@ -204,4 +217,20 @@ func stackBytes(flag int) int {
 		return tracer.NoStackCopy
 	}
 	return flag
+}
+
+// checkOutputs fails with a one-line error when a report file's directory
+// does not exist or is not a directory.
+func checkOutputs(paths ...string) error {
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		dir := filepath.Dir(p)
+		fi, err := os.Stat(dir)
+		if err != nil || !fi.IsDir() {
+			return &userError{code: exitUsage, msg: fmt.Sprintf("cannot write %s: directory %s does not exist", p, dir)}
+		}
+	}
+	return nil
 }
