@@ -303,9 +303,6 @@ func sameFilters(x, y Filters) bool {
 
 func (a *Agent) sinkQueues(cfg Config) []*alert.Queue {
 	qs := []*alert.Queue{alert.NewQueue(alert.LogSink{Log: a.log}, alert.Delivery{}, a.log)}
-	delivery := func(s *HTTPSink) alert.Delivery {
-		return alert.Delivery{Timeout: s.Timeout, Attempts: max(s.Attempts, 3), Backoff: 500 * time.Millisecond}
-	}
 	if s := cfg.Sinks.Webhook; s != nil {
 		qs = append(qs, alert.NewQueue(alert.WebhookSink{URL: s.URL}, delivery(s), a.log))
 	}
@@ -313,6 +310,15 @@ func (a *Agent) sinkQueues(cfg Config) []*alert.Queue {
 		qs = append(qs, alert.NewQueue(alert.AlertmanagerSink{URL: s.URL, GeneratorURL: a.genURL}, delivery(s), a.log))
 	}
 	return qs
+}
+
+// delivery tunes an HTTP sink's queue; attempts left unset (0) get 3 tries.
+func delivery(s *HTTPSink) alert.Delivery {
+	attempts := s.Attempts
+	if attempts == 0 {
+		attempts = 3
+	}
+	return alert.Delivery{Timeout: s.Timeout, Attempts: attempts, Backoff: 500 * time.Millisecond}
 }
 
 // Report is the live report, as `attach` builds it, in mode "agent".
