@@ -271,7 +271,9 @@ func (a *Agent) Healthy() bool {
 }
 
 // Reload applies a new configuration: thresholds, limits and sinks change at
-// once; filters are in the kernel and need a restart.
+// once, except what the session fixed when it began: filters are in the
+// kernel, and min_age and max_stacks are the aggregator's and the stack
+// table's. Those keep their old values until a restart.
 func (a *Agent) Reload(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -281,6 +283,13 @@ func (a *Agent) Reload(cfg Config) error {
 	if !sameFilters(old.Filters, cfg.Filters) {
 		a.log.Warn("filters changed in the config: restart the agent to apply them")
 		cfg.Filters = old.Filters
+	}
+	if cfg.Thresholds.MinAge != old.Thresholds.MinAge || cfg.Limits.MaxStacks != old.Limits.MaxStacks {
+		a.log.Warn("min_age/max_stacks need a restart: keeping the values in use",
+			"min_age", old.Thresholds.MinAge, "max_stacks", old.Limits.MaxStacks)
+		// Alert text prints min_age, so it must be the one suspects are judged by.
+		cfg.Thresholds.MinAge = old.Thresholds.MinAge
+		cfg.Limits.MaxStacks = old.Limits.MaxStacks
 	}
 	a.cfg = cfg
 	a.mu.Unlock()
