@@ -31,7 +31,7 @@ type Options struct {
 // Agent traces the host and keeps what its metrics and alerts need.
 type Agent struct {
 	log      *slog.Logger
-	sess     *session.Session
+	sess     tracing
 	interval time.Duration
 	alerts   *alert.Manager
 	genURL   string
@@ -48,6 +48,21 @@ type Agent struct {
 	seeded   int
 	exited   uint64 // processes reported and forgotten
 	unseeded int    // processes found at start-up past max_processes
+}
+
+// tracing is what the agent uses of its session; tests stand in a fake
+// around a real aggregator fed synthetic events.
+type tracing interface {
+	Add(pid int) error
+	Run(stop <-chan struct{}) error
+	Close() error
+	With(fn func(g *aggregator.Aggregator))
+	Site(id event.StackID) session.SiteInfo
+	SampleGrowth()
+	Counters() (tracer.Counters, error)
+	BadRecords() uint64
+	StacksDropped() uint64
+	Report(info session.ReportInfo) (*report.Report, error)
 }
 
 // procState is what the agent keeps of one live process.
@@ -105,11 +120,12 @@ func New(opts Options) (*Agent, error) {
 		procs:    make(map[uint32]*procState),
 		sites:    make(map[event.StackID]*siteState),
 	}
-	a.sess, err = session.New(session.Options{Mode: aggregator.ModeAttach, MinAge: cfg.Thresholds.MinAge, Tracer: tc,
+	sess, err := session.New(session.Options{Mode: aggregator.ModeAttach, MinAge: cfg.Thresholds.MinAge, Tracer: tc,
 		Log: opts.Log, MaxStacks: cfg.Limits.MaxStacks, OnEvent: a.onEvent})
 	if err != nil {
 		return nil, err
 	}
+	a.sess = sess
 	a.alerts = alert.NewManager(a.sinkQueues(cfg)...)
 	if err := a.seed(cfg.Filters); err != nil {
 		a.sess.Close()
