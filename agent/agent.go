@@ -41,13 +41,12 @@ type Agent struct {
 	lastTick     atomic.Int64 // unix ns of the last evaluation
 	ready        atomic.Bool
 
-	mu       sync.Mutex // guards everything below
-	cfg      Config
-	procs    map[uint32]*procState
-	sites    map[event.StackID]*siteState
-	seeded   int
-	exited   uint64 // processes reported and forgotten
-	unseeded int    // processes found at start-up past max_processes
+	mu     sync.Mutex // guards everything below
+	cfg    Config
+	procs  map[uint32]*procState
+	sites  map[event.StackID]*siteState
+	seeded int
+	exited uint64 // processes reported and forgotten
 }
 
 // tracing is what the agent uses of its session; tests stand in a fake
@@ -170,12 +169,13 @@ func (a *Agent) seed(f Filters) error {
 		}
 	}
 	limit := a.cfg.Limits.MaxProcesses
+	unseeded := 0
 	for _, pid := range pids {
 		if pid == self || !a.selects(f, want, pid) {
 			continue
 		}
 		if a.seeded >= limit {
-			a.unseeded++
+			unseeded++
 			continue
 		}
 		if err := a.sess.Add(pid); err != nil {
@@ -184,7 +184,7 @@ func (a *Agent) seed(f Filters) error {
 		}
 		a.seeded++
 	}
-	a.log.Info("seeded running processes", "processes", a.seeded, "over_limit", a.unseeded)
+	a.log.Info("seeded running processes", "processes", a.seeded, "over_limit", unseeded)
 	return nil
 }
 

@@ -19,11 +19,13 @@ func TestDeliveryAttempts(t *testing.T) {
 	}
 }
 
-// testAgent is an agent with no session: enough for Reload and rules.
+// testAgent is an agent with no session: enough for Reload and rules;
+// withFake gives it one.
 func testAgent(t *testing.T, cfg Config) (*Agent, *bytes.Buffer) {
 	t.Helper()
 	var logs bytes.Buffer
-	a := &Agent{log: slog.New(slog.NewTextHandler(&logs, nil)), cfg: cfg,
+	a := &Agent{log: slog.New(slog.NewTextHandler(&logs, nil)), cfg: cfg, interval: time.Second,
+		fails: make(chan fdFailure, 16),
 		procs: make(map[uint32]*procState), sites: make(map[event.StackID]*siteState)}
 	a.alerts = alert.NewManager(a.sinkQueues(cfg)...)
 	t.Cleanup(func() {

@@ -119,7 +119,8 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 	defer a.mu.Unlock()
 	cfg := a.cfg
 	span := cfg.Thresholds.GrowthWindow
-	snap := &Snapshot{Exited: a.exited, Untracked: a.unseeded}
+	// Untracked is counted afresh from the live set: processes come and go.
+	snap := &Snapshot{Exited: a.exited}
 	alive := make(map[uint32]bool, len(lives))
 	for _, l := range lives {
 		pid := l.info.PID
