@@ -38,8 +38,12 @@ type Agent struct {
 	fails    chan fdFailure
 
 	failsDropped atomic.Uint64
-	lastTick     atomic.Int64 // unix ns of the last evaluation
-	ready        atomic.Bool
+	// stackKinds is the kind of the first handle each stack made, a site's
+	// stable kind label. onEvent writes it and observe reads it in sess.With:
+	// both run under the session's lock. Bounded by max_stacks.
+	stackKinds map[event.StackID]event.Kind
+	lastTick   atomic.Int64 // unix ns of the last evaluation
+	ready      atomic.Bool
 
 	mu     sync.Mutex // guards everything below
 	cfg    Config
@@ -80,6 +84,7 @@ type procState struct {
 // siteState is what the agent keeps of one creation stack.
 type siteState struct {
 	info        session.SiteInfo
+	kind        string // its stack's first kind, kept once known: a changed label starts a new series
 	outstanding window
 }
 
@@ -111,13 +116,14 @@ func New(opts Options) (*Agent, error) {
 	tc.TraceAll = true
 	tc.Filter = filter
 	a := &Agent{
-		log:      opts.Log,
-		interval: opts.Interval,
-		genURL:   opts.GeneratorURL,
-		fails:    make(chan fdFailure, 1024),
-		cfg:      cfg,
-		procs:    make(map[uint32]*procState),
-		sites:    make(map[event.StackID]*siteState),
+		log:        opts.Log,
+		interval:   opts.Interval,
+		genURL:     opts.GeneratorURL,
+		fails:      make(chan fdFailure, 1024),
+		stackKinds: make(map[event.StackID]event.Kind),
+		cfg:        cfg,
+		procs:      make(map[uint32]*procState),
+		sites:      make(map[event.StackID]*siteState),
 	}
 	sess, err := session.New(session.Options{Mode: aggregator.ModeAttach, MinAge: cfg.Thresholds.MinAge, Tracer: tc,
 		Log: opts.Log, MaxStacks: cfg.Limits.MaxStacks, OnEvent: a.onEvent})
@@ -222,10 +228,20 @@ func (a *Agent) selects(f Filters, pids map[int]bool, pid int) bool {
 	return false
 }
 
-// onEvent runs under the session's lock: it only hands EMFILE/ENFILE
-// failures over, never blocking.
+// onEvent runs under the session's lock: it notes each stack's first kind
+// and hands EMFILE/ENFILE failures over, never blocking.
 func (a *Agent) onEvent(e *event.Event) {
-	if e.Type != event.FDFail {
+	switch e.Type {
+	case event.FDOpen, event.TaskNew:
+		// A dup's kind is unknown here (the aggregator takes it from the source).
+		if e.Stack != 0 && e.Kind != event.KindUnknown {
+			if _, ok := a.stackKinds[e.Stack]; !ok {
+				a.stackKinds[e.Stack] = e.Kind
+			}
+		}
+		return
+	case event.FDFail:
+	default:
 		return
 	}
 	select {

@@ -25,7 +25,7 @@ func testAgent(t *testing.T, cfg Config) (*Agent, *bytes.Buffer) {
 	t.Helper()
 	var logs bytes.Buffer
 	a := &Agent{log: slog.New(slog.NewTextHandler(&logs, nil)), cfg: cfg, interval: time.Second,
-		fails: make(chan fdFailure, 16),
+		fails: make(chan fdFailure, 16), stackKinds: make(map[event.StackID]event.Kind),
 		procs: make(map[uint32]*procState), sites: make(map[event.StackID]*siteState)}
 	a.alerts = alert.NewManager(a.sinkQueues(cfg)...)
 	t.Cleanup(func() {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -167,5 +168,154 @@ func TestObserveCountsUntrackedFromTheLiveSet(t *testing.T) {
 	check("one exited", a.observe(now.Add(time.Second), true), []uint32{102, 103}, 0)
 	if snap := a.observe(now.Add(time.Second), false); snap.Exited != 1 {
 		t.Errorf("exited = %d, want 1", snap.Exited)
+	}
+}
+
+func TestObserveSiteKindIsStableAndSymbolizedOutsideTheLock(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Thresholds.MinAge = time.Second
+	a, _ := testAgent(t, cfg)
+	f := withFake(t, a, map[uint32]uint64{200: 1024})
+	mono := monotonicNow()
+	old := mono - uint64(10*time.Second)
+	// Young handles only: no suspects yet, the kinds are known all the same.
+	f.apply(openEv(200, 3, event.KindFile, 1, mono), threadEv(200, 201, 2, mono), forkEv(200, 210, 3, mono))
+	// Stack 4 made a socket long ago; a dup from it (kind unknown) changes nothing.
+	f.apply(openEv(200, 4, event.KindSocket, 4, old))
+	dup := openEv(200, 5, event.KindUnknown, 4, old)
+	dup.Syscall, dup.FD2 = 32, 4
+	f.apply(dup)
+
+	kinds := func(snap *Snapshot) map[string]string {
+		out := make(map[string]string)
+		for _, s := range snap.Sites {
+			out[s.Key] = s.Kind
+		}
+		return out
+	}
+	want := map[string]string{"site1": "file", "site2": "thread", "site3": "process", "site4": "socket"}
+	now := time.Now()
+	if got := kinds(a.observe(now, true)); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("kinds = %v, want %v", got, want)
+	}
+	// A later handle of another kind from stack 1 must not relabel its series.
+	f.apply(openEv(200, 6, event.KindPipe, 1, mono))
+	if got := kinds(a.observe(now.Add(time.Second), true)); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after a pipe from site1: kinds = %v, want %v", got, want)
+	}
+	if got := kinds(a.observe(now.Add(time.Second), false)); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("scraped: kinds = %v, want %v", got, want)
+	}
+	for id, n := range f.symbolized {
+		if n != 1 {
+			t.Errorf("stack %d symbolized %d times, want once", id, n)
+		}
+	}
+	if len(f.symbolized) != 4 || f.underLock != 0 {
+		t.Errorf("symbolized %v, %d of them under the agent's lock; want stacks 1-4, none under it", f.symbolized, f.underLock)
+	}
+	snap := a.observe(now.Add(time.Second), false)
+	if snap.Sites[0].Key != "site4" || snap.Sites[0].Suspects != 2 {
+		t.Errorf("first site = %+v, want site4 with 2 suspects (the socket and its dup)", snap.Sites[0])
+	}
+}
+
+func TestRulesThresholds(t *testing.T) {
+	th := DefaultConfig().Thresholds
+	hold := th.FDFailureHold
+	now := time.Now()
+	tests := []struct {
+		name string
+		p    ProcessStat
+		s    *SiteStat
+		want []string // name/level of each alert
+	}{
+		{"under warn", ProcessStat{Usage: aggregator.Usage{Open: 69}, Limit: 100}, nil, nil},
+		{"warn", ProcessStat{Usage: aggregator.Usage{Open: 70}, Limit: 100}, nil, []string{AlertFDUsage + "/warning"}},
+		{"error", ProcessStat{Usage: aggregator.Usage{Open: 85}, Limit: 100}, nil, []string{AlertFDUsage + "/error"}},
+		{"critical", ProcessStat{Usage: aggregator.Usage{Open: 99}, Limit: 100}, nil, []string{AlertFDUsage + "/critical"}},
+		{"no limit known", ProcessStat{Usage: aggregator.Usage{Open: 99}}, nil, nil},
+		{"unlimited", ProcessStat{Usage: aggregator.Usage{Open: 99}, Limit: ^uint64(0)}, nil, nil},
+		{"failed within hold", ProcessStat{Limit: 100, LastFail: now.Add(-hold), LastErrno: 24}, nil, []string{AlertFDExhausted + "/critical"}},
+		{"failed before hold", ProcessStat{Limit: 100, LastFail: now.Add(-hold - time.Second), LastErrno: 24}, nil, nil},
+		{"zombie", ProcessStat{Limit: 100, Zombies: th.ZombiesMin}, nil, []string{AlertChildLeak + "/warning"}},
+		{"site grew", ProcessStat{}, &SiteStat{Key: "k", Kind: "file", Growth: th.GrowthMin, WindowFull: true}, []string{AlertHandleGrowth + "/warning"}},
+		{"site grew, window not full", ProcessStat{}, &SiteStat{Key: "k", Kind: "file", Growth: th.GrowthMin}, nil},
+		{"site grew too little", ProcessStat{}, &SiteStat{Key: "k", Kind: "file", Growth: th.GrowthMin - 1, WindowFull: true}, nil},
+		{"threads grew", ProcessStat{}, &SiteStat{Key: "k", Kind: "thread", Growth: th.GrowthMin, WindowFull: true}, []string{AlertThreadLeak + "/warning"}},
+		{"children grew", ProcessStat{}, &SiteStat{Key: "k", Kind: "process", Growth: th.GrowthMin, WindowFull: true}, []string{AlertChildLeak + "/warning"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, _ := testAgent(t, DefaultConfig())
+			withFake(t, a, nil)
+			tc.p.PID, tc.p.Comm = 300, "srv"
+			snap := &Snapshot{Processes: []ProcessStat{tc.p}}
+			if tc.s != nil {
+				snap.Sites = []SiteStat{*tc.s}
+			}
+			var got []string
+			for _, al := range a.rules(snap, now) {
+				got = append(got, al.Name+"/"+al.Level)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("alerts %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// firing names the alerts firing now, with their subject.
+func firing(a *Agent) string {
+	var out []string
+	for _, al := range a.Firing() {
+		out = append(out, al.Name+"/"+al.Level+"/"+al.Labels["pid"]+al.Labels["site"])
+	}
+	return strings.Join(out, " ")
+}
+
+func TestAlertsFireAndResolve(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Thresholds.GrowthWindow = time.Minute
+	cfg.Thresholds.GrowthMin = 5
+	a, _ := testAgent(t, cfg)
+	f := withFake(t, a, map[uint32]uint64{400: 100})
+	mono := monotonicNow()
+	t0 := time.Now()
+	steps := []struct {
+		name   string
+		at     time.Duration
+		events []event.Event
+		fail   bool // an EMFILE at this step
+		want   string
+	}{
+		{"quiet", 0, append(opens(400, 3, 10, event.KindFile, 1, mono), threadEv(400, 401, 2, mono)), false, ""},
+		{"fds at 80%", 30 * time.Second, opens(400, 13, 70, event.KindFile, 1, mono), false,
+			AlertFDUsage + "/warning/400"},
+		{"fds at 96%, threads grew", time.Minute, append(opens(400, 83, 16, event.KindFile, 1, mono),
+			threadEv(400, 402, 2, mono), threadEv(400, 403, 2, mono), threadEv(400, 404, 2, mono), threadEv(400, 405, 2, mono), threadEv(400, 406, 2, mono)),
+			true, AlertFDExhausted + "/critical/400 " + AlertFDUsage + "/critical/400 " + AlertHandleGrowth + "/warning/site1 " + AlertThreadLeak + "/warning/site2"},
+		{"fds closed, threads steady", 2 * time.Minute, func() []event.Event {
+			var out []event.Event
+			for fd := int32(3); fd < 99; fd++ {
+				out = append(out, closeEv(400, fd, mono))
+			}
+			return out
+		}(), false, AlertFDExhausted + "/critical/400"},
+		{"failure held past", 2*time.Minute + cfg.Thresholds.FDFailureHold, nil, false, ""},
+	}
+	for _, st := range steps {
+		f.apply(st.events...)
+		now := t0.Add(st.at)
+		if st.fail {
+			a.fdFailure(fdFailure{pid: 400, comm: "srv", errno: 24, at: now})
+		}
+		a.tick(now)
+		if got := firing(a); got != st.want {
+			t.Errorf("%s: firing %q, want %q", st.name, got, st.want)
+		}
+	}
+	for _, al := range a.Firing() {
+		t.Errorf("still firing: %+v", al)
 	}
 }
