@@ -31,23 +31,41 @@ type Options struct {
 // Agent traces the host and keeps what its metrics and alerts need.
 type Agent struct {
 	log      *slog.Logger
-	sess     *session.Session
+	sess     tracing
 	interval time.Duration
 	alerts   *alert.Manager
 	genURL   string
 	fails    chan fdFailure
 
 	failsDropped atomic.Uint64
-	lastTick     atomic.Int64 // unix ns of the last evaluation
-	ready        atomic.Bool
+	// stackKinds is the kind of the first handle each stack made, a site's
+	// stable kind label. onEvent writes it and observe reads it in sess.With:
+	// both run under the session's lock. Bounded by max_stacks.
+	stackKinds map[event.StackID]event.Kind
+	lastTick   atomic.Int64 // unix ns of the last evaluation
+	ready      atomic.Bool
 
-	mu       sync.Mutex // guards everything below
-	cfg      Config
-	procs    map[uint32]*procState
-	sites    map[event.StackID]*siteState
-	seeded   int
-	exited   uint64 // processes reported and forgotten
-	unseeded int    // processes found at start-up past max_processes
+	mu     sync.Mutex // guards everything below
+	cfg    Config
+	procs  map[uint32]*procState
+	sites  map[event.StackID]*siteState
+	seeded int
+	exited uint64 // processes reported and forgotten
+}
+
+// tracing is what the agent uses of its session; tests stand in a fake
+// around a real aggregator fed synthetic events.
+type tracing interface {
+	Add(pid int) error
+	Run(stop <-chan struct{}) error
+	Close() error
+	With(fn func(g *aggregator.Aggregator))
+	Site(id event.StackID) session.SiteInfo
+	SampleGrowth()
+	Counters() (tracer.Counters, error)
+	BadRecords() uint64
+	StacksDropped() uint64
+	Report(info session.ReportInfo) (*report.Report, error)
 }
 
 // procState is what the agent keeps of one live process.
@@ -66,6 +84,7 @@ type procState struct {
 // siteState is what the agent keeps of one creation stack.
 type siteState struct {
 	info        session.SiteInfo
+	kind        string // its stack's first kind, kept once known: a changed label starts a new series
 	outstanding window
 }
 
@@ -97,19 +116,21 @@ func New(opts Options) (*Agent, error) {
 	tc.TraceAll = true
 	tc.Filter = filter
 	a := &Agent{
-		log:      opts.Log,
-		interval: opts.Interval,
-		genURL:   opts.GeneratorURL,
-		fails:    make(chan fdFailure, 1024),
-		cfg:      cfg,
-		procs:    make(map[uint32]*procState),
-		sites:    make(map[event.StackID]*siteState),
+		log:        opts.Log,
+		interval:   opts.Interval,
+		genURL:     opts.GeneratorURL,
+		fails:      make(chan fdFailure, 1024),
+		stackKinds: make(map[event.StackID]event.Kind),
+		cfg:        cfg,
+		procs:      make(map[uint32]*procState),
+		sites:      make(map[event.StackID]*siteState),
 	}
-	a.sess, err = session.New(session.Options{Mode: aggregator.ModeAttach, MinAge: cfg.Thresholds.MinAge, Tracer: tc,
+	sess, err := session.New(session.Options{Mode: aggregator.ModeAttach, MinAge: cfg.Thresholds.MinAge, Tracer: tc,
 		Log: opts.Log, MaxStacks: cfg.Limits.MaxStacks, OnEvent: a.onEvent})
 	if err != nil {
 		return nil, err
 	}
+	a.sess = sess
 	a.alerts = alert.NewManager(a.sinkQueues(cfg)...)
 	if err := a.seed(cfg.Filters); err != nil {
 		a.sess.Close()
@@ -154,12 +175,13 @@ func (a *Agent) seed(f Filters) error {
 		}
 	}
 	limit := a.cfg.Limits.MaxProcesses
+	unseeded := 0
 	for _, pid := range pids {
 		if pid == self || !a.selects(f, want, pid) {
 			continue
 		}
 		if a.seeded >= limit {
-			a.unseeded++
+			unseeded++
 			continue
 		}
 		if err := a.sess.Add(pid); err != nil {
@@ -168,7 +190,7 @@ func (a *Agent) seed(f Filters) error {
 		}
 		a.seeded++
 	}
-	a.log.Info("seeded running processes", "processes", a.seeded, "over_limit", a.unseeded)
+	a.log.Info("seeded running processes", "processes", a.seeded, "over_limit", unseeded)
 	return nil
 }
 
@@ -206,10 +228,20 @@ func (a *Agent) selects(f Filters, pids map[int]bool, pid int) bool {
 	return false
 }
 
-// onEvent runs under the session's lock: it only hands EMFILE/ENFILE
-// failures over, never blocking.
+// onEvent runs under the session's lock: it notes each stack's first kind
+// and hands EMFILE/ENFILE failures over, never blocking.
 func (a *Agent) onEvent(e *event.Event) {
-	if e.Type != event.FDFail {
+	switch e.Type {
+	case event.FDOpen, event.TaskNew:
+		// A dup's kind is unknown here (the aggregator takes it from the source).
+		if e.Stack != 0 && e.Kind != event.KindUnknown {
+			if _, ok := a.stackKinds[e.Stack]; !ok {
+				a.stackKinds[e.Stack] = e.Kind
+			}
+		}
+		return
+	case event.FDFail:
+	default:
 		return
 	}
 	select {
@@ -271,7 +303,9 @@ func (a *Agent) Healthy() bool {
 }
 
 // Reload applies a new configuration: thresholds, limits and sinks change at
-// once; filters are in the kernel and need a restart.
+// once, except what the session fixed when it began: filters are in the
+// kernel, and min_age and max_stacks are the aggregator's and the stack
+// table's. Those keep their old values until a restart.
 func (a *Agent) Reload(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -281,6 +315,13 @@ func (a *Agent) Reload(cfg Config) error {
 	if !sameFilters(old.Filters, cfg.Filters) {
 		a.log.Warn("filters changed in the config: restart the agent to apply them")
 		cfg.Filters = old.Filters
+	}
+	if cfg.Thresholds.MinAge != old.Thresholds.MinAge || cfg.Limits.MaxStacks != old.Limits.MaxStacks {
+		a.log.Warn("min_age/max_stacks need a restart: keeping the values in use",
+			"min_age", old.Thresholds.MinAge, "max_stacks", old.Limits.MaxStacks)
+		// Alert text prints min_age, so it must be the one suspects are judged by.
+		cfg.Thresholds.MinAge = old.Thresholds.MinAge
+		cfg.Limits.MaxStacks = old.Limits.MaxStacks
 	}
 	a.cfg = cfg
 	a.mu.Unlock()
@@ -303,9 +344,6 @@ func sameFilters(x, y Filters) bool {
 
 func (a *Agent) sinkQueues(cfg Config) []*alert.Queue {
 	qs := []*alert.Queue{alert.NewQueue(alert.LogSink{Log: a.log}, alert.Delivery{}, a.log)}
-	delivery := func(s *HTTPSink) alert.Delivery {
-		return alert.Delivery{Timeout: s.Timeout, Attempts: max(s.Attempts, 3), Backoff: 500 * time.Millisecond}
-	}
 	if s := cfg.Sinks.Webhook; s != nil {
 		qs = append(qs, alert.NewQueue(alert.WebhookSink{URL: s.URL}, delivery(s), a.log))
 	}
@@ -313,6 +351,15 @@ func (a *Agent) sinkQueues(cfg Config) []*alert.Queue {
 		qs = append(qs, alert.NewQueue(alert.AlertmanagerSink{URL: s.URL, GeneratorURL: a.genURL}, delivery(s), a.log))
 	}
 	return qs
+}
+
+// delivery tunes an HTTP sink's queue; attempts left unset (0) get 3 tries.
+func delivery(s *HTTPSink) alert.Delivery {
+	attempts := s.Attempts
+	if attempts == 0 {
+		attempts = 3
+	}
+	return alert.Delivery{Timeout: s.Timeout, Attempts: attempts, Backoff: 500 * time.Millisecond}
 }
 
 // Report is the live report, as `attach` builds it, in mode "agent".

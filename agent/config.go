@@ -71,7 +71,8 @@ type HTTPSink struct {
 	Attempts int           `yaml:"attempts"`
 }
 
-// Limits bound the agent's memory and its metrics' cardinality.
+// Limits bound the agent's own state and its metrics' cardinality; the
+// session still keeps the tables of every traced process.
 type Limits struct {
 	MaxProcesses int `yaml:"max_processes"` // processes with per-process state and series
 	TopSites     int `yaml:"top_sites"`     // sites exported one by one; the rest are summed

@@ -16,6 +16,7 @@ import (
 	"github.com/leaktrace/leaktrace/event"
 	"github.com/leaktrace/leaktrace/procfs"
 	"github.com/leaktrace/leaktrace/report"
+	"github.com/leaktrace/leaktrace/session"
 )
 
 // Snapshot is the state metrics and alerts are built from.
@@ -56,7 +57,7 @@ type SiteStat struct {
 	ID           event.StackID
 	Key          string
 	Headline     report.Frame
-	Kind         string // of its suspects; "" when none yet
+	Kind         string // of the first handle it made; "" when unknown (only dups seen)
 	Outstanding  int
 	Suspects     int // outstanding longer than min_age
 	Growth       int // outstanding now minus a growth window ago
@@ -103,6 +104,11 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 			}
 		}
 		outstanding = g.Outstanding()
+		for id := range outstanding {
+			if k, ok := a.stackKinds[id]; ok {
+				kinds[id] = k
+			}
+		}
 		for _, l := range g.Leaks(mono) {
 			switch l.Reason {
 			case aggregator.ReasonZombie:
@@ -110,16 +116,35 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 				fallthrough
 			case aggregator.ReasonOutstanding:
 				suspects[l.Stack]++
-				kinds[l.Stack] = l.Kind
 			}
 		}
 	})
+
+	// New sites are symbolized before a.mu is taken: it may read ELF and
+	// DWARF, and scrapes and fd-failure alerts must not wait on it. Only
+	// sampling (the tick) adds sites, so none appears in between.
+	var fresh map[event.StackID]session.SiteInfo
+	if sample {
+		var ids []event.StackID
+		a.mu.Lock()
+		for id := range outstanding {
+			if id != 0 && a.sites[id] == nil {
+				ids = append(ids, id)
+			}
+		}
+		a.mu.Unlock()
+		fresh = make(map[event.StackID]session.SiteInfo, len(ids))
+		for _, id := range ids {
+			fresh[id] = a.sess.Site(id)
+		}
+	}
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	cfg := a.cfg
 	span := cfg.Thresholds.GrowthWindow
-	snap := &Snapshot{Exited: a.exited, Untracked: a.unseeded}
+	// Untracked is counted afresh from the live set: processes come and go.
+	snap := &Snapshot{Exited: a.exited}
 	alive := make(map[uint32]bool, len(lives))
 	for _, l := range lives {
 		pid := l.info.PID
@@ -171,8 +196,15 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 			}
 			st := a.sites[id]
 			if st == nil {
-				st = &siteState{info: a.sess.Site(id)}
+				info, ok := fresh[id]
+				if !ok {
+					continue
+				}
+				st = &siteState{info: info}
 				a.sites[id] = st
+			}
+			if k, ok := kinds[id]; ok && st.kind == "" {
+				st.kind = k.String()
 			}
 			st.outstanding.add(now, n, span)
 		}
@@ -190,11 +222,8 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 			continue
 		}
 		d, _, full := st.outstanding.growth(span)
-		s := SiteStat{ID: id, Key: st.info.Key, Headline: st.info.Headline, Outstanding: outstanding[id],
+		s := SiteStat{ID: id, Key: st.info.Key, Headline: st.info.Headline, Kind: st.kind, Outstanding: outstanding[id],
 			Suspects: suspects[id], Growth: d, WindowFull: full, GrowthPerSec: st.outstanding.rate(span)}
-		if k, ok := kinds[id]; ok {
-			s.Kind = k.String()
-		}
 		snap.Sites = append(snap.Sites, s)
 	}
 	slices.SortFunc(snap.Sites, func(x, y SiteStat) int {

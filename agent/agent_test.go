@@ -1,0 +1,73 @@
+package agent
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leaktrace/leaktrace/alert"
+	"github.com/leaktrace/leaktrace/event"
+)
+
+func TestDeliveryAttempts(t *testing.T) {
+	for _, tc := range []struct{ set, want int }{{0, 3}, {1, 1}, {2, 2}, {3, 3}, {7, 7}} {
+		if got := delivery(&HTTPSink{URL: "http://x", Attempts: tc.set}).Attempts; got != tc.want {
+			t.Errorf("attempts: %d gives %d tries, want %d", tc.set, got, tc.want)
+		}
+	}
+}
+
+// testAgent is an agent with no session: enough for Reload and rules;
+// withFake gives it one.
+func testAgent(t *testing.T, cfg Config) (*Agent, *bytes.Buffer) {
+	t.Helper()
+	var logs bytes.Buffer
+	a := &Agent{log: slog.New(slog.NewTextHandler(&logs, nil)), cfg: cfg, interval: time.Second,
+		fails: make(chan fdFailure, 16), stackKinds: make(map[event.StackID]event.Kind),
+		procs: make(map[uint32]*procState), sites: make(map[event.StackID]*siteState)}
+	a.alerts = alert.NewManager(a.sinkQueues(cfg)...)
+	t.Cleanup(func() {
+		for _, q := range a.alerts.Sinks() {
+			q.Close(t.Context())
+		}
+	})
+	return a, &logs
+}
+
+func TestReloadKeepsWhatTheSessionFixed(t *testing.T) {
+	a, logs := testAgent(t, DefaultConfig())
+	cfg := DefaultConfig()
+	cfg.Thresholds.MinAge = 5 * time.Minute
+	cfg.Limits.MaxStacks = 10
+	cfg.Thresholds.ZombiesMin = 2
+	cfg.Limits.TopSites = 3
+	if err := a.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := a.cfg
+	if got.Thresholds.MinAge != time.Minute || got.Limits.MaxStacks != DefaultConfig().Limits.MaxStacks {
+		t.Errorf("min_age %v, max_stacks %d after reload: changed, but the session still uses the old ones", got.Thresholds.MinAge, got.Limits.MaxStacks)
+	}
+	if got.Thresholds.ZombiesMin != 2 || got.Limits.TopSites != 3 {
+		t.Errorf("zombies_min %d, top_sites %d after reload: not applied", got.Thresholds.ZombiesMin, got.Limits.TopSites)
+	}
+	if !strings.Contains(logs.String(), "min_age/max_stacks need a restart") {
+		t.Errorf("no warning logged:\n%s", logs)
+	}
+	// The alert text names the min_age suspects are judged by.
+	snap := &Snapshot{Processes: []ProcessStat{{PID: 7, Comm: "srv", Zombies: 2}}}
+	alerts := a.rules(snap, time.Now())
+	if len(alerts) != 1 || !strings.Contains(alerts[0].Annotations["summary"], "over 1m0s") {
+		t.Errorf("alerts = %+v, want one naming min_age 1m0s", alerts)
+	}
+
+	logs.Reset()
+	if err := a.Reload(a.cfg); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "need a restart") {
+		t.Errorf("warned with nothing fixed changed:\n%s", logs)
+	}
+}
