@@ -113,6 +113,7 @@ type Aggregator struct {
 	gone   []*process // exited processes, for the summary
 	leaks  []Leak
 	sites  map[event.StackID]int // outstanding handles per creating stack
+	spare  []*Handle             // released fd handles, for reuse
 	now    uint64
 	events uint64
 }
@@ -293,10 +294,30 @@ func (a *Aggregator) closeFD(p *process, t *table, fd int32, e *event.Event, exi
 }
 
 func (a *Aggregator) release(t *table, h *Handle) {
+	a.dropSite(h.Stack)
 	if t.fds[h.FD] == h {
 		delete(t.fds, h.FD)
+		// Each handle is in one table only (copies are new handles), so
+		// nothing refers to it now: reuse it for the next open.
+		if len(a.spare) < maxSpare {
+			*h = Handle{}
+			a.spare = append(a.spare, h)
+		}
 	}
-	a.dropSite(h.Stack)
+}
+
+// maxSpare bounds the released handles kept for reuse.
+const maxSpare = 4096
+
+// newHandle returns a zero handle, reusing a released one when it can: an
+// open and close then allocate nothing.
+func (a *Aggregator) newHandle() *Handle {
+	if n := len(a.spare); n > 0 {
+		h := a.spare[n-1]
+		a.spare = a.spare[:n-1]
+		return h
+	}
+	return new(Handle)
 }
 
 // dropSite counts one handle of a site as released.
@@ -363,7 +384,8 @@ func (a *Aggregator) Apply(e *event.Event) {
 func (a *Aggregator) fdOpen(e *event.Event) {
 	p := a.proc(e)
 	t := p.table
-	h := &Handle{FD: e.FD, Kind: e.Kind, Target: e.Target, Stack: e.Stack, Created: e.Time, PID: p.pid}
+	h := a.newHandle()
+	*h = Handle{FD: e.FD, Kind: e.Kind, Target: e.Target, Stack: e.Stack, Created: e.Time, PID: p.pid}
 	allocated := true
 	switch e.Syscall {
 	case event.SysDup, event.SysDup2, event.SysDup3, event.SysFcntl:

@@ -3,10 +3,13 @@
 // and the number of fds it held, to a file: the tracer's start-up and report
 // are then not part of the figure.
 //
-//   churn -m open|socketpair -n N [-H HOLD] [-p PAR] -o OUT
+//   churn -m open|socketpair|interleave -n N [-H HOLD] [-p PAR] -o OUT
 //
 // -m open        open+close /dev/null N times
 // -m socketpair  socketpair+close of both ends N times
+// -m interleave  open a, open b, close a, close b N times: no fd is closed by
+//                the very next syscall, so leaktrace run's in-kernel pairing
+//                settles none and every event reaches user space
 // -H HOLD        hold HOLD more open fds during the loop (raises RLIMIT_NOFILE;
 //                capped at its hard limit when raising it is not allowed)
 // -p PAR         PAR processes churn at once, each N times; the time is the
@@ -37,15 +40,24 @@ static long long now_ns(void)
 	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static void churn(int sockets, long n)
+enum mode { OPEN, SOCKETPAIR, INTERLEAVE };
+
+static void churn(enum mode m, long n)
 {
 	for (long i = 0; i < n; i++) {
-		if (sockets) {
+		if (m == SOCKETPAIR) {
 			int sv[2];
 			if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
 				die("socketpair");
 			close(sv[0]);
 			close(sv[1]);
+		} else if (m == INTERLEAVE) {
+			int a = open("/dev/null", O_RDONLY);
+			int b = open("/dev/null", O_RDONLY);
+			if (a < 0 || b < 0)
+				die("open /dev/null");
+			close(a);
+			close(b);
 		} else {
 			int fd = open("/dev/null", O_RDONLY);
 			if (fd < 0)
@@ -100,9 +112,17 @@ int main(int argc, char **argv)
 		default: return 2;
 		}
 	}
-	int sockets = strcmp(mode, "socketpair") == 0;
-	if ((!sockets && strcmp(mode, "open") != 0) || n <= 0 || par <= 0 || !out) {
-		fprintf(stderr, "usage: churn -m open|socketpair -n N [-H HOLD] [-p PAR] -o OUT\n");
+	enum mode m;
+	if (strcmp(mode, "open") == 0)
+		m = OPEN;
+	else if (strcmp(mode, "socketpair") == 0)
+		m = SOCKETPAIR;
+	else if (strcmp(mode, "interleave") == 0)
+		m = INTERLEAVE;
+	else
+		n = 0;
+	if (n <= 0 || par <= 0 || !out) {
+		fprintf(stderr, "usage: churn -m open|socketpair|interleave -n N [-H HOLD] [-p PAR] -o OUT\n");
 		return 2;
 	}
 	if (held > 0)
@@ -110,14 +130,14 @@ int main(int argc, char **argv)
 
 	long long start = now_ns();
 	if (par == 1) {
-		churn(sockets, n);
+		churn(m, n);
 	} else {
 		for (long i = 0; i < par; i++) {
 			pid_t pid = fork();
 			if (pid < 0)
 				die("fork");
 			if (pid == 0) {
-				churn(sockets, n);
+				churn(m, n);
 				_exit(0);
 			}
 		}
