@@ -107,7 +107,7 @@ func run() error {
 	b.res = newResults(cfg.smoke)
 
 	for _, step := range []func(*results) error{
-		b.overhead, b.stackCost, b.peerOverhead, b.hostSlowdown, b.lostEvents, b.attachReady, b.goBench,
+		b.overhead, b.stackCost, b.pythonOverhead, b.peerOverhead, b.hostSlowdown, b.lostEvents, b.attachReady, b.goBench,
 	} {
 		if err := step(b.res); err != nil {
 			return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"time"
@@ -83,6 +84,27 @@ func (b *bench) overhead(res *results) error {
 				count(base.held), count(w.held), count(int(rl.Max)))
 		}
 	}
+	return nil
+}
+
+// pythonOverhead times a CPython program's open()+close churn traced and
+// untraced: every open walks the Python frames in the kernel and sends them,
+// and a Python process's opens are never settled in the kernel. Compared
+// with the C churn's cost per round, the difference is the Python unwinder's.
+func (b *bench) pythonOverhead(res *results) error {
+	if _, err := os.Stat(debianPython); err != nil {
+		logf("skipping the Python churn: no %s (apt-get install -y python3)", debianPython)
+		return nil
+	}
+	n := b.size.churn / 4
+	w := workload{fmt.Sprintf("python3 open()+close ×%s (Python frames walked in the kernel)", count(n)), n, 0,
+		[]string{pythonWorkload, "-m", "open", "-n", strconv.Itoa(n)}}
+	traced, base, err := b.ratio(b.leaktraceRun(), w)
+	if err != nil {
+		return err
+	}
+	r, s := ratioResult(traced, base, w.rounds)
+	res.add("leaktrace run / untraced: "+w.title(base), r, "x", s, nil)
 	return nil
 }
 

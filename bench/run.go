@@ -78,7 +78,11 @@ func (b *bench) once(t tracerCmd, args []string) (sample, error) {
 	out := filepath.Join(b.dir, "loop.txt")
 	os.Remove(out)
 	os.Remove(b.reportPath())
-	argv := t.wrap(append(append([]string{b.churn}, args...), "-o", out))
+	prog := []string{b.churn}
+	if len(args) > 0 && args[0] == pythonWorkload {
+		prog, args = []string{debianPython, filepath.Join(b.root, "bench", "workloads", "churn.py")}, args[1:]
+	}
+	argv := t.wrap(append(append(prog, args...), "-o", out))
 	cmd := exec.Command(argv[0], argv[1:]...)
 	var tail tailBuffer
 	cmd.Stdout, cmd.Stderr = &tail, &tail
@@ -263,3 +267,10 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 }
 
 func (t *tailBuffer) String() string { return string(t.b) }
+
+// pythonWorkload, first in a workload's arguments, runs churn.py under
+// Debian's python3 (no frame pointers, interpreter in the executable) instead
+// of churn.c.
+const pythonWorkload = "--python"
+
+const debianPython = "/usr/bin/python3"

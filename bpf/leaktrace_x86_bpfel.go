@@ -188,6 +188,13 @@ type LeaktraceLtTaskEvent struct {
 	Stack      LeaktraceLtStack
 }
 
+type LeaktracePyCodeKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Code uint64
+}
+
 type LeaktraceRights struct {
 	_       structs.HostLayout
 	Fds     [64]int32
@@ -219,6 +226,7 @@ const (
 	LeaktraceMapInflight          = "inflight"
 	LeaktraceMapPyProcs           = "py_procs"
 	LeaktraceMapPyScratch         = "py_scratch"
+	LeaktraceMapPySeen            = "py_seen"
 	LeaktraceMapRightsScratch     = "rights_scratch"
 	LeaktraceMapScratch           = "scratch"
 	LeaktraceMapStash             = "stash"
@@ -305,6 +313,7 @@ type LeaktraceMapSpecs struct {
 	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
 	PyProcs       *ebpf.MapSpec `ebpf:"py_procs"`
 	PyScratch     *ebpf.MapSpec `ebpf:"py_scratch"`
+	PySeen        *ebpf.MapSpec `ebpf:"py_seen"`
 	RightsScratch *ebpf.MapSpec `ebpf:"rights_scratch"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
 	Stash         *ebpf.MapSpec `ebpf:"stash"`
@@ -359,6 +368,7 @@ type LeaktraceMaps struct {
 	Inflight      *ebpf.Map `ebpf:"inflight"`
 	PyProcs       *ebpf.Map `ebpf:"py_procs"`
 	PyScratch     *ebpf.Map `ebpf:"py_scratch"`
+	PySeen        *ebpf.Map `ebpf:"py_seen"`
 	RightsScratch *ebpf.Map `ebpf:"rights_scratch"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
 	Stash         *ebpf.Map `ebpf:"stash"`
@@ -375,6 +385,7 @@ func (m *LeaktraceMaps) Close() error {
 		m.Inflight,
 		m.PyProcs,
 		m.PyScratch,
+		m.PySeen,
 		m.RightsScratch,
 		m.Scratch,
 		m.Stash,

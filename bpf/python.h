@@ -26,6 +26,22 @@ struct {
 	__type(value, struct lt_py_stack_event);
 } py_scratch SEC(".maps");
 
+/* Code objects Go has been woken for: a record whose code objects were all
+ * seen before needs no wakeup (Go has them cached); one with a new code
+ * object wakes Go at once, to read it while the process still lives. */
+struct py_code_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 code;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct py_code_key);
+	__type(value, __u8);
+} py_seen SEC(".maps");
+
 const struct lt_py_stack_event *unused_py_stack __attribute__((unused));
 const struct lt_py_proc *unused_py_proc __attribute__((unused));
 
@@ -65,6 +81,8 @@ struct py_frame_walk {
 	const struct lt_py_proc *pp;
 	struct lt_py_stack_event *e;
 	__u64 frame;
+	__u32 tgid;
+	__u32 fresh; /* a code object not seen before */
 };
 
 static long py_frame_step(__u64 i, void *ctx)
@@ -89,6 +107,12 @@ static long py_frame_step(__u64 i, void *ctx)
 	if (!f->code) {
 		e->status |= LT_PY_FAULT;
 		return 1;
+	}
+	struct py_code_key k = {.tgid = w->tgid, .code = f->code};
+	if (!bpf_map_lookup_elem(&py_seen, &k)) {
+		__u8 one = 1;
+		bpf_map_update_elem(&py_seen, &k, &one, BPF_ANY);
+		w->fresh = 1;
 	}
 	bpf_probe_read_user(&f->firstlineno, sizeof(f->firstlineno), (void *)(f->code + pp->code_firstlineno));
 	bpf_probe_read_user(&entry, sizeof(entry), (void *)(w->frame + pp->frame_is_entry));
@@ -127,6 +151,7 @@ static __always_inline void py_submit_stack(const struct lt_header *h)
 		.tid = h->tid,
 	};
 	bpf_loop(LT_PY_THREADS_MAX, py_thread_step, &tw, 0);
+	bool wake = true;
 	if (!tw.found) {
 		e->status |= LT_PY_NO_TSTATE;
 	} else {
@@ -135,16 +160,18 @@ static __always_inline void py_submit_stack(const struct lt_header *h)
 			.pp = pp,
 			.e = e,
 			.frame = cframe ? py_read_ptr(cframe + pp->cframe_current) : 0,
+			.tgid = pid,
 		};
 		bpf_loop(LT_PY_FRAMES_MAX + 1, py_frame_step, &fw, 0);
+		wake = fw.fresh;
 	}
 	__u64 size = offsetof(struct lt_py_stack_event, frames) +
 		     (__u64)(e->depth & (2 * LT_PY_FRAMES_MAX - 1)) * sizeof(struct lt_py_frame);
 	if (size > sizeof(*e))
 		size = sizeof(*e);
 	e->h.size = size;
-	/* Go reads the code objects from the live process: wake it now. */
-	if (bpf_ringbuf_output(&events, e, size, BPF_RB_FORCE_WAKEUP))
+	/* Go reads new code objects from the live process: wake it now. */
+	if (bpf_ringbuf_output(&events, e, size, wakeup_flag(wake)))
 		count(LT_CNT_RINGBUF_FULL);
 	else
 		count(LT_CNT_EVENTS);
