@@ -238,8 +238,11 @@ func (s *Session) symbolize(id event.StackID) *symbolized {
 	if len(py) > 0 {
 		keyFrames = keyFrames[:0:0]
 		for _, f := range py {
-			if f.Resolved() {
-				keyFrames = append(keyFrames, python.ReportFrame(f))
+			// Frames of the import machinery (<frozen importlib._bootstrap>)
+			// come and go with whether a module's code object could still
+			// be read: they would make one site two.
+			if rf := python.ReportFrame(f); f.Resolved() && !strings.HasPrefix(rf.File, "<frozen") {
+				keyFrames = append(keyFrames, rf)
 			}
 		}
 	}
