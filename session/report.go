@@ -228,6 +228,9 @@ func (s *Session) symbolize(id event.StackID) *symbolized {
 		}
 		out.frames = append(out.frames, fs...)
 	}
+	for i := range out.frames {
+		out.frames[i].Module = displayPath(out.frames[i].Module)
+	}
 	out.frames = python.Merge(out.frames, py)
 	if len(out.frames) == 0 {
 		return out

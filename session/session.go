@@ -60,6 +60,10 @@ type Session struct {
 	// stacksDropped counts stacks not kept because MaxStacks was reached.
 	stacksDropped uint64
 	lastErr       error
+	// mntns caches each process's mount namespace ("" unknown): paths
+	// the kernel gives name files in it.
+	mntns  map[uint32]string
+	selfNS string
 	// reconciledAt is the lost-event count when tables were last rebuilt
 	// from /proc.
 	reconciledAt uint64
@@ -135,6 +139,7 @@ func (s *Session) Add(pid int) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range maps {
+		m.Path = s.hostPath(uint32(pid), m.Path)
 		as.Map(m)
 		s.py.tracker.Mapped(uint32(pid), m.Path, m.Start, m.Offset)
 	}
@@ -172,11 +177,13 @@ func (s *Session) handle(raw []byte) error {
 		return nil
 	case event.Mmap:
 		if d.Map.Path != "" && d.Map.Len > 0 {
-			s.space(e.PID).Map(symbolize.Mapping{Start: d.Map.Addr, End: d.Map.Addr + d.Map.Len, Offset: d.Map.Offset, Path: d.Map.Path})
-			s.py.tracker.Mapped(e.PID, d.Map.Path, d.Map.Addr, d.Map.Offset)
+			path := s.hostPath(e.PID, d.Map.Path)
+			s.space(e.PID).Map(symbolize.Mapping{Start: d.Map.Addr, End: d.Map.Addr + d.Map.Len, Offset: d.Map.Offset, Path: path})
+			s.py.tracker.Mapped(e.PID, path, d.Map.Addr, d.Map.Offset)
 		}
 	case event.Exec:
 		s.py.tracker.Exec(e.PID)
+		delete(s.mntns, e.PID) // exec may follow an unshare(CLONE_NEWNS)
 		s.execImage(e.PID, e.Exe, d.AtEntry, d.AtBase)
 	case event.TaskNew:
 		if !e.IsThread {
@@ -197,6 +204,7 @@ func (s *Session) handle(raw []byte) error {
 		delete(s.py.pending, e.ChildTID)
 		if e.GroupDead {
 			delete(s.spaces, e.PID)
+			delete(s.mntns, e.PID)
 			s.py.tracker.Exit(e.PID)
 		}
 	}
@@ -223,6 +231,7 @@ func (s *Session) execImage(pid uint32, exe string, atEntry, atBase uint64) {
 	if exe == "" {
 		return
 	}
+	exe = s.hostPath(pid, exe)
 	bias, err := symbolize.EntryBias(s.cache, exe, atEntry)
 	if err != nil {
 		s.log.Debug("executable bias", "exe", exe, "err", err)
@@ -239,6 +248,7 @@ func (s *Session) execImage(pid uint32, exe string, atEntry, atBase uint64) {
 	if err != nil || interp == "" || atBase == 0 {
 		return
 	}
+	interp = s.hostPath(pid, interp)
 	if maps, err := symbolize.ImageMappings(s.cache, interp, atBase); err == nil {
 		for _, m := range maps {
 			as.Map(m)
@@ -319,4 +329,43 @@ func resolveTarget(e *event.Event) {
 		return
 	}
 	e.Target = link
+}
+
+// hostPath turns a path in pid's mount namespace into one leaktrace can open:
+// a process in a container (another mount namespace) has its files under
+// /proc/PID/root. Display strips that again (displayPath).
+func (s *Session) hostPath(pid uint32, path string) string {
+	if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "/proc/") {
+		return path
+	}
+	if s.mntns == nil {
+		s.mntns = make(map[uint32]string)
+		s.selfNS, _ = os.Readlink("/proc/self/ns/mnt")
+	}
+	ns, ok := s.mntns[pid]
+	if !ok {
+		ns, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+		s.mntns[pid] = ns
+	}
+	if ns == "" || ns == s.selfNS {
+		return path // ours, or unknown (the process is gone): take it as ours
+	}
+	return fmt.Sprintf("/proc/%d/root%s", pid, path)
+}
+
+// displayPath undoes hostPath for reports: users know a file by the path its
+// own process sees.
+func displayPath(p string) string {
+	rest, ok := strings.CutPrefix(p, "/proc/")
+	if !ok {
+		return p
+	}
+	i := strings.IndexByte(rest, '/')
+	if i <= 0 || strings.Trim(rest[:i], "0123456789") != "" {
+		return p
+	}
+	if tail, ok := strings.CutPrefix(rest[i:], "/root/"); ok {
+		return "/" + tail
+	}
+	return p
 }
