@@ -169,7 +169,11 @@ func (t *textReport) summary() {
 	c := t.acc
 	var b strings.Builder
 	if c.counted == 0 {
-		fmt.Fprintf(&b, "leaktrace: no leaks (%d events, %d lost, %d %s)", r.Events.Received, r.Events.Lost,
+		paired := ""
+		if r.Events.PairedInKernel > 0 {
+			paired = fmt.Sprintf(", %d short-lived handles settled in the kernel", r.Events.PairedInKernel)
+		}
+		fmt.Fprintf(&b, "leaktrace: no leaks (%d events%s, %d lost, %d %s)", r.Events.Received, paired, r.Events.Lost,
 			len(r.Processes), plural(len(r.Processes), "process", "processes"))
 	} else {
 		fmt.Fprintf(&b, "leaktrace: %d leaked %s (%s) in %d %s", c.counted, plural(c.counted, "handle", "handles"),
