@@ -40,7 +40,8 @@ type Agent struct {
 	failsDropped atomic.Uint64
 	// stackKinds is the kind of the first handle each stack made, a site's
 	// stable kind label. onEvent writes it and observe reads it in sess.With:
-	// both run under the session's lock. Bounded by max_stacks.
+	// both run under the session's lock. Bounded by max_stacks: evicted
+	// stacks are deleted.
 	stackKinds map[event.StackID]event.Kind
 	lastTick   atomic.Int64 // unix ns of the last evaluation
 	ready      atomic.Bool
@@ -62,6 +63,7 @@ type tracing interface {
 	With(fn func(g *aggregator.Aggregator))
 	Site(id event.StackID) session.SiteInfo
 	SampleGrowth()
+	Compact(now time.Time, idle time.Duration) []event.StackID
 	Counters() (tracer.Counters, error)
 	BadRecords() uint64
 	StacksDropped() uint64
@@ -370,11 +372,13 @@ func (a *Agent) Report() (*report.Report, error) {
 // Firing returns the alerts firing now.
 func (a *Agent) Firing() []alert.Alert { return a.alerts.Firing() }
 
-// tick forgets exited processes, samples every count and evaluates alerts.
+// tick forgets exited processes and unused stacks, samples every count and
+// evaluates alerts.
 func (a *Agent) tick(now time.Time) {
 	a.lastTick.Store(now.UnixNano())
 	a.forgetExited()
 	a.sess.SampleGrowth()
+	a.forgetStacks(now)
 	snap := a.observe(now, true)
 	a.alerts.Evaluate(a.rules(snap, now), now)
 }
@@ -427,6 +431,30 @@ func (a *Agent) forgetExited() {
 		delete(a.procs, p.PID)
 		a.exited++
 	}
+}
+
+// forgetStacks lets the session evict the stacks that nothing refers to and
+// that were unused for a growth window (their sites' windows hold only zeros
+// by then), freeing room under max_stacks, and drops the agent's state for
+// them. Evicted ids are never given again, so no state can be misattributed.
+func (a *Agent) forgetStacks(now time.Time) {
+	a.mu.Lock()
+	idle := a.cfg.Thresholds.GrowthWindow
+	a.mu.Unlock()
+	gone := a.sess.Compact(now, idle)
+	if len(gone) == 0 {
+		return
+	}
+	a.sess.With(func(*aggregator.Aggregator) {
+		for _, id := range gone {
+			delete(a.stackKinds, id)
+		}
+	})
+	a.mu.Lock()
+	for _, id := range gone {
+		delete(a.sites, id)
+	}
+	a.mu.Unlock()
 }
 
 // Counters returns the kernel side's counters and what the agent could not keep.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leaktrace/leaktrace/aggregator"
 	"github.com/leaktrace/leaktrace/alert"
 	"github.com/leaktrace/leaktrace/event"
 )
@@ -69,5 +70,44 @@ func TestReloadKeepsWhatTheSessionFixed(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "need a restart") {
 		t.Errorf("warned with nothing fixed changed:\n%s", logs)
+	}
+}
+
+func TestTickForgetsEvictedStacks(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Thresholds.GrowthWindow = time.Minute
+	a, _ := testAgent(t, cfg)
+	f := withFake(t, a, map[uint32]uint64{300: 1024})
+	mono := monotonicNow()
+	f.apply(openEv(300, 3, event.KindFile, 1, mono), openEv(300, 4, event.KindSocket, 2, mono))
+	t0 := time.Now()
+	a.tick(t0)
+	if a.sites[1] == nil || a.sites[2] == nil {
+		t.Fatalf("sites after the first tick: %v", a.sites)
+	}
+
+	// Stack 2's handle closes; stack 1's stays open through every tick.
+	f.apply(closeEv(300, 4, mono+1))
+	for i := 1; i <= 3; i++ {
+		a.tick(t0.Add(time.Duration(i) * cfg.Thresholds.GrowthWindow))
+	}
+	if f.stacks.Get(2) != nil || f.stacks.Get(1) == nil {
+		t.Fatalf("evicted wrong: stack 1 %v, stack 2 %v", f.stacks.Get(1), f.stacks.Get(2))
+	}
+	f.With(func(*aggregator.Aggregator) {
+		if _, ok := a.stackKinds[2]; ok {
+			t.Error("kind of the evicted stack 2 kept")
+		}
+		if a.stackKinds[1] != event.KindFile {
+			t.Errorf("kind of the live stack 1 = %v, want file", a.stackKinds[1])
+		}
+	})
+	if a.sites[2] != nil {
+		t.Error("site state of the evicted stack 2 kept")
+	}
+	// The live handle's site is still its own in the metrics.
+	snap := a.observe(t0.Add(4*cfg.Thresholds.GrowthWindow), false)
+	if len(snap.Sites) != 1 || snap.Sites[0].Key != "site1" || snap.Sites[0].Kind != "file" || snap.Sites[0].Outstanding != 1 {
+		t.Errorf("sites after eviction: %+v", snap.Sites)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/leaktrace/leaktrace/procfs"
 	"github.com/leaktrace/leaktrace/report"
 	"github.com/leaktrace/leaktrace/session"
+	"github.com/leaktrace/leaktrace/symbolize"
 	"github.com/leaktrace/leaktrace/tracer"
 )
 
@@ -30,6 +31,8 @@ type fakeSession struct {
 	// the agent's lock was held.
 	symbolized map[event.StackID]int
 	underLock  int
+	// stacks is a real table holding ids 1..9, for Compact.
+	stacks *session.StackTable
 }
 
 func (f *fakeSession) Add(int) error { return nil }
@@ -52,7 +55,16 @@ func (f *fakeSession) Site(id event.StackID) session.SiteInfo {
 	f.symbolized[id]++
 	return f.sites[id]
 }
-func (f *fakeSession) SampleGrowth()                      {}
+func (f *fakeSession) SampleGrowth() {}
+func (f *fakeSession) Compact(now time.Time, idle time.Duration) []event.StackID {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	in := f.g.StacksInUse()
+	return f.stacks.Evict(now, idle, func(id event.StackID) bool {
+		_, ok := in[id]
+		return ok
+	})
+}
 func (f *fakeSession) Counters() (tracer.Counters, error) { return f.counters, nil }
 func (f *fakeSession) BadRecords() uint64                 { return 2 }
 func (f *fakeSession) StacksDropped() uint64              { return 3 }
@@ -75,8 +87,11 @@ func (f *fakeSession) apply(evs ...event.Event) {
 func withFake(t *testing.T, a *Agent, limits map[uint32]uint64) *fakeSession {
 	t.Helper()
 	f := &fakeSession{a: a, g: aggregator.New(aggregator.Config{Mode: aggregator.ModeAttach, MinAge: uint64(a.cfg.Thresholds.MinAge)}),
-		sites: make(map[event.StackID]session.SiteInfo), symbolized: make(map[event.StackID]int)}
+		sites: make(map[event.StackID]session.SiteInfo), symbolized: make(map[event.StackID]int), stacks: session.NewStackTable(0)}
 	for id := event.StackID(1); id < 10; id++ {
+		if got, _ := f.stacks.Intern([]symbolize.Location{{Module: "/usr/bin/srv", Vaddr: uint64(id)}}); got != id {
+			t.Fatalf("fake stack %d interned as %d", id, got)
+		}
 		f.sites[id] = session.SiteInfo{Key: fmt.Sprintf("site%d", id), Headline: report.Frame{Function: fmt.Sprintf("fn%d", id), File: "srv.c", Line: int(id)}}
 	}
 	a.sess = f

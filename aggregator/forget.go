@@ -47,3 +47,42 @@ func (a *Aggregator) Usage(pid uint32) (Usage, bool) {
 	}
 	return u, true
 }
+
+// StacksInUse returns every stack that a live handle (fd, thread or child)
+// or a leak not yet taken refers to. It walks the handles rather than
+// trusting the per-stack counts: a stack forgotten while in use would leave
+// its handle without a site.
+func (a *Aggregator) StacksInUse() map[event.StackID]struct{} {
+	in := make(map[event.StackID]struct{}, len(a.sites))
+	use := func(h *Handle) {
+		if h.Stack != 0 {
+			in[h.Stack] = struct{}{}
+		}
+	}
+	seen := make(map[*table]bool)
+	fds := func(t *table) {
+		if seen[t] {
+			return
+		}
+		seen[t] = true
+		for _, h := range t.fds {
+			use(h)
+		}
+	}
+	for _, p := range a.procs {
+		fds(p.table)
+		for _, h := range p.threads {
+			use(h)
+		}
+		for _, h := range p.children {
+			use(h)
+		}
+	}
+	for _, t := range a.tables {
+		fds(t)
+	}
+	for i := range a.leaks {
+		use(&a.leaks[i].Handle)
+	}
+	return in
+}

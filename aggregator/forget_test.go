@@ -45,3 +45,39 @@ func TestUsage(t *testing.T) {
 		t.Fatal("exited pid 9 has usage")
 	}
 }
+
+func TestStacksInUse(t *testing.T) {
+	a := New(Config{Mode: ModeAttach})
+	open := func(pid uint32, fd int32, stack event.StackID) {
+		a.Apply(&event.Event{Type: event.FDOpen, PID: pid, TID: pid, Files: uint64(pid), Time: 1, FD: fd, FD2: -1, Kind: event.KindFile, Stack: stack})
+	}
+	open(7, 3, 1)
+	open(7, 4, 2)
+	a.Apply(&event.Event{Type: event.FDClose, PID: 7, TID: 7, Files: 7, Time: 2, FD: 4}) // before the fork: no copy of it
+	a.Apply(&event.Event{Type: event.TaskNew, PID: 7, TID: 7, Files: 7, Time: 2, ChildPID: 7, ChildTID: 8, ChildFiles: 7, IsThread: true, Kind: event.KindThread, Stack: 3})
+	a.Apply(&event.Event{Type: event.TaskNew, PID: 7, TID: 7, Files: 7, Time: 2, ChildPID: 9, ChildTID: 9, ChildFiles: 9, Kind: event.KindProcess, Stack: 4})
+	a.Apply(&event.Event{Type: event.TaskExit, PID: 9, TID: 9, ChildTID: 9, GroupDead: true, Time: 3}) // a zombie: still held
+	open(10, 5, 5)
+	a.Apply(&event.Event{Type: event.TaskExit, PID: 10, TID: 10, ChildTID: 10, GroupDead: true, Time: 3}) // a leak not yet taken
+
+	in := a.StacksInUse()
+	for _, id := range []event.StackID{1, 3, 4, 5} {
+		if _, ok := in[id]; !ok {
+			t.Errorf("stack %d not in use; in use: %v", id, in)
+		}
+	}
+	if _, ok := in[2]; ok {
+		t.Error("stack 2 in use after its only fd was closed")
+	}
+	// Past the leaks, it agrees with the per-stack counts.
+	a.TakeExited()
+	in = a.StacksInUse()
+	for id := range a.Outstanding() {
+		if _, ok := in[id]; !ok && id != 0 {
+			t.Errorf("stack %d outstanding but not in use", id)
+		}
+	}
+	if _, ok := in[5]; ok || len(in) != len(a.Outstanding()) {
+		t.Errorf("in use %v, outstanding %v", in, a.Outstanding())
+	}
+}

@@ -36,6 +36,7 @@ type Options struct {
 	// MaxStacks, when positive, bounds the distinct stacks kept: handles
 	// created from a new stack past it are kept with no stack, and counted
 	// (a long-running agent's memory must not grow with every new call path).
+	// Compact frees room.
 	MaxStacks int
 }
 
@@ -94,7 +95,7 @@ func New(opts Options) (*Session, error) {
 		cache:  cache,
 		unw:    symbolize.NewUnwinder(cache),
 		spaces: make(map[uint32]*symbolize.AddressSpace),
-		stacks: NewStackTable(),
+		stacks: NewStackTable(opts.MaxStacks),
 		growth: make(map[event.StackID]int),
 		low:    make(map[event.StackID]int),
 	}
@@ -261,14 +262,16 @@ func (s *Session) intern(e *event.Event, st *tracer.Stack) event.StackID {
 	s.pcs = s.unw.Unwind(as, symbolize.Regs{IP: st.IP, SP: st.SP, BP: st.BP}, st.Bytes, st.KernelFP, maxFrames, s.pcs[:0])
 	s.locs = symbolize.Locate(as, s.cache, s.pcs, s.locs[:0])
 	s.locs = s.pyLocations(e, s.locs)
-	if s.opts.MaxStacks > 0 && s.stacks.Len() >= s.opts.MaxStacks {
-		id, ok := s.stacks.Lookup(s.locs)
-		if !ok {
-			s.stacksDropped++
-		}
-		return id
+	return s.keep(s.locs)
+}
+
+// keep interns locs, or counts them dropped when the table is full.
+func (s *Session) keep(locs []symbolize.Location) event.StackID {
+	id, ok := s.stacks.Intern(locs)
+	if !ok {
+		s.stacksDropped++
 	}
-	return s.stacks.Intern(s.locs)
+	return id
 }
 
 const maxFrames = 64
@@ -314,6 +317,29 @@ func (s *Session) SampleGrowth() {
 			s.growth[id] = 0
 		}
 	}
+}
+
+// Compact forgets the stacks that no live handle or untaken leak refers to
+// and that were not used for idle (measured at Compact calls, so call it at
+// a steady pace), with the session's growth state for them, and returns
+// their ids: a caller keeping state per stack drops it. Ids are never
+// reused. In run mode it does nothing: every leak is kept for the end.
+func (s *Session) Compact(now time.Time, idle time.Duration) []event.StackID {
+	if s.opts.Mode == aggregator.ModeRun {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.agg.StacksInUse()
+	gone := s.stacks.Evict(now, idle, func(id event.StackID) bool {
+		_, ok := in[id]
+		return ok
+	})
+	for _, id := range gone {
+		delete(s.growth, id)
+		delete(s.low, id)
+	}
+	return gone
 }
 
 // resolveTarget makes a file target absolute when the kernel side only had a

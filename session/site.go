@@ -12,8 +12,8 @@ type SiteInfo struct {
 	Internal bool         // made by a language runtime for itself
 }
 
-// Site symbolizes stack id. Callers that ask often should remember the answer:
-// stack ids are stable for the session's life.
+// Site symbolizes stack id. Callers that ask often should remember the answer
+// until Compact returns id: an id never names another stack.
 func (s *Session) Site(id event.StackID) SiteInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -21,8 +21,8 @@ func (s *Session) Site(id event.StackID) SiteInfo {
 	return SiteInfo{Key: sy.key, Headline: sy.headline, Internal: sy.internal}
 }
 
-// StacksDropped is how many stacks were not kept because Options.MaxStacks
-// was reached; their handles are counted with no stack.
+// StacksDropped is how many times a new stack was not kept because
+// Options.MaxStacks stacks were already kept; its handles count with no stack.
 func (s *Session) StacksDropped() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
