@@ -33,14 +33,35 @@ func readCgroup(pid int) string {
 	return ParseCgroup(string(b))
 }
 
-// cgroupRoot is where cgroup v2 is mounted.
+// cgroupRoot is where cgroup v2 is mounted when /proc/self/mountinfo does
+// not say.
 var cgroupRoot = "/sys/fs/cgroup"
+
+// cgroup2MountPoint returns the first cgroup2 mount point in the text of
+// /proc/self/mountinfo, or "". Hosts in systemd's hybrid mode mount it at
+// /sys/fs/cgroup/unified, under a tmpfs of v1 hierarchies.
+func cgroup2MountPoint(mountinfo string) string {
+	for line := range strings.SplitSeq(mountinfo, "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if ok && len(f) >= 5 && len(g) >= 1 && g[0] == "cgroup2" {
+			return f[4]
+		}
+	}
+	return ""
+}
 
 // CgroupID is the kernel's id of a cgroup v2 path: its directory's inode
 // number, what bpf_get_current_cgroup_id returns.
 func CgroupID(path string) (uint64, error) {
+	root := cgroupRoot
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		if m := cgroup2MountPoint(string(b)); m != "" {
+			root = m
+		}
+	}
 	var st unix.Stat_t
-	if err := unix.Stat(filepath.Join(cgroupRoot, path), &st); err != nil {
+	if err := unix.Stat(filepath.Join(root, path), &st); err != nil {
 		return 0, err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {

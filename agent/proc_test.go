@@ -56,3 +56,22 @@ func TestWindowGrowth(t *testing.T) {
 		t.Fatal("a window with counts is idle")
 	}
 }
+
+func TestCgroup2MountPoint(t *testing.T) {
+	tests := map[string]string{
+		// cgroup v2 only (unified mode)
+		"29 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n": "/sys/fs/cgroup",
+		// systemd's hybrid mode: v1 hierarchies on a tmpfs, v2 under unified
+		"31 24 0:27 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n" +
+			"33 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n" +
+			"41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n": "/sys/fs/cgroup/unified",
+		// v1 only
+		"33 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n": "",
+		"": "",
+	}
+	for in, want := range tests {
+		if got := cgroup2MountPoint(in); got != want {
+			t.Errorf("cgroup2MountPoint(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

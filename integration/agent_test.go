@@ -56,9 +56,27 @@ func (w *webhookLog) find(name, status, pid string) (alert.Alert, bool) {
 	return alert.Alert{}, false
 }
 
-// startAgent runs `leaktrace agent` with args and returns its base URL; the
-// agent gets SIGTERM at cleanup and must exit 0.
-func startAgent(t *testing.T, args ...string) string {
+// agentProc is a running `leaktrace agent`.
+type agentProc struct {
+	cmd  *exec.Cmd
+	addr string // host:port it listens on
+
+	startFailed bool // exited before listening: no SIGTERM to answer
+
+	mu  sync.Mutex
+	log strings.Builder // its stderr so far
+}
+
+// logText returns what the agent logged so far.
+func (p *agentProc) logText() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+// launchAgent runs `leaktrace agent` with args and returns once it listens;
+// the agent gets SIGTERM at cleanup and must exit 0.
+func launchAgent(t *testing.T, args ...string) *agentProc {
 	t.Helper()
 	dir := binaries(t)
 	cmd := exec.Command(filepath.Join(dir, "leaktrace"), append([]string{"agent", "--web.listen-address", "127.0.0.1:0"}, args...)...)
@@ -69,58 +87,78 @@ func startAgent(t *testing.T, args ...string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	p := &agentProc{cmd: cmd}
 	addr := make(chan string, 1)
-	var logMu sync.Mutex
-	var logBuf strings.Builder
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
-			logMu.Lock()
-			logBuf.WriteString(sc.Text() + "\n")
-			logMu.Unlock()
+			p.mu.Lock()
+			p.log.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
 			var rec struct{ Msg, Address string }
 			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "listening" {
 				addr <- rec.Address
 			}
 		}
 	}()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("agent exited with %v after SIGTERM", err)
+		case <-exited:
+			if waitErr != nil && !p.startFailed {
+				t.Errorf("agent exited with %v after SIGTERM", waitErr)
 			}
 		case <-time.After(15 * time.Second):
 			cmd.Process.Kill()
 			t.Error("agent did not stop within 15s of SIGTERM")
 		}
 		if t.Failed() {
-			logMu.Lock()
-			t.Logf("agent log:\n%s", logBuf.String())
-			logMu.Unlock()
+			t.Logf("agent log:\n%s", p.logText())
 		}
 	})
-	var base string
 	select {
-	case a := <-addr:
-		base = "http://" + a
-	case err := <-exited:
-		t.Fatalf("agent exited at start: %v", err)
+	case p.addr = <-addr:
+	case <-exited:
+		p.startFailed = true
+		t.Fatalf("agent exited at start: %v", waitErr)
 	case <-time.After(30 * time.Second):
 		t.Fatal("agent did not listen within 30s")
 	}
+	return p
+}
+
+// waitReady waits for base's /readyz to answer 200 through client; auth,
+// when set, adds credentials to each request.
+func waitReady(t *testing.T, client *http.Client, base string, auth func(*http.Request)) {
+	t.Helper()
 	waitFor(t, 30*time.Second, "agent ready", func() bool {
-		resp, err := http.Get(base + "/readyz")
+		req, err := http.NewRequest(http.MethodGet, base+"/readyz", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if auth != nil {
+			auth(req)
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+}
+
+// startAgent runs `leaktrace agent` with args over plain HTTP and returns
+// its base URL once it is ready.
+func startAgent(t *testing.T, args ...string) string {
+	t.Helper()
+	p := launchAgent(t, args...)
+	base := "http://" + p.addr
+	waitReady(t, http.DefaultClient, base, nil)
 	return base
 }
 
