@@ -29,6 +29,8 @@ struct {
 /* Code objects Go has been woken for: a record whose code objects were all
  * seen before needs no wakeup (Go has them cached); one with a new code
  * object wakes Go at once, to read it while the process still lives. */
+#define PY_SEEN_FRAMES 8
+
 struct py_code_key {
 	__u32 tgid;
 	__u32 _pad;
@@ -108,8 +110,11 @@ static long py_frame_step(__u64 i, void *ctx)
 		e->status |= LT_PY_FAULT;
 		return 1;
 	}
+	/* New code objects are the innermost ones (outer frames, main and the
+	 * module, were seen on the first record): checking a few keeps the
+	 * lookups per record bounded. */
 	struct py_code_key k = {.tgid = w->tgid, .code = f->code};
-	if (!bpf_map_lookup_elem(&py_seen, &k)) {
+	if (e->depth < PY_SEEN_FRAMES && !bpf_map_lookup_elem(&py_seen, &k)) {
 		__u8 one = 1;
 		bpf_map_update_elem(&py_seen, &k, &one, BPF_ANY);
 		w->fresh = 1;
