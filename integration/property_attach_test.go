@@ -1,0 +1,88 @@
+package integration
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/leaktrace/leaktrace/aggregator"
+	"github.com/leaktrace/leaktrace/session"
+)
+
+// TestPropertyAttach is the property test for attach: fdgen runs untraced
+// until its first checkpoint, leaktrace attaches to it there (its table seeded
+// from /proc, the fds already open kept apart as preexisting), and every later
+// checkpoint of the process and of the child it forks afterwards must match
+// /proc/PID/fd as in run mode.
+func TestPropertyAttach(t *testing.T) {
+	requireRoot(t)
+	gen := filepath.Join(binaries(t), "fdgen")
+	for _, seed := range []string{"11", "12"} {
+		t.Run("seed="+seed, func(t *testing.T) {
+			rd, wr, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rd.Close()
+			hist := newHistory()
+			sess, err := session.New(session.Options{Mode: aggregator.ModeAttach, OnEvent: hist.add})
+			if err != nil {
+				t.Fatalf("starting session: %v", err)
+			}
+			defer sess.Close()
+			stop := make(chan struct{})
+			done := make(chan error, 1)
+			go func() { done <- sess.Run(stop) }()
+			defer func() { close(stop); <-done }()
+
+			cmd := exec.Command(gen, seed, "1600", "50")
+			cmd.Stdout, cmd.Stderr = wr, os.Stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatalf("starting fdgen: %v", err)
+			}
+			wr.Close()
+			root := cmd.Process.Pid
+			attached := false
+			checked, pids := 0, map[int]bool{}
+			sc := bufio.NewScanner(rd)
+			for sc.Scan() {
+				f := strings.Fields(sc.Text())
+				if len(f) < 3 || f[0] != "checkpoint" {
+					continue
+				}
+				pid, _ := strconv.Atoi(f[1])
+				if err := waitStopped(pid); err != nil {
+					t.Fatalf("checkpoint %s: %v", f[2], err)
+				}
+				if !attached {
+					// Attach while the process stands still, with fds open.
+					if err := sess.Add(pid); err != nil {
+						syscall.Kill(root, syscall.SIGKILL)
+						t.Fatalf("attaching to %d: %v", pid, err)
+					}
+					attached = true
+				}
+				if _, diff := converge(sess, pid); diff != "" {
+					syscall.Kill(root, syscall.SIGKILL)
+					t.Fatalf("pid %d checkpoint %s: leaktrace's table differs from /proc/%d/fd:\n%s\nrecent events of those fds:\n%s",
+						pid, f[2], pid, diff, hist.dump(diff))
+				}
+				checked++
+				pids[pid] = true
+				syscall.Kill(pid, syscall.SIGCONT)
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("fdgen: %v", err)
+			}
+			if len(pids) < 2 {
+				t.Fatalf("checkpoints came from %d processes, want the attached one and the child it forked later", len(pids))
+			}
+			t.Logf("seed %s: %d checkpoints after attaching, %d processes", seed, checked, len(pids))
+		})
+	}
+}
