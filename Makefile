@@ -7,7 +7,7 @@ export CGO_ENABLED ?= 0
 .PHONY: build generate check-generated test test-short bench bench-smoke demo fuzz vet clean
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/leaktrace
+	$(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/leaktrace
 
 # Needs clang, llvm and libbpf-dev (apt-get install -y clang llvm libbpf-dev bpftool).
 generate:

@@ -3,15 +3,19 @@
 // (docs/json-schema.md): field names and meanings are stable within a Schema version.
 package report
 
+import "runtime/debug"
+
 // Schema is the version of the JSON document. Bump the minor for additions, the
 // major for anything that changes or removes a field.
 const Schema = "leaktrace.report/v1.1"
 
 // Report is one run's or one attach session's result.
 type Report struct {
-	Schema  string   `json:"schema"`
-	Mode    string   `json:"mode"`              // "run", "attach" or "agent"
-	Command []string `json:"command,omitempty"` // run: the traced command line
+	Schema string `json:"schema"`
+	// LeaktraceVersion names the build that wrote the report (BuildVersion).
+	LeaktraceVersion string   `json:"leaktrace_version,omitempty"`
+	Mode             string   `json:"mode"`              // "run", "attach" or "agent"
+	Command          []string `json:"command,omitempty"` // run: the traced command line
 	// ExitCode is the traced command's own exit status (run), 128+N when it was
 	// killed by signal N; -1 when there is none (attach).
 	ExitCode int     `json:"exit_code"`
@@ -192,4 +196,31 @@ func AddExample(list *[]string, v string, max int) {
 		}
 	}
 	*list = append(*list, v)
+}
+
+// BuildVersion names this leaktrace build: its module version, or for a
+// development build the VCS revision it was built from.
+func BuildVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	return "devel-" + rev[:min(len(rev), 12)] + dirty
 }

@@ -48,16 +48,17 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 		now = a
 	}
 	r := &report.Report{
-		Schema:   report.Schema,
-		Mode:     info.Mode,
-		Command:  info.Command,
-		ExitCode: info.ExitCode,
-		PID:      info.PID,
-		Started:  s.start.UTC().Format(time.RFC3339),
-		Duration: time.Since(s.start).Seconds(),
-		Events:   report.Events{Received: s.agg.Events(), Lost: counters.Lost(), PairedInKernel: counters.Paired},
-		Leaks:    []report.Leak{},
-		Sites:    []report.Site{},
+		Schema:           report.Schema,
+		LeaktraceVersion: report.BuildVersion(),
+		Mode:             info.Mode,
+		Command:          info.Command,
+		ExitCode:         info.ExitCode,
+		PID:              info.PID,
+		Started:          s.start.UTC().Format(time.RFC3339),
+		Duration:         time.Since(s.start).Seconds(),
+		Events:           report.Events{Received: s.agg.Events(), Lost: counters.Lost(), PairedInKernel: counters.Paired},
+		Leaks:            []report.Leak{},
+		Sites:            []report.Site{},
 	}
 	r.Complete = true
 	if lost := counters.Lost(); lost > 0 {

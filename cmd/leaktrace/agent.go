@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/leaktrace/leaktrace/agent"
+	"github.com/leaktrace/leaktrace/report"
 	"github.com/leaktrace/leaktrace/tracer"
 )
 
@@ -167,7 +168,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	srv := &http.Server{Handler: a.Handler(f.telemetryPath, version), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: a.Handler(f.telemetryPath, report.BuildVersion()), ReadHeaderTimeout: 10 * time.Second}
 	webFlags := &web.FlagConfig{WebListenAddresses: &f.listen, WebSystemdSocket: new(bool), WebConfigFile: &f.webConfig}
 	for _, l := range listeners {
 		log.Info("listening", "address", l.Addr().String(), "telemetry_path", f.telemetryPath)

@@ -9,6 +9,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/leaktrace/leaktrace/report"
 )
 
 // Exit codes of leaktrace itself; `run` otherwise exits with the command's code.
@@ -85,15 +87,13 @@ call stack that created them.
 	return root
 }
 
-var version = "dev"
-
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print leaktrace's version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, args []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "leaktrace", version)
+			fmt.Fprintln(cmd.OutOrStdout(), "leaktrace", report.BuildVersion())
 		},
 	}
 }
