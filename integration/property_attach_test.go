@@ -1,13 +1,9 @@
 package integration
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/leaktrace/leaktrace/aggregator"
@@ -48,41 +44,22 @@ func TestPropertyAttach(t *testing.T) {
 			wr.Close()
 			root := cmd.Process.Pid
 			attached := false
-			checked, pids := 0, map[int]bool{}
-			sc := bufio.NewScanner(rd)
-			for sc.Scan() {
-				f := strings.Fields(sc.Text())
-				if len(f) < 3 || f[0] != "checkpoint" {
-					continue
+			attach := func(pid int) error {
+				if attached {
+					return nil
 				}
-				pid, _ := strconv.Atoi(f[1])
-				if err := waitStopped(pid); err != nil {
-					t.Fatalf("checkpoint %s: %v", f[2], err)
-				}
-				if !attached {
-					// Attach while the process stands still, with fds open.
-					if err := sess.Add(pid); err != nil {
-						syscall.Kill(root, syscall.SIGKILL)
-						t.Fatalf("attaching to %d: %v", pid, err)
-					}
-					attached = true
-				}
-				if _, diff := converge(sess, pid); diff != "" {
-					syscall.Kill(root, syscall.SIGKILL)
-					t.Fatalf("pid %d checkpoint %s: leaktrace's table differs from /proc/%d/fd:\n%s\nrecent events of those fds:\n%s",
-						pid, f[2], pid, diff, hist.dump(diff))
-				}
-				checked++
-				pids[pid] = true
-				syscall.Kill(pid, syscall.SIGCONT)
+				// Attach while the process stands still, with fds open.
+				attached = true
+				return sess.Add(pid)
 			}
+			last, checked := checkpoints(t, rd, sess, hist, root, attach)
 			if err := cmd.Wait(); err != nil {
 				t.Fatalf("fdgen: %v", err)
 			}
-			if len(pids) < 2 {
-				t.Fatalf("checkpoints came from %d processes, want the attached one and the child it forked later", len(pids))
+			if len(last) < 2 {
+				t.Fatalf("checkpoints came from %d processes, want the attached one and the child it forked later", len(last))
 			}
-			t.Logf("seed %s: %d checkpoints after attaching, %d processes", seed, checked, len(pids))
+			t.Logf("seed %s: %d checkpoints after attaching, %d processes", seed, checked, len(last))
 		})
 	}
 }

@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -90,29 +91,7 @@ func propertyRun(t *testing.T, cfg tracer.Config, procs int, argv ...string) int
 		t.Fatalf("starting %s: %v", argv[0], err)
 	}
 	root := cmd.Process.Pid
-	last := map[int][]procfs.FD{} // each pid's table at its last checkpoint
-	checked := 0
-	sc := bufio.NewScanner(rd)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 2 || f[0] != "checkpoint" {
-			continue
-		}
-		pid, _ := strconv.Atoi(f[1])
-		if err := waitStopped(pid); err != nil {
-			t.Fatalf("checkpoint %s: %v", f[2], err)
-		}
-		want, diff := converge(sess, pid)
-		if diff != "" {
-			syscall.Kill(root, syscall.SIGKILL)
-			c, _ := sess.Counters()
-			t.Fatalf("pid %d checkpoint %s: leaktrace's table differs from /proc/%d/fd (lost %d):\n%s\nrecent events of those fds:\n%s",
-				pid, f[2], pid, c.Lost(), diff, hist.dump(diff))
-		}
-		last[pid] = want
-		checked++
-		syscall.Kill(pid, syscall.SIGCONT)
-	}
+	last, checked := checkpoints(t, rd, sess, hist, root, nil)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("%s: %v", argv[0], err)
 	}
@@ -334,4 +313,42 @@ func (h *history) dump(diff string) string {
 		}
 	}
 	return b.String()
+}
+
+// checkpoints follows a generator's "checkpoint PID N" lines: at each it waits
+// until PID stands still, calls before (when set), requires leaktrace's live
+// table to converge to /proc/PID/fd, and lets PID go on. It returns each
+// pid's table at its last checkpoint and how many checkpoints it compared.
+func checkpoints(t *testing.T, rd io.Reader, sess *session.Session, hist *history, root int, before func(pid int) error) (map[int][]procfs.FD, int) {
+	t.Helper()
+	last := map[int][]procfs.FD{}
+	checked := 0
+	sc := bufio.NewScanner(rd)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 3 || f[0] != "checkpoint" {
+			continue
+		}
+		pid, _ := strconv.Atoi(f[1])
+		if err := waitStopped(pid); err != nil {
+			t.Fatalf("checkpoint %s: %v", f[2], err)
+		}
+		if before != nil {
+			if err := before(pid); err != nil {
+				syscall.Kill(root, syscall.SIGKILL)
+				t.Fatalf("checkpoint %s of pid %d: %v", f[2], pid, err)
+			}
+		}
+		want, diff := converge(sess, pid)
+		if diff != "" {
+			syscall.Kill(root, syscall.SIGKILL)
+			c, _ := sess.Counters()
+			t.Fatalf("pid %d checkpoint %s: leaktrace's table differs from /proc/%d/fd (lost %d):\n%s\nrecent events of those fds:\n%s",
+				pid, f[2], pid, c.Lost(), diff, hist.dump(diff))
+		}
+		last[pid] = want
+		checked++
+		syscall.Kill(pid, syscall.SIGCONT)
+	}
+	return last, checked
 }

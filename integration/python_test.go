@@ -131,13 +131,7 @@ func TestRunBalancedPython(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit code %d", code)
 			}
-			checkExact(t, r, tr)
-			for _, s := range r.Sites {
-				t.Errorf("balanced script leaked %d at %+v", s.Count, s.Headline)
-			}
-			if r.Budget == nil || r.Budget.Exceeded {
-				t.Errorf("budget verdict %+v, want not exceeded", r.Budget)
-			}
+			checkBalanced(t, r, tr)
 		})
 	}
 }

@@ -87,18 +87,14 @@ func readWith[T any](path string, read func(io.Reader) (T, error)) (T, error) {
 
 // outputFlags name the report files CI systems read.
 type outputFlags struct {
-	jsonPath      string
 	pprof         string
 	sarif         string
 	junit         string
 	writeBaseline string
 }
 
-func (f *outputFlags) register(cmd *cobra.Command, withJSON bool) {
+func (f *outputFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	if withJSON {
-		fl.StringVar(&f.jsonPath, "json", "", "write the report as JSON to `FILE` (schema: docs/json-schema.md)")
-	}
 	fl.StringVar(&f.pprof, "pprof", "", "write counted leaks by stack as a pprof profile to `FILE` (go tool pprof -top FILE)")
 	fl.StringVar(&f.sarif, "sarif", "", "write leak sites as SARIF 2.1.0 to `FILE` (GitHub code scanning)")
 	fl.StringVar(&f.junit, "junit", "", "write one JUnit test case per leak site to `FILE`")
@@ -118,7 +114,7 @@ var formats = map[string]func(io.Writer, *report.Report) error{
 
 func (f *outputFlags) write(r *report.Report) error {
 	for _, o := range []struct{ path, format string }{
-		{f.jsonPath, "json"}, {f.pprof, "pprof"}, {f.sarif, "sarif"}, {f.junit, "junit"}, {f.writeBaseline, "baseline"},
+		{f.pprof, "pprof"}, {f.sarif, "sarif"}, {f.junit, "junit"}, {f.writeBaseline, "baseline"},
 	} {
 		if o.path == "" {
 			continue

@@ -75,7 +75,7 @@ leaktrace itself fails (privileges, kernel, flags); 127 when CMD is not found.`,
 func (f *runFlags) register(cmd *cobra.Command) {
 	f.traceFlags.register(cmd)
 	f.policyFlags.register(cmd)
-	f.outputFlags.register(cmd, false)
+	f.outputFlags.register(cmd)
 }
 
 func runTraced(cmd *cobra.Command, argv []string, f *runFlags) error {
@@ -84,7 +84,7 @@ func runTraced(cmd *cobra.Command, argv []string, f *runFlags) error {
 		return err
 	}
 	// A report that cannot be written is found out now, not after CMD ran.
-	if err := checkOutputs(f.traceFlags.jsonPath, f.outputFlags.jsonPath, f.pprof, f.sarif, f.junit, f.writeBaseline); err != nil {
+	if err := checkOutputs(f.jsonPath, f.pprof, f.sarif, f.junit, f.writeBaseline); err != nil {
 		return err
 	}
 	if err := tracer.CheckPrivileges(); err != nil {
