@@ -306,24 +306,33 @@ static __always_inline __u32 capture_stack(void *ctx, struct lt_stack *s)
 	n = bpf_get_stack(ctx, s->kstack, sizeof(s->kstack), BPF_F_USER_STACK);
 	s->kstack_len = n > 0 ? (__u32)((__u64)n / 8) : 0;
 
-	/* Copy in big chunks while the stack is mapped, then in small ones: the
-	 * stack's top is page aligned but sp is not. */
+	/* One bounded read of stack_bytes; when that runs past the top of the
+	 * stack (unmapped), retry up to the last page boundary below sp+n, then
+	 * to the end of sp's page. Unrolled chunk loops cost the verifier a walk
+	 * per chunk per call site. */
+	__u64 want = stack_bytes;
 	__u32 off = 0;
-	for (int i = 0; i < LT_STACK_MAX / 1024; i++) {
-		if (off + 1024 > stack_bytes || off + 1024 > LT_STACK_MAX)
-			break;
-		if (bpf_probe_read_user(&s->stack[off & (LT_STACK_MAX - 1024)], 1024,
-					(void *)(s->sp + off)))
-			break;
-		off += 1024;
-	}
-	for (int i = 0; i < 1024 / 64; i++) {
-		if (off + 64 > stack_bytes || off + 64 > LT_STACK_MAX)
-			break;
-		if (bpf_probe_read_user(&s->stack[off & (LT_STACK_MAX - 64)], 64,
-					(void *)(s->sp + off)))
-			break;
-		off += 64;
+	if (want > LT_STACK_MAX)
+		want = LT_STACK_MAX;
+	if (want && bpf_probe_read_user(s->stack, want, (void *)s->sp) == 0) {
+		off = want;
+	} else if (want) {
+		__u64 cut = ((s->sp + want) & ~4095ULL) - s->sp;
+		if (cut > want)
+			cut = 0;
+		if (cut > LT_STACK_MAX)
+			cut = LT_STACK_MAX;
+		if (cut && bpf_probe_read_user(s->stack, cut, (void *)s->sp) == 0) {
+			off = cut;
+		} else {
+			cut = ((s->sp | 4095ULL) + 1) - s->sp;
+			if (cut > want)
+				cut = want;
+			if (cut > LT_STACK_MAX)
+				cut = LT_STACK_MAX;
+			if (bpf_probe_read_user(s->stack, cut, (void *)s->sp) == 0)
+				off = cut;
+		}
 	}
 	s->stack_len = off;
 	return off;
