@@ -21,7 +21,12 @@ type LiveView struct {
 	Received uint64 // events received so far
 	Lost     uint64 // events lost so far: the view is incomplete when > 0
 	Open     int    // handles the target holds now
-	Sites    []report.Site
+	// MinAge is attach's --min-age: a site's handles count as OLD (and their
+	// kinds are listed) once open longer than it.
+	MinAge time.Duration
+	Sites  []report.Site
+	// Color highlights lost events in red; off under NO_COLOR.
+	Color bool
 	// Width and Height are the terminal's size in columns and rows; 0 means 80×24.
 	Width, Height int
 }
@@ -31,6 +36,7 @@ const clearHome = "\x1b[H\x1b[2J"
 
 const (
 	liveOpenWidth   = 5
+	liveOldWidth    = 5
 	liveGrowthWidth = 6
 	liveKindsWidth  = 16
 )
@@ -50,9 +56,11 @@ func WriteLive(w io.Writer, v LiveView) error {
 	b.WriteString(clearHome)
 	b.WriteString(liveHeader(v, width))
 	b.WriteByte('\n')
-	rows := height - 1 - 2 // the cursor's row, the header, the column titles
+	rows := height - 1 - 3 // the cursor's row, the header, the legend, the column titles
 	if rows > 0 {
-		writeLiveTable(&b, v.Sites, width, rows)
+		b.WriteString(truncate(fmt.Sprintf("OPEN now; OLD: open over --min-age %s; KINDS of the OLD; GROWTH of OPEN since attach", v.MinAge), width))
+		b.WriteByte('\n')
+		writeLiveTable(&b, v, width, rows)
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("writing live view: %w", err)
@@ -107,7 +115,7 @@ func liveHeader(v LiveView, width int) string {
 	parts := make([]string, len(segs))
 	for i, s := range segs {
 		parts[i] = s.text
-		if s.highlight {
+		if s.highlight && v.Color {
 			parts[i] = ansiRed + s.text + ansiReset
 		}
 	}
@@ -132,19 +140,24 @@ func rankLive(sites []report.Site) []report.Site {
 // leaked, whatever the producer filled in.
 func outstanding(s report.Site) int { return max(s.Outstanding, s.Count) }
 
-func writeLiveTable(b *strings.Builder, sites []report.Site, width, rows int) {
-	row := func(open, growth, kinds, site string) {
-		line := fmt.Sprintf("%*s  %*s  %s  %s", liveOpenWidth, open, liveGrowthWidth, growth, pad(kinds, liveKindsWidth), site)
+func writeLiveTable(b *strings.Builder, v LiveView, width, rows int) {
+	sites := v.Sites
+	row := func(open, old, growth, kinds, site string) {
+		line := fmt.Sprintf("%*s  %*s  %*s  %s  %s", liveOpenWidth, open, liveOldWidth, old, liveGrowthWidth, growth, pad(kinds, liveKindsWidth), site)
 		b.WriteString(truncate(strings.TrimRight(line, " "), width))
 		b.WriteByte('\n')
 	}
-	row("OPEN", "GROWTH", "KINDS", "SITE")
+	row("OPEN", "OLD", "GROWTH", "KINDS", "SITE")
 	if len(sites) == 0 {
-		b.WriteString(truncate("  no outstanding handles with a stack yet", width))
+		msg := "  no handles open with a stack yet"
+		if v.Open > 0 {
+			msg = fmt.Sprintf("  %d open, none for longer than --min-age %s yet", v.Open, v.MinAge)
+		}
+		b.WriteString(truncate(msg, width))
 		b.WriteByte('\n')
 		return
 	}
-	siteWidth := width - (liveOpenWidth + 2 + liveGrowthWidth + 2 + liveKindsWidth + 2)
+	siteWidth := width - (liveOpenWidth + 2 + liveOldWidth + 2 + liveGrowthWidth + 2 + liveKindsWidth + 2)
 	ranked := rankLive(sites)
 	shown := len(ranked)
 	if shown > rows {
@@ -156,7 +169,7 @@ func writeLiveTable(b *strings.Builder, sites []report.Site, width, rows int) {
 		if s.Key != "" || len(s.Stack) > 0 {
 			where = liveSite(headline(s), siteWidth)
 		}
-		row(strconv.Itoa(outstanding(s)), growthText(s.Growth), truncate(kinds, liveKindsWidth), where)
+		row(strconv.Itoa(outstanding(s)), strconv.Itoa(s.Count), growthText(s.Growth), truncate(kinds, liveKindsWidth), where)
 	}
 	if k := len(ranked) - shown; k > 0 {
 		b.WriteString(truncate(fmt.Sprintf("  … %d more %s", k, plural(k, "site", "sites")), width))
