@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"os"
+	"slices"
 	"strings"
 
 	"github.com/leaktrace/leaktrace/report"
@@ -58,6 +61,12 @@ func ReadJSON(rd io.Reader) (*report.Report, error) {
 
 // readJSON is ReadJSON with the size limit as a parameter, for tests.
 func readJSON(rd io.Reader, limit int64) (*report.Report, error) {
+	// A file too large is refused from its size, before a byte is read.
+	if f, ok := rd.(interface{ Stat() (os.FileInfo, error) }); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > limit {
+			return nil, fmt.Errorf("reading report: %s is larger than %s, not a leaktrace report", byteSize(fi.Size()), byteSize(limit))
+		}
+	}
 	data, err := io.ReadAll(io.LimitReader(rd, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading report: %w", err)
@@ -83,6 +92,9 @@ func readJSON(rd io.Reader, limit int64) (*report.Report, error) {
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("parsing report: %w", describe(err))
 	}
+	if err := checkValues(&r); err != nil {
+		return nil, fmt.Errorf("parsing report: %w (not a report leaktrace wrote)", err)
+	}
 	r = normalize(&r)
 	// Optional lists come back nil when empty, as omitempty wrote them.
 	if len(r.Preexisting) == 0 {
@@ -95,6 +107,54 @@ func readJSON(rd io.Reader, limit int64) (*report.Report, error) {
 		r.Command = nil
 	}
 	return &r, nil
+}
+
+// checkValues refuses counts and codes no leaktrace writes: a negative count
+// or age, an exit code outside -1..255. Judging such a report again would
+// give a verdict on numbers that mean nothing.
+func checkValues(r *report.Report) error {
+	if r.ExitCode < -1 || r.ExitCode > 255 {
+		return fmt.Errorf("exit_code %d is not -1 (none) or 0..255", r.ExitCode)
+	}
+	if r.PID < 0 || r.Duration < 0 || math.IsNaN(r.Duration) {
+		return errors.New("negative pid or duration_seconds")
+	}
+	for i, l := range r.Leaks {
+		if l.PID < 0 || l.AgeSeconds < 0 {
+			return fmt.Errorf("leaks[%d]: negative pid or age_seconds", i)
+		}
+	}
+	for i, s := range r.Sites {
+		if s.Count < 0 || s.Uncounted < 0 || s.Outstanding < 0 || s.BaselineCount < 0 {
+			return fmt.Errorf("sites[%d]: negative count", i)
+		}
+		for k, n := range s.Kinds {
+			if n < 0 {
+				return fmt.Errorf("sites[%d].kinds.%s: negative count %d", i, k, n)
+			}
+		}
+	}
+	for i, p := range r.Processes {
+		if p.PID < 0 || p.Leaked < 0 {
+			return fmt.Errorf("processes[%d]: negative pid or leaked", i)
+		}
+	}
+	for i, e := range r.Executables {
+		if e.Processes < 0 || e.Leaked < 0 || e.Sites < 0 {
+			return fmt.Errorf("executables[%d]: negative count", i)
+		}
+	}
+	if b := r.Budget; b != nil {
+		if b.Limit < -1 || b.Leaked < 0 {
+			return errors.New("budget: limit below -1 or negative leaked")
+		}
+		for _, l := range append(slices.Clone(b.Kinds), b.Sites...) {
+			if l.Limit < 0 || l.Leaked < 0 {
+				return fmt.Errorf("budget limit %q: negative count", l.Name)
+			}
+		}
+	}
+	return nil
 }
 
 // checkSchema accepts "leaktrace.report/v1" and any minor of it ("…/v1.3").

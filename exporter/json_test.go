@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -111,7 +114,7 @@ func TestWriteJSONEmptyLists(t *testing.T) {
 		t.Errorf("output has null:\n%s", out)
 	}
 	for _, want := range []string{
-		`"schema": "leaktrace.report/v1.1"`,
+		`"schema": "leaktrace.report/v1.2"`,
 		`"processes": []`,
 		`"stack": []`,
 		`"kinds": {}`,
@@ -258,6 +261,52 @@ func TestReadJSONLimits(t *testing.T) {
 	boom := errors.New("connection reset")
 	if _, err := ReadJSON(iotest.ErrReader(boom)); !errors.Is(err, boom) || !strings.HasPrefix(err.Error(), "reading report: ") {
 		t.Errorf("reader error: got %v", err)
+	}
+}
+
+// A report with values no leaktrace writes is refused, not judged again.
+func TestReadJSONRefusesAbsurdValues(t *testing.T) {
+	for _, doc := range []string{
+		`{"schema":"leaktrace.report/v1","exit_code":99999}`,
+		`{"schema":"leaktrace.report/v1","exit_code":-7}`,
+		`{"schema":"leaktrace.report/v1","sites":[{"key":"k","count":-5}]}`,
+		`{"schema":"leaktrace.report/v1","sites":[{"key":"k","kinds":{"file":-1}}]}`,
+		`{"schema":"leaktrace.report/v1","leaks":[{"pid":1,"age_seconds":-3}]}`,
+		`{"schema":"leaktrace.report/v1","processes":[{"pid":1,"leaked":-2}]}`,
+		`{"schema":"leaktrace.report/v1","budget":{"limit":-9,"leaked":0}}`,
+		`{"schema":"leaktrace.report/v1","budget":{"limit":1,"leaked":0,"kinds":[{"name":"file","limit":-1}]}}`,
+		`{"schema":"leaktrace.report/v1","duration_seconds":-1}`,
+	} {
+		if r, err := ReadJSON(strings.NewReader(doc)); err == nil {
+			t.Errorf("accepted %s as %+v", doc, r)
+		}
+	}
+	if _, err := ReadJSON(strings.NewReader(`{"schema":"leaktrace.report/v1","exit_code":137}`)); err != nil {
+		t.Errorf("a command killed by SIGKILL: %v", err)
+	}
+}
+
+// A file over the limit is refused from its size before it is read: a
+// 300 MiB file used to be read whole first (600 MB resident).
+func TestReadJSONRefusesLargeFileUnread(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "huge.json")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(300 << 20); err != nil { // sparse: costs no disk
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = ReadJSON(f)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("got %v", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+		t.Errorf("refusing allocated %d bytes: the file was read", grew)
 	}
 }
 

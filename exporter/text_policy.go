@@ -61,6 +61,9 @@ func notCountedText(c accounting) string {
 // leaked)", and per kind and per site "socket=0: exceeded (3 leaked)". Sites
 // within their limit are left out: there can be hundreds.
 func (t *textReport) budgetText(b *report.Budget) string {
+	if b.Incomplete {
+		return t.style(ansiRed, fmt.Sprintf("budget: not judged, the report is incomplete (%d events lost; raise --ring-buffer-size, or --allow-incomplete to judge it anyway)", t.r.Events.Lost))
+	}
 	verdict := func(name string, limit, leaked int, exceeded bool) string {
 		if exceeded {
 			return t.style(ansiRed, fmt.Sprintf("%s: exceeded (%d leaked)", name, leaked))

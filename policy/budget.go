@@ -46,47 +46,55 @@ const maxBudgetItems = 1000
 //	site=N          at most N leaks from any one site
 //	site:PATTERN=N  at most N leaks from each site PATTERN selects
 //
-// A later item for the same limit replaces an earlier one.
+// An empty item, or a limit given twice (in one flag or across several), is
+// an error: which of two limits was meant cannot be guessed.
 func ParseBudget(values []string) (Budget, error) {
 	var b Budget
 	n := 0
+	given := map[string]string{} // limit -> the item that set it
 	for _, v := range values {
 		for item := range strings.SplitSeq(v, ",") {
 			item = strings.TrimSpace(item)
 			if item == "" {
-				continue
+				return b, fmt.Errorf("empty budget item in %q (write N, KIND=N, site=N or site:PATTERN=N, comma-separated)", v)
 			}
 			if n++; n > maxBudgetItems {
 				return b, fmt.Errorf("more than %d budget items", maxBudgetItems)
 			}
-			if err := b.parseItem(item); err != nil {
+			name, err := b.parseItem(item)
+			if err != nil {
 				return b, fmt.Errorf("budget %q: %w", item, err)
 			}
+			if prev, ok := given[name]; ok {
+				return b, fmt.Errorf("budget %q: the %s limit is already given by %q (give each limit once)", item, name, prev)
+			}
+			given[name] = item
 		}
 	}
 	return b, nil
 }
 
-func (b *Budget) parseItem(item string) error {
+// parseItem applies one item and returns the name of the limit it sets.
+func (b *Budget) parseItem(item string) (string, error) {
 	if item == "-1" || item == "total=-1" {
 		// "no total budget", as --budget -1 meant before limits per kind
-		// and site; like any later item it replaces an earlier total.
+		// and site.
 		b.Total, b.HasTotal = 0, false
-		return nil
+		return "total", nil
 	}
 	eq := strings.LastIndexByte(item, '=')
 	if eq < 0 {
 		n, err := limit(item)
 		if err != nil {
-			return err
+			return "", err
 		}
 		b.Total, b.HasTotal = n, true
-		return nil
+		return "total", nil
 	}
 	name, value := item[:eq], item[eq+1:]
 	n, err := limit(value)
 	if err != nil {
-		return err
+		return "", err
 	}
 	switch {
 	case name == "total":
@@ -96,19 +104,19 @@ func (b *Budget) parseItem(item string) error {
 	case strings.HasPrefix(name, "site:"):
 		pattern := strings.TrimPrefix(name, "site:")
 		if pattern == "" {
-			return fmt.Errorf("empty site pattern (write site:FUNCTION=N, or site=N for every site)")
+			return "", fmt.Errorf("empty site pattern (write site:FUNCTION=N, or site=N for every site)")
 		}
 		b.Sites = append(b.Sites, SiteLimit{Pattern: pattern, Limit: n})
 	default:
 		if _, ok := event.ParseKind(name); !ok {
-			return fmt.Errorf("unknown kind %q (kinds: %s; or total, site, site:PATTERN)", name, kindNames())
+			return "", fmt.Errorf("unknown kind %q (kinds: %s; or total, site, site:PATTERN)", name, kindNames())
 		}
 		if b.Kinds == nil {
 			b.Kinds = map[string]int{}
 		}
 		b.Kinds[name] = n
 	}
-	return nil
+	return name, nil
 }
 
 func limit(s string) (int, error) {

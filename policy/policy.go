@@ -27,6 +27,9 @@ type Policy struct {
 	Baseline     *Baseline
 	BaselineFile string
 	Budget       Budget
+	// AllowIncomplete judges the budget of a report that lost events on its
+	// counts; without it such a verdict is "incomplete", never "ok".
+	AllowIncomplete bool
 }
 
 // maxExamples is how many targets and exes a site lists, as the session does.
@@ -69,6 +72,9 @@ func (p *Policy) Apply(r *report.Report) {
 	r.Sites = rebuildSites(r, base)
 	countProcesses(r)
 	r.Budget = p.Budget.judge(r)
+	if r.Budget != nil && !r.Complete && !p.AllowIncomplete {
+		r.Budget.Incomplete = true
+	}
 	r.Policy = &report.Policy{CountInherited: p.CountInherited, MinAge: p.MinAge.Seconds(),
 		Baseline: p.BaselineFile, Suppressions: slices.Clone(p.SuppressionFiles)}
 }

@@ -148,7 +148,19 @@ type Stat struct {
 	Comm  string
 	State byte
 	PPID  int
+	Flags uint64 // the kernel's PF_* flags; 0 when the line is short
 }
+
+// pfKthread is the kernel's PF_KTHREAD flag.
+const pfKthread = 0x00200000
+
+// KernelThread reports whether the task is a kernel thread: it has no user
+// space, makes no syscalls and holds no fds of its own.
+func (s Stat) KernelThread() bool { return s.Flags&pfKthread != 0 }
+
+// Gone reports whether the task has exited: a zombie (exited, not yet
+// reaped) or dead.
+func (s Stat) Gone() bool { return s.State == 'Z' || s.State == 'X' || s.State == 'x' }
 
 // ReadStat reads /proc/PID/stat.
 func ReadStat(pid int) (Stat, error) {
@@ -186,7 +198,38 @@ func ParseStat(s string) (Stat, error) {
 	if err != nil {
 		return Stat{}, fmt.Errorf("malformed stat ppid: %w", err)
 	}
-	return Stat{PID: pid, Comm: s[open+1 : closeIdx], State: rest[0][0], PPID: ppid}, nil
+	st := Stat{PID: pid, Comm: s[open+1 : closeIdx], State: rest[0][0], PPID: ppid}
+	if len(rest) > 6 {
+		st.Flags, _ = strconv.ParseUint(rest[6], 10, 64)
+	}
+	return st, nil
+}
+
+// Tgid returns the process (thread group) a task id belongs to: pid itself
+// for a process's main thread, its process's pid for any other thread.
+func Tgid(pid int) (int, error) {
+	b, err := os.ReadFile(filepath.Join(pidDir(pid), "status"))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, fmt.Errorf("reading pid %d: %w", pid, ErrNoProcess)
+		}
+		return 0, fmt.Errorf("reading pid %d: %w", pid, err)
+	}
+	return ParseTgid(string(b))
+}
+
+// ParseTgid finds the "Tgid:" line of /proc/PID/status text.
+func ParseTgid(s string) (int, error) {
+	for line := range strings.SplitSeq(s, "\n") {
+		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n <= 0 {
+				return 0, fmt.Errorf("malformed Tgid %q", strings.TrimSpace(v))
+			}
+			return n, nil
+		}
+	}
+	return 0, errors.New("no Tgid line")
 }
 
 func isLetter(c byte) bool { return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' }

@@ -92,6 +92,47 @@ func FuzzParseStat(f *testing.F) {
 	})
 }
 
+func FuzzParseTgid(f *testing.F) {
+	f.Add("Name:\tx\nTgid:\t42\nPid:\t43\n")
+	f.Add("Tgid: -1")
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, err := ParseTgid(s); err == nil && n <= 0 {
+			t.Fatalf("ParseTgid(%q) = %d", s, n)
+		}
+	})
+}
+
+func TestTgidAndKernelThread(t *testing.T) {
+	// A thread of this process (the Go runtime always has several)
+	// resolves to this process.
+	tasks, err := Tasks(os.Getpid())
+	if err != nil || len(tasks) < 2 {
+		t.Fatalf("threads of this process: %v, %v", tasks, err)
+	}
+	tid := int(tasks[len(tasks)-1])
+	if tid == os.Getpid() {
+		tid = int(tasks[0])
+	}
+	got, err := Tgid(tid)
+	if err != nil || got != os.Getpid() {
+		t.Errorf("Tgid(%d) = %d, %v; want %d", tid, got, err, os.Getpid())
+	}
+	if got, err := Tgid(os.Getpid()); err != nil || got != os.Getpid() {
+		t.Errorf("Tgid(self) = %d, %v", got, err)
+	}
+	st, err := ReadStat(os.Getpid())
+	if err != nil || st.KernelThread() || st.Gone() {
+		t.Errorf("this process: %+v, %v: kernel thread or gone", st, err)
+	}
+	// kthreadd (pid 2) is a kernel thread wherever /proc shows the host.
+	if st, err := ReadStat(2); err == nil && st.Comm == "kthreadd" && !st.KernelThread() {
+		t.Errorf("kthreadd's flags %#x lack PF_KTHREAD", st.Flags)
+	}
+	if st, _ := ParseStat("7 (z) Z 1 7 7 0 -1 4194564 0 0"); !st.Gone() || st.KernelThread() {
+		t.Errorf("a zombie's stat: %+v", st)
+	}
+}
+
 func FuzzParseNoFileLimit(f *testing.F) {
 	f.Add("Max open files 1024 4096 files\n")
 	f.Fuzz(func(t *testing.T, s string) { _, _ = ParseNoFileLimit(s) })

@@ -7,7 +7,7 @@ import "runtime/debug"
 
 // Schema is the version of the JSON document. Bump the minor for additions, the
 // major for anything that changes or removes a field.
-const Schema = "leaktrace.report/v1.1"
+const Schema = "leaktrace.report/v1.2"
 
 // Report is one run's or one attach session's result.
 type Report struct {
@@ -155,7 +155,11 @@ type Budget struct {
 	Limit    int           `json:"limit"` // -1 when only per-kind or per-site limits were set
 	Leaked   int           `json:"leaked"`
 	Exceeded bool          `json:"exceeded"` // any limit, total, kind or site, was exceeded
-	Kinds    []BudgetLimit `json:"kinds,omitempty"`
+	// Incomplete: events were lost, so the counts may be wrong either way and
+	// the verdict fails (exit 98) whatever they say; --allow-incomplete
+	// judges such a report on its counts instead.
+	Incomplete bool          `json:"incomplete,omitempty"`
+	Kinds      []BudgetLimit `json:"kinds,omitempty"`
 	Sites    []BudgetLimit `json:"sites,omitempty"`
 }
 

@@ -11,8 +11,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrCommandNotFound wraps a command that cannot be found or executed.
+// ErrCommandNotFound wraps a command that cannot be found.
 var ErrCommandNotFound = errors.New("command not found")
+
+// ErrCommandNotExecutable wraps a command that exists but cannot be run:
+// no execute permission, a directory, a noexec mount, not a program.
+var ErrCommandNotExecutable = errors.New("permission denied")
 
 // Start runs argv with stdio, environment and exit status passed through,
 // traced from its first instruction: the child stops right after its exec
@@ -48,6 +52,9 @@ func (s *Session) Start(argv []string) (*exec.Cmd, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if err := cmd.Start(); err != nil {
+		if errors.Is(err, unix.EACCES) || errors.Is(err, unix.ENOEXEC) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("%w: %s: %v", ErrCommandNotExecutable, argv[0], err)
+		}
 		return nil, fmt.Errorf("%w: %s: %v", ErrCommandNotFound, argv[0], err)
 	}
 	pid := cmd.Process.Pid

@@ -126,12 +126,12 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if err := f.validate(); err != nil {
+		return err
+	}
 	cfg, err := f.config(cmd.Flags())
 	if err != nil {
 		return &userError{code: exitUsage, msg: err.Error()}
-	}
-	if f.interval <= 0 {
-		return &userError{code: exitUsage, msg: "--interval must be positive"}
 	}
 	if f.webConfig != "" {
 		if err := web.Validate(f.webConfig); err != nil {

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/leaktrace/leaktrace/aggregator"
-	"github.com/leaktrace/leaktrace/exporter"
 	"github.com/leaktrace/leaktrace/procfs"
 	"github.com/leaktrace/leaktrace/session"
 	"github.com/leaktrace/leaktrace/tracer"
@@ -50,19 +49,19 @@ apart, without a stack. On a terminal a live view refreshes every --interval.`,
 }
 
 func attach(ctx context.Context, arg string, f *attachFlags) error {
+	if err := f.validate(); err != nil {
+		return err
+	}
 	pid, err := strconv.Atoi(arg)
 	if err != nil || pid <= 0 {
 		return &userError{code: exitUsage, msg: fmt.Sprintf("%q is not a pid (give the number of a running process, see ps)", arg)}
 	}
+	pid, st, err := attachTarget(pid)
+	if err != nil {
+		return err
+	}
 	if err := tracer.CheckPrivileges(); err != nil {
 		return &userError{code: exitUsage, msg: err.Error()}
-	}
-	st, err := procfs.ReadStat(pid)
-	if err != nil {
-		return &userError{code: exitUsage, msg: fmt.Sprintf("no such pid %d (check it with ps)", pid)}
-	}
-	if pid == os.Getpid() {
-		return &userError{code: exitUsage, msg: "leaktrace cannot attach to itself"}
 	}
 	sess, err := session.New(session.Options{Mode: aggregator.ModeAttach, MinAge: f.minAge, Tracer: f.tracerConfig()})
 	if err != nil {
@@ -76,7 +75,8 @@ func attach(ctx context.Context, arg string, f *attachFlags) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	ctx, cancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	// A closed terminal (SIGHUP) ends the session as Ctrl-C does: with the report.
+	ctx, cancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer cancel()
 	if f.duration > 0 {
 		var c2 context.CancelFunc
@@ -88,7 +88,10 @@ func attach(ctx context.Context, arg string, f *attachFlags) error {
 	done := make(chan error, 1)
 	go func() { done <- sess.Run(stop) }()
 
-	live := isTerminal(os.Stderr)
+	var screen *liveScreen
+	if isTerminal(os.Stderr) {
+		screen = openLiveScreen(os.Stderr, f.minAge)
+	}
 	tick := time.NewTicker(f.interval)
 	defer tick.Stop()
 loop:
@@ -97,17 +100,20 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case err := <-done:
+			screen.close()
 			return fmt.Errorf("reading events: %w", err)
 		case <-tick.C:
 			sess.SampleGrowth()
-			if !procfs.Exists(pid) {
+			// A zombie's fds are closed already; nothing more can happen.
+			if st, err := procfs.ReadStat(pid); err != nil || st.Gone() {
 				break loop
 			}
-			if live {
-				drawLive(sess, pid, st.Comm)
+			if screen != nil {
+				screen.draw(sess, pid, st.Comm)
 			}
 		}
 	}
+	screen.close()
 	close(stop)
 	if err := <-done; err != nil {
 		return fmt.Errorf("reading events: %w", err)
@@ -120,16 +126,33 @@ loop:
 	return writeReports(r, &f.traceFlags)
 }
 
-func drawLive(sess *session.Session, pid int, comm string) {
-	r, err := sess.Report(session.ReportInfo{Mode: "attach", PID: pid, ExitCode: -1})
+// attachTarget resolves what attach was given to a process it can trace: a
+// thread id becomes its process (said on stderr), and kernel threads, zombies
+// and leaktrace itself are refused.
+func attachTarget(pid int) (int, procfs.Stat, error) {
+	st, err := procfs.ReadStat(pid)
 	if err != nil {
-		return
+		return 0, st, &userError{code: exitUsage, msg: fmt.Sprintf("no such pid %d (check it with ps)", pid)}
 	}
-	open := 0
-	sess.With(func(a *aggregator.Aggregator) { open = len(a.Live(uint32(pid))) })
-	w, h := terminalSize(os.Stderr)
-	exporter.WriteLive(os.Stderr, exporter.LiveView{
-		PID: pid, Comm: comm, Elapsed: time.Since(sess.Started()), Received: r.Events.Received,
-		Lost: r.Events.Lost, Open: open, Sites: r.Sites, Width: w, Height: h,
-	})
+	if st.KernelThread() {
+		return 0, st, &userError{code: exitUsage, msg: fmt.Sprintf("pid %d (%s) is a kernel thread: it has no user space and no fds of its own to leak; give a user process's pid", pid, st.Comm)}
+	}
+	tgid, err := procfs.Tgid(pid)
+	if err != nil {
+		return 0, st, &userError{code: exitUsage, msg: fmt.Sprintf("no such pid %d (check it with ps)", pid)}
+	}
+	if tgid != pid {
+		fmt.Fprintf(os.Stderr, "leaktrace: %d is a thread of process %d (%s): attaching to the process\n", pid, tgid, st.Comm)
+		pid = tgid
+		if st, err = procfs.ReadStat(pid); err != nil {
+			return 0, st, &userError{code: exitUsage, msg: fmt.Sprintf("no such pid %d (check it with ps)", pid)}
+		}
+	}
+	if st.Gone() {
+		return 0, st, &userError{code: exitUsage, msg: fmt.Sprintf("pid %d (%s) has exited (a zombie its parent has not reaped): nothing is left to trace", pid, st.Comm)}
+	}
+	if pid == os.Getpid() {
+		return 0, st, &userError{code: exitUsage, msg: "leaktrace cannot attach to itself"}
+	}
+	return pid, st, nil
 }

@@ -21,21 +21,23 @@ type policyFlags struct {
 	countInherited bool
 	minAge         time.Duration
 	suppressions   []string
-	baseline       string
+	baseline        string
+	allowIncomplete bool
 }
 
 func (f *policyFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringArrayVar(&f.budget, "budget", nil, "fail (exit 99) when leaks exceed `LIMITS`: N (total), KIND=N (socket=0,file=5), site=N (each site), site:PATTERN=N; repeatable")
+	fl.StringArrayVar(&f.budget, "budget", nil, "fail (exit 99; 98 when events were lost) when leaks exceed `LIMITS`: N (total), KIND=N (socket=0,file=5), site=N (each site), site:PATTERN=N; repeatable")
 	fl.BoolVar(&f.countInherited, "count-inherited", false, "count copies a child inherited at fork and never closed as leaks")
 	fl.DurationVar(&f.minAge, "min-age", 0, "do not count handles younger than `D` when their process exited (closed late by finalizers or exit paths)")
 	fl.StringArrayVar(&f.suppressions, "suppressions", nil, "do not count leaks matching a rule of `FILE` (docs/suppressions.md); repeatable")
 	fl.StringVar(&f.baseline, "baseline", "", "count only leaks of sites that are new or grew since `FILE` (a --write-baseline file or a --json report)")
+	fl.BoolVar(&f.allowIncomplete, "allow-incomplete", false, "judge --budget even when events were lost (else such a run exits 98: its counts may be wrong)")
 }
 
 // given reports whether any policy flag was set on cmd.
 func (f *policyFlags) given(cmd *cobra.Command) bool {
-	for _, name := range []string{"budget", "count-inherited", "min-age", "suppressions", "baseline"} {
+	for _, name := range []string{"budget", "count-inherited", "min-age", "suppressions", "baseline", "allow-incomplete"} {
 		if cmd.Flags().Changed(name) {
 			return true
 		}
@@ -53,7 +55,7 @@ func (f *policyFlags) load() (*policy.Policy, error) {
 	if f.minAge < 0 {
 		return nil, &userError{code: exitUsage, msg: fmt.Sprintf("bad --min-age %s: want a duration >= 0, such as 500ms", f.minAge)}
 	}
-	p := &policy.Policy{CountInherited: f.countInherited, MinAge: f.minAge, Budget: b}
+	p := &policy.Policy{CountInherited: f.countInherited, MinAge: f.minAge, Budget: b, AllowIncomplete: f.allowIncomplete}
 	for _, path := range f.suppressions {
 		s, err := readWith(path, func(r io.Reader) (*policy.Suppressions, error) { return policy.ParseSuppressions(r, path) })
 		if err != nil {

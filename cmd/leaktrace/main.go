@@ -15,10 +15,12 @@ import (
 
 // Exit codes of leaktrace itself; `run` otherwise exits with the command's code.
 const (
-	exitOK             = 0
-	exitBudgetExceeded = 99  // run: the command succeeded but leaked over --budget
-	exitUsage          = 125 // leaktrace's own failure: flags, privileges, kernel
-	exitNotFound       = 127 // run: the command was not found
+	exitOK               = 0
+	exitBudgetIncomplete = 98  // run, report: a budget was given but the report is incomplete (events lost)
+	exitBudgetExceeded   = 99  // run: the command succeeded but leaked over --budget
+	exitUsage            = 125 // leaktrace's own failure: flags, privileges, kernel
+	exitNotExecutable    = 126 // run: the command exists but cannot be executed
+	exitNotFound         = 127 // run: the command was not found
 )
 
 // exitError carries an exit code out of a command without printing anything.
@@ -71,6 +73,7 @@ call stack that created them.
   leaktrace agent                     trace the host; serve Prometheus metrics and alerts`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       report.BuildVersion(),
 		PersistentPreRun: func(cmd *cobra.Command, args []string) {
 			level := slog.LevelWarn
 			if verbose {
@@ -80,6 +83,9 @@ call stack that created them.
 		},
 	}
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "log debug detail to stderr")
+	// --version prints what the version command prints; -v stays --verbose.
+	root.SetVersionTemplate("leaktrace {{.Version}}\n")
+	root.Flags().Bool("version", false, "print leaktrace's version")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &userError{code: exitUsage, msg: fmt.Sprintf("%v (see '%s --help')", err, cmd.CommandPath())}
 	})

@@ -30,8 +30,9 @@ Given any of --budget, --baseline, --suppressions, --min-age or --count-inherite
 the report is judged again with those flags alone: they replace the policy it was
 made with (pass them all again). FILE.json '-' reads stdin.
 
-Exit codes: 0; 99 when --budget was given and is exceeded; 125 on a bad flag or
-an unreadable report.`,
+Exit codes: 0; 99 when --budget was given and is exceeded; 98 when --budget was
+given but the report is incomplete (events were lost) and --allow-incomplete was
+not; 125 on a bad flag or an unreadable report.`,
 		Example: `  leaktrace report leaks.json
   leaktrace report leaks.json --format sarif -o leaks.sarif
   leaktrace report leaks.json --budget socket=0 --baseline main-leaks.json --suppressions leaktrace.supp`,
@@ -48,6 +49,9 @@ an unreadable report.`,
 }
 
 func rerender(cmd *cobra.Command, path string, f *reportFlags) error {
+	if f.maxFrames < 1 {
+		return usagef("bad --max-frames %d: want 1 or more", f.maxFrames)
+	}
 	write, ok := formats[f.format]
 	if f.format == "text" {
 		write, ok = func(w io.Writer, r *report.Report) error {
@@ -79,8 +83,8 @@ func rerender(cmd *cobra.Command, path string, f *reportFlags) error {
 	} else if err := writeFile(f.output, func(w *os.File) error { return write(w, r) }); err != nil {
 		return err
 	}
-	if cmd.Flags().Changed("budget") && r.Budget != nil && r.Budget.Exceeded {
-		return &exitError{code: exitBudgetExceeded}
+	if cmd.Flags().Changed("budget") {
+		return budgetExit(r)
 	}
 	return nil
 }

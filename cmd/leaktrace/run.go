@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -54,8 +56,11 @@ report every handle a traced process created and still held when it exited, grou
 the call stack that created it. CMD's stdin, stdout, stderr, environment and exit code
 pass through untouched; the report goes to stderr.
 
-Exit codes: CMD's own non-zero code; else 99 when --budget is exceeded; 125 when
-leaktrace itself fails (privileges, kernel, flags); 127 when CMD is not found.`,
+Exit codes: CMD's own non-zero code; else 99 when --budget is exceeded, 98 when a
+budget was given but events were lost (the report is incomplete: raise
+--ring-buffer-size, or judge it anyway with --allow-incomplete); 125 when leaktrace
+itself fails (privileges, kernel, flags); 126 when CMD cannot be executed; 127 when
+CMD is not found.`,
 		Example: `  sudo leaktrace run -- ./server --selftest
   sudo leaktrace run --budget 0 --json leaks.json -- python3 -m pytest tests/
   sudo leaktrace run --budget 5,socket=0 --suppressions leaktrace.supp --baseline main.json \
@@ -79,6 +84,9 @@ func (f *runFlags) register(cmd *cobra.Command) {
 }
 
 func runTraced(cmd *cobra.Command, argv []string, f *runFlags) error {
+	if err := f.traceFlags.validate(); err != nil {
+		return err
+	}
 	pol, err := f.load()
 	if err != nil {
 		return err
@@ -87,11 +95,11 @@ func runTraced(cmd *cobra.Command, argv []string, f *runFlags) error {
 	if err := checkOutputs(f.jsonPath, f.pprof, f.sarif, f.junit, f.writeBaseline); err != nil {
 		return err
 	}
+	if err := lookCommand(argv[0]); err != nil {
+		return err
+	}
 	if err := tracer.CheckPrivileges(); err != nil {
 		return &userError{code: exitUsage, msg: err.Error()}
-	}
-	if _, err := exec.LookPath(argv[0]); err != nil {
-		return &userError{code: exitNotFound, msg: fmt.Sprintf("command not found: %s (check the name and $PATH)", argv[0])}
 	}
 	cfg := f.tracerConfig()
 	cfg.PairInKernel = true // run reports at exit: nothing needs the short-lived handles live
@@ -117,6 +125,9 @@ func runTraced(cmd *cobra.Command, argv []string, f *runFlags) error {
 		<-done
 		if errors.Is(err, session.ErrCommandNotFound) {
 			return &userError{code: exitNotFound, msg: err.Error()}
+		}
+		if errors.Is(err, session.ErrCommandNotExecutable) {
+			return &userError{code: exitNotExecutable, msg: err.Error()}
 		}
 		return err
 	}
@@ -158,18 +169,56 @@ func runTraced(cmd *cobra.Command, argv []string, f *runFlags) error {
 		// CMD's own failure is what the caller must see.
 		fmt.Fprintf(os.Stderr, "leaktrace: %v\n", werr)
 	}
-	switch {
-	case exitCode != 0:
+	if exitCode != 0 {
 		return &exitError{code: exitCode}
-	case r.Budget != nil && r.Budget.Exceeded:
+	}
+	return budgetExit(r)
+}
+
+// budgetExit is the exit a budget verdict asks for: 98 when the report is
+// incomplete and the user did not allow judging it anyway (lost events can
+// hide leaks as well as invent them), 99 when a limit was exceeded.
+func budgetExit(r *report.Report) error {
+	switch {
+	case r.Budget == nil:
+		return nil
+	case r.Budget.Incomplete:
+		return &exitError{code: exitBudgetIncomplete}
+	case r.Budget.Exceeded:
 		return &exitError{code: exitBudgetExceeded}
 	}
 	return nil
 }
 
+// lookCommand finds CMD as the shell would, and fails as the shell does:
+// 127 when there is no such command, 126 when it exists but cannot run.
+func lookCommand(name string) error {
+	if _, err := exec.LookPath(name); err == nil {
+		return nil
+	}
+	var candidates []string
+	if strings.Contains(name, "/") {
+		candidates = []string{name}
+	} else {
+		for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+			candidates = append(candidates, filepath.Join(cmp.Or(dir, "."), name))
+		}
+	}
+	for _, c := range candidates {
+		if fi, err := os.Stat(c); err == nil {
+			why := "not executable"
+			if fi.IsDir() {
+				why = "a directory"
+			}
+			return &userError{code: exitNotExecutable, msg: fmt.Sprintf("permission denied: %s is %s (chmod +x it, or name the program that runs it)", c, why)}
+		}
+	}
+	return &userError{code: exitNotFound, msg: fmt.Sprintf("command not found: %s (check the name and $PATH)", name)}
+}
+
 // writeReports prints the text report to stderr and writes the files asked for.
 func writeReports(r *report.Report, f *traceFlags) error {
-	if err := exporter.WriteText(os.Stderr, r, exporter.TextOptions{MaxFrames: f.maxFrames, Color: isTerminal(os.Stderr)}); err != nil {
+	if err := exporter.WriteText(os.Stderr, r, exporter.TextOptions{MaxFrames: f.maxFrames, Color: colorOn(os.Stderr)}); err != nil {
 		return fmt.Errorf("writing report: %w", err)
 	}
 	if f.jsonPath != "" {
@@ -204,11 +253,6 @@ func kernelError(err error) error {
 	return &userError{code: exitUsage, msg: fmt.Sprintf("loading the BPF programs failed: %v (needs Linux 6.1+ with BTF; run with -v for detail)", err)}
 }
 
-func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
 // stackBytes maps --stack-bytes to the tracer's setting: 0 on the command
 // line copies no stack (frame pointers only), where 0 in a Config means the
 // default.
@@ -219,18 +263,3 @@ func stackBytes(flag int) int {
 	return flag
 }
 
-// checkOutputs fails with a one-line error when a report file's directory
-// does not exist or is not a directory.
-func checkOutputs(paths ...string) error {
-	for _, p := range paths {
-		if p == "" {
-			continue
-		}
-		dir := filepath.Dir(p)
-		fi, err := os.Stat(dir)
-		if err != nil || !fi.IsDir() {
-			return &userError{code: exitUsage, msg: fmt.Sprintf("cannot write %s: directory %s does not exist", p, dir)}
-		}
-	}
-	return nil
-}
