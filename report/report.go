@@ -152,15 +152,15 @@ type Executable struct {
 
 // Budget is the verdict of `run --budget`.
 type Budget struct {
-	Limit    int           `json:"limit"` // -1 when only per-kind or per-site limits were set
-	Leaked   int           `json:"leaked"`
-	Exceeded bool          `json:"exceeded"` // any limit, total, kind or site, was exceeded
+	Limit    int  `json:"limit"` // -1 when only per-kind or per-site limits were set
+	Leaked   int  `json:"leaked"`
+	Exceeded bool `json:"exceeded"` // any limit, total, kind or site, was exceeded
 	// Incomplete: events were lost, so the counts may be wrong either way and
 	// the verdict fails (exit 98) whatever they say; --allow-incomplete
 	// judges such a report on its counts instead.
 	Incomplete bool          `json:"incomplete,omitempty"`
 	Kinds      []BudgetLimit `json:"kinds,omitempty"`
-	Sites    []BudgetLimit `json:"sites,omitempty"`
+	Sites      []BudgetLimit `json:"sites,omitempty"`
 }
 
 // BudgetLimit is the verdict of one per-kind or per-site limit.

@@ -17,10 +17,10 @@ import (
 // policyFlags decide which leaks count and what is too many: shared by run,
 // demo and report.
 type policyFlags struct {
-	budget         []string
-	countInherited bool
-	minAge         time.Duration
-	suppressions   []string
+	budget          []string
+	countInherited  bool
+	minAge          time.Duration
+	suppressions    []string
 	baseline        string
 	allowIncomplete bool
 }

@@ -262,4 +262,3 @@ func stackBytes(flag int) int {
 	}
 	return flag
 }
-
