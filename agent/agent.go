@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,8 +27,12 @@ type Options struct {
 	Interval time.Duration // sampling and alert evaluation
 	Tracer   tracer.Config // ring buffer and stack size; TraceAll and Filter are set from Config
 	Log      *slog.Logger
-	// GeneratorURL is where Alertmanager alerts link back to.
-	GeneratorURL string
+	// ExternalURL is the agent's own URL as its alerts' receivers reach it:
+	// alerts link back to its /debug/leaks.
+	ExternalURL string
+	// Instance names this host in every alert's instance label (default:
+	// the host name); Config.Sinks.ExternalLabels may set it too.
+	Instance string
 }
 
 // Agent traces the host and keeps what its metrics and alerts need.
@@ -34,7 +41,8 @@ type Agent struct {
 	sess     tracing
 	interval time.Duration
 	alerts   *alert.Manager
-	genURL   string
+	extURL   string
+	instance string
 	fails    chan fdFailure
 
 	failsDropped atomic.Uint64
@@ -120,7 +128,8 @@ func New(opts Options) (*Agent, error) {
 	a := &Agent{
 		log:        opts.Log,
 		interval:   opts.Interval,
-		genURL:     opts.GeneratorURL,
+		extURL:     strings.TrimSuffix(opts.ExternalURL, "/"),
+		instance:   opts.Instance,
 		fails:      make(chan fdFailure, 1024),
 		stackKinds: make(map[event.StackID]event.Kind),
 		cfg:        cfg,
@@ -133,7 +142,13 @@ func New(opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.sess = sess
-	a.alerts = alert.NewManager(a.sinkQueues(cfg)...)
+	sinks, err := a.sinkQueues(cfg)
+	if err != nil {
+		a.sess.Close()
+		return nil, err
+	}
+	a.alerts = alert.NewManager(sinks...)
+	a.alerts.SetLabels(a.alertLabels(cfg))
 	if err := a.seed(cfg.Filters); err != nil {
 		a.sess.Close()
 		return nil, err
@@ -325,10 +340,16 @@ func (a *Agent) Reload(cfg Config) error {
 		cfg.Thresholds.MinAge = old.Thresholds.MinAge
 		cfg.Limits.MaxStacks = old.Limits.MaxStacks
 	}
+	sinks, err := a.sinkQueues(cfg)
+	if err != nil {
+		a.mu.Unlock()
+		return err
+	}
 	a.cfg = cfg
 	a.mu.Unlock()
 	oldSinks := a.alerts.Sinks()
-	a.alerts.SetSinks(a.sinkQueues(cfg)...)
+	a.alerts.SetSinks(sinks...)
+	a.alerts.SetLabels(a.alertLabels(cfg))
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -344,15 +365,44 @@ func sameFilters(x, y Filters) bool {
 	return fmt.Sprint(x) == fmt.Sprint(y)
 }
 
-func (a *Agent) sinkQueues(cfg Config) []*alert.Queue {
-	qs := []*alert.Queue{alert.NewQueue(alert.LogSink{Log: a.log}, alert.Delivery{}, a.log)}
+func (a *Agent) sinkQueues(cfg Config) ([]*alert.Queue, error) {
+	var webhook, am *http.Client
+	var err error
 	if s := cfg.Sinks.Webhook; s != nil {
-		qs = append(qs, alert.NewQueue(alert.WebhookSink{URL: s.URL}, delivery(s), a.log))
+		if webhook, err = s.Client("webhook"); err != nil {
+			return nil, fmt.Errorf("sinks.webhook.http_config: %w", err)
+		}
 	}
 	if s := cfg.Sinks.Alertmanager; s != nil {
-		qs = append(qs, alert.NewQueue(alert.AlertmanagerSink{URL: s.URL, GeneratorURL: a.genURL}, delivery(s), a.log))
+		if am, err = s.Client("alertmanager"); err != nil {
+			return nil, fmt.Errorf("sinks.alertmanager.http_config: %w", err)
+		}
 	}
-	return qs
+	genURL := ""
+	if a.extURL != "" {
+		genURL = a.extURL + "/debug/leaks"
+	}
+	qs := []*alert.Queue{alert.NewQueue(alert.LogSink{Log: a.log}, alert.Delivery{}, a.log)}
+	if s := cfg.Sinks.Webhook; s != nil {
+		qs = append(qs, alert.NewQueue(alert.WebhookSink{URL: s.URL, GeneratorURL: genURL, ExternalURL: a.extURL, Client: webhook}, delivery(s), a.log))
+	}
+	if s := cfg.Sinks.Alertmanager; s != nil {
+		qs = append(qs, alert.NewQueue(alert.AlertmanagerSink{URL: s.URL, GeneratorURL: genURL, Client: am}, delivery(s), a.log))
+	}
+	return qs, nil
+}
+
+// alertLabels are the labels every alert carries: instance (this host), then
+// the configured external labels, which may set instance themselves.
+func (a *Agent) alertLabels(cfg Config) map[string]string {
+	l := map[string]string{}
+	if a.instance != "" {
+		l["instance"] = a.instance
+	} else if h, err := os.Hostname(); err == nil {
+		l["instance"] = h
+	}
+	maps.Copy(l, cfg.Sinks.ExternalLabels)
+	return l
 }
 
 // delivery tunes an HTTP sink's queue; attempts left unset (0) get 3 tries.

@@ -28,7 +28,11 @@ func testAgent(t *testing.T, cfg Config) (*Agent, *bytes.Buffer) {
 	a := &Agent{log: slog.New(slog.NewTextHandler(&logs, nil)), cfg: cfg, interval: time.Second,
 		fails: make(chan fdFailure, 16), stackKinds: make(map[event.StackID]event.Kind),
 		procs: make(map[uint32]*procState), sites: make(map[event.StackID]*siteState)}
-	a.alerts = alert.NewManager(a.sinkQueues(cfg)...)
+	sinks, err := a.sinkQueues(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.alerts = alert.NewManager(sinks...)
 	t.Cleanup(func() {
 		for _, q := range a.alerts.Sinks() {
 			q.Close(t.Context())

@@ -9,11 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"time"
 
+	promconfig "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -60,8 +63,12 @@ func (f Filters) Empty() bool {
 
 // Sinks receive alerts besides the structured log.
 type Sinks struct {
-	Webhook      *HTTPSink `yaml:"webhook"`
-	Alertmanager *HTTPSink `yaml:"alertmanager"`
+	// ExternalLabels are added to every alert, as Prometheus's
+	// external_labels are (cluster, region, …); instance, the host's name
+	// by default, is always added.
+	ExternalLabels map[string]string `yaml:"external_labels"`
+	Webhook        *HTTPSink         `yaml:"webhook"`
+	Alertmanager   *HTTPSink         `yaml:"alertmanager"`
 }
 
 // HTTPSink is an endpoint alerts are POSTed to.
@@ -69,6 +76,32 @@ type HTTPSink struct {
 	URL      string        `yaml:"url"`
 	Timeout  time.Duration `yaml:"timeout"`
 	Attempts int           `yaml:"attempts"`
+	// HTTPConfig is Prometheus's client configuration: basic auth, bearer
+	// token, OAuth2, TLS, proxy, headers (as in prometheus.yml's
+	// alertmanager_config.http_config).
+	HTTPConfig promconfig.HTTPClientConfig `yaml:"http_config"`
+}
+
+// Client builds the sink's HTTP client from its HTTPConfig.
+func (s *HTTPSink) Client(name string) (*http.Client, error) {
+	return promconfig.NewClientFromConfig(s.HTTPConfig, "leaktrace_"+name)
+}
+
+// ValidateLabels checks alert label names and values as Prometheus would.
+func ValidateLabels(l map[string]string) error {
+	for k, v := range l {
+		if !model.LegacyValidation.IsValidLabelName(k) || strings.HasPrefix(k, "__") {
+			return fmt.Errorf("%q is not a label name (letters, digits and _, not starting with a digit or __)", k)
+		}
+		if v == "" || !model.LabelValue(v).IsValid() {
+			return fmt.Errorf("label %s: %q is not a label value (non-empty UTF-8)", k, v)
+		}
+		switch k {
+		case "alertname", "severity", "job":
+			return fmt.Errorf("label %s is set by leaktrace itself", k)
+		}
+	}
+	return nil
 }
 
 // Limits bound the agent's own state and its metrics' cardinality; the
@@ -192,6 +225,12 @@ func (c *Config) Validate() error {
 		if s.Timeout < 0 || s.Attempts < 0 || s.Attempts > 20 {
 			return fmt.Errorf("%s: timeout must not be negative and attempts must be 0..20", name)
 		}
+		if err := s.HTTPConfig.Validate(); err != nil {
+			return fmt.Errorf("%s.http_config: %w", name, err)
+		}
+	}
+	if err := ValidateLabels(c.Sinks.ExternalLabels); err != nil {
+		return fmt.Errorf("sinks.external_labels: %w", err)
 	}
 	l := c.Limits
 	switch {

@@ -1,11 +1,16 @@
 package agent
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/leaktrace/leaktrace/alert"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -93,4 +98,62 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("accepted an invalid config: %v", err)
 		}
 	})
+}
+
+// Both sinks take Prometheus's http_config (auth, TLS, proxy, headers) and
+// every alert carries instance and the external labels.
+func TestSinksHTTPConfigAndLabels(t *testing.T) {
+	type seen struct{ path, user, pass, header string }
+	got := make(chan seen, 8)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, _ := r.BasicAuth()
+		body, _ := io.ReadAll(r.Body)
+		if !strings.Contains(string(body), `"cluster":"eu1"`) || !strings.Contains(string(body), `"instance":"node7"`) {
+			t.Errorf("%s: labels missing from %s", r.URL.Path, body)
+		}
+		got <- seen{r.URL.Path, u, p, r.Header.Get("X-Scope-OrgID")}
+	}))
+	defer srv.Close()
+	cfg, err := ParseConfig([]byte(`
+sinks:
+  external_labels: {cluster: eu1, instance: node7}
+  webhook:
+    url: "`+srv.URL+`/hook"
+    http_config:
+      basic_auth: {username: hook, password: s3cret}
+  alertmanager:
+    url: "`+srv.URL+`"
+    http_config:
+      basic_auth: {username: am, password: pw}
+      http_headers:
+        X-Scope-OrgID: {values: [tenant1]}
+`), DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := testAgent(t, cfg)
+	a.alerts.SetLabels(a.alertLabels(cfg))
+	a.alerts.Evaluate([]alert.Alert{{Name: AlertFDUsage, Level: alert.LevelWarning, Labels: map[string]string{"pid": "1"}}}, time.Now())
+	want := map[string]seen{"/hook": {"/hook", "hook", "s3cret", ""}, "/api/v2/alerts": {"/api/v2/alerts", "am", "pw", "tenant1"}}
+	for range 2 {
+		select {
+		case s := <-got:
+			if want[s.path] != s {
+				t.Errorf("%s: got %+v, want %+v", s.path, s, want[s.path])
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a sink sent nothing")
+		}
+	}
+
+	for _, bad := range []string{
+		"sinks:\n  webhook:\n    url: http://x\n    http_config: {basic_auth: {username: a}, bearer_token: b}\n",
+		"sinks:\n  alertmanager:\n    url: http://x\n    http_config: {no_such_field: 1}\n",
+		"sinks:\n  external_labels: {\"0bad\": x}\n",
+		"sinks:\n  external_labels: {severity: x}\n",
+	} {
+		if _, err := ParseConfig([]byte(bad), DefaultConfig()); err == nil {
+			t.Errorf("accepted:\n%s", bad)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -89,7 +90,7 @@ func TestShippedConfigParses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("deploy/systemd/agent.yml: %v", err)
 	}
-	if d := DefaultConfig(); cfg.Thresholds != d.Thresholds || cfg.Limits != d.Limits || !cfg.Filters.Empty() || cfg.Sinks != d.Sinks {
+	if d := DefaultConfig(); cfg.Thresholds != d.Thresholds || cfg.Limits != d.Limits || !cfg.Filters.Empty() || !reflect.DeepEqual(cfg.Sinks, d.Sinks) {
 		t.Errorf("the shipped config differs from the defaults it documents:\n%+v\n%+v", cfg, DefaultConfig())
 	}
 }

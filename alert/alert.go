@@ -1,7 +1,8 @@
 // Package alert keeps the set of firing alerts, turns each evaluation into
 // transitions (fired, resolved), and delivers them to sinks: a structured
-// log, a webhook, Alertmanager's v2 API. Delivery never blocks evaluation:
-// each sink has a bounded queue, and what does not fit is counted.
+// log, a webhook (in Alertmanager's webhook format), Alertmanager's v2 API.
+// Delivery never blocks evaluation: each sink has a bounded queue, and what
+// does not fit is counted.
 package alert
 
 import (
@@ -52,6 +53,17 @@ type Manager struct {
 	mu     sync.Mutex
 	firing map[string]*Alert
 	sinks  []*Queue
+	labels map[string]string // added to every alert: the host's identity
+}
+
+// SetLabels sets labels added to every alert that does not set them itself:
+// instance and the configured external labels, so that the same pid and comm
+// on two hosts are two alerts. Alerts firing under other labels resolve at
+// the next evaluation.
+func (m *Manager) SetLabels(labels map[string]string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.labels = maps.Clone(labels)
 }
 
 // NewManager returns a manager that delivers transitions to sinks.
@@ -74,9 +86,14 @@ func (m *Manager) Sinks() []*Queue {
 }
 
 // Evaluate takes every alert whose condition holds now: new ones fire,
-// known ones whose level changed fire again at the new level, and firing ones
-// absent from active resolve. Sinks that want the full firing set on every
-// evaluation (Alertmanager) get it too. It returns the transitions.
+// known ones whose level changed resolve at the old level and fire at the
+// new one, and firing ones absent from active resolve. Sinks that want the
+// full firing set on every evaluation (Alertmanager) get it too. It returns
+// the transitions.
+//
+// A level is part of an alert's identity downstream (Alertmanager keys
+// alerts by all their labels, severity included): without the old level's
+// resolution, warning, error and critical would all stay firing there.
 func (m *Manager) Evaluate(active []Alert, now time.Time) []Alert {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -84,6 +101,11 @@ func (m *Manager) Evaluate(active []Alert, now time.Time) []Alert {
 	seen := make(map[string]bool, len(active))
 	for i := range active {
 		a := active[i]
+		if len(m.labels) > 0 {
+			l := maps.Clone(m.labels)
+			maps.Copy(l, a.Labels)
+			a.Labels = l
+		}
 		k := a.Key()
 		seen[k] = true
 		old := m.firing[k]
@@ -91,12 +113,16 @@ func (m *Manager) Evaluate(active []Alert, now time.Time) []Alert {
 			old.Annotations = a.Annotations // keep the description current
 			continue
 		}
+		if old != nil {
+			was := *old
+			was.Status = "resolved"
+			was.EndsAt = now
+			changed = append(changed, was)
+		}
 		a.Status = "firing"
 		a.EndsAt = time.Time{}
-		if old != nil {
-			a.StartsAt = old.StartsAt
-		} else if a.StartsAt.IsZero() {
-			a.StartsAt = now
+		if old != nil || a.StartsAt.IsZero() {
+			a.StartsAt = now // this level began now
 		}
 		m.firing[k] = &a
 		changed = append(changed, a)

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/model"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -43,7 +45,8 @@ func TestEvaluateTransitions(t *testing.T) {
 	}{
 		{[]Alert{usage("1", LevelWarning)}, []string{"firing/warning"}},
 		{[]Alert{usage("1", LevelWarning)}, nil},
-		{[]Alert{usage("1", LevelCritical), usage("2", LevelWarning)}, []string{"firing/critical", "firing/warning"}},
+		// Escalation resolves the old level: downstream it is another alert.
+		{[]Alert{usage("1", LevelCritical), usage("2", LevelWarning)}, []string{"resolved/warning", "firing/critical", "firing/warning"}},
 		{nil, []string{"resolved/critical", "resolved/warning"}},
 		{nil, nil},
 	}
@@ -57,8 +60,8 @@ func TestEvaluateTransitions(t *testing.T) {
 				t.Fatalf("step %d transition %d = %s, want %s", i, j, s, st.want[j])
 			}
 		}
-		if i == 2 && !got[0].StartsAt.Equal(t0) {
-			t.Fatalf("a level change restarted the alert: starts %v, want %v", got[0].StartsAt, t0)
+		if i == 2 && (!got[0].StartsAt.Equal(t0) || !got[0].EndsAt.Equal(t0.Add(2*time.Second)) || !got[1].StartsAt.Equal(t0.Add(2*time.Second))) {
+			t.Fatalf("level change: old %v-%v, new from %v", got[0].StartsAt, got[0].EndsAt, got[1].StartsAt)
 		}
 		if i == 3 && !got[0].EndsAt.Equal(t0.Add(3*time.Second)) {
 			t.Fatalf("resolved alert ends %v", got[0].EndsAt)
@@ -111,7 +114,7 @@ func TestWebhookRetries(t *testing.T) {
 	if calls.Load() != 3 || q.Sent.Load() != 1 || q.Failed.Load() != 0 {
 		t.Fatalf("calls %d sent %d failed %d", calls.Load(), q.Sent.Load(), q.Failed.Load())
 	}
-	if got.Version != "1" || len(got.Alerts) != 1 || got.Alerts[0].Labels["pid"] != "42" {
+	if got.Version != "4" || len(got.Alerts) != 1 || got.Alerts[0].Labels["pid"] != "42" {
 		t.Fatalf("payload = %+v", got)
 	}
 }
@@ -180,5 +183,147 @@ func TestQueueFullCountsDrops(t *testing.T) {
 	// One batch in flight, one queued: at least three of five dropped.
 	if d := q.Dropped.Load(); d < 3 || d+q.Sent.Load() != 5 {
 		t.Fatalf("dropped %d sent %d of 5", d, q.Sent.Load())
+	}
+}
+
+// The webhook sends Alertmanager's webhook message (version 4): a receiver
+// written for Alertmanager reads every field it expects, with the values
+// Alertmanager would give (fingerprint of the label set, zero endsAt while
+// firing, common labels).
+func TestWebhookPayloadIsAlertmanagers(t *testing.T) {
+	var raw map[string]any
+	var body []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ = io.ReadAll(r.Body)
+		if err := json.Unmarshal(body, &raw); err != nil {
+			t.Error(err)
+		}
+	}))
+	defer srv.Close()
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	a, b := usage("7", LevelCritical), usage("8", LevelCritical)
+	a.StartsAt, b.StartsAt = start, start
+	a.Annotations = map[string]string{"summary": "s7"}
+	b.Status, b.EndsAt = "resolved", start.Add(time.Minute)
+	s := WebhookSink{URL: srv.URL, GeneratorURL: "https://node1.example:9808/debug/leaks", ExternalURL: "https://node1.example:9808/"}
+	if err := s.Send(context.Background(), []Alert{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"version", "groupKey", "truncatedAlerts", "status", "receiver", "groupLabels", "commonLabels", "commonAnnotations", "externalURL", "alerts"} {
+		if _, ok := raw[k]; !ok {
+			t.Errorf("payload lacks %q: %s", k, body)
+		}
+	}
+	if raw["version"] != "4" || raw["status"] != "firing" || raw["externalURL"] != "https://node1.example:9808/" {
+		t.Errorf("header fields: %s", body)
+	}
+	alerts := raw["alerts"].([]any)
+	first, second := alerts[0].(map[string]any), alerts[1].(map[string]any)
+	for _, k := range []string{"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"} {
+		if _, ok := first[k]; !ok {
+			t.Errorf("alert lacks %q: %v", k, first)
+		}
+	}
+	labels := first["labels"].(map[string]any)
+	if labels["alertname"] != "LeaktraceFDUsageHigh" || labels["severity"] != "critical" || labels["pid"] != "7" {
+		t.Errorf("labels %v", labels)
+	}
+	if first["startsAt"] != "2026-01-02T03:04:05Z" || first["endsAt"] != "0001-01-01T00:00:00Z" || second["status"] != "resolved" || second["endsAt"] != "2026-01-02T03:05:05Z" {
+		t.Errorf("times/status: %v / %v", first, second)
+	}
+	// Alertmanager's fingerprint of {alertname, job, pid, severity}.
+	want := model.LabelSet{"alertname": "LeaktraceFDUsageHigh", "severity": "critical", "job": "leaktrace", "pid": "7"}.Fingerprint().String()
+	if first["fingerprint"] != want || first["fingerprint"] == second["fingerprint"] {
+		t.Errorf("fingerprints %v, %v; want %s for the first", first["fingerprint"], second["fingerprint"], want)
+	}
+	common := raw["commonLabels"].(map[string]any)
+	if common["severity"] != "critical" || common["pid"] != nil {
+		t.Errorf("commonLabels %v", common)
+	}
+}
+
+// fakeAlertmanager keeps alerts by their label set as Alertmanager does:
+// each POSTed alert replaces the one of the same labels; one whose endsAt is
+// past is resolved.
+type fakeAlertmanager struct {
+	mu     sync.Mutex
+	alerts map[model.Fingerprint]time.Time // endsAt; zero while firing
+}
+
+func (f *fakeAlertmanager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var got []struct {
+		Labels model.LabelSet `json:"labels"`
+		EndsAt time.Time      `json:"endsAt"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&got); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, a := range got {
+		f.alerts[a.Labels.Fingerprint()] = a.EndsAt
+	}
+}
+
+func (f *fakeAlertmanager) firing(now time.Time) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, ends := range f.alerts {
+		if ends.IsZero() || ends.After(now) {
+			n++
+		}
+	}
+	return n
+}
+
+// warning → error → critical → the process exits: Alertmanager must be left
+// with nothing firing. Before, only critical resolved; warning and error
+// stayed until Alertmanager's resolve_timeout.
+func TestEscalationResolvesOldLevel(t *testing.T) {
+	am := &fakeAlertmanager{alerts: map[model.Fingerprint]time.Time{}}
+	srv := httptest.NewServer(am)
+	defer srv.Close()
+	q := NewQueue(AlertmanagerSink{URL: srv.URL}, Delivery{}, quiet)
+	m := NewManager(q)
+	m.SetLabels(map[string]string{"instance": "node1"})
+	t0 := time.Now()
+	for i, level := range []string{LevelWarning, LevelError, LevelCritical} {
+		m.Evaluate([]Alert{usage("1", level)}, t0.Add(time.Duration(i)*time.Second))
+	}
+	m.Evaluate(nil, t0.Add(3*time.Second))
+	if err := q.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(am.alerts) != 3 {
+		t.Errorf("Alertmanager saw %d distinct alerts, want 3 (one per level)", len(am.alerts))
+	}
+	if n := am.firing(t0.Add(4 * time.Second)); n != 0 {
+		t.Errorf("%d alerts still firing in Alertmanager after the process exited", n)
+	}
+}
+
+// The same pid and comm on two hosts are two alerts: the instance label
+// (and external labels) are added to every alert.
+func TestLabelsGiveHostIdentity(t *testing.T) {
+	fire := func(instance string) Alert {
+		m := NewManager()
+		m.SetLabels(map[string]string{"instance": instance, "cluster": "eu1"})
+		a := m.Evaluate([]Alert{usage("1", LevelWarning)}, time.Now())[0]
+		return a
+	}
+	a, b := fire("node1"), fire("node2")
+	if a.Labels["instance"] != "node1" || a.Labels["cluster"] != "eu1" || a.Labels["pid"] != "1" {
+		t.Fatalf("labels %v", a.Labels)
+	}
+	if a.Key() == b.Key() || toLabelSet(LabelsOf(a)).Fingerprint() == toLabelSet(LabelsOf(b)).Fingerprint() {
+		t.Error("two hosts' alerts have one identity")
+	}
+	// An alert's own label wins over an external one.
+	m := NewManager()
+	m.SetLabels(map[string]string{"pid": "host"})
+	if got := m.Evaluate([]Alert{usage("9", LevelWarning)}, time.Now())[0].Labels["pid"]; got != "9" {
+		t.Errorf("external label replaced the alert's own: pid=%s", got)
 	}
 }

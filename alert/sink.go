@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/common/model"
 )
 
 // Mode says what a sink is sent on each evaluation.
@@ -147,23 +150,107 @@ func (s LogSink) Send(_ context.Context, alerts []Alert) error {
 	return nil
 }
 
-// WebhookSink POSTs {"version": "1", "alerts": [...]} to a URL.
+// WebhookSink POSTs Alertmanager's webhook payload (version "4") on each
+// transition, so that receivers written for Alertmanager take it as is.
 type WebhookSink struct {
-	URL    string
-	Client *http.Client
+	URL          string
+	GeneratorURL string // where an alert links back to (the agent's /debug/leaks)
+	ExternalURL  string // the agent's own URL
+	Client       *http.Client
 }
 
-// WebhookPayload is what a webhook receives.
+// WebhookPayload is Alertmanager's webhook message, version 4
+// (https://prometheus.io/docs/alerting/latest/configuration/#webhook_config).
 type WebhookPayload struct {
-	Version string  `json:"version"`
-	Alerts  []Alert `json:"alerts"`
+	Version           string            `json:"version"`
+	GroupKey          string            `json:"groupKey"`
+	TruncatedAlerts   int               `json:"truncatedAlerts"`
+	Status            string            `json:"status"`
+	Receiver          string            `json:"receiver"`
+	GroupLabels       map[string]string `json:"groupLabels"`
+	CommonLabels      map[string]string `json:"commonLabels"`
+	CommonAnnotations map[string]string `json:"commonAnnotations"`
+	ExternalURL       string            `json:"externalURL"`
+	Alerts            []WebhookAlert    `json:"alerts"`
+}
+
+// WebhookAlert is one alert of a WebhookPayload.
+type WebhookAlert struct {
+	Status       string            `json:"status"`
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       time.Time         `json:"endsAt"` // zero (0001-01-01) while firing, as Alertmanager sends it
+	GeneratorURL string            `json:"generatorURL"`
+	Fingerprint  string            `json:"fingerprint"`
 }
 
 func (WebhookSink) Name() string { return "webhook" }
 func (WebhookSink) Mode() Mode   { return SendChanges }
 
 func (s WebhookSink) Send(ctx context.Context, alerts []Alert) error {
-	return postJSON(ctx, s.Client, s.URL, WebhookPayload{Version: "1", Alerts: alerts})
+	return postJSON(ctx, s.Client, s.URL, webhookPayload(alerts, s.GeneratorURL, s.ExternalURL))
+}
+
+func webhookPayload(alerts []Alert, generatorURL, externalURL string) WebhookPayload {
+	p := WebhookPayload{Version: "4", GroupKey: "{}:{}", Status: "resolved", Receiver: "leaktrace",
+		GroupLabels: map[string]string{}, ExternalURL: externalURL, Alerts: make([]WebhookAlert, 0, len(alerts))}
+	for i, a := range alerts {
+		labels := LabelsOf(a)
+		annotations := a.Annotations
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		if a.Status != "resolved" {
+			p.Status = "firing"
+		}
+		p.Alerts = append(p.Alerts, WebhookAlert{Status: cmpOr(a.Status, "firing"), Labels: labels, Annotations: annotations,
+			StartsAt: a.StartsAt, EndsAt: a.EndsAt, GeneratorURL: generatorURL,
+			Fingerprint: toLabelSet(labels).Fingerprint().String()})
+		if i == 0 {
+			p.CommonLabels, p.CommonAnnotations = maps.Clone(labels), maps.Clone(annotations)
+			continue
+		}
+		keepCommon(p.CommonLabels, labels)
+		keepCommon(p.CommonAnnotations, annotations)
+	}
+	if p.CommonLabels == nil {
+		p.CommonLabels, p.CommonAnnotations = map[string]string{}, map[string]string{}
+	}
+	return p
+}
+
+func keepCommon(common, m map[string]string) {
+	for k, v := range common {
+		if m[k] != v {
+			delete(common, k)
+		}
+	}
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func toLabelSet(l map[string]string) model.LabelSet {
+	out := make(model.LabelSet, len(l))
+	for k, v := range l {
+		out[model.LabelName(k)] = model.LabelValue(v)
+	}
+	return out
+}
+
+// LabelsOf is an alert's labels as Alertmanager keys it: its own, plus
+// alertname, severity (its level) and job.
+func LabelsOf(a Alert) map[string]string {
+	labels := map[string]string{"alertname": a.Name, "severity": a.Level, "job": "leaktrace"}
+	for k, v := range a.Labels {
+		labels[k] = v
+	}
+	return labels
 }
 
 // AlertmanagerSink POSTs to Alertmanager's /api/v2/alerts.
@@ -188,11 +275,7 @@ func (AlertmanagerSink) Mode() Mode   { return SendAll }
 func (s AlertmanagerSink) Send(ctx context.Context, alerts []Alert) error {
 	out := make([]amAlert, 0, len(alerts))
 	for _, a := range alerts {
-		labels := map[string]string{"alertname": a.Name, "severity": a.Level, "job": "leaktrace"}
-		for k, v := range a.Labels {
-			labels[k] = v
-		}
-		out = append(out, amAlert{Labels: labels, Annotations: a.Annotations, StartsAt: a.StartsAt, EndsAt: a.EndsAt, GeneratorURL: s.GeneratorURL})
+		out = append(out, amAlert{Labels: LabelsOf(a), Annotations: a.Annotations, StartsAt: a.StartsAt, EndsAt: a.EndsAt, GeneratorURL: s.GeneratorURL})
 	}
 	return postJSON(ctx, s.Client, strings.TrimSuffix(s.URL, "/")+"/api/v2/alerts", out)
 }

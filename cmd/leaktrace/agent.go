@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -32,6 +35,8 @@ type agentFlags struct {
 	cfg           agent.Config // flags write here; only those set override the file
 	webhook       string
 	alertmanager  string
+	externalURL   string
+	labels        []string
 }
 
 func newAgentCmd() *cobra.Command {
@@ -77,6 +82,8 @@ flushes the alert queues. Endpoints: the metrics path, /healthz, /readyz, /debug
 	fl.DurationVar(&c.Thresholds.FDFailureHold, "alert.fd-failure-hold", c.Thresholds.FDFailureHold, "an EMFILE/ENFILE alert resolves this long after the last failure")
 	fl.StringVar(&f.webhook, "alert.webhook-url", "", "POST alert transitions as JSON to this `URL`")
 	fl.StringVar(&f.alertmanager, "alert.alertmanager-url", "", "send alerts to the Alertmanager at this base `URL` (v2 API)")
+	fl.StringVar(&f.externalURL, "web.external-url", "", "the `URL` this agent is reached at, which alerts link back to (default: http(s)://HOSTNAME:PORT of the first listen address)")
+	fl.StringArrayVar(&f.labels, "alert.external-label", nil, "add `NAME=VALUE` to every alert (repeatable; instance defaults to the host name)")
 	fl.IntVar(&c.Limits.MaxProcesses, "limits.max-processes", c.Limits.MaxProcesses, "processes with per-process state and series; the rest are counted")
 	fl.IntVar(&c.Limits.TopSites, "limits.top-sites", c.Limits.TopSites, "call sites exported one by one; the rest are summed as site=\"other\"")
 	fl.IntVar(&c.Limits.MaxStacks, "limits.max-stacks", c.Limits.MaxStacks, "distinct creation stacks kept; handles from further ones have no site")
@@ -109,8 +116,26 @@ func (f *agentFlags) config(fl *pflag.FlagSet) (agent.Config, error) {
 	set("alert.growth-window", func() { t.GrowthWindow = c.Thresholds.GrowthWindow })
 	set("alert.min-age", func() { t.MinAge = c.Thresholds.MinAge })
 	set("alert.fd-failure-hold", func() { t.FDFailureHold = c.Thresholds.FDFailureHold })
-	set("alert.webhook-url", func() { cfg.Sinks.Webhook = &agent.HTTPSink{URL: f.webhook} })
-	set("alert.alertmanager-url", func() { cfg.Sinks.Alertmanager = &agent.HTTPSink{URL: f.alertmanager} })
+	// A URL flag keeps the file's http_config, timeout and attempts for that sink.
+	sinkURL := func(s **agent.HTTPSink, url string) {
+		if *s == nil {
+			*s = &agent.HTTPSink{HTTPConfig: promconfig.DefaultHTTPClientConfig}
+		}
+		(*s).URL = url
+	}
+	set("alert.webhook-url", func() { sinkURL(&cfg.Sinks.Webhook, f.webhook) })
+	set("alert.alertmanager-url", func() { sinkURL(&cfg.Sinks.Alertmanager, f.alertmanager) })
+	if len(f.labels) > 0 {
+		labels := maps.Clone(cfg.Sinks.ExternalLabels)
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		for _, l := range f.labels {
+			k, v, _ := strings.Cut(l, "=")
+			labels[k] = v
+		}
+		cfg.Sinks.ExternalLabels = labels
+	}
 	set("limits.max-processes", func() { l.MaxProcesses = c.Limits.MaxProcesses })
 	set("limits.top-sites", func() { l.TopSites = c.Limits.TopSites })
 	set("limits.max-stacks", func() { l.MaxStacks = c.Limits.MaxStacks })
@@ -151,9 +176,17 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		defer l.Close()
 		listeners = append(listeners, l)
 	}
+	for _, addr := range exposedAddrs(listeners, f.webConfig) {
+		log.Warn("SERVING WITHOUT TLS OR AUTHENTICATION ON A NON-LOOPBACK ADDRESS: anyone who reaches it reads /debug/leaks, every traced process's file paths, peers and call stacks; give --web.config.file (TLS and basic auth) or listen on localhost",
+			"address", addr)
+	}
+	extURL := f.externalURL
+	if extURL == "" {
+		extURL = defaultExternalURL(listeners[0].Addr(), webTLS(f.webConfig))
+	}
 	a, err := agent.New(agent.Options{Config: cfg, Interval: f.interval, Log: log,
-		Tracer:       tracer.Config{RingBufferBytes: f.ringBuffer, StackBytes: stackBytes(f.stackBytes)},
-		GeneratorURL: "http://" + listeners[0].Addr().String() + "/debug/leaks"})
+		Tracer:      tracer.Config{RingBufferBytes: f.ringBuffer, StackBytes: stackBytes(f.stackBytes)},
+		ExternalURL: extURL})
 	if err != nil {
 		var te *tracer.Error
 		if errors.As(err, &te) {

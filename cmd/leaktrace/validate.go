@@ -3,11 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/leaktrace/leaktrace/agent"
 	"github.com/leaktrace/leaktrace/tracer"
 )
 
@@ -86,6 +88,26 @@ func (f *agentFlags) validate() error {
 	}
 	if len(f.listen) == 0 {
 		return usagef("bad --web.listen-address: give at least one address, such as localhost:9808")
+	}
+	if u := f.externalURL; u != "" {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return usagef("bad --web.external-url %q: want an absolute http(s) URL such as https://node1.example:9808/", u)
+		}
+	}
+	labels := map[string]string{}
+	for _, l := range f.labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			return usagef("bad --alert.external-label %q: want NAME=VALUE, such as cluster=eu1", l)
+		}
+		if _, dup := labels[k]; dup {
+			return usagef("bad --alert.external-label %q: %s is given twice", l, k)
+		}
+		labels[k] = v
+	}
+	if err := agent.ValidateLabels(labels); err != nil {
+		return usagef("bad --alert.external-label: %v", err)
 	}
 	return nil
 }
