@@ -2,7 +2,13 @@ package agent
 
 import (
 	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -16,8 +22,8 @@ import (
 )
 
 // The rules file is checked for its structure and for naming only metrics
-// the collector exports (promtool is not available in CI, and
-// prometheus/prometheus is too heavy a module for one test).
+// the collector exports; TestPromtoolRules checks it with Prometheus's own
+// tool and unit tests.
 func TestPrometheusRules(t *testing.T) {
 	data, err := os.ReadFile("../deploy/prometheus/leaktrace.rules.yml")
 	if err != nil {
@@ -92,5 +98,140 @@ func TestShippedConfigParses(t *testing.T) {
 	}
 	if d := DefaultConfig(); cfg.Thresholds != d.Thresholds || cfg.Limits != d.Limits || !cfg.Filters.Empty() || !reflect.DeepEqual(cfg.Sinks, d.Sinks) {
 		t.Errorf("the shipped config differs from the defaults it documents:\n%+v\n%+v", cfg, DefaultConfig())
+	}
+}
+
+// requireTool finds a tool CI installs (scripts/ci/trust.sh): a developer
+// without it skips, saying why; CI (CI=true) fails.
+func requireTool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is missing in CI: scripts/ci/trust.sh installs it (apt-get install %s)", name, pkg)
+	}
+	t.Skipf("skipping: %s not installed (apt-get install %s)", name, pkg)
+	return ""
+}
+
+// promtool checks every rules file and runs every unit test of
+// deploy/prometheus (*.test.yml): each alert fires when and as it should.
+func TestPromtoolRules(t *testing.T) {
+	promtool := requireTool(t, "promtool", "prometheus")
+	rules, _ := filepath.Glob("../deploy/prometheus/*.rules.yml")
+	tests, _ := filepath.Glob("../deploy/prometheus/*.test.yml")
+	if len(rules) == 0 || len(tests) == 0 {
+		t.Fatalf("rules %v, tests %v: want both", rules, tests)
+	}
+	for _, args := range [][]string{append([]string{"check", "rules"}, rules...), append([]string{"test", "rules"}, tests...)} {
+		out, err := exec.Command(promtool, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	// Every alert of the rules files has a unit test.
+	tested := map[string]bool{}
+	for _, f := range tests {
+		b, _ := os.ReadFile(f)
+		for _, m := range regexp.MustCompile(`alertname: (\w+)`).FindAllStringSubmatch(string(b), -1) {
+			tested[m[1]] = true
+		}
+	}
+	for _, f := range rules {
+		b, _ := os.ReadFile(f)
+		for _, m := range regexp.MustCompile(`- alert: (\w+)`).FindAllStringSubmatch(string(b), -1) {
+			if !tested[m[1]] {
+				t.Errorf("%s: alert %s has no promtool test", f, m[1])
+			}
+		}
+	}
+}
+
+// The example Alertmanager configuration passes amtool, and in a real
+// Alertmanager its inhibit rules do what it says: a process's critical alert
+// silences its warning, not another process's.
+func TestAlertmanagerInhibitExample(t *testing.T) {
+	amtool := requireTool(t, "amtool", "prometheus-alertmanager")
+	conf := "../deploy/prometheus/alertmanager.yml"
+	if out, err := exec.Command(amtool, "check-config", conf).CombinedOutput(); err != nil {
+		t.Fatalf("amtool check-config: %v\n%s", err, out)
+	}
+	bin := requireTool(t, "prometheus-alertmanager", "prometheus-alertmanager")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(bin, "--config.file="+conf, "--storage.path="+t.TempDir(), "--web.listen-address="+addr, "--cluster.listen-address=")
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	base := "http://" + addr
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(base + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alertmanager not ready:\n%s", logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	m := alert.NewManager(alert.NewQueue(alert.AlertmanagerSink{URL: base}, alert.Delivery{}, slog.New(slog.DiscardHandler)))
+	m.SetLabels(map[string]string{"instance": "node1"})
+	proc := func(name, level, pid string) alert.Alert {
+		return alert.Alert{Name: name, Level: level, Labels: map[string]string{"pid": pid, "comm": "api"}}
+	}
+	m.Evaluate([]alert.Alert{proc(AlertFDExhausted, alert.LevelCritical, "42"), proc(AlertChildLeak, alert.LevelWarning, "42"),
+		proc(AlertChildLeak, alert.LevelWarning, "43")}, time.Now())
+	for _, q := range m.Sinks() {
+		q.Close(t.Context())
+	}
+	type amAlert struct {
+		Labels map[string]string `json:"labels"`
+		Status struct {
+			InhibitedBy []string `json:"inhibitedBy"`
+		} `json:"status"`
+	}
+	var got []amAlert
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/api/v2/alerts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = nil
+		json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		inhibited := 0
+		for _, a := range got {
+			inhibited += len(a.Status.InhibitedBy)
+		}
+		if len(got) == 3 && inhibited > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(got) != 3 {
+		t.Fatalf("alertmanager holds %d alerts, want 3: %+v", len(got), got)
+	}
+	for _, a := range got {
+		want := a.Labels["pid"] == "42" && a.Labels["severity"] == "warning"
+		if (len(a.Status.InhibitedBy) > 0) != want {
+			t.Errorf("%s pid %s %s: inhibited by %v, want inhibited=%v", a.Labels["alertname"], a.Labels["pid"], a.Labels["severity"], a.Status.InhibitedBy, want)
+		}
+		if a.Labels["instance"] != "node1" {
+			t.Errorf("alert without its instance label: %v", a.Labels)
+		}
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // straceArgs trace what leaktrace needs to know (fd-creating and -closing
@@ -91,7 +89,7 @@ func (b *bench) mountTracefs() error {
 	if _, err := os.Stat(filepath.Join(tracefs, "events", "syscalls")); err == nil {
 		return nil
 	}
-	if err := unix.Mount("nodev", tracefs, "tracefs", 0, ""); err != nil {
+	if err := mountTracefsAt(tracefs); err != nil {
 		return fmt.Errorf("tracefs is not mounted and mounting it at %s failed: %v", tracefs, err)
 	}
 	b.mountedTracefs = true

@@ -1,3 +1,5 @@
+//go:build linux
+
 package session
 
 import (
@@ -10,13 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// ErrCommandNotFound wraps a command that cannot be found.
-var ErrCommandNotFound = errors.New("command not found")
-
-// ErrCommandNotExecutable wraps a command that exists but cannot be run:
-// no execute permission, a directory, a noexec mount, not a program.
-var ErrCommandNotExecutable = errors.New("permission denied")
 
 // Start runs argv with stdio, environment and exit status passed through,
 // traced from its first instruction: the child stops right after its exec

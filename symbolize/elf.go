@@ -35,7 +35,7 @@ type fileIdent struct {
 func identOf(fi os.FileInfo) fileIdent {
 	id := fileIdent{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		id.dev, id.ino = st.Dev, st.Ino
+		id.dev, id.ino = uint64(st.Dev), uint64(st.Ino) // int32/uint64 on some OSes: this package builds anywhere
 	}
 	return id
 }

@@ -384,7 +384,8 @@ func ExeIDOf(path string) (ExeID, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return ExeID{}, fmt.Errorf("executable %s: not a regular file", path)
 	}
-	return ExeID{Ino: st.Ino, Dev: unix.Major(st.Dev)<<20 | unix.Minor(st.Dev)}, nil
+	dev := uint64(st.Dev) // int32 on some OSes: the package builds anywhere, runs on Linux
+	return ExeID{Ino: uint64(st.Ino), Dev: unix.Major(dev)<<20 | unix.Minor(dev)}, nil
 }
 
 // pidMax is the kernel's pid_max (the pid filter's size); the largest it

@@ -15,7 +15,7 @@ import (
 // isTerminal reports whether f is a terminal: a character device that answers
 // the terminal ioctl (/dev/null is a character device, and no terminal).
 func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	_, err := unix.IoctlGetTermios(int(f.Fd()), ioctlGetTermios)
 	return err == nil
 }
 
