@@ -12,14 +12,15 @@
 #   docker run -d --privileged --pid=host --network=host \
 #     -v /sys/kernel/btf:/sys/kernel/btf:ro -v /sys/fs/cgroup:/sys/fs/cgroup:ro \
 #     leaktrace agent --web.listen-address :9808
-FROM golang:1.26-bookworm AS build
+# Base images by their full names: podman and buildah refuse short ones.
+FROM docker.io/library/golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -o /leaktrace ./cmd/leaktrace
 
-FROM gcr.io/distroless/static-debian12
+FROM gcr.io/distroless/static-debian12:latest
 COPY --from=build /leaktrace /usr/local/bin/leaktrace
 EXPOSE 9808
 ENTRYPOINT ["/usr/local/bin/leaktrace"]

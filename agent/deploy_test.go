@@ -235,3 +235,123 @@ func TestAlertmanagerInhibitExample(t *testing.T) {
 		}
 	}
 }
+
+// The DaemonSet as a cluster would take it: its namespace allows privileged
+// pods under Pod Security admission, it mounts no debugfs (leaktrace needs
+// none), its image is a full reference with a tag (no Docker Hub short
+// name, no :latest), and its memory limit is the one the README gives.
+func TestDaemonSet(t *testing.T) {
+	data, err := os.ReadFile("../deploy/kubernetes/daemonset.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type container struct {
+		Image     string `yaml:"image"`
+		Resources struct {
+			Requests map[string]string `yaml:"requests"`
+			Limits   map[string]string `yaml:"limits"`
+		} `yaml:"resources"`
+		VolumeMounts []struct {
+			MountPath string `yaml:"mountPath"`
+		} `yaml:"volumeMounts"`
+	}
+	var ns, ds bool
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc struct {
+			Kind     string `yaml:"kind"`
+			Metadata struct {
+				Labels map[string]string `yaml:"labels"`
+			} `yaml:"metadata"`
+			Spec struct {
+				Template struct {
+					Spec struct {
+						HostPID    bool        `yaml:"hostPID"`
+						Containers []container `yaml:"containers"`
+						Volumes    []struct {
+							HostPath struct {
+								Path string `yaml:"path"`
+							} `yaml:"hostPath"`
+						} `yaml:"volumes"`
+					} `yaml:"spec"`
+				} `yaml:"template"`
+			} `yaml:"spec"`
+		}
+		if err := dec.Decode(&doc); err != nil {
+			break
+		}
+		switch doc.Kind {
+		case "Namespace":
+			ns = true
+			if doc.Metadata.Labels["pod-security.kubernetes.io/enforce"] != "privileged" {
+				t.Errorf("namespace labels %v: a privileged hostPID pod needs pod-security.kubernetes.io/enforce: privileged", doc.Metadata.Labels)
+			}
+		case "DaemonSet":
+			ds = true
+			spec := doc.Spec.Template.Spec
+			for _, v := range spec.Volumes {
+				if strings.HasPrefix(v.HostPath.Path, "/sys/kernel/debug") {
+					t.Errorf("mounts debugfs (%s): leaktrace needs none", v.HostPath.Path)
+				}
+			}
+			if len(spec.Containers) != 1 {
+				t.Fatalf("%d containers", len(spec.Containers))
+			}
+			c := spec.Containers[0]
+			if !fullImageRef(c.Image) || strings.HasSuffix(c.Image, ":latest") {
+				t.Errorf("image %q: want registry/name:version", c.Image)
+			}
+			for _, m := range c.VolumeMounts {
+				if strings.HasPrefix(m.MountPath, "/sys/kernel/debug") {
+					t.Errorf("mounts %s", m.MountPath)
+				}
+			}
+			limit := c.Resources.Limits["memory"]
+			readme, _ := os.ReadFile("../README.md")
+			if limit == "" || !strings.Contains(string(readme), "limits its memory to "+limit) {
+				t.Errorf("memory limit %q: the README's Agent section must say the DaemonSet \"limits its memory to %s\"", limit, limit)
+			}
+		}
+	}
+	if !ns || !ds {
+		t.Fatalf("namespace %v, daemonset %v", ns, ds)
+	}
+}
+
+// fullImageRef: a registry host (with a dot or a port, or localhost), a
+// path, and a tag or digest.
+func fullImageRef(ref string) bool {
+	host, rest, ok := strings.Cut(ref, "/")
+	if !ok || !(strings.ContainsAny(host, ".:") || host == "localhost") {
+		return false
+	}
+	name := rest[strings.LastIndex(rest, "/")+1:]
+	return strings.Contains(name, ":") || strings.Contains(rest, "@sha256:")
+}
+
+// The Dockerfile names its base images in full (podman and buildah refuse
+// short names) and a .dockerignore keeps the build context to the sources.
+func TestDockerfile(t *testing.T) {
+	data, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	froms := regexp.MustCompile(`(?m)^FROM\s+(\S+)`).FindAllStringSubmatch(string(data), -1)
+	if len(froms) == 0 {
+		t.Fatal("no FROM")
+	}
+	for _, m := range froms {
+		if !fullImageRef(m[1]) {
+			t.Errorf("FROM %s: not a fully qualified image (registry/name:tag)", m[1])
+		}
+	}
+	ignore, err := os.ReadFile("../.dockerignore")
+	if err != nil {
+		t.Fatalf("no .dockerignore: %v", err)
+	}
+	for _, want := range []string{".git", "bin/"} {
+		if !strings.Contains("\n"+string(ignore), "\n"+want+"\n") {
+			t.Errorf(".dockerignore does not leave out %s", want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -161,6 +162,171 @@ func TestWriteSARIFResults(t *testing.T) {
 	}
 	if s := res[byKey["spawn"]]; s.BaselineState != "unchanged" || s.Level != "note" {
 		t.Errorf("baselined site: %+v", s)
+	}
+}
+
+// What GitHub code scanning needs beyond the schema (sarif-multitool's Ghas
+// rules): help on every rule, the tool's version, and file locations it can
+// place in the checkout: repository-relative, Go module paths (-trimpath)
+// mapped to their directory.
+func TestSARIFForGitHub(t *testing.T) {
+	r := policyReport()
+	r.LeaktraceVersion = "v0.3.0"
+	r.Sites[0].Headline = report.Frame{Function: "github.com/acme/app/db.Connect", File: "github.com/acme/app/db/db.go", Line: 12}
+	r.Sites[0].Stack = []report.Frame{r.Sites[0].Headline, {Function: "main.main", File: "/home/ci/work/app/cmd/main.go", Line: 5},
+		{Function: "runtime.main", File: "/usr/local/go/src/runtime/proc.go", Line: 283}}
+	var buf bytes.Buffer
+	opts := SARIFOptions{Root: "/home/ci/work/app", Modules: map[string]string{"github.com/acme/app": ""}}
+	if err := WriteSARIFWith(&buf, r, opts); err != nil {
+		t.Fatal(err)
+	}
+	var log struct {
+		Runs []struct {
+			Tool struct {
+				Driver struct {
+					Version string
+					Rules   []struct {
+						ID      string
+						HelpURI string `json:"helpUri"`
+						Help    struct{ Text, Markdown string }
+					}
+				}
+			}
+			OriginalURIBaseIDs map[string]struct{ URI string } `json:"originalUriBaseIds"`
+			Results            []struct {
+				PartialFingerprints map[string]string
+				Locations           []struct {
+					PhysicalLocation struct {
+						ArtifactLocation struct {
+							URI       string
+							URIBaseID string `json:"uriBaseId"`
+						}
+					}
+				}
+				Stacks []struct {
+					Frames []struct {
+						Location struct {
+							PhysicalLocation struct {
+								ArtifactLocation struct {
+									URI       string
+									URIBaseID string `json:"uriBaseId"`
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(buf.Bytes(), &log); err != nil {
+		t.Fatal(err)
+	}
+	run := log.Runs[0]
+	if run.Tool.Driver.Version != "v0.3.0" {
+		t.Errorf("tool.driver.version %q", run.Tool.Driver.Version)
+	}
+	if len(run.Tool.Driver.Rules) == 0 {
+		t.Fatal("no rules")
+	}
+	for _, rule := range run.Tool.Driver.Rules {
+		if rule.Help.Text == "" || rule.Help.Markdown == "" || rule.HelpURI == "" {
+			t.Errorf("rule %s lacks help: %+v", rule.ID, rule)
+		}
+	}
+	if run.OriginalURIBaseIDs["%SRCROOT%"].URI != "file:///home/ci/work/app/" {
+		t.Errorf("originalUriBaseIds %v", run.OriginalURIBaseIDs)
+	}
+	for _, res := range run.Results {
+		if res.PartialFingerprints["leaktraceSite/v1"] != "connect" {
+			continue
+		}
+		loc := res.Locations[0].PhysicalLocation.ArtifactLocation
+		if loc.URI != "db/db.go" || loc.URIBaseID != "%SRCROOT%" {
+			t.Errorf("module path placed at %+v, want db/db.go under %%SRCROOT%%", loc)
+		}
+		var uris []string
+		for _, f := range res.Stacks[0].Frames {
+			uris = append(uris, f.Location.PhysicalLocation.ArtifactLocation.URI)
+		}
+		if want := []string{"db/db.go", "cmd/main.go", "file:///usr/local/go/src/runtime/proc.go"}; !slices.Equal(uris, want) {
+			t.Errorf("stack URIs %v, want %v", uris, want)
+		}
+	}
+	// Still valid SARIF 2.1.0.
+	sch, err := jsonschema.NewCompiler().Compile("testdata/sarif-schema-2.1.0.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := jsonschema.UnmarshalJSON(bytes.NewReader(buf.Bytes()))
+	if err := sch.Validate(doc); err != nil {
+		t.Errorf("not valid SARIF 2.1.0: %v", err)
+	}
+
+	// The checkout and module are found from a directory inside it.
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, ".git"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "svc", "pkg"), 0o755)
+	os.WriteFile(filepath.Join(dir, "svc", "go.mod"), []byte("// x\nmodule example.com/svc // y\n\ngo 1.26\n"), 0o644)
+	got := SARIFOptionsAt(filepath.Join(dir, "svc", "pkg"))
+	if got.Root != dir || got.Modules["example.com/svc"] != "svc" {
+		t.Errorf("SARIFOptionsAt: %+v", got)
+	}
+}
+
+// junitXSD is what the common JUnit schema (Jenkins' junit-10.xsd, which
+// GitLab and the GitHub test-report actions follow) allows: each element's
+// attributes and children.
+var junitXSD = map[string]struct{ attrs, children []string }{
+	"testsuites": {[]string{"name", "time", "tests", "failures", "disabled", "errors"}, []string{"testsuite"}},
+	"testsuite": {[]string{"name", "tests", "failures", "errors", "group", "time", "disabled", "skipped", "timestamp", "hostname", "id", "package", "file", "log", "url", "version"},
+		[]string{"properties", "testcase", "system-out", "system-err"}},
+	"properties": {nil, []string{"property"}},
+	"property":   {[]string{"name", "value"}, nil},
+	"testcase":   {[]string{"name", "assertions", "time", "classname", "status", "file", "line"}, []string{"skipped", "error", "failure", "system-out", "system-err"}},
+	"failure":    {[]string{"type", "message"}, nil},
+	"error":      {[]string{"type", "message"}, nil},
+	"skipped":    {[]string{"message"}, nil},
+	"system-out": {nil, nil},
+	"system-err": {nil, nil},
+}
+
+// Every element and attribute WriteJUnit writes is one the XSD allows, where
+// it allows it (skipped on <testsuites> failed it before).
+func TestJUnitFitsXSD(t *testing.T) {
+	for name, r := range map[string]*report.Report{"policy": policyReport(), "clean": cleanReport(), "attach": attachReport()} {
+		var buf bytes.Buffer
+		if err := WriteJUnit(&buf, r); err != nil {
+			t.Fatal(err)
+		}
+		dec := xml.NewDecoder(bytes.NewReader(buf.Bytes()))
+		var stack []string
+		for {
+			tok, err := dec.Token()
+			if err != nil {
+				break
+			}
+			switch e := tok.(type) {
+			case xml.StartElement:
+				el := e.Name.Local
+				rule, ok := junitXSD[el]
+				switch {
+				case !ok:
+					t.Errorf("%s: element <%s> is not in the schema", name, el)
+				case len(stack) == 0 && el != "testsuites":
+					t.Errorf("%s: root <%s>, want <testsuites>", name, el)
+				case len(stack) > 0 && !slices.Contains(junitXSD[stack[len(stack)-1]].children, el):
+					t.Errorf("%s: <%s> inside <%s>", name, el, stack[len(stack)-1])
+				}
+				for _, a := range e.Attr {
+					if !slices.Contains(rule.attrs, a.Name.Local) {
+						t.Errorf("%s: attribute %s on <%s> is not in the schema", name, a.Name.Local, el)
+					}
+				}
+				stack = append(stack, el)
+			case xml.EndElement:
+				stack = stack[:len(stack)-1]
+			}
+		}
 	}
 }
 

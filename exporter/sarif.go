@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	pathpkg "path"
 	"path/filepath"
 	"strings"
 
@@ -21,9 +23,10 @@ type sarifLog struct {
 }
 
 type sarifRun struct {
-	Tool        sarifTool         `json:"tool"`
-	Invocations []sarifInvocation `json:"invocations"`
-	Results     []sarifResult     `json:"results"`
+	Tool               sarifTool                `json:"tool"`
+	OriginalURIBaseIDs map[string]sarifArtifact `json:"originalUriBaseIds,omitempty"`
+	Invocations        []sarifInvocation        `json:"invocations"`
+	Results            []sarifResult            `json:"results"`
 }
 
 type sarifTool struct {
@@ -32,6 +35,7 @@ type sarifTool struct {
 
 type sarifDriver struct {
 	Name           string      `json:"name"`
+	Version        string      `json:"version"`
 	InformationURI string      `json:"informationUri"`
 	Rules          []sarifRule `json:"rules"`
 }
@@ -41,7 +45,15 @@ type sarifRule struct {
 	Name             string       `json:"name"`
 	ShortDescription sarifMessage `json:"shortDescription"`
 	FullDescription  sarifMessage `json:"fullDescription"`
+	Help             sarifHelp    `json:"help"`
+	HelpURI          string       `json:"helpUri"`
 	DefaultConfig    sarifConfig  `json:"defaultConfiguration"`
+}
+
+// sarifHelp is a rule's help, shown by code scanning beside each alert.
+type sarifHelp struct {
+	Text     string `json:"text"`
+	Markdown string `json:"markdown"`
 }
 
 type sarifConfig struct {
@@ -89,7 +101,8 @@ type sarifPhysical struct {
 }
 
 type sarifArtifact struct {
-	URI string `json:"uri"`
+	URI       string `json:"uri"`
+	URIBaseID string `json:"uriBaseId,omitempty"`
 }
 
 type sarifRegion struct {
@@ -119,7 +132,68 @@ type sarifFrame struct {
 const (
 	sarifSchema      = "https://json.schemastore.org/sarif-2.1.0.json"
 	sarifFingerprint = "leaktraceSite/v1"
+	sarifSrcRoot     = "%SRCROOT%"
+	sarifHelpURI     = "https://github.com/leaktrace/leaktrace/blob/main/docs/ci.md#which-leaks-count"
 )
+
+// SARIFOptions place a report's source files in the repository that code
+// scanning shows them in.
+type SARIFOptions struct {
+	// Root is the repository's checkout: absolute paths under it are made
+	// relative to it.
+	Root string
+	// Modules maps a Go module path to its directory under Root ("" for
+	// Root itself): Go built with -trimpath names its files
+	// module/path/file.go.
+	Modules map[string]string
+}
+
+// SARIFOptionsAt finds the checkout dir is in: the nearest parent holding
+// .git (else go.mod), and the module of the nearest go.mod.
+func SARIFOptionsAt(dir string) SARIFOptions {
+	var opts SARIFOptions
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return opts
+	}
+	modDir, module := "", ""
+	for d := dir; ; d = filepath.Dir(d) {
+		if module == "" {
+			if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil {
+				if m := modfileModule(string(b)); m != "" {
+					modDir, module = d, m
+				}
+			}
+		}
+		if _, err := os.Stat(filepath.Join(d, ".git")); err == nil {
+			opts.Root = d
+			break
+		}
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if opts.Root == "" {
+		opts.Root = modDir
+	}
+	if module != "" && opts.Root != "" {
+		if rel, err := filepath.Rel(opts.Root, modDir); err == nil && !strings.HasPrefix(rel, "..") {
+			opts.Modules = map[string]string{module: strings.TrimPrefix(filepath.ToSlash(rel), ".")}
+		}
+	}
+	return opts
+}
+
+// modfileModule is the module path a go.mod declares.
+func modfileModule(gomod string) string {
+	for line := range strings.SplitSeq(gomod, "\n") {
+		line, _, _ = strings.Cut(line, "//")
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "module"); ok && (rest == "" || rest[0] == ' ' || rest[0] == '\t') {
+			return strings.Trim(strings.TrimSpace(rest), `"`)
+		}
+	}
+	return ""
+}
 
 // WriteSARIF writes the report's sites as a SARIF 2.1.0 log: one result per
 // site, at the file and line of its headline frame (the user's code that made
@@ -127,10 +201,17 @@ const (
 // suppression or the baseline left out are listed as suppressed or
 // unchanged, so code scanning closes their alerts instead of losing them.
 func WriteSARIF(w io.Writer, r *report.Report) error {
+	return WriteSARIFWith(w, r, SARIFOptions{})
+}
+
+// WriteSARIFWith is WriteSARIF with source files placed by opts: paths in the
+// checkout and Go module paths become repository-relative, so code scanning
+// can show them on the code.
+func WriteSARIFWith(w io.Writer, r *report.Report, opts SARIFOptions) error {
 	if r == nil {
 		return errors.New("writing sarif: nil report")
 	}
-	log := sarifOf(r)
+	log := sarifOf(r, opts)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
@@ -140,12 +221,24 @@ func WriteSARIF(w io.Writer, r *report.Report) error {
 	return nil
 }
 
-func sarifOf(r *report.Report) sarifLog {
+func sarifOf(r *report.Report, opts SARIFOptions) sarifLog {
+	version := r.LeaktraceVersion
+	if version == "" {
+		version = report.BuildVersion()
+	}
 	run := sarifRun{
-		Tool:        sarifTool{Driver: sarifDriver{Name: "leaktrace", InformationURI: "https://github.com/leaktrace/leaktrace", Rules: []sarifRule{}}},
+		Tool:        sarifTool{Driver: sarifDriver{Name: "leaktrace", Version: version, InformationURI: "https://github.com/leaktrace/leaktrace", Rules: []sarifRule{}}},
 		Invocations: []sarifInvocation{sarifInvocationOf(r)},
 		Results:     []sarifResult{},
 	}
+	if opts.Root != "" {
+		root := filepath.ToSlash(opts.Root)
+		if !strings.HasSuffix(root, "/") {
+			root += "/"
+		}
+		run.OriginalURIBaseIDs = map[string]sarifArtifact{sarifSrcRoot: {URI: (&url.URL{Scheme: "file", Path: root}).String()}}
+	}
+	place := func(f report.Frame) (sarifLocation, bool) { return sarifLocationOf(f, opts) }
 	rules := map[string]int{}
 	rule := func(kind string) int {
 		if i, ok := rules[kind]; ok {
@@ -158,6 +251,8 @@ func sarifOf(r *report.Report) sarifLog {
 			ShortDescription: sarifMessage{Text: "A " + kind + " handle was never released"},
 			FullDescription: sarifMessage{Text: "A " + kind + " handle created here was still held when its process exited (leaktrace run), " +
 				"or was outstanding past --min-age (leaktrace attach)."},
+			Help:          sarifHelp{Text: sarifHelpText(kind), Markdown: sarifHelpMarkdown(kind)},
+			HelpURI:       sarifHelpURI,
 			DefaultConfig: sarifConfig{Level: "error"},
 		})
 		return rules[kind]
@@ -182,13 +277,13 @@ func sarifOf(r *report.Report) sarifLog {
 		if s.Uncounted > 0 {
 			res.Properties["uncounted"] = s.Uncounted
 		}
-		if loc, ok := sarifLocationOf(headline(s)); ok {
+		if loc, ok := place(headline(s)); ok {
 			res.Locations = []sarifLocation{loc}
 		}
 		if len(s.Stack) > 0 {
 			st := sarifStack{Message: sarifMessage{Text: "call stack that created the handles, innermost frame first"}}
 			for _, f := range s.Stack {
-				loc, _ := sarifLocationOf(f)
+				loc, _ := place(f)
 				st.Frames = append(st.Frames, sarifFrame{Location: loc, Module: f.Module})
 			}
 			res.Stacks = []sarifStack{st}
@@ -252,13 +347,29 @@ func sarifText(s report.Site) string {
 	return msg
 }
 
+func sarifHelpText(kind string) string {
+	return "leaktrace traced the program from the kernel and saw this code create " + kind + " handles that were never released: " +
+		"still held when their process exited (leaktrace run), or outstanding longer than --min-age (leaktrace attach). " +
+		"Release each on every path (close it, or use a with/defer/RAII scope), or, when it is meant to live as long as " +
+		"the process, accept it with a suppression file or a baseline (docs/suppressions.md, docs/ci.md)."
+}
+
+func sarifHelpMarkdown(kind string) string {
+	return "**Leaked " + kind + " handle.** leaktrace traced the program from the kernel and saw this code create " + kind +
+		" handles that were never released: still held when their process exited (`leaktrace run`), or outstanding longer than " +
+		"`--min-age` (`leaktrace attach`). The result's stack shows the call path that created them.\n\n" +
+		"Release each on every path (`close` it, or use a `with`/`defer`/RAII scope). A handle meant to live as long as the " +
+		"process can be accepted with a [suppression file](https://github.com/leaktrace/leaktrace/blob/main/docs/suppressions.md) " +
+		"or a [baseline](" + sarifHelpURI + ")."
+}
+
 // sarifLocationOf places a frame: at its file and line when it has them, and
 // by its function's name in any case.
-func sarifLocationOf(f report.Frame) (sarifLocation, bool) {
+func sarifLocationOf(f report.Frame, opts SARIFOptions) (sarifLocation, bool) {
 	var loc sarifLocation
 	ok := false
 	if f.File != "" {
-		loc.PhysicalLocation = &sarifPhysical{ArtifactLocation: sarifArtifact{URI: fileURI(f.File)}}
+		loc.PhysicalLocation = &sarifPhysical{ArtifactLocation: artifactOf(f.File, opts)}
 		if f.Line > 0 {
 			loc.PhysicalLocation.Region = &sarifRegion{StartLine: f.Line}
 		}
@@ -272,6 +383,26 @@ func sarifLocationOf(f report.Frame) (sarifLocation, bool) {
 		loc.Message = &sarifMessage{Text: headlineText(f)}
 	}
 	return loc, ok
+}
+
+// artifactOf places a debug-info path in the checkout when it can: under
+// Root, or a Go module path of Modules, it is relative to %SRCROOT%.
+func artifactOf(path string, opts SARIFOptions) sarifArtifact {
+	if opts.Root != "" {
+		if filepath.IsAbs(path) {
+			if rel, err := filepath.Rel(opts.Root, path); err == nil && !strings.HasPrefix(rel, "..") {
+				return sarifArtifact{URI: fileURI(rel), URIBaseID: sarifSrcRoot}
+			}
+		} else {
+			for mod, dir := range opts.Modules {
+				if rest, ok := strings.CutPrefix(path, mod+"/"); ok {
+					return sarifArtifact{URI: fileURI(pathpkg.Join(dir, rest)), URIBaseID: sarifSrcRoot}
+				}
+			}
+			return sarifArtifact{URI: fileURI(path), URIBaseID: sarifSrcRoot}
+		}
+	}
+	return sarifArtifact{URI: fileURI(path)}
 }
 
 // fileURI turns a debug-info path into a URI reference: absolute paths become

@@ -107,7 +107,10 @@ func (f *outputFlags) register(cmd *cobra.Command) {
 var formats = map[string]func(io.Writer, *report.Report) error{
 	"json":  exporter.WriteJSON,
 	"pprof": exporter.WritePprof,
-	"sarif": exporter.WriteSARIF,
+	"sarif": func(w io.Writer, r *report.Report) error {
+		// Paths are placed in the checkout leaktrace runs in, as CI does.
+		return exporter.WriteSARIFWith(w, r, exporter.SARIFOptionsAt("."))
+	},
 	"junit": exporter.WriteJUnit,
 	"baseline": func(w io.Writer, r *report.Report) error {
 		return policy.WriteBaseline(w, policy.BaselineOf(r))
