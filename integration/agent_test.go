@@ -27,21 +27,47 @@ import (
 	"github.com/leaktrace/leaktrace/report"
 )
 
-// webhookLog collects what the agent POSTs to a test webhook.
+// webhookLog collects what the agent POSTs to a test webhook (Alertmanager's
+// webhook message), as alerts.
 type webhookLog struct {
 	mu     sync.Mutex
 	alerts []alert.Alert
+	raw    []alert.WebhookAlert
 }
 
 func (w *webhookLog) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	var p alert.WebhookPayload
-	if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
-		http.Error(rw, err.Error(), http.StatusBadRequest)
+	if err := json.NewDecoder(r.Body).Decode(&p); err != nil || p.Version != "4" {
+		http.Error(rw, fmt.Sprintf("not an Alertmanager v4 message: %v", err), http.StatusBadRequest)
 		return
 	}
 	w.mu.Lock()
-	w.alerts = append(w.alerts, p.Alerts...)
+	for _, a := range p.Alerts {
+		w.alerts = append(w.alerts, alert.Alert{Name: a.Labels["alertname"], Level: a.Labels["severity"], Labels: a.Labels,
+			Annotations: a.Annotations, StartsAt: a.StartsAt, EndsAt: a.EndsAt, Status: a.Status})
+	}
+	w.raw = append(w.raw, p.Alerts...)
 	w.mu.Unlock()
+}
+
+// unresolved lists the alerts of pid, by fingerprint (labels, severity
+// included, as Alertmanager keys them), whose last message was "firing".
+func (w *webhookLog) unresolved(pid string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	last := map[string]alert.WebhookAlert{}
+	for _, a := range w.raw {
+		if a.Labels["pid"] == pid {
+			last[a.Fingerprint] = a
+		}
+	}
+	var out []string
+	for _, a := range last {
+		if a.Status != "resolved" {
+			out = append(out, a.Labels["alertname"]+"/"+a.Labels["severity"])
+		}
+	}
+	return out
 }
 
 // find returns the first alert received with this name, status and pid.
@@ -314,6 +340,18 @@ func TestAgentMetricsAndAlerts(t *testing.T) {
 	if a.Level != alert.LevelCritical || !strings.Contains(a.Annotations["top_sites"], "leak_open_file") {
 		t.Errorf("EMFILE alert = %+v, want critical naming leak_open_file", a)
 	}
+	// Each alert names its host and links back to a page that answers.
+	if host, _ := os.Hostname(); a.Labels["instance"] != host {
+		t.Errorf("alert instance label %q, want the host name %q", a.Labels["instance"], host)
+	}
+	hook.mu.Lock()
+	gen := hook.raw[0].GeneratorURL
+	hook.mu.Unlock()
+	if resp, err := http.Get(gen); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("generatorURL %q does not answer: %v %v", gen, err, resp)
+	} else {
+		resp.Body.Close()
+	}
 
 	// The live report is the report model, in mode "agent".
 	resp, err := http.Get(base + "/debug/leaks")
@@ -343,6 +381,9 @@ func TestAgentMetricsAndAlerts(t *testing.T) {
 			return ok
 		})
 	}
+	// Every level it passed through is resolved too: none is left firing
+	// until a receiver's timeout.
+	waitFor(t, 15*time.Second, "every level of every alert resolved", func() bool { return len(hook.unresolved(spid)) == 0 })
 	waitFor(t, 10*time.Second, "the process's series to vanish", func() bool {
 		mfs := scrape(t, base)
 		for _, name := range []string{"leaktrace_process_open_handles", "leaktrace_process_fd_usage_ratio", "leaktrace_process_fd_failures_total"} {
