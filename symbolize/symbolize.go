@@ -131,6 +131,9 @@ func (m *Module) symbolize(vaddr uint64) (frames []report.Frame) {
 	if frames == nil && name != "" {
 		frames = []report.Frame{{Function: name}}
 	}
+	for i := range frames {
+		frames[i].Function = demangled(frames[i].Function)
+	}
 	if len(s.frames) >= maxFrameCache {
 		clear(s.frames)
 	}
