@@ -81,3 +81,35 @@ func TestStacksInUse(t *testing.T) {
 		t.Errorf("in use %v, outstanding %v", in, a.Outstanding())
 	}
 }
+
+// A process first seen at its exec (a filter that selects it there) has its
+// fds from the kernel as bare numbers; DescribeOutside gives them the kinds
+// /proc reports, so the agent no longer labels them kind="unknown". Handles
+// that have a kind are left alone.
+func TestDescribeOutsideAfterExec(t *testing.T) {
+	a := New(Config{Mode: ModeAttach})
+	a.Apply(&event.Event{Type: event.Exec, PID: 7, TID: 7, Files: 0x70, Time: 1, FD: -1, FD2: -1, ChildTID: 7,
+		OpenFDs: []uint64{1<<0 | 1<<1 | 1<<3 | 1<<4}, OpenFDsComplete: true})
+	a.Apply(&event.Event{Type: event.FDOpen, PID: 7, TID: 7, Files: 0x70, Time: 2, FD: 5, FD2: -1, Kind: event.KindFile, Target: "/etc/hosts"})
+	u, _ := a.Usage(7)
+	if u.FDs[event.KindUnknown] != 4 {
+		t.Fatalf("before: %+v, want 4 of unknown kind", u.FDs)
+	}
+	kernel := map[int32]struct {
+		k event.Kind
+		t string
+	}{0: {event.KindFile, "/dev/null"}, 1: {event.KindPipe, "pipe:[9]"}, 3: {event.KindSocket, "socket:[7]"}, 5: {event.KindSocket, "wrong"}}
+	a.DescribeOutside(7, func(fd int32) (event.Kind, string, bool) {
+		d, ok := kernel[fd]
+		return d.k, d.t, ok
+	})
+	u, _ = a.Usage(7)
+	if u.FDs[event.KindUnknown] != 1 || u.FDs[event.KindFile] != 2 || u.FDs[event.KindPipe] != 1 || u.FDs[event.KindSocket] != 1 {
+		t.Errorf("after: %+v; want fd 4 (gone from /proc) alone unknown, fd 5 kept as file", u.FDs)
+	}
+	for _, h := range a.Live(7) {
+		if h.FD == 5 && h.Target != "/etc/hosts" {
+			t.Errorf("a traced handle was redescribed: %+v", h)
+		}
+	}
+}

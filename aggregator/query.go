@@ -213,3 +213,23 @@ func (a *Aggregator) Processes() []ProcessInfo {
 	}
 	return out
 }
+
+// DescribeOutside gives a kind and target to pid's handles from before
+// tracing that have none: those an exec revealed in a process first seen at
+// its exec (a filter that selects it there), which the kernel sends as bare
+// fd numbers. describe reads the kernel's truth (/proc/PID/fd); false
+// leaves a handle as it is.
+func (a *Aggregator) DescribeOutside(pid uint32, describe func(fd int32) (event.Kind, string, bool)) {
+	p := a.procs[pid]
+	if p == nil {
+		return
+	}
+	for fd, h := range p.table.fds {
+		if !h.Outside || h.Kind != event.KindUnknown {
+			continue
+		}
+		if k, target, ok := describe(fd); ok {
+			h.Kind, h.Target = k, target
+		}
+	}
+}

@@ -238,3 +238,44 @@ func TestPrivilegeClaim(t *testing.T) {
 		t.Errorf("README's Needs claims what the code refuses:\n%s", needs)
 	}
 }
+
+// A process the agent's filter selects at its exec (its parent was not
+// traced) has its fds labelled by their kinds from /proc, not
+// kind="unknown".
+func TestAgentExecKinds(t *testing.T) {
+	requireRoot(t)
+	tmp := t.TempDir()
+	os.Chmod(tmp, 0o755)
+	sleepBin, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(sleepBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(tmp, "ltexeckind")
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base := startAgent(t, "--comm", "ltexeckind", "--interval", "500ms")
+	prog := exec.Command("sh", "-c", "exec 3</etc/hostname 4<>/dev/null; exec "+exe+" 30")
+	if err := prog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { prog.Process.Kill(); prog.Wait() }()
+	pid := strconv.Itoa(prog.Process.Pid)
+	var kinds map[string]float64
+	waitFor(t, 15*time.Second, "the exec'd process's handles", func() bool {
+		kinds = map[string]float64{}
+		for _, k := range []string{"file", "unknown", "pipe", "socket"} {
+			if v := series(scrape(t, base), "leaktrace_process_open_handles", map[string]string{"pid": pid, "kind": k}); len(v) == 1 {
+				kinds[k] = v[0]
+			}
+		}
+		return kinds["file"]+kinds["unknown"] >= 2
+	})
+	if kinds["unknown"] != 0 || kinds["file"] < 2 {
+		t.Errorf("kinds of pid %s: %v; want fds 3 and 4 (files) known, none unknown", pid, kinds)
+	}
+}

@@ -68,6 +68,17 @@ func FDs(pid int) ([]FD, error) {
 	return out, nil
 }
 
+// DescribeFD reads one fd's kind and target from /proc/PID/fd; false when
+// it is gone (or the process is).
+func DescribeFD(pid int, fd int32) (event.Kind, string, bool) {
+	link, err := os.Readlink(filepath.Join(pidDir(pid), "fd", strconv.Itoa(int(fd))))
+	if err != nil {
+		return event.KindUnknown, "", false
+	}
+	k, target := ClassifyLink(link)
+	return k, target, true
+}
+
 // ClassifyLink turns a /proc/PID/fd symlink target into a kind and target.
 func ClassifyLink(link string) (event.Kind, string) {
 	switch {

@@ -201,6 +201,10 @@ func (s *Session) handle(raw []byte) error {
 		e.Stack = s.intern(e, &d.Stack)
 	}
 	s.agg.Apply(e)
+	if e.Type == event.Exec {
+		// fds the exec revealed come as bare numbers: their kind is in /proc.
+		s.agg.DescribeOutside(e.PID, func(fd int32) (event.Kind, string, bool) { return procfs.DescribeFD(int(e.PID), fd) })
+	}
 	if e.Type == event.TaskExit {
 		delete(s.py.pending, e.ChildTID)
 		if e.GroupDead {
