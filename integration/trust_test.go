@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/leaktrace/leaktrace/procfs"
 )
 
@@ -277,5 +279,82 @@ func TestAgentExecKinds(t *testing.T) {
 	})
 	if kinds["unknown"] != 0 || kinds["file"] < 2 {
 		t.Errorf("kinds of pid %s: %v; want fds 3 and 4 (files) known, none unknown", pid, kinds)
+	}
+}
+
+// openPTY opens a pseudo-terminal pair: what a user's terminal looks like.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("no pseudo-terminals: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.IoctlSetWinsize(int(s.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 30, Col: 120})
+	t.Cleanup(func() { s.Close(); m.Close() })
+	return m, s
+}
+
+// On a terminal, attach draws its live view on the alternate screen (frames
+// do not pile up in the scrollback), labels its columns, says how many are
+// open before --min-age passes, and prints the report on the main screen
+// after leaving it. NO_COLOR leaves colour out.
+func TestAttachLiveOnATerminal(t *testing.T) {
+	requireRoot(t)
+	dir := binaries(t)
+	target := exec.Command("sleep", "60")
+	if err := target.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { target.Process.Kill(); target.Wait() }()
+	master, slave := openPTY(t)
+	cmd := exec.Command(filepath.Join(dir, "leaktrace"), "attach", "--duration", "2500ms", "--interval", "200ms", strconv.Itoa(target.Process.Pid))
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	var out bytes.Buffer
+	read := make(chan struct{})
+	go func() { out.ReadFrom(master); close(read) }() // EIO once the last writer is gone
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("attach: %v\n%q", err, out.String())
+	}
+	select {
+	case <-read:
+	case <-time.After(5 * time.Second):
+		master.Close()
+		<-read
+	}
+	text := out.String()
+	enter, leave := strings.Index(text, "\x1b[?1049h"), strings.LastIndex(text, "\x1b[?1049l")
+	if enter < 0 || leave < enter {
+		t.Fatalf("no alternate screen (enter %d, leave %d):\n%q", enter, leave, text)
+	}
+	frames := text[enter:leave]
+	if strings.Count(frames, "\x1b[H\x1b[2J") < 3 {
+		t.Errorf("fewer than 3 frames in 2.5s at 200ms:\n%q", frames)
+	}
+	for _, want := range []string{"OPEN", "OLD", "OLD: open over --min-age 10s", "none for longer than --min-age 10s yet"} {
+		if !strings.Contains(frames, want) {
+			t.Errorf("live view lacks %q:\n%q", want, frames)
+		}
+	}
+	if after := text[leave:]; !strings.Contains(after, "leaktrace attach") {
+		t.Errorf("no report on the main screen after the live view:\n%q", after)
+	}
+	if strings.Contains(text, "\x1b[1;31m") || strings.Contains(text, "\x1b[31m") {
+		t.Errorf("colour despite NO_COLOR:\n%q", text)
 	}
 }
