@@ -41,6 +41,30 @@ type Config struct {
 	// syscall closes stay in the kernel: neither record is sent. Such a
 	// handle never shows in a live view, so run uses it and attach does not.
 	PairInKernel bool
+	// VerifierLogPath, when set, is where the verifier's log goes if a
+	// program is refused (else it is in the error only with -v).
+	VerifierLogPath string
+}
+
+// normalize applies defaults and checks ranges.
+func (cfg *Config) normalize() error {
+	if cfg.RingBufferBytes == 0 {
+		cfg.RingBufferBytes = DefaultRingBufferBytes
+	}
+	switch cfg.StackBytes {
+	case 0:
+		cfg.StackBytes = DefaultStackBytes
+	case NoStackCopy:
+		cfg.StackBytes = 0
+	}
+	if cfg.StackBytes < 0 || cfg.StackBytes > MaxStackBytes {
+		return fmt.Errorf("stack bytes %d out of range 0..%d", cfg.StackBytes, MaxStackBytes)
+	}
+	rb := cfg.RingBufferBytes
+	if rb < os.Getpagesize() || rb&(rb-1) != 0 {
+		return fmt.Errorf("ring buffer size %d is not a power of two of at least a page", rb)
+	}
+	return nil
 }
 
 // Filter selects processes in the kernel. A process is traced when any one
@@ -76,6 +100,9 @@ const (
 
 // Tracer is a loaded and attached set of programs.
 type Tracer struct {
+	// LoadTime is how long the kernel took to verify and load the programs.
+	LoadTime time.Duration
+
 	objs  bpf.LeaktraceObjects
 	links []link.Link
 	rd    *ringbuf.Reader
@@ -117,62 +144,29 @@ func New(cfg Config) (*Tracer, error) {
 	if err := CheckPrivileges(); err != nil {
 		return nil, err
 	}
-	if cfg.RingBufferBytes == 0 {
-		cfg.RingBufferBytes = DefaultRingBufferBytes
-	}
-	switch cfg.StackBytes {
-	case 0:
-		cfg.StackBytes = DefaultStackBytes
-	case NoStackCopy:
-		cfg.StackBytes = 0
-	}
-	if cfg.StackBytes < 0 || cfg.StackBytes > MaxStackBytes {
-		return nil, fmt.Errorf("stack bytes %d out of range 0..%d", cfg.StackBytes, MaxStackBytes)
-	}
-	rb := cfg.RingBufferBytes
-	if rb < os.Getpagesize() || rb&(rb-1) != 0 {
-		return nil, fmt.Errorf("ring buffer size %d is not a power of two of at least a page", rb)
+	if err := cfg.normalize(); err != nil {
+		return nil, err
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("removing memlock limit: %w", err)
 	}
-
-	spec, err := bpf.LoadLeaktrace()
+	kernel, err := probeKernel()
 	if err != nil {
-		return nil, fmt.Errorf("loading BPF spec: %w", err)
+		return nil, err
 	}
-	spec.Maps["events"].MaxEntries = uint32(rb)
-	// The pid filter has a byte per possible pid.
-	spec.Maps["traced"].MaxEntries = pidMax()
-	set := map[string]uint32{
-		"stack_bytes": uint32(cfg.StackBytes),
-		"self_tgid":   uint32(os.Getpid()),
-		// Wake the reader when a quarter of the ring (at most 256 KiB) is
-		// pending; ReadUntil's short deadline collects the rest.
-		"wakeup_bytes": uint32(min(rb/4, 256<<10)),
+	spec, err := loadSpec(cfg, kernel)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.PairInKernel {
-		set["pair_in_kernel"] = 1
-	}
-	if cfg.TraceAll {
-		set["trace_all"] = 1
-		if cfg.Filter.Active() {
-			set["filter_active"] = 1
-		}
-	}
-	for name, v := range set {
-		if err := spec.Variables[name].Set(v); err != nil {
-			return nil, fmt.Errorf("setting %s: %w", name, err)
-		}
-	}
-
 	t := &Tracer{}
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("loading BPF programs: verifier: %+v", ve)
-		}
-		return nil, fmt.Errorf("loading BPF programs: %w", err)
+	start := time.Now()
+	if err := spec.LoadAndAssign(&t.objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel.btf}}); err != nil {
+		return nil, refused(err, cfg.VerifierLogPath)
+	}
+	t.LoadTime = time.Since(start)
+	if err := t.fillSyscalls(); err != nil {
+		t.Close()
+		return nil, err
 	}
 	if err := t.fillFilter(cfg.Filter); err != nil {
 		t.Close()
@@ -225,6 +219,17 @@ func (t *Tracer) ForgetPython(pid uint32) error {
 	return nil
 }
 
+// fillSyscalls writes the syscall table the kernel side dispatches on.
+func (t *Tracer) fillSyscalls() error {
+	for i := range Syscalls {
+		s := &Syscalls[i]
+		if err := t.objs.SysTable.Put(uint32(s.Nr), s.row()); err != nil {
+			return fmt.Errorf("writing syscall table row %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
 // fillFilter loads the filter's entries before any program is attached.
 func (t *Tracer) fillFilter(f Filter) error {
 	if n := max(len(f.Comms), len(f.Cgroups), len(f.Exes)); n > MaxFilterEntries {
@@ -269,11 +274,16 @@ type Counters struct {
 	// Paired counts handles opened and closed by one thread's consecutive
 	// syscalls, settled in the kernel (PairInKernel).
 	Paired uint64
+	// Compat counts 32-bit syscalls of traced processes: their numbers and
+	// layouts are not followed, so what they did to the fd table is unknown.
+	Compat uint64
+	// Bytes is the ring-buffer bytes of the records sent.
+	Bytes uint64
 }
 
-// Lost is every event the kernel side could not deliver.
+// Lost is every event the kernel side could not deliver or follow.
 func (c Counters) Lost() uint64 {
-	return c.RingbufFull + c.InflightFull + c.TracedFull + c.RightsDropped
+	return c.RingbufFull + c.InflightFull + c.TracedFull + c.RightsDropped + c.Compat
 }
 
 // Counters reads the kernel counters.
@@ -302,6 +312,8 @@ func (t *Tracer) Counters() (Counters, error) {
 		{bpf.LeaktraceLtCounterLT_CNT_MISSED_EXIT, &c.MissedExit},
 		{bpf.LeaktraceLtCounterLT_CNT_RIGHTS_DROPPED, &c.RightsDropped},
 		{bpf.LeaktraceLtCounterLT_CNT_PAIRED, &c.Paired},
+		{bpf.LeaktraceLtCounterLT_CNT_COMPAT, &c.Compat},
+		{bpf.LeaktraceLtCounterLT_CNT_EVENT_BYTES, &c.Bytes},
 	} {
 		if *f.dst, err = read(f.idx); err != nil {
 			return c, err
