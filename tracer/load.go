@@ -38,38 +38,16 @@ func kernelRelease() string {
 	return unix.ByteSliceToString(u.Release[:])
 }
 
-// probeKernel checks, before anything is loaded, the features the programs
-// need, so that an old kernel gets one line naming what it lacks instead of
-// a verifier log.
+// probeKernel reads what loading needs from the kernel's BTF. Features are
+// probed only when a load fails (missingFeature): probes cost start-up time.
 func probeKernel() (*kernelInfo, error) {
 	k := &kernelInfo{release: kernelRelease()}
-	lacks := func(what, since string) error {
-		return &Error{
-			Msg:  fmt.Sprintf("this kernel (Linux %s) lacks %s (Linux %s)", k.release, what, since),
-			Hint: fmt.Sprintf("leaktrace needs Linux %s or newer with BTF", MinKernel),
-		}
-	}
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
 		return nil, &Error{Msg: fmt.Sprintf("reading the kernel's BTF (Linux %s)", k.release),
 			Hint: "use a kernel built with CONFIG_DEBUG_INFO_BTF=y (most distributions since 2021)", Err: err}
 	}
 	k.btf = spec
-	if err := features.HaveMapType(ebpf.RingBuf); err != nil {
-		return nil, lacks("BPF ring buffers", "5.8")
-	}
-	if err := features.HaveMapType(ebpf.TaskStorage); err != nil {
-		return nil, lacks("BPF task storage", "5.11")
-	}
-	if err := features.HaveProgramHelper(ebpf.Kprobe, asm.FnLoop); err != nil {
-		return nil, lacks("the bpf_loop helper", "5.17")
-	}
-	if err := features.HaveProgramHelper(ebpf.Kprobe, asm.FnGetTaskStack); err != nil {
-		return nil, lacks("the bpf_get_task_stack helper", "5.9")
-	}
-	if err := features.HaveProgramHelper(ebpf.Kprobe, asm.FnTaskPtRegs); err != nil {
-		return nil, lacks("the bpf_task_pt_regs helper", "5.15")
-	}
 	n, err := tracepointArgs(spec, "sched_process_exit")
 	if err != nil {
 		return nil, &Error{Msg: fmt.Sprintf("this kernel (Linux %s) has no sched_process_exit tracepoint in its BTF", k.release),
@@ -77,6 +55,31 @@ func probeKernel() (*kernelInfo, error) {
 	}
 	k.exitGroupDead = n >= 2
 	return k, nil
+}
+
+// missingFeature names the first feature the programs need that this kernel
+// lacks, as one line, or nil when it has them all.
+func missingFeature() error {
+	release := kernelRelease()
+	for _, f := range []struct {
+		what, since string
+		probe       func() error
+	}{
+		{"BPF ring buffers", "5.8", func() error { return features.HaveMapType(ebpf.RingBuf) }},
+		{"BPF task storage", "5.11", func() error { return features.HaveMapType(ebpf.TaskStorage) }},
+		{"the bpf_get_task_stack helper", "5.9", func() error { return features.HaveProgramHelper(ebpf.Kprobe, asm.FnGetTaskStack) }},
+		{"the bpf_task_pt_regs helper", "5.15", func() error { return features.HaveProgramHelper(ebpf.Kprobe, asm.FnTaskPtRegs) }},
+		{"the bpf_loop helper", "5.17", func() error { return features.HaveProgramHelper(ebpf.Kprobe, asm.FnLoop) }},
+	} {
+		if err := f.probe(); errors.Is(err, ebpf.ErrNotSupported) {
+			return &Error{
+				Msg:  fmt.Sprintf("this kernel (Linux %s) lacks %s (Linux %s)", release, f.what, f.since),
+				Hint: fmt.Sprintf("leaktrace needs Linux %s or newer with BTF", MinKernel),
+				Err:  err,
+			}
+		}
+	}
+	return nil
 }
 
 // tracepointArgs is how many arguments tracepoint name passes to tp_btf
@@ -144,6 +147,9 @@ var (
 // program, why (too complex, missing helper, BTF, lockdown), and where the
 // verifier's log went.
 func refused(err error, logPath string) error {
+	if missing := missingFeature(); missing != nil {
+		return missing
+	}
 	var ve *ebpf.VerifierError
 	if !errors.As(err, &ve) {
 		if errors.Is(err, unix.EPERM) {
