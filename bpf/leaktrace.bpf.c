@@ -34,14 +34,16 @@ const enum lt_event_type *unused_type __attribute__((unused));
 const enum lt_sys_class *unused_sys_class __attribute__((unused));
 const enum lt_sys_flag *unused_sys_flag __attribute__((unused));
 
-static __always_inline int on_sys_enter(struct pt_regs *regs, long id)
+/* on_sys_enter parks a followed syscall's arguments; a0 and a1 are passed
+ * apart because the filter and the stash look at them before parking. */
+static __always_inline int on_sys_enter(long id, __u64 a0, __u64 a1, __u64 a2, __u64 a3, __u64 a4, __u64 a5)
 {
 	const struct lt_sys *sys = sys_row(id);
 	__u8 cls = sys ? sys->class : LT_SYS_NONE;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
 	if (pair_in_kernel && in_traced(tgid))
-		stash_before_syscall(cls, (int)regs->di);
+		stash_before_syscall(cls, (int)a0);
 	if (cls == LT_SYS_NONE || !is_traced(tgid))
 		return 0;
 	if (in_compat()) {
@@ -49,8 +51,8 @@ static __always_inline int on_sys_enter(struct pt_regs *regs, long id)
 		return 0;
 	}
 	if (cls == LT_SYS_EXIT_GROUP)
-		return exit_group_enter(regs->di);
-	if (cls == LT_SYS_RECVMSG && !msghdr_has_control(regs->si))
+		return exit_group_enter(a0);
+	if (cls == LT_SYS_RECVMSG && !msghdr_has_control(a1))
 		return 0;
 
 	struct inflight *in = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
@@ -61,12 +63,12 @@ static __always_inline int on_sys_enter(struct pt_regs *regs, long id)
 	}
 	in->nr = id;
 	in->ts = bpf_ktime_get_ns();
-	in->args[0] = regs->di;
-	in->args[1] = regs->si;
-	in->args[2] = regs->dx;
-	in->args[3] = regs->r10;
-	in->args[4] = regs->r8;
-	in->args[5] = regs->r9;
+	in->args[0] = a0;
+	in->args[1] = a1;
+	in->args[2] = a2;
+	in->args[3] = a3;
+	in->args[4] = a4;
+	in->args[5] = a5;
 	return 0;
 }
 
@@ -107,14 +109,51 @@ static __always_inline int on_sys_exit(long id, long ret)
 	return 0;
 }
 
+/* Raw syscall hooks: one program for every syscall on the host. run uses
+ * them (attaching is instant); they cost every syscall a program run. */
 SEC("tp_btf/sys_enter")
 int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 {
-	return on_sys_enter(regs, id);
+	return on_sys_enter(id, regs->di, regs->si, regs->dx, regs->r10, regs->r8, regs->r9);
 }
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 {
 	return on_sys_exit(regs->orig_ax, ret);
+}
+
+/* Per-syscall hooks: the same programs attached to each followed syscall's
+ * own tracepoint (syscalls/sys_enter_NAME), so that syscalls we do not
+ * follow run no program at all. The agent uses them. Layouts are the
+ * tracepoints' format files, stable since Linux 2.6.33. */
+struct sys_enter_tp_ctx {
+	__u64 common;
+	__s32 nr;
+	__u32 _pad;
+	__u64 args[6];
+};
+
+struct sys_exit_tp_ctx {
+	__u64 common;
+	__s32 nr;
+	__u32 _pad;
+	__s64 ret;
+};
+
+SEC("tracepoint/syscalls/sys_enter_followed")
+int sys_enter_tp(struct sys_enter_tp_ctx *ctx)
+{
+	/* A syscall's record holds only its own arguments, and the kernel
+	 * refuses to attach a program whose direct context reads reach past
+	 * the smallest record: the six slots are copied, not loaded. */
+	__u64 a[6] = {};
+	bpf_probe_read_kernel(a, sizeof(a), ctx->args);
+	return on_sys_enter(ctx->nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_followed")
+int sys_exit_tp(struct sys_exit_tp_ctx *ctx)
+{
+	return on_sys_exit(ctx->nr, ctx->ret);
 }

@@ -279,7 +279,9 @@ const (
 	LeaktraceProgSchedProcessExit = "sched_process_exit"
 	LeaktraceProgSchedProcessFork = "sched_process_fork"
 	LeaktraceProgSysEnter         = "sys_enter"
+	LeaktraceProgSysEnterTp       = "sys_enter_tp"
 	LeaktraceProgSysExit          = "sys_exit"
+	LeaktraceProgSysExitTp        = "sys_exit_tp"
 	LeaktraceVarExitHasGroupDead  = "exit_has_group_dead"
 	LeaktraceVarFilterActive      = "filter_active"
 	LeaktraceVarPairInKernel      = "pair_in_kernel"
@@ -346,7 +348,9 @@ type LeaktraceProgramSpecs struct {
 	SchedProcessExit *ebpf.ProgramSpec `ebpf:"sched_process_exit"`
 	SchedProcessFork *ebpf.ProgramSpec `ebpf:"sched_process_fork"`
 	SysEnter         *ebpf.ProgramSpec `ebpf:"sys_enter"`
+	SysEnterTp       *ebpf.ProgramSpec `ebpf:"sys_enter_tp"`
 	SysExit          *ebpf.ProgramSpec `ebpf:"sys_exit"`
+	SysExitTp        *ebpf.ProgramSpec `ebpf:"sys_exit_tp"`
 }
 
 // LeaktraceMapSpecs contains maps before they are loaded into the kernel.
@@ -480,7 +484,9 @@ type LeaktracePrograms struct {
 	SchedProcessExit *ebpf.Program `ebpf:"sched_process_exit"`
 	SchedProcessFork *ebpf.Program `ebpf:"sched_process_fork"`
 	SysEnter         *ebpf.Program `ebpf:"sys_enter"`
+	SysEnterTp       *ebpf.Program `ebpf:"sys_enter_tp"`
 	SysExit          *ebpf.Program `ebpf:"sys_exit"`
+	SysExitTp        *ebpf.Program `ebpf:"sys_exit_tp"`
 }
 
 func (p *LeaktracePrograms) Close() error {
@@ -489,7 +495,9 @@ func (p *LeaktracePrograms) Close() error {
 		p.SchedProcessExit,
 		p.SchedProcessFork,
 		p.SysEnter,
+		p.SysEnterTp,
 		p.SysExit,
+		p.SysExitTp,
 	)
 }
 
