@@ -44,7 +44,13 @@ static __always_inline int on_sys_enter(long id, __u64 a0, __u64 a1, __u64 a2, _
 
 	if (pair_in_kernel && in_traced(tgid))
 		stash_before_syscall(cls, (int)a0);
-	if (cls == LT_SYS_NONE || !is_traced(tgid))
+	if (cls == LT_SYS_NONE) {
+		/* x32 syscalls carry bit 30 and are compat syscalls too. */
+		if ((id & 0x40000000) && is_traced(tgid))
+			count(LT_CNT_COMPAT);
+		return 0;
+	}
+	if (!is_traced(tgid))
 		return 0;
 	if (in_compat()) {
 		count(LT_CNT_COMPAT);
