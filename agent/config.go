@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package agent is leaktrace's host daemon: it traces the host (or what its
 // filters select), keeps each live process's tables and each call site's
 // statistics, forgets a process once it exited and was reported, evaluates

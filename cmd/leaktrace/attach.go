@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -63,7 +65,11 @@ func attach(ctx context.Context, arg string, f *attachFlags) error {
 	if err := tracer.CheckPrivileges(); err != nil {
 		return &userError{code: exitUsage, msg: err.Error()}
 	}
-	sess, err := session.New(session.Options{Mode: aggregator.ModeAttach, MinAge: f.minAge, Tracer: f.tracerConfig()})
+	cfg := f.tracerConfig()
+	// A handle closed before its thread's next syscall never leaves the
+	// kernel; one held longer is sent at that syscall, long before --min-age.
+	cfg.PairInKernel = true
+	sess, err := session.New(session.Options{Mode: aggregator.ModeAttach, MinAge: f.minAge, Tracer: cfg})
 	if err != nil {
 		return kernelError(err)
 	}

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command leaktrace finds resource-handle leaks (fds, sockets, pipes, threads,
 // child processes) in running Linux programs, from the kernel side.
 package main
@@ -89,7 +91,7 @@ call stack that created them.
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &userError{code: exitUsage, msg: fmt.Sprintf("%v (see '%s --help')", err, cmd.CommandPath())}
 	})
-	root.AddCommand(newRunCmd(), newAttachCmd(), newAgentCmd(), newDemoCmd(), newReportCmd(), newWorkloadCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newAttachCmd(), newAgentCmd(), newDemoCmd(), newReportCmd(), newWorkloadCmd(), newVersionCmd(), newVerifierReportCmd())
 	return root
 }
 
