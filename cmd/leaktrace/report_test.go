@@ -107,3 +107,34 @@ func TestReportFormats(t *testing.T) {
 		}
 	}
 }
+
+// Judging a saved report that lost events: 98 unless --allow-incomplete,
+// which judges it on its counts.
+func TestReportIncompleteBudget(t *testing.T) {
+	dir := t.TempDir()
+	saved := savedReport(t, dir)
+	r, err := readReport(saved, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Complete, r.Events.Lost = false, 88659
+	lossy := filepath.Join(dir, "lossy.json")
+	if err := writeFile(lossy, func(w *os.File) error { return exporter.WriteJSON(w, r) }); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"report", lossy, "--budget", "245", "-o", out}, 98},
+		{[]string{"report", lossy, "--budget", "245", "--allow-incomplete", "-o", out}, 0},
+		{[]string{"report", lossy, "--budget", "1", "--allow-incomplete", "-o", out}, 99},
+		{[]string{"report", lossy, "-o", out}, 0}, // re-rendering alone never fails
+		{[]string{"report", saved, "--budget", "245", "-o", out}, 0},
+	} {
+		if code := run(tc.args); code != tc.code {
+			t.Errorf("leaktrace %s: exit %d, want %d", strings.Join(tc.args, " "), code, tc.code)
+		}
+	}
+}
