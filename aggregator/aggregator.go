@@ -117,7 +117,7 @@ type Aggregator struct {
 	tables map[uint64]*table
 	gone   []*process // exited processes, for the summary
 	leaks  []Leak
-	held   HeldAtExit // attach: what exited processes held
+	held   HeldAtExit            // attach: what exited processes held
 	sites  map[event.StackID]int // outstanding handles per creating stack
 	spare  []*Handle             // released fd handles, for reuse
 	now    uint64
