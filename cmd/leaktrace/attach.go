@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
@@ -75,6 +76,8 @@ func attach(ctx context.Context, arg string, f *attachFlags) error {
 	if err := sess.Add(pid); err != nil {
 		return fmt.Errorf("attaching to pid %d: %w", pid, err)
 	}
+	// From here on nothing the target does is missed (tests wait for it).
+	slog.Debug("tracing", "pid", pid, "ready_seconds", time.Since(sess.Started()).Seconds())
 
 	if ctx == nil {
 		ctx = context.Background()
