@@ -1,6 +1,10 @@
 package aggregator
 
-import "github.com/leaktrace/leaktrace/event"
+import (
+	"slices"
+
+	"github.com/leaktrace/leaktrace/event"
+)
 
 // In attach and agent mode a process that exits is not a leak: the kernel
 // released its fds, and a thread or child it held ended with it or lives on
@@ -15,7 +19,6 @@ type HeldStack struct {
 	Inherited int // of Count, copies inherited at fork
 	Kinds     map[event.Kind]int
 	Targets   []string // a few examples
-	PIDs      []uint32 // a few examples
 }
 
 // HeldAtExit sums what processes held when they exited (attach and agent).
@@ -25,7 +28,7 @@ type HeldAtExit struct {
 	Stacks    map[event.StackID]*HeldStack
 }
 
-// maxHeldExamples bounds the example targets and pids kept per stack.
+// maxHeldExamples bounds the example targets kept per stack.
 const maxHeldExamples = 5
 
 // hold records h, held by p as p ended (attach, agent).
@@ -48,21 +51,9 @@ func (a *Aggregator) hold(p *process, h *Handle) {
 		s.Inherited++
 	}
 	s.Kinds[h.Kind]++
-	if h.Target != "" && len(s.Targets) < maxHeldExamples && !contains(s.Targets, h.Target) {
+	if h.Target != "" && len(s.Targets) < maxHeldExamples && !slices.Contains(s.Targets, h.Target) {
 		s.Targets = append(s.Targets, h.Target)
 	}
-	if len(s.PIDs) < maxHeldExamples && !contains(s.PIDs, p.pid) {
-		s.PIDs = append(s.PIDs, p.pid)
-	}
-}
-
-func contains[T comparable](list []T, v T) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // Held returns a copy of what exited processes held at exit (attach, agent;
@@ -77,7 +68,6 @@ func (a *Aggregator) Held() HeldAtExit {
 			c.Kinds[k] = n
 		}
 		c.Targets = append([]string(nil), s.Targets...)
-		c.PIDs = append([]uint32(nil), s.PIDs...)
 		out.Stacks[id] = &c
 	}
 	return out
