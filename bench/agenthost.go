@@ -57,27 +57,27 @@ func (b *bench) agentHost(res *results) error {
 						off[i] = append(off[i], s)
 					}
 				}
-				if agentOn && r == b.cfg.repeat-1 {
-					var err error
-					if cpu, err = b.agentCPU(agent); err != nil {
+				if ng != nil {
+					logf("agent %s: ab -n %d -c %d against nginx", onOff(agentOn), b.size.abRequests, abConcurrency)
+					rps, err := ng.ab(b.size.abRequests)
+					if err != nil {
 						return err
 					}
+					// A sample's loop holds the time per request, so that
+					// the median is taken as the churns' is.
+					s := sample{loop: time.Duration(float64(time.Second) / rps)}
+					if agentOn {
+						reqOn = append(reqOn, s)
+					} else {
+						reqOff = append(reqOff, s)
+					}
 				}
-				if ng == nil {
-					return nil
-				}
-				logf("agent %s: ab -n %d -c %d against nginx", onOff(agentOn), b.size.abRequests, abConcurrency)
-				rps, err := ng.ab(b.size.abRequests)
-				if err != nil {
+				// Last, so that no backlog of its churns reaches the
+				// requests: the agent's CPU, in the last round it is on.
+				if agentOn && r == b.cfg.repeat-1 {
+					var err error
+					cpu, err = b.agentCPU(agent)
 					return err
-				}
-				// A sample's loop holds the time per request, so that the
-				// median is taken the same way as the churns'.
-				s := sample{loop: time.Duration(float64(time.Second) / rps)}
-				if agentOn {
-					reqOn = append(reqOn, s)
-				} else {
-					reqOff = append(reqOff, s)
 				}
 				return nil
 			}()

@@ -47,7 +47,7 @@ type sizes struct {
 
 var (
 	fullSizes = sizes{churn: 200_000, sockets: 100_000, held: 100_000, straceDiv: 10, benchtime: "1s",
-		abRequests: 20_000, paced: 5 * time.Second}
+		abRequests: 20_000, paced: 3 * time.Second}
 	smokeSizes = sizes{churn: 20_000, sockets: 10_000, held: 5_000, straceDiv: 10, benchtime: "200000x",
 		abRequests: 2_000, paced: 500 * time.Millisecond}
 )

@@ -162,7 +162,7 @@ func count(n int) string {
 }
 
 // perSec is rate without its unit, for "… events/s".
-func perSec(v float64) string { return strings.TrimSuffix(rate(v), "/s") }
+func perSec(v float64) string { return strings.TrimSpace(strings.TrimSuffix(rate(v), "/s")) }
 
 // rate formats an events-per-second figure.
 func rate(v float64) string {
