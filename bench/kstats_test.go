@@ -97,33 +97,52 @@ func FuzzParseStatCPU(f *testing.F) {
 
 // processCPU reads the kernel's per-process CPU clock of another process by
 // pid: checked on this process against /proc/self/stat, which samples the
-// same time at the tick, before and after burning CPU.
+// same time at the tick, while burning CPU (until stat has seen 100 ms, however
+// long a loaded machine takes to give them).
 func TestProcessCPU(t *testing.T) {
 	pid := os.Getpid()
 	before, err := processCPU(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	x := 0
-	for start := time.Now(); time.Since(start) < 200*time.Millisecond; {
-		x++
+	statBefore, err := statCPU(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var statAfter time.Duration
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		for i := 0; i < 1e6; i++ {
+			sink += i
+		}
+		if statAfter, err = statCPU(pid); err != nil {
+			t.Fatal(err)
+		}
+		if statAfter-statBefore >= 100*time.Millisecond {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/proc/self/stat counted %v of CPU in 30 s of busy loop", statAfter-statBefore)
+		}
 	}
 	after, err := processCPU(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stat, err := statCPU(pid)
+	statLast, err := statCPU(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if burnt := after - before; burnt < 100*time.Millisecond {
-		t.Errorf("200ms of busy loop (%d turns) counted %v of CPU", x, burnt)
+	// stat's times are ticks of 10 ms: allow two.
+	const slack = 20 * time.Millisecond
+	if got, want := after-before, statAfter-statBefore; got < want-slack {
+		t.Errorf("CPU clock counted %v while /proc/self/stat counted %v", got, want)
 	}
-	// /proc/PID/stat counts ticks of 10ms, scaled: allow some slack.
-	if diff := stat - after; diff > 100*time.Millisecond || diff < -100*time.Millisecond {
-		t.Errorf("CPU clock %v, /proc/self/stat %v", after, stat)
+	if after > statLast+slack || after < statLast-slack-100*time.Millisecond {
+		t.Errorf("CPU clock %v, /proc/self/stat %v after it", after, statLast)
 	}
 }
+
+var sink int
 
 func TestReadFdinfo(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "fdinfo")
