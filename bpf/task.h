@@ -106,6 +106,8 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 	__u32 ctgid = child->tgid;
 	if (ctgid != ptgid && (!trace_all || filter_active))
 		set_traced(ctgid, 1);
+	/* The child inherits the parent's table: a parked open goes first. */
+	stash_flush_task(parent);
 	union scratch *s = scratch_get();
 	if (!s)
 		return 0;
@@ -170,6 +172,8 @@ int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct
 	__u32 tgid = task->tgid;
 	if (!is_traced(tgid))
 		return 0;
+	/* Before the exec record, whose table has cloexec fds closed. */
+	stash_flush_task(task);
 	union scratch *s = scratch_get();
 	if (!s)
 		return 0;
@@ -218,3 +222,4 @@ int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct
 }
 
 #endif
+
