@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -69,22 +70,34 @@ type breakdownJSON struct {
 	CPUNsPerEvent    float64     `json:"leaktrace_cpu_ns_per_event,omitempty"`
 }
 
-func (b *bench) bdConfigs() (runOpen, runInter, runInterBare, agentOpen, agentOpenBare bdConfig) {
+// bdConfigs are the breakdown's configurations: run and agent, each on the
+// open churn (settled in the kernel) and on the interleaved one (every event
+// sent), the latter again with --stack-bytes 0. bare[i] is the index of
+// configuration i's --stack-bytes 0 twin, or -1.
+func (b *bench) bdConfigs() (all []bdConfig, bare []int) {
 	n := b.size.churn
 	itoa := strconv.Itoa
 	open := []string{"-m", "open", "-n", itoa(n)}
 	inter := []string{"-m", "interleave", "-n", itoa(n / 2)}
-	noStack := []string{"--stack-bytes", "0"}
-	runOpen = bdConfig{fmt.Sprintf("leaktrace run, open+close /dev/null ×%s (paired in the kernel)", count(n)), false, nil, open, n, 2}
-	runInter = bdConfig{fmt.Sprintf("leaktrace run, open a, open b, close a, close b ×%s (every event sent)", count(n/2)), false, nil, inter, n / 2, 4}
-	runInterBare = runInter
-	runInterBare.flags = noStack
-	// --interval 1h: no evaluation falls in the loop, so its CPU is the
-	// reader's and the aggregator's.
-	agentOpen = bdConfig{fmt.Sprintf("leaktrace agent --pid CHURN, open+close /dev/null ×%s", count(n)), true, []string{"--interval", "1h"}, open, n, 2}
-	agentOpenBare = agentOpen
-	agentOpenBare.flags = append(append([]string{}, agentOpen.flags...), noStack...)
-	return
+	openName := fmt.Sprintf("open+close /dev/null ×%s (paired in the kernel)", count(n))
+	interName := fmt.Sprintf("open a, open b, close a, close b ×%s (every event sent)", count(n/2))
+	// --interval 1h: no evaluation falls in the loop, so the agent's CPU is
+	// the reader's and the aggregator's.
+	agentFlags := []string{"--interval", "1h"}
+	for _, mode := range []struct {
+		name  string
+		agent bool
+		flags []string
+	}{{"leaktrace run", false, nil}, {"leaktrace agent --pid CHURN", true, agentFlags}} {
+		all = append(all,
+			bdConfig{mode.name + ", " + openName, mode.agent, mode.flags, open, n, 2},
+			bdConfig{mode.name + ", " + interName, mode.agent, mode.flags, inter, n / 2, 4})
+		noStack := all[len(all)-1]
+		noStack.flags = append(append([]string{}, mode.flags...), "--stack-bytes", "0")
+		all = append(all, noStack)
+		bare = append(bare, -1, len(all)-1, -1)
+	}
+	return all, bare
 }
 
 // breakdown measures each configuration cfg.repeat times (the default and
@@ -94,8 +107,7 @@ func (b *bench) bdConfigs() (runOpen, runInter, runInterBare, agentOpen, agentOp
 // share of each.
 func (b *bench) breakdown(res *results) error {
 	res.section("Cost breakdown per followed syscall (the kernel's BPF accounting, ring buffer, leaktrace's own CPU; over the churn's loop alone)")
-	runOpen, runInter, runInterBare, agentOpen, agentOpenBare := b.bdConfigs()
-	all := []bdConfig{runOpen, runInter, runInterBare, agentOpen, agentOpenBare}
+	all, bare := b.bdConfigs()
 	stats, err := kernelStats()
 	if err != nil {
 		for _, c := range all {
@@ -118,11 +130,16 @@ func (b *bench) breakdown(res *results) error {
 	for i, c := range all {
 		res.Breakdown = append(res.Breakdown, sums[i].json(c, b.cfg.repeat))
 	}
-	for _, i := range []int{0, 1, 3} {
-		b.breakdownRows(res, all[i], sums[i])
+	for i, c := range all {
+		if c.flags == nil || !slices.Contains(c.flags, "--stack-bytes") {
+			b.breakdownRows(res, c, sums[i])
+		}
 	}
-	stackShare(res, runInter, sums[1], sums[2])
-	stackShare(res, agentOpen, sums[3], sums[4])
+	for i, c := range all {
+		if bare[i] >= 0 {
+			stackShare(res, c, sums[i], sums[bare[i]])
+		}
+	}
 	return nil
 }
 
@@ -231,15 +248,19 @@ func (b *bench) breakdownRows(res *results, c bdConfig, w window) {
 			fmt.Sprintf("%s B (%s events, %.2f per followed syscall; %.1f MB/s during the loop)", count(int(per)), count(int(w.sent)),
 				float64(w.sent)/float64(w.syscalls), float64(w.bytes)/w.loop.Seconds()/1e6), nil)
 	}
+	// Per followed syscall as well: where few events are sent, a fixed cost
+	// divided by them says little.
 	cores := w.cpu.Seconds() / w.loop.Seconds()
+	perCall = w.cpu.Seconds() / float64(w.syscalls) * 1e9
+	label := "leaktrace's own CPU per event (reader, decoder, aggregator) — " + c.label
 	if w.sent == 0 {
-		res.add("leaktrace's own CPU per event (reader, decoder, aggregator) — "+c.label, 0, "µs",
-			fmt.Sprintf("no event sent; %.3f s CPU over the loop (%.2f cores)", w.cpu.Seconds(), cores), nil)
+		res.add(label, 0, "µs", fmt.Sprintf("no event sent; %s ns per followed syscall (%.3f s CPU over the loop, %.2f cores)",
+			count(int(perCall)), w.cpu.Seconds(), cores), nil)
 		return
 	}
 	per := w.cpu.Seconds() / float64(w.sent) * 1e6
-	res.add("leaktrace's own CPU per event (reader, decoder, aggregator) — "+c.label, per, "µs",
-		fmt.Sprintf("%.2f µs (%.3f s CPU for %s events; %.2f cores during the loop)", per, w.cpu.Seconds(), count(int(w.sent)), cores), nil)
+	res.add(label, per, "µs", fmt.Sprintf("%.2f µs (%.3f s CPU for %s events), %s ns per followed syscall; %.2f cores during the loop",
+		per, w.cpu.Seconds(), count(int(w.sent)), count(int(perCall)), cores), nil)
 }
 
 // progSummary lists the programs that took 1 % of the time or more, most
