@@ -416,38 +416,52 @@ http {
 		}
 		return out
 	}
-	old := workers()
 
-	jsonPath := filepath.Join(t.TempDir(), "nginx.json")
-	att := startAttach(t, master, "--min-age", realMinAge.String(), "--json", jsonPath)
-	// A reload across the attach: the master forks a new worker (traced)
-	// and the old one exits; the stub_status counters live on in shared memory.
-	syscall.Kill(master, syscall.SIGHUP)
-	waitFor(t, 30*time.Second, "the old worker to exit and a new one to start", func() bool {
-		w := workers()
-		return len(w) == 1 && !slices.Contains(old, w[0])
-	})
-	before := status()["accepts"]
-	runLoad(t, 2*time.Minute, ab, "-q", "-n", "1000", "-c", "10", fmt.Sprintf("http://127.0.0.1:%d/index.html", port))
-	const held = 3
-	holdTCP(t, port, held, "GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
-	time.Sleep(realMinAge + 500*time.Millisecond)
-	accepted := status()["accepts"] - before
-	tr := procSnapshot(master)
-	att.stop(t)
-	r := readReport(t, jsonPath)
+	// scenario attaches to root, serves ab's 1,000 connections, holds three
+	// more open and waits out --min-age; the report must match /proc.
+	scenario := func(t *testing.T, root int, reload bool) {
+		old := workers()
+		jsonPath := filepath.Join(t.TempDir(), "nginx.json")
+		att := startAttach(t, root, "--min-age", realMinAge.String(), "--json", jsonPath)
+		if reload {
+			// The master forks a new worker (traced) and the old one
+			// exits; the stub_status counters live on in shared memory.
+			syscall.Kill(master, syscall.SIGHUP)
+			waitFor(t, 30*time.Second, "the old worker to exit and a new one to start", func() bool {
+				w := workers()
+				return len(w) == 1 && !slices.Contains(old, w[0])
+			})
+		}
+		before := status()["accepts"]
+		runLoad(t, 2*time.Minute, ab, "-q", "-n", "1000", "-c", "10", fmt.Sprintf("http://127.0.0.1:%d/index.html", port))
+		const held = 3
+		holdTCP(t, port, held, "GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n")
+		time.Sleep(realMinAge + 500*time.Millisecond)
+		accepted := status()["accepts"] - before
+		tr := procSnapshot(root)
+		att.stop(t)
+		r := readReport(t, jsonPath)
 
-	checkAttachTruth(t, r, tr)
-	checkEvents(t, r, accepted, held)
-	conns := connectionLeaks(t, r, port, "ngx_event_accept")
-	if len(conns) != held {
-		t.Errorf("%d held connections reported, want %d", len(conns), held)
-	}
-	for _, l := range conns {
-		if l.PID == master {
-			t.Errorf("held connection reported in the master: %+v", l)
+		checkAttachTruth(t, r, tr)
+		checkEvents(t, r, accepted, held)
+		conns := connectionLeaks(t, r, port, "ngx_event_accept")
+		if len(conns) != held {
+			t.Errorf("%d held connections reported, want %d", len(conns), held)
+		}
+		for _, l := range conns {
+			if l.PID == master {
+				t.Errorf("held connection reported in the master: %+v", l)
+			}
 		}
 	}
+	t.Run("worker", func(t *testing.T) {
+		w := workers()
+		if len(w) != 1 {
+			t.Fatalf("nginx workers %v, want one", w)
+		}
+		scenario(t, w[0], false)
+	})
+	t.Run("master across a reload", func(t *testing.T) { scenario(t, master, true) })
 }
 
 // postgres runs a throwaway PostgreSQL cluster as the postgres user: initdb
