@@ -148,7 +148,7 @@ func (t *textReport) processes() {
 	t.w.WriteByte('\n')
 	t.line("%s", t.style(ansiBold, fmt.Sprintf("processes: %d", len(procs))))
 	tw := tabwriter.NewWriter(t.w, 0, 0, 2, ' ', 0)
-	held := t.r.HeldAtExit != nil
+	held := t.r.HeldAtExit != nil && t.r.HeldAtExit.Handles > 0
 	if held {
 		fmt.Fprintln(tw, "  PID\tPPID\tCOMM\tLEAKED\tHELD AT EXIT\tEXIT")
 	} else {
