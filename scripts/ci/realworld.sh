@@ -9,7 +9,7 @@ set -euo pipefail
 need=()
 command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null || need+=(redis-server redis-tools)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v pgbench >/dev/null || need+=(postgresql postgresql-contrib)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v pgbench >/dev/null || need+=(postgresql)
 command -v ab >/dev/null || need+=(apache2-utils)
 [ -f /usr/lib/python3.11/test/regrtest.py ] || need+=(libpython3.11-testsuite)
 if [ ${#need[@]} -eq 0 ]; then
