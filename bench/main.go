@@ -155,7 +155,7 @@ type step struct {
 func (b *bench) steps() []step {
 	return []step{
 		{"run", b.overhead}, {"stack", b.stackCost}, {"python", b.pythonOverhead}, {"peers", b.peerOverhead},
-		{"untraced", b.hostSlowdown}, {"lost", b.lostEvents}, {"attach", b.attachReady}, {"aggregator", b.goBench},
+		{"untraced", b.hostSlowdown}, {"lost", b.lostEvents}, {"ready", b.attachReady}, {"aggregator", b.goBench},
 		{"breakdown", b.breakdown}, {"agent", b.agentHost},
 	}
 }
