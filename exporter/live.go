@@ -25,6 +25,12 @@ type LiveView struct {
 	// kinds are listed) once open longer than it.
 	MinAge time.Duration
 	Sites  []report.Site
+	// Held are the sites of what exited processes held at exit, Count each
+	// (report.HeldAtExit.Sites); when any, the table has an AT EXIT column.
+	Held []report.Site
+	// HeldHandles and Young are report.HeldAtExit.Handles and
+	// report.YoungerThanMinAge.Handles, for the header.
+	HeldHandles, Young int
 	// Color highlights lost events in red; off under NO_COLOR.
 	Color bool
 	// Width and Height are the terminal's size in columns and rows; 0 means 80×24.
@@ -38,6 +44,7 @@ const (
 	liveOpenWidth   = 5
 	liveOldWidth    = 5
 	liveGrowthWidth = 6
+	liveHeldWidth   = 7
 	liveKindsWidth  = 16
 )
 
@@ -58,7 +65,11 @@ func WriteLive(w io.Writer, v LiveView) error {
 	b.WriteByte('\n')
 	rows := height - 1 - 3 // the cursor's row, the header, the legend, the column titles
 	if rows > 0 {
-		b.WriteString(truncate(fmt.Sprintf("OPEN now; OLD: open over --min-age %s; KINDS of the OLD; GROWTH of OPEN since attach", v.MinAge), width))
+		legend := fmt.Sprintf("OPEN now; OLD: open over --min-age %s; KINDS of the OLD; GROWTH of OPEN since attach", v.MinAge)
+		if len(v.Held) > 0 {
+			legend += "; AT EXIT: held by exited processes"
+		}
+		b.WriteString(truncate(legend, width))
 		b.WriteByte('\n')
 		writeLiveTable(&b, v, width, rows)
 	}
@@ -92,6 +103,12 @@ func liveHeader(v LiveView, width int) string {
 		segs = append(segs, liveSegment{text: fmt.Sprintf("LOST %d, incomplete", v.Lost), priority: 1, highlight: true})
 	} else {
 		segs = append(segs, liveSegment{text: "lost 0", priority: 3})
+	}
+	if v.Young > 0 {
+		segs = append(segs, liveSegment{text: fmt.Sprintf("young %d", v.Young), priority: 7})
+	}
+	if v.HeldHandles > 0 {
+		segs = append(segs, liveSegment{text: fmt.Sprintf("held at exit %d", v.HeldHandles), priority: 8})
 	}
 	for {
 		plain := make([]string, len(segs))
@@ -140,15 +157,51 @@ func rankLive(sites []report.Site) []report.Site {
 // leaked, whatever the producer filled in.
 func outstanding(s report.Site) int { return max(s.Outstanding, s.Count) }
 
+// liveRow is one row of the live table: a site with outstanding handles, what
+// exited processes held from it, or both.
+type liveRow struct {
+	site report.Site
+	held int
+	live bool // the site is in Sites: OPEN and GROWTH apply
+}
+
+// liveRows ranks the sites, then appends the sites only exited processes held
+// handles from, most first.
+func liveRows(sites, held []report.Site) []liveRow {
+	byKey := make(map[string]int, len(held))
+	for _, h := range held {
+		byKey[h.Key] += h.Count
+	}
+	var rows []liveRow
+	for _, s := range rankLive(sites) {
+		rows = append(rows, liveRow{site: s, held: byKey[s.Key], live: true})
+		delete(byKey, s.Key)
+	}
+	rest := slices.Clone(held)
+	slices.SortStableFunc(rest, func(a, b report.Site) int { return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Key, b.Key)) })
+	for _, h := range rest {
+		if _, ok := byKey[h.Key]; ok {
+			rows = append(rows, liveRow{site: h, held: h.Count})
+			delete(byKey, h.Key)
+		}
+	}
+	return rows
+}
+
 func writeLiveTable(b *strings.Builder, v LiveView, width, rows int) {
-	sites := v.Sites
-	row := func(open, old, growth, kinds, site string) {
-		line := fmt.Sprintf("%*s  %*s  %*s  %s  %s", liveOpenWidth, open, liveOldWidth, old, liveGrowthWidth, growth, pad(kinds, liveKindsWidth), site)
+	sites, held := v.Sites, v.Held
+	withHeld := len(held) > 0
+	row := func(open, old, growth, atExit, kinds, site string) {
+		line := fmt.Sprintf("%*s  %*s  %*s  ", liveOpenWidth, open, liveOldWidth, old, liveGrowthWidth, growth)
+		if withHeld {
+			line += fmt.Sprintf("%*s  ", liveHeldWidth, atExit)
+		}
+		line += pad(kinds, liveKindsWidth) + "  " + site
 		b.WriteString(truncate(strings.TrimRight(line, " "), width))
 		b.WriteByte('\n')
 	}
-	row("OPEN", "OLD", "GROWTH", "KINDS", "SITE")
-	if len(sites) == 0 {
+	row("OPEN", "OLD", "GROWTH", "AT EXIT", "KINDS", "SITE")
+	if len(sites) == 0 && !withHeld {
 		msg := "  no handles open with a stack yet"
 		if v.Open > 0 {
 			msg = fmt.Sprintf("  %d open, none for longer than --min-age %s yet", v.Open, v.MinAge)
@@ -158,18 +211,29 @@ func writeLiveTable(b *strings.Builder, v LiveView, width, rows int) {
 		return
 	}
 	siteWidth := width - (liveOpenWidth + 2 + liveOldWidth + 2 + liveGrowthWidth + 2 + liveKindsWidth + 2)
-	ranked := rankLive(sites)
+	if withHeld {
+		siteWidth -= liveHeldWidth + 2
+	}
+	ranked := liveRows(sites, held)
 	shown := len(ranked)
 	if shown > rows {
 		shown = rows - 1 // leave a row to say how many did not fit
 	}
-	for _, s := range ranked[:shown] {
+	for _, r := range ranked[:shown] {
+		s := r.site
 		kinds := kindList(s.Kinds, ",")
 		where := "(no stack)"
 		if s.Key != "" || len(s.Stack) > 0 {
 			where = liveSite(headline(s), siteWidth)
 		}
-		row(strconv.Itoa(outstanding(s)), strconv.Itoa(s.Count), growthText(s.Growth), truncate(kinds, liveKindsWidth), where)
+		open, old, growth, atExit := "-", "-", "-", "-"
+		if r.live {
+			open, old, growth = strconv.Itoa(outstanding(s)), strconv.Itoa(s.Count), growthText(s.Growth)
+		}
+		if r.held > 0 {
+			atExit = strconv.Itoa(r.held)
+		}
+		row(open, old, growth, atExit, truncate(kinds, liveKindsWidth), where)
 	}
 	if k := len(ranked) - shown; k > 0 {
 		b.WriteString(truncate(fmt.Sprintf("  … %d more %s", k, plural(k, "site", "sites")), width))

@@ -65,10 +65,17 @@ func (s *liveScreen) draw(sess *session.Session, pid int, comm string) {
 	open := 0
 	sess.With(func(a *aggregator.Aggregator) { open = len(a.Live(uint32(pid))) })
 	w, h := terminalSize(s.f)
-	exporter.WriteLive(s.f, exporter.LiveView{
+	v := exporter.LiveView{
 		PID: pid, Comm: comm, Elapsed: time.Since(sess.Started()), Received: r.Events.Received,
 		Lost: r.Events.Lost, Open: open, MinAge: s.minAge, Sites: r.Sites, Width: w, Height: h, Color: colorOn(s.f),
-	})
+	}
+	if r.HeldAtExit != nil {
+		v.Held, v.HeldHandles = r.HeldAtExit.Sites, r.HeldAtExit.Handles
+	}
+	if r.YoungerThanMinAge != nil {
+		v.Young = r.YoungerThanMinAge.Handles
+	}
+	exporter.WriteLive(s.f, v)
 }
 
 // close leaves the alternate screen; safe on a nil or never-drawn screen.
