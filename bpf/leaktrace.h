@@ -143,42 +143,53 @@ enum lt_counter {
 };
 
 /* Python (bpf/python.h). Go fills lt_py_proc per tgid once it has found the
- * interpreter: where _PyRuntime is and the offsets of the fields walked. */
+ * interpreter: where _PyRuntime is and one layout value per CPython version
+ * (offsets, and the LT_PY_L_* choices below). The kernel has one walk for
+ * every version: what differs between versions is data, never a C path. */
 #define LT_PY_FRAMES_MAX 128
 #define LT_PY_THREADS_MAX 256
 
+/* Bits of lt_py_proc.flags. */
+#define LT_PY_L_CFRAME (1U << 0) /* tstate_frame is a _PyCFrame *: hop through cframe_current (3.11, 3.12) */
+#define LT_PY_L_SHIM (1U << 1)   /* a marked frame is a C-stack shim below an eval call's first frame (3.12+),
+				  * not that first frame itself (3.11's is_entry) */
+
 struct lt_py_proc {
 	__u64 runtime;            /* address of _PyRuntime */
+	__u64 code_mask;          /* bits of the frame's code field that are the pointer (3.14 tags it) */
 	__u32 version;            /* PY_VERSION_HEX */
+	__u32 flags;              /* LT_PY_L_* */
 	__u16 rt_finalizing;      /* _PyRuntime._finalizing (non-NULL: Py_Finalize began) */
 	__u16 rt_interp_head;     /* _PyRuntime.interpreters.head */
 	__u16 interp_tstate_head; /* PyInterpreterState.threads.head */
 	__u16 tstate_next;
 	__u16 tstate_native_tid;  /* PyThreadState.native_thread_id: the kernel tid */
-	__u16 tstate_cframe;      /* PyThreadState.cframe */
+	__u16 tstate_frame;       /* PyThreadState.current_frame, or .cframe (LT_PY_L_CFRAME) */
 	__u16 cframe_current;     /* _PyCFrame.current_frame */
-	__u16 frame_code;         /* _PyInterpreterFrame.f_code */
+	__u16 frame_code;         /* _PyInterpreterFrame.f_code / f_executable */
 	__u16 frame_previous;
-	__u16 frame_prev_instr;
-	__u16 frame_is_entry;     /* bool: first frame of a C-level eval call */
+	__u16 frame_instr;        /* prev_instr (3.11, 3.12) / instr_ptr (3.13+): the call in progress */
+	__u16 frame_marker;       /* byte: is_entry (3.11) / owner (3.12+) */
 	__u16 code_firstlineno;   /* PyCodeObject.co_firstlineno: checks the code cache */
-	__u16 _pad[2];
+	__u8 marker_min;          /* frame_marker >= this marks the frame (entry, or shim with LT_PY_L_SHIM) */
+	__u8 _pad[7];
 };
 
 /* Bits of lt_py_frame.flags. */
-#define LT_PY_FRAME_ENTRY (1U << 0)
+#define LT_PY_FRAME_ENTRY (1U << 0) /* first frame of a C-level eval call */
 
 struct lt_py_frame {
 	__u64 code;       /* PyCodeObject * */
-	__u64 prev_instr; /* last instruction started in this frame */
+	__u64 prev_instr; /* the instruction in progress in this frame */
 	__s32 firstlineno;
 	__u32 flags;      /* LT_PY_FRAME_* */
 };
 
 /* Bits of lt_py_stack_event.status. */
-#define LT_PY_NO_TSTATE (1U << 0) /* no thread state has this tid */
-#define LT_PY_TRUNCATED (1U << 1) /* more frames than LT_PY_FRAMES_MAX */
-#define LT_PY_FAULT (1U << 2)     /* a read of interpreter memory failed */
+#define LT_PY_NO_TSTATE (1U << 0)   /* no thread state has this tid */
+#define LT_PY_TRUNCATED (1U << 1)   /* more frames than LT_PY_FRAMES_MAX */
+#define LT_PY_FAULT (1U << 2)       /* a read of interpreter memory failed */
+#define LT_PY_FINALIZING (1U << 3)  /* Py_Finalize had begun when the record was made */
 
 /* Sent just before the fd-open or task-new record it belongs to, from the
  * same tid and with the same h.ts. */

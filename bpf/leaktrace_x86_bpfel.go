@@ -125,20 +125,23 @@ type LeaktraceLtPyFrame struct {
 type LeaktraceLtPyProc struct {
 	_                structs.HostLayout
 	Runtime          uint64
+	CodeMask         uint64
 	Version          uint32
+	Flags            uint32
 	RtFinalizing     uint16
 	RtInterpHead     uint16
 	InterpTstateHead uint16
 	TstateNext       uint16
 	TstateNativeTid  uint16
-	TstateCframe     uint16
+	TstateFrame      uint16
 	CframeCurrent    uint16
 	FrameCode        uint16
 	FramePrevious    uint16
-	FramePrevInstr   uint16
-	FrameIsEntry     uint16
+	FrameInstr       uint16
+	FrameMarker      uint16
 	CodeFirstlineno  uint16
-	Pad              [2]uint16
+	MarkerMin        uint8
+	Pad              [7]uint8
 }
 
 type LeaktraceLtPyStackEvent struct {

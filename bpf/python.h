@@ -56,24 +56,39 @@ static __always_inline __u64 py_read_ptr(__u64 addr)
 	return v;
 }
 
+/* py_current_frame is a thread state's innermost frame: one hop through
+ * the _PyCFrame on 3.11 and 3.12, read directly from 3.13 on. */
+static __always_inline __u64 py_current_frame(const struct lt_py_proc *pp, __u64 ts)
+{
+	__u64 f = py_read_ptr(ts + pp->tstate_frame);
+
+	if (f && (pp->flags & LT_PY_L_CFRAME))
+		f = py_read_ptr(f + pp->cframe_current);
+	return f;
+}
+
 struct py_thread_walk {
 	const struct lt_py_proc *pp;
 	__u64 ts;
-	__u64 found;
+	__u64 frame; /* innermost frame of the thread state found */
 	__u32 tid;
+	__u32 found;
 };
 
+/* A thread state another thread is creating carries its creator's tid until
+ * the new thread binds it (3.11), and has no frame yet: the creator's own
+ * state is the one with frames, so a match without frames is passed over. */
 static long py_thread_step(__u64 i, void *ctx)
 {
 	struct py_thread_walk *w = ctx;
-	__u64 tid;
 
 	if (!w->ts)
 		return 1;
-	tid = py_read_ptr(w->ts + w->pp->tstate_native_tid);
-	if (tid == w->tid) {
-		w->found = w->ts;
-		return 1;
+	if (py_read_ptr(w->ts + w->pp->tstate_native_tid) == w->tid) {
+		w->found = 1;
+		w->frame = py_current_frame(w->pp, w->ts);
+		if (w->frame)
+			return 1;
 	}
 	w->ts = py_read_ptr(w->ts + w->pp->tstate_next);
 	return 0;
@@ -87,25 +102,37 @@ struct py_frame_walk {
 	__u32 fresh; /* a code object not seen before */
 };
 
+/* One frame per call, innermost first. The layout's marker byte says either
+ * "this frame began an eval call" (3.11) or "this is the shim below the
+ * frame that began one" (3.12+, LT_PY_L_SHIM): the shim is not sent, the
+ * frame sent before it is marked instead. */
 static long py_frame_step(__u64 i, void *ctx)
 {
 	struct py_frame_walk *w = ctx;
 	const struct lt_py_proc *pp = w->pp;
 	struct lt_py_stack_event *e = w->e;
 	struct lt_py_frame *f;
-	__u8 entry = 0;
+	__u8 marker = 0;
 
 	if (!w->frame)
 		return 1;
+	bpf_probe_read_user(&marker, sizeof(marker), (void *)(w->frame + pp->frame_marker));
+	bool marked = pp->marker_min && marker >= pp->marker_min;
+	if (marked && (pp->flags & LT_PY_L_SHIM)) {
+		if (e->depth > 0)
+			e->frames[(e->depth - 1) & (LT_PY_FRAMES_MAX - 1)].flags |= LT_PY_FRAME_ENTRY;
+		w->frame = py_read_ptr(w->frame + pp->frame_previous);
+		return 0;
+	}
 	if (e->depth >= LT_PY_FRAMES_MAX) {
 		e->status |= LT_PY_TRUNCATED;
 		return 1;
 	}
 	f = &e->frames[e->depth & (LT_PY_FRAMES_MAX - 1)];
-	f->code = py_read_ptr(w->frame + pp->frame_code);
-	f->prev_instr = py_read_ptr(w->frame + pp->frame_prev_instr);
+	f->code = py_read_ptr(w->frame + pp->frame_code) & pp->code_mask;
+	f->prev_instr = py_read_ptr(w->frame + pp->frame_instr);
 	f->firstlineno = 0;
-	f->flags = 0;
+	f->flags = marked ? LT_PY_FRAME_ENTRY : 0;
 	if (!f->code) {
 		e->status |= LT_PY_FAULT;
 		return 1;
@@ -120,9 +147,6 @@ static long py_frame_step(__u64 i, void *ctx)
 		w->fresh = 1;
 	}
 	bpf_probe_read_user(&f->firstlineno, sizeof(f->firstlineno), (void *)(f->code + pp->code_firstlineno));
-	bpf_probe_read_user(&entry, sizeof(entry), (void *)(w->frame + pp->frame_is_entry));
-	if (entry)
-		f->flags |= LT_PY_FRAME_ENTRY;
 	e->depth++;
 	w->frame = py_read_ptr(w->frame + pp->frame_previous);
 	return 0;
@@ -148,6 +172,10 @@ static __always_inline void py_submit_stack(const struct lt_header *h)
 	e->h.type = LT_EV_PY_STACK;
 	e->depth = 0;
 	e->status = 0;
+	/* A handle made once finalization began is the exit-time code's own
+	 * (C destructors, preloaded libraries): its close then is no leak. */
+	if (py_read_ptr(pp->runtime + pp->rt_finalizing))
+		e->status |= LT_PY_FINALIZING;
 
 	__u64 interp = py_read_ptr(pp->runtime + pp->rt_interp_head);
 	struct py_thread_walk tw = {
@@ -160,14 +188,14 @@ static __always_inline void py_submit_stack(const struct lt_header *h)
 	if (!tw.found) {
 		e->status |= LT_PY_NO_TSTATE;
 	} else {
-		__u64 cframe = py_read_ptr(tw.found + pp->tstate_cframe);
 		struct py_frame_walk fw = {
 			.pp = pp,
 			.e = e,
-			.frame = cframe ? py_read_ptr(cframe + pp->cframe_current) : 0,
+			.frame = tw.frame,
 			.tgid = pid,
 		};
-		bpf_loop(LT_PY_FRAMES_MAX + 1, py_frame_step, &fw, 0);
+		/* Shims take a step each: at most one per frame sent. */
+		bpf_loop(2 * LT_PY_FRAMES_MAX + 1, py_frame_step, &fw, 0);
 		wake = fw.fresh;
 	}
 	__u64 size = offsetof(struct lt_py_stack_event, frames) +

@@ -97,6 +97,11 @@ const (
 	// FlagPyShutdown: closed while the Python interpreter was finalizing; the
 	// program still held the handle when it ended.
 	FlagPyShutdown uint32 = 1 << 16
+	// FlagPyFinalizing: created once the Python interpreter had begun to
+	// finalize (exit-time code's own handle: its close then is no leak).
+	// Set from the Python stack sent with the record, not by the kernel's
+	// fd record itself.
+	FlagPyFinalizing uint32 = 1 << 17
 )
 
 // Event is one decoded kernel event. Fields not meaningful for a Type are zero.

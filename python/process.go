@@ -47,11 +47,43 @@ type Stats struct {
 // Tracker keeps, per traced process, the interpreter it runs and a cache of
 // the code objects seen. It is not safe for concurrent use.
 type Tracker struct {
-	images Images
-	procs  map[uint32]*process
-	kernel Kernel
-	log    *slog.Logger
-	Stats  Stats
+	images      Images
+	procs       map[uint32]*process
+	kernel      Kernel
+	log         *slog.Logger
+	Stats       Stats
+	Unsupported []Unsupported // interpreters seen whose frames are not walked
+	seenUnsup   map[unsupKey]bool
+}
+
+// Unsupported is an interpreter a traced process ran whose Python frames
+// leaktrace cannot walk: its stacks are native only.
+type Unsupported struct {
+	PID    uint32
+	Path   string
+	Name   string // "python3.15", "python3.13t"
+	Reason string
+}
+
+type unsupKey struct {
+	pid  uint32
+	path string
+}
+
+// maxUnsupported bounds the list kept for the report.
+const maxUnsupported = 64
+
+func (t *Tracker) unsupported(pid uint32, path string, ue *UnsupportedError) {
+	k := unsupKey{pid, path}
+	if t.seenUnsup[k] || len(t.Unsupported) >= maxUnsupported {
+		return
+	}
+	if t.seenUnsup == nil {
+		t.seenUnsup = make(map[unsupKey]bool)
+	}
+	t.seenUnsup[k] = true
+	t.Unsupported = append(t.Unsupported, Unsupported{PID: pid, Path: path, Name: ue.Name(), Reason: ue.Reason})
+	t.log.Info("python frames not supported", "pid", pid, "path", path, "interpreter", ue.Name(), "reason", ue.Reason)
 }
 
 type process struct {
@@ -92,7 +124,11 @@ func (t *Tracker) Mapped(pid uint32, path string, addr, off uint64) {
 	}
 	im, err := t.images.Get(path)
 	if err != nil {
-		if !errors.Is(err, ErrNotPython) {
+		var ue *UnsupportedError
+		switch {
+		case errors.As(err, &ue):
+			t.unsupported(pid, path, ue)
+		case !errors.Is(err, ErrNotPython):
 			t.log.Debug("inspecting a possible python", "path", path, "err", err)
 		}
 		return
