@@ -171,8 +171,9 @@ struct lt_py_proc {
 	__u16 frame_instr;        /* prev_instr (3.11, 3.12) / instr_ptr (3.13+): the call in progress */
 	__u16 frame_marker;       /* byte: is_entry (3.11) / owner (3.12+) */
 	__u16 code_firstlineno;   /* PyCodeObject.co_firstlineno: checks the code cache */
+	__u16 code_ident;         /* PyCodeObject.co_filename: tells a code object from a later one at its address */
 	__u8 marker_min;          /* frame_marker >= this marks the frame (entry, or shim with LT_PY_L_SHIM) */
-	__u8 _pad[7];
+	__u8 _pad[5];
 };
 
 /* Bits of lt_py_frame.flags. */
@@ -181,6 +182,7 @@ struct lt_py_proc {
 struct lt_py_frame {
 	__u64 code;       /* PyCodeObject * */
 	__u64 prev_instr; /* the instruction in progress in this frame */
+	__u64 ident;      /* the code object's co_filename pointer: with firstlineno, its identity */
 	__s32 firstlineno;
 	__u32 flags;      /* LT_PY_FRAME_* */
 };

@@ -118,6 +118,7 @@ type LeaktraceLtPyFrame struct {
 	_           structs.HostLayout
 	Code        uint64
 	PrevInstr   uint64
+	Ident       uint64
 	Firstlineno int32
 	Flags       uint32
 }
@@ -140,8 +141,9 @@ type LeaktraceLtPyProc struct {
 	FrameInstr       uint16
 	FrameMarker      uint16
 	CodeFirstlineno  uint16
+	CodeIdent        uint16
 	MarkerMin        uint8
-	Pad              [7]uint8
+	Pad              [5]uint8
 }
 
 type LeaktraceLtPyStackEvent struct {
@@ -192,10 +194,11 @@ type LeaktraceLtTaskEvent struct {
 }
 
 type LeaktracePyCodeKey struct {
-	_    structs.HostLayout
-	Tgid uint32
-	Pad  uint32
-	Code uint64
+	_           structs.HostLayout
+	Tgid        uint32
+	Firstlineno int32
+	Code        uint64
+	Ident       uint64
 }
 
 type LeaktraceRights struct {

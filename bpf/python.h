@@ -31,10 +31,13 @@ struct {
  * object wakes Go at once, to read it while the process still lives. */
 #define PY_SEEN_FRAMES 8
 
+/* A freed code object's address is soon another's (the allocator reuses
+ * blocks): its filename and first line tell them apart. */
 struct py_code_key {
 	__u32 tgid;
-	__u32 _pad;
+	__s32 firstlineno;
 	__u64 code;
+	__u64 ident;
 };
 
 struct {
@@ -137,16 +140,17 @@ static long py_frame_step(__u64 i, void *ctx)
 		e->status |= LT_PY_FAULT;
 		return 1;
 	}
+	bpf_probe_read_user(&f->firstlineno, sizeof(f->firstlineno), (void *)(f->code + pp->code_firstlineno));
+	f->ident = py_read_ptr(f->code + pp->code_ident);
 	/* New code objects are the innermost ones (outer frames, main and the
 	 * module, were seen on the first record): checking a few keeps the
 	 * lookups per record bounded. */
-	struct py_code_key k = {.tgid = w->tgid, .code = f->code};
+	struct py_code_key k = {.tgid = w->tgid, .firstlineno = f->firstlineno, .code = f->code, .ident = f->ident};
 	if (e->depth < PY_SEEN_FRAMES && !bpf_map_lookup_elem(&py_seen, &k)) {
 		__u8 one = 1;
 		bpf_map_update_elem(&py_seen, &k, &one, BPF_ANY);
 		w->fresh = 1;
 	}
-	bpf_probe_read_user(&f->firstlineno, sizeof(f->firstlineno), (void *)(f->code + pp->code_firstlineno));
 	e->depth++;
 	w->frame = py_read_ptr(w->frame + pp->frame_previous);
 	return 0;

@@ -141,6 +141,7 @@ func debugOffsetsLayout(b []byte) (*Layout, uint32, error) {
 			FrameMarker:      word(grpFrame, 5),
 			MarkerMin:        frameOwnedByCStack,
 			CodeFirstlineno:  word(grpCode, 5),
+			CodeIdent:        word(grpCode, 1),
 		},
 		CodeFilename:  int(word(grpCode, 1)),
 		CodeQualname:  int(word(grpCode, 3)),

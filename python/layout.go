@@ -65,6 +65,7 @@ var layout311 = Layout{
 		FrameMarker:      68, // is_entry
 		MarkerMin:        1,
 		CodeFirstlineno:  72,
+		CodeIdent:        112, // co_filename
 	},
 	CodeHeader:    184,
 	CodeFirstLine: 72,
@@ -100,6 +101,7 @@ var layout312 = Layout{
 		FrameMarker:      70, // owner
 		MarkerMin:        frameOwnedByCStack,
 		CodeFirstlineno:  68,
+		CodeIdent:        112, // co_filename
 	},
 	CodeHeader:    192,
 	CodeFirstLine: 68,

@@ -15,6 +15,7 @@ type RawFrame struct {
 	Code      uint64 // PyCodeObject *
 	PrevInstr uint64 // the instruction in progress (a call, at a syscall)
 	FirstLine int32  // co_firstlineno as read in the kernel: checks the cache
+	Ident     uint64 // co_filename pointer as read in the kernel: checks it too
 	Entry     bool   // first frame of a C-level eval call
 }
 
@@ -94,8 +95,11 @@ type process struct {
 	codes map[codeKey]*Code
 }
 
+// codeKey: a freed code object's address is soon another's, so the cache
+// also keys on what the kernel read of its filename and first line.
 type codeKey struct {
 	addr  uint64
+	ident uint64
 	first int32
 }
 
@@ -224,7 +228,7 @@ func (p *process) resolve(pid uint32, rf RawFrame) (Frame, error) {
 	if p == nil {
 		return f, errUnknownProcess
 	}
-	key := codeKey{rf.Code, rf.FirstLine}
+	key := codeKey{addr: rf.Code, ident: rf.Ident, first: rf.FirstLine}
 	c := p.codes[key]
 	if c == nil {
 		if p.rd.mem == nil {
@@ -240,7 +244,7 @@ func (p *process) resolve(pid uint32, rf RawFrame) (Frame, error) {
 		if c, err = p.rd.code(rf.Code); err != nil {
 			return f, err
 		}
-		if int32(c.FirstLine) != rf.FirstLine {
+		if int32(c.FirstLine) != rf.FirstLine || (rf.Ident != 0 && c.fileAddr != rf.Ident) {
 			return f, fmt.Errorf("code object at %#x changed", rf.Code)
 		}
 		if p.codes == nil || len(p.codes) >= maxCodes {

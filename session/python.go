@@ -44,7 +44,7 @@ func (s *Session) pyStack(d *tracer.Decoded) {
 	e := &d.Event
 	raw := s.py.raw[:0]
 	for _, f := range d.Py.Frames {
-		raw = append(raw, python.RawFrame{Code: f.Code, PrevInstr: f.PrevInstr, FirstLine: f.Firstlineno, Entry: f.Flags&1 != 0})
+		raw = append(raw, python.RawFrame{Code: f.Code, PrevInstr: f.PrevInstr, FirstLine: f.Firstlineno, Ident: f.Ident, Entry: f.Flags&1 != 0})
 	}
 	s.py.raw = raw
 	s.py.pending[e.TID] = pendingPy{ts: e.Time, frames: s.py.tracker.Resolve(e.PID, raw, d.Py.Status, nil),
