@@ -93,6 +93,11 @@ type process struct {
 	file  *os.File // /proc/PID/mem, opened at the first code object read
 	rd    reader
 	codes map[codeKey]*Code
+	// A forked child holds its parent's code objects at the same addresses
+	// and often execs before Go reads them: the parent's memory, and what
+	// it has read already, name them too.
+	parent    *process
+	parentPID uint32
 }
 
 // codeKey: a freed code object's address is soon another's, so the cache
@@ -163,7 +168,7 @@ func (p *process) kernelEntry() bpf.LeaktraceLtPyProc {
 func (t *Tracker) Fork(parent, child uint32) {
 	if p := t.procs[parent]; p != nil {
 		t.drop(child)
-		t.procs[child] = &process{image: p.image, bias: p.bias}
+		t.procs[child] = &process{image: p.image, bias: p.bias, codes: p.codes, parent: p, parentPID: parent}
 	}
 }
 
@@ -230,22 +235,17 @@ func (p *process) resolve(pid uint32, rf RawFrame) (Frame, error) {
 	}
 	key := codeKey{addr: rf.Code, ident: rf.Ident, first: rf.FirstLine}
 	c := p.codes[key]
+	if c == nil && p.parent != nil {
+		c = p.parent.codes[key]
+	}
 	if c == nil {
-		if p.rd.mem == nil {
-			m, err := os.Open("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/mem")
-			if err != nil {
-				return f, fmt.Errorf("opening memory: %w", err)
-			}
-			p.file = m
-			p.rd = reader{mem: m, l: p.image.layout, types: types{
-				code: p.bias + p.image.codeType, str: p.bias + p.image.strType, bytes: p.bias + p.image.bytesType}}
-		}
 		var err error
-		if c, err = p.rd.code(rf.Code); err != nil {
-			return f, err
+		c, err = p.readCode(pid, rf)
+		if err != nil && p.parent != nil {
+			c, err = p.parent.readCode(p.parentPID, rf)
 		}
-		if int32(c.FirstLine) != rf.FirstLine || (rf.Ident != 0 && c.fileAddr != rf.Ident) {
-			return f, fmt.Errorf("code object at %#x changed", rf.Code)
+		if err != nil {
+			return f, err
 		}
 		if p.codes == nil || len(p.codes) >= maxCodes {
 			p.codes = make(map[codeKey]*Code)
@@ -255,6 +255,27 @@ func (p *process) resolve(pid uint32, rf RawFrame) (Frame, error) {
 	f.Function, f.File = c.Name, c.File
 	f.Line, _ = c.line(rf.Code, rf.PrevInstr, p.image.layout)
 	return f, nil
+}
+
+// readCode reads the code object of rf from pid's memory.
+func (p *process) readCode(pid uint32, rf RawFrame) (*Code, error) {
+	if p.rd.mem == nil {
+		m, err := os.Open("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/mem")
+		if err != nil {
+			return nil, fmt.Errorf("opening memory: %w", err)
+		}
+		p.file = m
+		p.rd = reader{mem: m, l: p.image.layout, types: types{
+			code: p.bias + p.image.codeType, str: p.bias + p.image.strType, bytes: p.bias + p.image.bytesType}}
+	}
+	c, err := p.rd.code(rf.Code)
+	if err != nil {
+		return nil, err
+	}
+	if int32(c.FirstLine) != rf.FirstLine || (rf.Ident != 0 && c.fileAddr != rf.Ident) {
+		return nil, fmt.Errorf("code object at %#x changed", rf.Code)
+	}
+	return c, nil
 }
 
 // line is the source line of the instruction at instr in the code object at
