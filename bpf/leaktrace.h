@@ -25,6 +25,7 @@ enum lt_event_type {
 	LT_EV_FD_UPDATE = 10,  /* fd's description changed: socket bound, connected */
 	LT_EV_FD_FAIL = 11,    /* an fd-creating syscall failed with EMFILE or ENFILE (ret) */
 	LT_EV_PY_STACK = 32,   /* Python frames of the record that follows (bpf/python.h) */
+	LT_EV_PY_CODE = 33,    /* a code object's names, read when the kernel first saw it */
 };
 
 /* Bits of lt_fd_event.flags. */
@@ -174,6 +175,17 @@ struct lt_py_proc {
 	__u16 code_ident;         /* PyCodeObject.co_filename: tells a code object from a later one at its address */
 	__u8 marker_min;          /* frame_marker >= this marks the frame (entry, or shim with LT_PY_L_SHIM) */
 	__u8 _pad[5];
+	/* What naming a code object needs, read in the kernel on first sight:
+	 * by the time Go reads the process, the object may be gone (an
+	 * imported module's code) or the process may have exited. */
+	__u16 code_qualname;      /* PyCodeObject.co_qualname (str) */
+	__u16 code_linetable;     /* PyCodeObject.co_linetable (bytes) */
+	__u16 str_length;         /* PyASCIIObject.length */
+	__u16 str_state;          /* PyASCIIObject.state */
+	__u16 str_ascii_data;     /* sizeof(PyASCIIObject): where a compact ASCII str's bytes begin */
+	__u16 bytes_size;         /* PyVarObject.ob_size of a bytes object */
+	__u16 bytes_data;         /* PyBytesObject.ob_sval */
+	__u16 _pad2;
 };
 
 /* Bits of lt_py_frame.flags. */
@@ -192,6 +204,31 @@ struct lt_py_frame {
 #define LT_PY_TRUNCATED (1U << 1)   /* more frames than LT_PY_FRAMES_MAX */
 #define LT_PY_FAULT (1U << 2)       /* a read of interpreter memory failed */
 #define LT_PY_FINALIZING (1U << 3)  /* Py_Finalize had begun when the record was made */
+
+#define LT_PY_NAME_MAX 128      /* bytes of a qualname sent */
+#define LT_PY_FILE_MAX 256      /* bytes of a filename sent */
+#define LT_PY_LINETABLE_MAX 4096 /* bytes of a line table sent: its start when longer */
+
+/* Bits of lt_py_code_event.flags. */
+#define LT_PY_CODE_NAME (1U << 0)      /* qualname read (compact ASCII, whole) */
+#define LT_PY_CODE_FILE (1U << 1)      /* filename read (compact ASCII, whole) */
+#define LT_PY_CODE_LINETABLE (1U << 2) /* line table read (linetable_len bytes of its start) */
+
+/* A code object's names, sent before the stack that first showed it. */
+struct lt_py_code_event {
+	struct lt_header h;
+	__u64 code;      /* PyCodeObject * */
+	__u64 ident;     /* co_filename pointer, as in lt_py_frame */
+	__s32 firstlineno;
+	__u32 flags;     /* LT_PY_CODE_* */
+	__u32 name_len;
+	__u32 file_len;
+	__u32 linetable_len;
+	__u32 _pad;
+	char name[LT_PY_NAME_MAX];
+	char file[LT_PY_FILE_MAX];
+	__u8 linetable[LT_PY_LINETABLE_MAX];
+};
 
 /* Sent just before the fd-open or task-new record it belongs to, from the
  * same tid and with the same h.ts. */

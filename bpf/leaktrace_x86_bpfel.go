@@ -55,6 +55,7 @@ const (
 	LeaktraceLtEventTypeLT_EV_FD_UPDATE   LeaktraceLtEventType = 10
 	LeaktraceLtEventTypeLT_EV_FD_FAIL     LeaktraceLtEventType = 11
 	LeaktraceLtEventTypeLT_EV_PY_STACK    LeaktraceLtEventType = 32
+	LeaktraceLtEventTypeLT_EV_PY_CODE     LeaktraceLtEventType = 33
 )
 
 type LeaktraceLtExecEvent struct {
@@ -114,6 +115,22 @@ type LeaktraceLtMmapEvent struct {
 	Path  [16][64]int8
 }
 
+type LeaktraceLtPyCodeEvent struct {
+	_            structs.HostLayout
+	H            LeaktraceLtHeader
+	Code         uint64
+	Ident        uint64
+	Firstlineno  int32
+	Flags        uint32
+	NameLen      uint32
+	FileLen      uint32
+	LinetableLen uint32
+	Pad          uint32
+	Name         [128]int8
+	File         [256]int8
+	Linetable    [4096]uint8
+}
+
 type LeaktraceLtPyFrame struct {
 	_           structs.HostLayout
 	Code        uint64
@@ -144,6 +161,14 @@ type LeaktraceLtPyProc struct {
 	CodeIdent        uint16
 	MarkerMin        uint8
 	Pad              [5]uint8
+	CodeQualname     uint16
+	CodeLinetable    uint16
+	StrLength        uint16
+	StrState         uint16
+	StrAsciiData     uint16
+	BytesSize        uint16
+	BytesData        uint16
+	Pad2             uint16
 }
 
 type LeaktraceLtPyStackEvent struct {
@@ -251,6 +276,7 @@ const (
 	LeaktraceVarUnusedExec        = "unused_exec"
 	LeaktraceVarUnusedFd          = "unused_fd"
 	LeaktraceVarUnusedMmap        = "unused_mmap"
+	LeaktraceVarUnusedPyCode      = "unused_py_code"
 	LeaktraceVarUnusedPyProc      = "unused_py_proc"
 	LeaktraceVarUnusedPyStack     = "unused_py_stack"
 	LeaktraceVarUnusedTask        = "unused_task"
@@ -339,6 +365,7 @@ type LeaktraceVariableSpecs struct {
 	UnusedExec    *ebpf.VariableSpec `ebpf:"unused_exec"`
 	UnusedFd      *ebpf.VariableSpec `ebpf:"unused_fd"`
 	UnusedMmap    *ebpf.VariableSpec `ebpf:"unused_mmap"`
+	UnusedPyCode  *ebpf.VariableSpec `ebpf:"unused_py_code"`
 	UnusedPyProc  *ebpf.VariableSpec `ebpf:"unused_py_proc"`
 	UnusedPyStack *ebpf.VariableSpec `ebpf:"unused_py_stack"`
 	UnusedTask    *ebpf.VariableSpec `ebpf:"unused_task"`
@@ -412,6 +439,7 @@ type LeaktraceVariables struct {
 	UnusedExec    *ebpf.Variable `ebpf:"unused_exec"`
 	UnusedFd      *ebpf.Variable `ebpf:"unused_fd"`
 	UnusedMmap    *ebpf.Variable `ebpf:"unused_mmap"`
+	UnusedPyCode  *ebpf.Variable `ebpf:"unused_py_code"`
 	UnusedPyProc  *ebpf.Variable `ebpf:"unused_py_proc"`
 	UnusedPyStack *ebpf.Variable `ebpf:"unused_py_stack"`
 	UnusedTask    *ebpf.Variable `ebpf:"unused_task"`

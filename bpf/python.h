@@ -29,7 +29,7 @@ struct {
 /* Code objects Go has been woken for: a record whose code objects were all
  * seen before needs no wakeup (Go has them cached); one with a new code
  * object wakes Go at once, to read it while the process still lives. */
-#define PY_SEEN_FRAMES 8
+#define PY_SEEN_FRAMES 16
 
 /* A freed code object's address is soon another's (the allocator reuses
  * blocks): its filename and first line tell them apart. */
@@ -48,6 +48,7 @@ struct {
 } py_seen SEC(".maps");
 
 const struct lt_py_stack_event *unused_py_stack __attribute__((unused));
+const struct lt_py_code_event *unused_py_code __attribute__((unused));
 const struct lt_py_proc *unused_py_proc __attribute__((unused));
 
 static __always_inline __u64 py_read_ptr(__u64 addr)
@@ -105,6 +106,65 @@ struct py_frame_walk {
 	__u32 fresh; /* a code object not seen before */
 };
 
+/* py_read_str copies a compact ASCII str's bytes (every identifier and most
+ * paths the compiler makes) into dst; false for anything else or too long. */
+static __always_inline bool py_read_str(const struct lt_py_proc *pp, __u64 str, char *dst, __u32 max, __u32 *len)
+{
+	__u64 n = py_read_ptr(str + pp->str_length);
+	__u32 state = 0;
+
+	*len = 0;
+	if (!str || bpf_probe_read_user(&state, sizeof(state), (void *)(str + pp->str_state)))
+		return false;
+	/* PEP 393 state bits: compact (5) and ascii (6). */
+	if ((state & 0x60) != 0x60 || n == 0 || n > max)
+		return false;
+	if (bpf_probe_read_user(dst, n, (void *)(str + pp->str_ascii_data)))
+		return false;
+	*len = n;
+	return true;
+}
+
+/* py_send_code sends what naming the code object at code needs, read now,
+ * while it and its process certainly exist. */
+static __always_inline void py_send_code(const struct lt_py_proc *pp, const struct lt_header *h,
+				    __u64 code, __u64 ident, __s32 firstlineno)
+{
+	struct lt_py_code_event *c;
+
+	if (!pp || !h)
+		return;
+	c = bpf_ringbuf_reserve(&events, sizeof(*c), 0);
+	if (!c) {
+		count(LT_CNT_RINGBUF_FULL);
+		return;
+	}
+	__builtin_memcpy(&c->h, h, sizeof(c->h));
+	c->h.type = LT_EV_PY_CODE;
+	c->h.size = sizeof(*c);
+	c->code = code;
+	c->ident = ident;
+	c->firstlineno = firstlineno;
+	c->flags = 0;
+	c->linetable_len = 0;
+	if (py_read_str(pp, py_read_ptr(code + pp->code_qualname), c->name, LT_PY_NAME_MAX, &c->name_len))
+		c->flags |= LT_PY_CODE_NAME;
+	if (py_read_str(pp, ident, c->file, LT_PY_FILE_MAX, &c->file_len))
+		c->flags |= LT_PY_CODE_FILE;
+	__u64 lt = py_read_ptr(code + pp->code_linetable);
+	__u64 n = lt ? py_read_ptr(lt + pp->bytes_size) : 0;
+	/* A long table's start still gives the lines of the code's start. */
+	if (n > LT_PY_LINETABLE_MAX)
+		n = LT_PY_LINETABLE_MAX;
+	if (lt && n > 0 &&
+	    !bpf_probe_read_user(c->linetable, n, (void *)(lt + pp->bytes_data))) {
+		c->linetable_len = n;
+		c->flags |= LT_PY_CODE_LINETABLE;
+	}
+	bpf_ringbuf_submit(c, 0);
+	count(LT_CNT_EVENTS);
+}
+
 /* One frame per call, innermost first. The layout's marker byte says either
  * "this frame began an eval call" (3.11) or "this is the shim below the
  * frame that began one" (3.12+, LT_PY_L_SHIM): the shim is not sent, the
@@ -149,6 +209,7 @@ static long py_frame_step(__u64 i, void *ctx)
 	if (e->depth < PY_SEEN_FRAMES && !bpf_map_lookup_elem(&py_seen, &k)) {
 		__u8 one = 1;
 		bpf_map_update_elem(&py_seen, &k, &one, BPF_ANY);
+		py_send_code(pp, &e->h, f->code, f->ident, f->firstlineno);
 		w->fresh = 1;
 	}
 	e->depth++;

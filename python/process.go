@@ -43,6 +43,7 @@ type Stats struct {
 	Unresolved    uint64 // frames whose code object could not be read
 	NoThreadState uint64 // stacks of threads with no Python thread state
 	Truncated     uint64 // stacks deeper than the kernel walks
+	Learned       uint64 // code objects named from what the kernel read on first sight
 }
 
 // Tracker keeps, per traced process, the interpreter it runs and a cache of
@@ -157,10 +158,31 @@ func (t *Tracker) Mapped(pid uint32, path string, addr, off uint64) {
 }
 
 func (p *process) kernelEntry() bpf.LeaktraceLtPyProc {
-	k := p.image.layout.Kernel
+	l := p.image.layout
+	k := l.Kernel
 	k.Runtime = p.bias + p.image.runtime
 	k.Version = p.image.Version
+	// What the kernel reads to name a code object on first sight: the same
+	// offsets Go reads with.
+	k.CodeQualname, k.CodeLinetable = uint16(l.CodeQualname), uint16(l.CodeLinetable)
+	k.StrLength, k.StrState, k.StrAsciiData = uint16(l.StrLength), uint16(l.StrState), uint16(l.StrASCIIData)
+	k.BytesSize, k.BytesData = uint16(l.VarSize), uint16(l.BytesData)
 	return k
+}
+
+// Learn keeps a code object's names as the kernel read them when it first
+// saw the object: no later read of the process is needed for its frames.
+func (t *Tracker) Learn(pid uint32, code, ident uint64, first int32, name, file string, linetable []byte) {
+	p := t.procs[pid]
+	if p == nil || name == "" || file == "" || linetable == nil {
+		return
+	}
+	if p.codes == nil || len(p.codes) >= maxCodes {
+		p.codes = make(map[codeKey]*Code)
+	}
+	p.codes[codeKey{addr: code, ident: ident, first: first}] = &Code{Name: name, File: file, FirstLine: int(first),
+		linetable: append([]byte(nil), linetable...), fileAddr: ident}
+	t.Stats.Learned++
 }
 
 // Fork: the child runs the same interpreter at the same addresses (the

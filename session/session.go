@@ -176,6 +176,10 @@ func (s *Session) handle(raw []byte) error {
 	case event.PyStack:
 		s.pyStack(d)
 		return nil
+	case event.PyCode:
+		c := &d.PyCode
+		s.py.tracker.Learn(e.PID, c.Code, c.Ident, c.FirstLine, c.Name, c.File, c.Linetable)
+		return nil
 	case event.Mmap:
 		if d.Map.Path != "" && d.Map.Len > 0 {
 			path := s.hostPath(e.PID, d.Map.Path)
