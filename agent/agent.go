@@ -117,6 +117,8 @@ func New(opts Options) (*Agent, error) {
 	tc := opts.Tracer
 	tc.TraceAll = true
 	tc.Filter = filter
+	// Whole-host: syscalls nobody follows must run no program at all.
+	tc.Hooks = tracer.HooksPerSyscall
 	a := &Agent{
 		log:        opts.Log,
 		interval:   opts.Interval,

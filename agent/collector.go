@@ -123,6 +123,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descLost, float64(cn.InflightFull), "syscall_map_full")
 		counter(descLost, float64(cn.TracedFull), "pid_filter_full")
 		counter(descLost, float64(cn.RightsDropped), "rights_dropped")
+		counter(descLost, float64(cn.Compat), "compat_syscall")
 		counter(descUnmatched, float64(cn.MissedExit))
 	} else {
 		a.log.Warn("reading kernel counters", "err", err)
