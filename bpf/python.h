@@ -219,20 +219,22 @@ static long py_frame_step(__u64 i, void *ctx)
 
 /* py_submit_stack sends the Python frames of the current thread ahead of the
  * record whose header is h. Nothing is sent for a process not known to run
- * Python. */
-static __always_inline void py_submit_stack(const struct lt_header *h)
+ * Python. A global function: verified once, not at each caller. */
+__noinline int py_submit_stack(const struct lt_header *h)
 {
 	const struct lt_py_proc *pp;
 	struct lt_py_stack_event *e;
-	__u32 pid = h->pid;
 	__u32 zero = 0;
 
+	if (!h)
+		return 0;
+	__u32 pid = h->pid;
 	pp = bpf_map_lookup_elem(&py_procs, &pid);
 	if (!pp)
-		return;
+		return 0;
 	e = bpf_map_lookup_elem(&py_scratch, &zero);
 	if (!e)
-		return;
+		return 0;
 	__builtin_memcpy(&e->h, h, sizeof(e->h));
 	e->h.type = LT_EV_PY_STACK;
 	e->depth = 0;
@@ -273,6 +275,7 @@ static __always_inline void py_submit_stack(const struct lt_header *h)
 		count(LT_CNT_RINGBUF_FULL);
 	else
 		count(LT_CNT_EVENTS);
+	return 0;
 }
 
 /* py_close_flags marks a close made while the interpreter finalizes: the
