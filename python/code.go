@@ -26,6 +26,7 @@ type Code struct {
 	FirstLine int
 	linetable []byte
 	fileAddr  uint64 // co_filename's address: the code object's identity with its address
+	partial   bool   // names only, from the kernel: no line table
 }
 
 const (

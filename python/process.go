@@ -172,16 +172,21 @@ func (p *process) kernelEntry() bpf.LeaktraceLtPyProc {
 
 // Learn keeps a code object's names as the kernel read them when it first
 // saw the object: no later read of the process is needed for its frames.
+// Without a line table (the kernel could not read it) the names are kept as
+// a fallback: the process is read first, when it still can be.
 func (t *Tracker) Learn(pid uint32, code, ident uint64, first int32, name, file string, linetable []byte) {
 	p := t.procs[pid]
-	if p == nil || name == "" || file == "" || linetable == nil {
+	if p == nil || name == "" || file == "" {
 		return
 	}
 	if p.codes == nil || len(p.codes) >= maxCodes {
 		p.codes = make(map[codeKey]*Code)
 	}
-	p.codes[codeKey{addr: code, ident: ident, first: first}] = &Code{Name: name, File: file, FirstLine: int(first),
-		linetable: append([]byte(nil), linetable...), fileAddr: ident}
+	c := &Code{Name: name, File: file, FirstLine: int(first), fileAddr: ident, partial: linetable == nil}
+	if linetable != nil {
+		c.linetable = append([]byte(nil), linetable...)
+	}
+	p.codes[codeKey{addr: code, ident: ident, first: first}] = c
 	t.Stats.Learned++
 }
 
@@ -260,11 +265,15 @@ func (p *process) resolve(pid uint32, rf RawFrame) (Frame, error) {
 	if c == nil && p.parent != nil {
 		c = p.parent.codes[key]
 	}
-	if c == nil {
+	if c == nil || c.partial {
+		partial := c
 		var err error
 		c, err = p.readCode(pid, rf)
 		if err != nil && p.parent != nil {
 			c, err = p.parent.readCode(p.parentPID, rf)
+		}
+		if err != nil && partial != nil {
+			c, err = partial, nil // named, with no line
 		}
 		if err != nil {
 			return f, err

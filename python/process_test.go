@@ -208,3 +208,15 @@ func TestLearn(t *testing.T) {
 		t.Errorf("stats %+v", tr.Stats)
 	}
 }
+
+// Names the kernel read without a line table still name the frame when the
+// process can no longer be read; the line is then unknown.
+func TestLearnWithoutLinetable(t *testing.T) {
+	tr := testTracker(newImage())
+	const code, ident = 0x7000, 0x8000
+	tr.Learn(7, code, ident, 2, "Store.open_cache", "/srv/store.py", nil)
+	got := tr.Resolve(7, []RawFrame{{Code: code, PrevInstr: instrAt(code, 41), FirstLine: 2, Ident: ident}}, 0, nil)
+	if want := (Frame{Function: "Store.open_cache", File: "/srv/store.py"}); got[0] != want {
+		t.Errorf("got %+v, want %+v", got[0], want)
+	}
+}
