@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"debug/elf"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -298,23 +300,92 @@ func TestPythonFinalization(t *testing.T) {
 }
 
 // TestPythonUnsupportedNamed: an interpreter whose frames leaktrace cannot
-// walk (3.10) is named in the report, not silently left with native stacks.
+// walk is named in the report, not silently left with native stacks: pyenv's
+// 3.10, and pyenv's 3.13 run with a copy of its libpython whose version
+// (Py_Version and _Py_DebugOffsets) says 3.15.
 func TestPythonUnsupportedNamed(t *testing.T) {
 	requireRoot(t)
 	binaries(t)
-	exe := pyenvPython("3.10")
-	if exe == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("pyenv's CPython 3.10 is needed in CI (pyenv install 3.10)")
+	need := func(minor string) string {
+		exe := pyenvPython(minor)
+		if exe == "" {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("pyenv's CPython %s is needed in CI (pyenv install %s)", minor, minor)
+			}
+			t.Skipf("no pyenv CPython %s", minor)
 		}
-		t.Skip("no pyenv CPython 3.10")
+		return exe
 	}
-	run := runPython(t, interp{name: "pyenv-3.10", exe: exe}, "service.py", "exit")
-	want := fmt.Sprintf("python3.10 at pid %d: Python frames not supported", rootPID(run.r))
-	for _, n := range run.r.Notes {
+	t.Run("3.10", func(t *testing.T) {
+		run := runPython(t, interp{name: "pyenv-3.10", exe: need("3.10")}, "service.py", "exit")
+		wantNote(t, run.r, fmt.Sprintf("python3.10 at pid %d: Python frames not supported", rootPID(run.r)))
+	})
+	t.Run("3.15", func(t *testing.T) {
+		exe := need("3.13")
+		dir := t.TempDir()
+		lib := filepath.Join(filepath.Dir(filepath.Dir(exe)), "lib", "libpython3.13.so.1.0")
+		patchPythonVersion(t, lib, filepath.Join(dir, "libpython3.13.so.1.0"), 0x030f00a0)
+		t.Setenv("LD_LIBRARY_PATH", dir) // before the executable's RUNPATH
+		run := runPython(t, interp{name: "patched-3.15", exe: exe}, "service.py", "exit")
+		wantNote(t, run.r, fmt.Sprintf("python3.15 at pid %d: Python frames not supported", rootPID(run.r)))
+	})
+}
+
+func wantNote(t *testing.T, r *report.Report, want string) {
+	t.Helper()
+	for _, n := range r.Notes {
 		if strings.Contains(n, want) && strings.Contains(n, "native stacks only") {
 			return
 		}
 	}
-	t.Errorf("no note %q in %v", want, run.r.Notes)
+	t.Errorf("no note %q in %v", want, r.Notes)
+}
+
+// patchPythonVersion copies a libpython, setting the version it declares in
+// Py_Version and in _PyRuntime's _Py_DebugOffsets.
+func patchPythonVersion(t *testing.T, src, dst string, version uint32) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ef, err := elf.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ef.Close()
+	syms, err := ef.DynamicSymbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	offset := func(vaddr uint64) uint64 {
+		for _, p := range ef.Progs {
+			if p.Type == elf.PT_LOAD && vaddr >= p.Vaddr && vaddr < p.Vaddr+p.Filesz {
+				return vaddr - p.Vaddr + p.Off
+			}
+		}
+		t.Fatalf("%#x is not in %s", vaddr, src)
+		return 0
+	}
+	patched := 0
+	for _, s := range syms {
+		switch s.Name {
+		case "Py_Version":
+			binary.LittleEndian.PutUint32(b[offset(s.Value):], version)
+			patched++
+		case "_PyRuntime":
+			off := offset(s.Value)
+			if string(b[off:off+8]) != "xdebugpy" {
+				t.Fatalf("no _Py_DebugOffsets cookie in %s", src)
+			}
+			binary.LittleEndian.PutUint64(b[off+8:], uint64(version))
+			patched++
+		}
+	}
+	if patched != 2 {
+		t.Fatalf("patched %d of Py_Version and _PyRuntime in %s", patched, src)
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
 }
