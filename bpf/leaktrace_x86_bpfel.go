@@ -261,14 +261,6 @@ type LeaktraceLtTaskEvent struct {
 	Stack      LeaktraceLtStack
 }
 
-type LeaktracePyCodeKey struct {
-	_           structs.HostLayout
-	Tgid        uint32
-	Firstlineno int32
-	Code        uint64
-	Ident       uint64
-}
-
 type LeaktraceRights struct {
 	_       structs.HostLayout
 	Fds     [64]int32

@@ -26,26 +26,30 @@ struct {
 	__type(value, struct lt_py_stack_event);
 } py_scratch SEC(".maps");
 
-/* Code objects Go has been woken for: a record whose code objects were all
- * seen before needs no wakeup (Go has them cached); one with a new code
- * object wakes Go at once, to read it while the process still lives. */
-#define PY_SEEN_FRAMES 16
-
-/* A freed code object's address is soon another's (the allocator reuses
- * blocks): its filename and first line tell them apart. */
-struct py_code_key {
-	__u32 tgid;
-	__s32 firstlineno;
-	__u64 code;
-	__u64 ident;
-};
+/* Code objects whose names were sent: a direct-mapped table of tags, so
+ * that every frame of every stack is checked for a cheap inlined array
+ * lookup (an import runs 40 frames deep, its new module body far from the
+ * innermost frame). A tag covers process, address, filename and first line:
+ * a freed code object's address is soon another's. Two objects sharing a
+ * slot only cost their names being sent again. */
+#define PY_SEEN_SLOTS 65536
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct py_code_key);
-	__type(value, __u8);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PY_SEEN_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
 } py_seen SEC(".maps");
+
+static __always_inline __u64 py_code_tag(__u32 tgid, __u64 code, __u64 ident, __s32 firstlineno)
+{
+	__u64 x = code ^ (ident * 0x9e3779b97f4a7c15ULL) ^ ((__u64)tgid << 32 | (__u32)firstlineno);
+
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	return x | 1; /* never the empty slot's 0 */
+}
 
 const struct lt_py_stack_event *unused_py_stack __attribute__((unused));
 const struct lt_py_code_event *unused_py_code __attribute__((unused));
@@ -202,13 +206,11 @@ static long py_frame_step(__u64 i, void *ctx)
 	}
 	bpf_probe_read_user(&f->firstlineno, sizeof(f->firstlineno), (void *)(f->code + pp->code_firstlineno));
 	f->ident = py_read_ptr(f->code + pp->code_ident);
-	/* New code objects are the innermost ones (outer frames, main and the
-	 * module, were seen on the first record): checking a few keeps the
-	 * lookups per record bounded. */
-	struct py_code_key k = {.tgid = w->tgid, .firstlineno = f->firstlineno, .code = f->code, .ident = f->ident};
-	if (e->depth < PY_SEEN_FRAMES && !bpf_map_lookup_elem(&py_seen, &k)) {
-		__u8 one = 1;
-		bpf_map_update_elem(&py_seen, &k, &one, BPF_ANY);
+	__u64 tag = py_code_tag(w->tgid, f->code, f->ident, f->firstlineno);
+	__u32 slot = tag >> 32 & (PY_SEEN_SLOTS - 1);
+	__u64 *seen = bpf_map_lookup_elem(&py_seen, &slot);
+	if (seen && *seen != tag) {
+		*seen = tag;
 		py_send_code(pp, &e->h, f->code, f->ident, f->firstlineno);
 		w->fresh = 1;
 	}
