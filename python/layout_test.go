@@ -59,9 +59,12 @@ func layoutFields(l *Layout) map[string]int {
 // TestLayoutsMatchHeaders: each table, and what _Py_DebugOffsets gives for
 // 3.13+, equals offsetof in that version's own headers (pyenv's builds).
 func TestLayoutsMatchHeaders(t *testing.T) {
-	root := os.Getenv("PYENV_ROOT")
-	if root == "" {
-		root = os.ExpandEnv("$HOME/.pyenv")
+	// Machines of this project's kind have pyenv in /root/.pyenv.
+	root := "/root/.pyenv"
+	for _, d := range []string{os.ExpandEnv("$HOME/.pyenv"), os.Getenv("PYENV_ROOT")} {
+		if fi, err := os.Stat(filepath.Join(d, "versions")); d != "" && err == nil && fi.IsDir() {
+			root = d
+		}
 	}
 	if _, err := exec.LookPath("gcc"); err != nil {
 		if os.Getenv("CI") != "" {

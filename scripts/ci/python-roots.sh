@@ -15,12 +15,10 @@ if ! command -v debootstrap >/dev/null; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
 fi
 mkdir -p "$cache"
-for suite in $suites; do
-	root=$cache/$suite
-	if [ -f "$root/.leaktrace-ready" ]; then
-		echo "python root $suite: cached at $root ($(cat "$root/.leaktrace-ready"))"
-		continue
-	fi
+# make_root SUITE: one root; the suites are made side by side (the time is
+# mostly waiting on the mirror).
+make_root() {
+	local suite=$1 root=$cache/$1 script
 	# forky is too new for bookworm's debootstrap to know: sid's script works.
 	script=/usr/share/debootstrap/scripts/$suite
 	[ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
@@ -34,4 +32,16 @@ for suite in $suites; do
 	rm -rf "$root"
 	mv "$root.tmp" "$root"
 	echo "python root $suite: ready, python $(cat "$root/.leaktrace-ready")"
+}
+pids=()
+for suite in $suites; do
+	if [ -f "$cache/$suite/.leaktrace-ready" ]; then
+		echo "python root $suite: cached at $cache/$suite ($(cat "$cache/$suite/.leaktrace-ready"))"
+		continue
+	fi
+	make_root "$suite" &
+	pids+=($!)
+done
+for pid in "${pids[@]}"; do
+	wait "$pid"
 done
