@@ -52,6 +52,9 @@ type Agent struct {
 	sites  map[event.StackID]*siteState
 	seeded int
 	exited uint64 // processes reported and forgotten
+	// heldAtExit counts handles processes held as they exited: released by
+	// the kernel then, never leaks.
+	heldAtExit uint64
 }
 
 // tracing is what the agent uses of its session; tests stand in a fake
@@ -119,6 +122,9 @@ func New(opts Options) (*Agent, error) {
 	tc.Filter = filter
 	// Whole-host: syscalls nobody follows must run no program at all.
 	tc.Hooks = tracer.HooksPerSyscall
+	// Most handles live for microseconds: those closed before their
+	// thread blocks or makes another followed syscall never leave the kernel.
+	tc.PairInKernel = true
 	a := &Agent{
 		log:        opts.Log,
 		interval:   opts.Interval,
@@ -427,9 +433,10 @@ func (a *Agent) forgetExited() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, p := range gone {
-		if n := byPID[p.PID]; n > 0 {
+		if n := byPID[p.PID] + p.HeldAtExit; n > 0 {
 			a.log.Info("process exited holding handles", "pid", p.PID, "comm", p.Comm, "exe", p.Exe, "handles", n)
 		}
+		a.heldAtExit += uint64(p.HeldAtExit)
 		delete(a.procs, p.PID)
 		a.exited++
 	}

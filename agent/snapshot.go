@@ -21,10 +21,11 @@ import (
 
 // Snapshot is the state metrics and alerts are built from.
 type Snapshot struct {
-	Processes []ProcessStat // by pid
-	Untracked int           // live processes past limits.max_processes: no series, no alerts
-	Sites     []SiteStat    // most suspects first
-	Exited    uint64        // processes reported and forgotten since start
+	Processes  []ProcessStat // by pid
+	Untracked  int           // live processes past limits.max_processes: no series, no alerts
+	Sites      []SiteStat    // most suspects first
+	Exited     uint64        // processes reported and forgotten since start
+	HeldAtExit uint64        // handles those processes held as they exited
 }
 
 // ProcessStat is one live process.
@@ -144,7 +145,7 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 	cfg := a.cfg
 	span := cfg.Thresholds.GrowthWindow
 	// Untracked is counted afresh from the live set: processes come and go.
-	snap := &Snapshot{Exited: a.exited}
+	snap := &Snapshot{Exited: a.exited, HeldAtExit: a.heldAtExit}
 	alive := make(map[uint32]bool, len(lives))
 	for _, l := range lives {
 		pid := l.info.PID

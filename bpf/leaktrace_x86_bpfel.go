@@ -301,6 +301,7 @@ const (
 	LeaktraceProgSchedProcessExec = "sched_process_exec"
 	LeaktraceProgSchedProcessExit = "sched_process_exit"
 	LeaktraceProgSchedProcessFork = "sched_process_fork"
+	LeaktraceProgSchedSwitch      = "sched_switch"
 	LeaktraceProgSysEnter         = "sys_enter"
 	LeaktraceProgSysEnterTp       = "sys_enter_tp"
 	LeaktraceProgSysExit          = "sys_exit"
@@ -371,6 +372,7 @@ type LeaktraceProgramSpecs struct {
 	SchedProcessExec *ebpf.ProgramSpec `ebpf:"sched_process_exec"`
 	SchedProcessExit *ebpf.ProgramSpec `ebpf:"sched_process_exit"`
 	SchedProcessFork *ebpf.ProgramSpec `ebpf:"sched_process_fork"`
+	SchedSwitch      *ebpf.ProgramSpec `ebpf:"sched_switch"`
 	SysEnter         *ebpf.ProgramSpec `ebpf:"sys_enter"`
 	SysEnterTp       *ebpf.ProgramSpec `ebpf:"sys_enter_tp"`
 	SysExit          *ebpf.ProgramSpec `ebpf:"sys_exit"`
@@ -509,6 +511,7 @@ type LeaktracePrograms struct {
 	SchedProcessExec *ebpf.Program `ebpf:"sched_process_exec"`
 	SchedProcessExit *ebpf.Program `ebpf:"sched_process_exit"`
 	SchedProcessFork *ebpf.Program `ebpf:"sched_process_fork"`
+	SchedSwitch      *ebpf.Program `ebpf:"sched_switch"`
 	SysEnter         *ebpf.Program `ebpf:"sys_enter"`
 	SysEnterTp       *ebpf.Program `ebpf:"sys_enter_tp"`
 	SysExit          *ebpf.Program `ebpf:"sys_exit"`
@@ -520,6 +523,7 @@ func (p *LeaktracePrograms) Close() error {
 		p.SchedProcessExec,
 		p.SchedProcessExit,
 		p.SchedProcessFork,
+		p.SchedSwitch,
 		p.SysEnter,
 		p.SysEnterTp,
 		p.SysExit,

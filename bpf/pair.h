@@ -103,4 +103,16 @@ static __always_inline bool stash_put(struct lt_fd_event *e, __u64 size)
 	return true;
 }
 
+/* With per-syscall hooks (attach, agent) the next syscall is seen only if it
+ * is followed: a parked record also leaves when its thread blocks, so a
+ * handle held across a wait is in the live table within one switch. Attached
+ * only when pairing in those modes. */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev)
+{
+	if (!preempt)
+		stash_flush_task(prev);
+	return 0;
+}
+
 #endif

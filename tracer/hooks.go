@@ -48,6 +48,9 @@ type rawPrograms struct {
 type perSyscallPrograms struct {
 	SysEnterTp *ebpf.Program `ebpf:"sys_enter_tp"`
 	SysExitTp  *ebpf.Program `ebpf:"sys_exit_tp"`
+	// SchedSwitch sends a parked record when its thread blocks: with
+	// per-syscall hooks an unfollowed syscall no longer does.
+	SchedSwitch *ebpf.Program `ebpf:"sched_switch"`
 }
 
 func (p *commonPrograms) close() {

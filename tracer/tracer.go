@@ -39,8 +39,10 @@ type Config struct {
 	// --exe); pids given to Trace pass it too.
 	Filter Filter
 	// PairInKernel lets a single-threaded process's open that its very next
-	// syscall closes stay in the kernel: neither record is sent. Such a
-	// handle never shows in a live view, so run uses it and attach does not.
+	// followed syscall closes stay in the kernel: neither record is sent.
+	// The open is sent at the thread's next other syscall (raw hooks) or
+	// followed syscall, fork, exec, exit or when it blocks (per-syscall
+	// hooks), so a handle held across a wait is live within one switch.
 	PairInKernel bool
 	// Hooks selects how syscalls are hooked (HooksRaw by default).
 	Hooks Hooks
@@ -212,6 +214,9 @@ func New(cfg Config) (*Tracer, error) {
 	}
 	if t.hooks == HooksPerSyscall {
 		err = t.attachPerSyscall(t.tp.SysEnterTp, t.tp.SysExitTp, ids)
+		if err == nil && cfg.PairInKernel {
+			err = t.attachTracing(t.tp.SchedSwitch)
+		}
 	} else {
 		err = t.attachTracing(t.raw.SysEnter, t.raw.SysExit)
 	}
@@ -419,7 +424,7 @@ func (t *Tracer) Close() error {
 			l.Close()
 		}
 		t.common.close()
-		for _, p := range []*ebpf.Program{t.raw.SysEnter, t.raw.SysExit, t.tp.SysEnterTp, t.tp.SysExitTp} {
+		for _, p := range []*ebpf.Program{t.raw.SysEnter, t.raw.SysExit, t.tp.SysEnterTp, t.tp.SysExitTp, t.tp.SchedSwitch} {
 			if p != nil {
 				p.Close()
 			}
