@@ -9,7 +9,9 @@ Modes (argv[1]):
             interpreter's shutdown (a leak), while what exit-time code opens
             and closes during that shutdown balances (no leak).
 """
+import atexit
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -86,7 +88,9 @@ def main():
     if mode == "exit":
         start_worker()
         truth.write()
+        shutil.rmtree(scratch, True)  # the open files stay open
         os._exit(0)
+    atexit.register(shutil.rmtree, scratch, True)
     # Module teardown runs the probe's __del__ once finalization began.
     global probe
     probe = ExitTimeProbe()
