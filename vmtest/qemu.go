@@ -23,6 +23,7 @@ type attempt struct {
 	Logs     []string       // lines the guest passed on (verifier figures)
 	Done     bool           // init ran every check
 	Crash    string         // the kernel's panic/oops line, if any
+	InitDied string         // the guest init's own fatal error (a harness bug, not the kernel's)
 	NoResult string         // why there was no complete result (timeout, early exit)
 	Console  string         // the kernel console's log file
 }
@@ -91,7 +92,7 @@ func boot(ctx context.Context, vm vmConfig, k Kernel, vmlinuz, initrd, logDir st
 	werr := cmd.Wait()
 	a.Seconds = time.Since(start).Seconds()
 	if b, err := os.ReadFile(a.Console); err == nil {
-		a.Crash = crashLine(string(b))
+		a.Crash, a.InitDied = crashLine(string(b)), initDeath(string(b))
 	}
 	switch {
 	case a.Done:
@@ -119,17 +120,36 @@ var (
 	// What the kernel prints when it dies or oopses (oops=panic makes every
 	// oops fatal). The timestamp prefix is dropped.
 	crashMarker = regexp.MustCompile(`(Kernel panic - not syncing.*|Oops: .*|BUG: .*|kernel BUG at .*|general protection fault.*)`)
+	// The panic that follows when init itself exits: not the kernel's fault
+	// unless an oops came first.
+	killedInit = "Attempted to kill init"
+	// How a Go program (the guest init) says why it died.
+	goFatal = regexp.MustCompile(`^(panic: |fatal error: )`)
 )
 
 // crashLine returns the first line of a console log that shows a kernel
-// crash, or "".
+// crash, or "". The panic of an init that exited by itself is not one.
 func crashLine(console string) string {
 	for _, line := range strings.Split(console, "\n") {
-		if m := crashMarker.FindString(line); m != "" {
+		if m := crashMarker.FindString(line); m != "" && !strings.Contains(m, killedInit) {
 			return strings.TrimSpace(m)
 		}
 	}
 	return ""
+}
+
+// initDeath says why the guest init exited ("" if it did not): Go's own
+// fatal line when it printed one.
+func initDeath(console string) string {
+	if !strings.Contains(console, killedInit) {
+		return ""
+	}
+	for _, line := range strings.Split(console, "\n") {
+		if goFatal.MatchString(line) {
+			return strings.TrimSpace(line)
+		}
+	}
+	return "init exited"
 }
 
 // Results of one kernel, as the table shows them.
@@ -151,7 +171,7 @@ func (o outcome) last() attempt { return o.Attempts[len(o.Attempts)-1] }
 
 // crashed says whether an attempt is worth a second boot: a kernel crash or
 // no result is told apart from a check that failed.
-func (a attempt) crashed() bool { return a.Crash != "" || !a.Done }
+func (a attempt) crashed() bool { return a.Crash != "" || !a.Done && a.InitDied == "" }
 
 // judge makes a kernel's row from its attempts (one, or two when the first
 // crashed).
@@ -164,6 +184,10 @@ func judge(k Kernel, attempts []attempt) outcome {
 	}
 	if a.crashed() {
 		o.Result, o.Reason = Crash, crashReason(a)+retried
+		return o
+	}
+	if a.InitDied != "" {
+		o.Result, o.Reason = Fail, "the guest init died: "+a.InitDied+lastCheck(a)+retried
 		return o
 	}
 	var failed []result.Check

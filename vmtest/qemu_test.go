@@ -12,13 +12,31 @@ func TestCrashLine(t *testing.T) {
 		{"[    1.0] Run /init as init process\n[   80.0] reboot: Power down\n", ""},
 		{"[   12.3] BUG: kernel NULL pointer dereference, address: 0000000000000008\n[   12.3] Oops: 0000 [#1] SMP\n",
 			"BUG: kernel NULL pointer dereference, address: 0000000000000008"},
-		{"[    3.2] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000002\n",
-			"Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000002"},
+		{"[    3.2] Kernel panic - not syncing: VFS: Unable to mount root fs\n",
+			"Kernel panic - not syncing: VFS: Unable to mount root fs"},
+		// init's own death is not a kernel crash...
+		{"fatal error: all goroutines are asleep - deadlock!\n[  138.7] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000200\n", ""},
+		// ...unless an oops killed it.
+		{"[   12.3] Oops: general protection fault [#1]\n[   12.4] Kernel panic - not syncing: Attempted to kill init! exitcode=0x0000000b\n",
+			"Oops: general protection fault [#1]"},
 		{"[    5.0] general protection fault, probably for non-canonical address 0xdead: 0000 [#1]\r\n",
 			"general protection fault, probably for non-canonical address 0xdead: 0000 [#1]"},
 	} {
 		if got := crashLine(tc.console); got != tc.want {
 			t.Errorf("crashLine(%q) = %q, want %q", tc.console, got, tc.want)
+		}
+	}
+}
+
+func TestInitDeath(t *testing.T) {
+	for _, tc := range []struct{ console, want string }{
+		{"[   80.0] reboot: Power down\n", ""},
+		{"fatal error: all goroutines are asleep - deadlock!\n\ngoroutine 1 [chan receive]:\n[  138.7] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000200\n",
+			"fatal error: all goroutines are asleep - deadlock!"},
+		{"[  1.0] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000\n", "init exited"},
+	} {
+		if got := initDeath(tc.console); got != tc.want {
+			t.Errorf("initDeath(%q) = %q, want %q", tc.console, got, tc.want)
 		}
 	}
 }
@@ -56,6 +74,9 @@ func TestJudge(t *testing.T) {
 			Pass, []string{"refused as it must", "Linux 6.1"}},
 		{"old kernel does not refuse cleanly", old, []attempt{done(bad("refuse", "2662 lines on stderr"))}, Fail, []string{"refuse: 2662 lines"}},
 		{"nothing ran", supported, []attempt{done()}, Fail, []string{"no check passed"}},
+		{"the guest init died: a harness bug, not retried", supported,
+			[]attempt{{Release: "6.1.0", InitDied: "fatal error: deadlock", Checks: []result.Check{ok("attach")}}},
+			Fail, []string{"guest init died: fatal error: deadlock (after attach)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := judge(tc.k, tc.attempts)

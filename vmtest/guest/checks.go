@@ -83,8 +83,22 @@ func (g *guest) leaktrace(timeout time.Duration, env []string, args ...string) i
 }
 
 // failed describes a leaktrace command that did not do its job, with a BPF
-// refusal summarized as program and reason.
-func (inv invocation) failed(what string) result.Check {
+// refusal summarized as program and reason. The first time a failure is seen
+// its stderr is passed on too (head and tail of a long verifier log).
+func (g *guest) failed(inv invocation, what string) result.Check {
+	lines := nonEmptyLines(inv.stderr)
+	if len(lines) > 1 && !g.shown[lines[0]] {
+		if g.shown == nil {
+			g.shown = map[string]bool{}
+		}
+		g.shown[lines[0]] = true
+		if len(lines) > 25 {
+			lines = append(append(lines[:5:5], fmt.Sprintf("[%d lines]", len(lines)-20)), lines[len(lines)-15:]...)
+		}
+		for _, l := range lines {
+			g.send(result.Message{Kind: result.KindLog, Text: what + ": " + clip(l, 300)})
+		}
+	}
 	if inv.err != nil {
 		return fail("%s: %v; %s", what, inv.err, summarize(inv.stderr))
 	}
@@ -144,7 +158,7 @@ func (g *guest) runTraced(stackBytes int, arg ...string) (*report.Report, truth,
 	args = append(append(args, "--", filepath.Join(g.bin, "leaky")), arg...)
 	inv := g.leaktrace(runTimeout, []string{"LEAKTRACE_TRUTH=" + truthPath}, args...)
 	if inv.err != nil || inv.code != 0 {
-		return nil, truth{}, inv.failed("leaktrace run"), false
+		return nil, truth{}, g.failed(inv, "leaktrace run"), false
 	}
 	r, err := readReport(jsonPath)
 	if err != nil {
@@ -358,7 +372,7 @@ func (g *guest) attach() result.Check {
 	cmd.Process.Signal(syscall.SIGSTOP)
 	open, ferr := openFDs(pid)
 	if inv.err != nil || inv.code != 0 {
-		return inv.failed("leaktrace attach")
+		return g.failed(inv, "leaktrace attach")
 	}
 	if ferr != nil {
 		return fail("the target exited before attach ended (%v): it leaks for about 9 s", ferr)
@@ -409,14 +423,16 @@ func (g *guest) agent() result.Check {
 	if err := cmd.Start(); err != nil {
 		return fail("starting the agent: %v", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed once the agent is reaped; waitErr is its status then.
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	start := time.Now()
 	metrics, err := waitMetrics(ctx, "http://"+addr, exited)
 	if err != nil {
 		cmd.Process.Kill()
 		<-exited
-		return fail("%v: %s", err, summarize(stderr.String()))
+		return g.failed(invocation{code: cmd.ProcessState.ExitCode(), stderr: stderr.String(), err: err}, "leaktrace agent")
 	}
 	ready := time.Since(start)
 	var problems []string
@@ -427,9 +443,9 @@ func (g *guest) agent() result.Check {
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-exited:
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("after SIGTERM: %v", err))
+	case <-exited:
+		if waitErr != nil {
+			problems = append(problems, fmt.Sprintf("after SIGTERM: %v: %s", waitErr, summarize(stderr.String())))
 		}
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
@@ -443,7 +459,7 @@ func (g *guest) agent() result.Check {
 }
 
 // waitMetrics polls /readyz until it answers 200, then returns /metrics.
-func waitMetrics(ctx context.Context, base string, exited <-chan error) (string, error) {
+func waitMetrics(ctx context.Context, base string, exited <-chan struct{}) (string, error) {
 	client := &http.Client{Timeout: 5 * time.Second}
 	get := func(path string) (int, string, error) {
 		resp, err := client.Get(base + path)
@@ -458,8 +474,8 @@ func waitMetrics(ctx context.Context, base string, exited <-chan error) (string,
 	defer tick.Stop()
 	for {
 		select {
-		case err := <-exited:
-			return "", fmt.Errorf("the agent exited before it was ready (%v)", err)
+		case <-exited:
+			return "", errors.New("the agent exited before it was ready")
 		case <-ctx.Done():
 			return "", fmt.Errorf("the agent was not ready within %s", agentTimeout)
 		case <-tick.C:
@@ -492,7 +508,7 @@ func (g *guest) verifierReport() result.Check {
 		}
 	}
 	if inv.err != nil || inv.code != 0 {
-		return inv.failed("leaktrace verifier-report")
+		return g.failed(inv, "leaktrace verifier-report")
 	}
 	return pass("%d lines", strings.Count(inv.stdout, "\n"))
 }
@@ -502,7 +518,7 @@ func (g *guest) verifierReport() result.Check {
 func (g *guest) refuse() result.Check {
 	inv := g.leaktrace(runTimeout, nil, "run", "--", filepath.Join(g.bin, "leaky"), "balanced")
 	if inv.err != nil {
-		return inv.failed("leaktrace run")
+		return g.failed(inv, "leaktrace run")
 	}
 	lines := nonEmptyLines(inv.stderr)
 	switch {

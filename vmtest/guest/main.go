@@ -139,8 +139,9 @@ func cmdlineValue(key string) string {
 
 type guest struct {
 	out    io.Writer
-	bin    string // directory of leaktrace and the test programs
-	expect string // "refuse": leaktrace must refuse this kernel
+	bin    string          // directory of leaktrace and the test programs
+	expect string          // "refuse": leaktrace must refuse this kernel
+	shown  map[string]bool // failures whose stderr was passed on, by first line
 }
 
 func (g *guest) send(m result.Message) {

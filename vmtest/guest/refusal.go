@@ -7,52 +7,77 @@ import (
 )
 
 var (
-	programName = regexp.MustCompile(`program (\w+)`)
-	processed   = regexp.MustCompile(`^\s*processed (\d+) insns`)
-	// Verifier log lines that close every log and say nothing of the cause.
-	verifierTail = regexp.MustCompile(`^\s*(processed \d+ insns|verification time|stack depth|\(\d+ line\(s\) omitted\)|Run with -v|$)`)
+	// Where a refused program names itself: cilium/ebpf's error, the
+	// verifier log's source line of the program, or its complaint.
+	programName = []*regexp.Regexp{
+		regexp.MustCompile(`program (\w+):`),
+		regexp.MustCompile(`BPF_PROG\((\w+)`),
+		regexp.MustCompile(`func '(\w+)'`),
+	}
+	loadErrno = regexp.MustCompile(`load program: ([a-z ]+)`)
+	processed = regexp.MustCompile(`^\s*processed (\d+) insns`)
+	// Verifier log lines that are not a reason: the closing statistics, the
+	// instructions and source lines walked, register states.
+	notReason = regexp.MustCompile(`^\s*(processed \d+ insns|verification time|stack depth|\(\d+ line\(s\) omitted\)|\d+: |; |R\d+|from \d+ to \d+|$)`)
 )
 
-// summarize makes one line of leaktrace's stderr for the table: its first line
-// and, for a refused BPF program, the program, the verifier's last word on it
-// and how much it processed, so that a refusal is never hidden in a log.
+// summarize makes one line of leaktrace's stderr for the table. A refused
+// BPF program becomes "program P refused (errno): the verifier's last words
+// [processed N insns]", so that a refusal is never hidden in a log; any other
+// failure is its first line.
 func summarize(stderr string) string {
 	lines := nonEmptyLines(stderr)
 	if len(lines) == 0 {
 		return "nothing on stderr"
 	}
-	s := clip(strings.TrimSpace(lines[0]), 240)
-	if len(lines) == 1 {
-		return s
+	first := strings.TrimSpace(lines[0])
+	errno := loadErrno.FindStringSubmatch(stderr)
+	if errno == nil {
+		if len(lines) == 1 {
+			return clip(first, 300)
+		}
+		return fmt.Sprintf("%s [%d lines on stderr]", clip(first, 300), len(lines))
 	}
-	var extra []string
-	if m := programName.FindStringSubmatch(stderr); m != nil && !strings.Contains(s, m[0]) {
-		extra = append(extra, m[0])
-	}
-	if r := verifierReason(lines[1:]); r != "" && !strings.Contains(s, r) {
-		extra = append(extra, "verifier: "+clip(r, 200))
-	}
-	for _, l := range lines {
-		if m := processed.FindStringSubmatch(l); m != nil {
-			extra = append(extra, "processed "+m[1]+" insns")
+	prog := "a program"
+	for _, re := range programName {
+		if m := re.FindStringSubmatch(stderr); m != nil {
+			prog = "program " + m[1]
 			break
 		}
 	}
-	if len(extra) > 0 {
-		s += " [" + strings.Join(extra, "; ") + "]"
+	s := fmt.Sprintf("%s refused (%s)", prog, strings.TrimSpace(errno[1]))
+	if r := verifierReason(lines); r != "" {
+		s += ": " + clip(r, 300)
 	}
-	return fmt.Sprintf("%s (%d lines on stderr)", s, len(lines))
-}
-
-// verifierReason is the last line of a verifier log that is not its closing
-// statistics: where the verifier gave up.
-func verifierReason(lines []string) string {
-	for i := len(lines) - 1; i >= 0; i-- {
-		if !verifierTail.MatchString(lines[i]) {
-			return strings.TrimSpace(lines[i])
+	var notes []string
+	for _, l := range lines {
+		if m := processed.FindStringSubmatch(l); m != nil {
+			notes = append(notes, "processed "+m[1]+" insns")
+			break
 		}
 	}
-	return ""
+	notes = append(notes, fmt.Sprintf("%d lines on stderr", len(lines)))
+	return s + " [" + strings.Join(notes, "; ") + "]"
+}
+
+// verifierReason is where the verifier gave up: the last two lines of its log
+// that are neither statistics, instructions nor register states. A
+// refusal without a log has its reason after the errno on the first line.
+func verifierReason(lines []string) string {
+	var r []string
+	for i := len(lines) - 1; i > 0 && len(r) < 2; i-- {
+		if !notReason.MatchString(lines[i]) {
+			r = append([]string{strings.TrimSpace(lines[i])}, r...)
+		}
+	}
+	if len(r) == 0 {
+		if _, after, ok := strings.Cut(lines[0], "load program: "); ok {
+			if _, reason, ok := strings.Cut(after, ": "); ok {
+				return strings.TrimSpace(reason)
+			}
+		}
+	}
+	return strings.Join(r, " / ")
 }
 
 func clip(s string, n int) string {
