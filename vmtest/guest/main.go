@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command guest is the init (PID 1) of vmtest's virtual machines: it mounts
 // what leaktrace needs, runs the smoke checks against the static leaktrace
 // binary and test programs in the initramfs, reports each on the second
