@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -497,23 +498,63 @@ func waitMetrics(ctx context.Context, base string, exited <-chan struct{}) (stri
 	}
 }
 
-// verifierReport prints the kernel's verifier figures when the binary offers
-// them (`leaktrace verifier-report`); a binary without it skips.
+// verifierReport passes on the kernel's verifier figures when the binary
+// offers them (`leaktrace verifier-report`): per program, the most
+// instructions processed at any setting. A binary without it skips.
 func (g *guest) verifierReport() result.Check {
 	help := g.leaktrace(10*time.Second, nil, "verifier-report", "--help")
 	if help.code != 0 || !strings.Contains(help.stdout+help.stderr, "verifier-report") {
 		return skip("this leaktrace has no verifier-report command")
 	}
-	inv := g.leaktrace(runTimeout, nil, "verifier-report")
-	for _, line := range strings.Split(strings.TrimRight(inv.stdout, "\n"), "\n") {
-		if line != "" {
-			g.send(result.Message{Kind: result.KindLog, Text: line})
-		}
-	}
+	inv := g.leaktrace(runTimeout, nil, "verifier-report", "--json")
 	if inv.err != nil || inv.code != 0 {
 		return g.failed(inv, "leaktrace verifier-report")
 	}
-	return pass("%d lines", strings.Count(inv.stdout, "\n"))
+	var rows []verifierRow
+	if err := json.Unmarshal([]byte(inv.stdout), &rows); err != nil || len(rows) == 0 {
+		return fail("verifier-report --json: %d rows, %v", len(rows), err)
+	}
+	most, settings, loadMs := verifierSummary(rows)
+	for _, r := range most {
+		g.send(result.Message{Kind: result.KindLog, Text: fmt.Sprintf("verifier: %-20s %8d insns %6d states  (most at %s)", r.Program, r.Processed, r.States, r.Setting)})
+	}
+	top := most[0]
+	return pass("largest program %s: %d insns at %s; %d settings loaded in %.1f s", top.Program, top.Processed, top.Setting, settings, float64(loadMs)/1000)
+}
+
+// verifierRow is one row of `leaktrace verifier-report --json`.
+type verifierRow struct {
+	Setting   string `json:"setting"`
+	Program   string `json:"program"`
+	Processed int    `json:"processed_insns"`
+	States    int    `json:"total_states"`
+	LoadMs    int64  `json:"load_ms"`
+}
+
+// verifierSummary keeps, per program, the row with the most instructions
+// processed (largest first), and sums the load time of each setting once.
+func verifierSummary(rows []verifierRow) (most []verifierRow, settings int, loadMs int64) {
+	byProg := map[string]verifierRow{}
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if cur, ok := byProg[r.Program]; !ok || r.Processed > cur.Processed {
+			byProg[r.Program] = r
+		}
+		if !seen[r.Setting] {
+			seen[r.Setting] = true
+			loadMs += r.LoadMs
+		}
+	}
+	for _, r := range byProg {
+		most = append(most, r)
+	}
+	sort.Slice(most, func(i, j int) bool {
+		if most[i].Processed != most[j].Processed {
+			return most[i].Processed > most[j].Processed
+		}
+		return most[i].Program < most[j].Program
+	})
+	return most, len(seen), loadMs
 }
 
 // refuse: below the oldest supported kernel leaktrace exits 125 with one line

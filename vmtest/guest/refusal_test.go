@@ -48,3 +48,19 @@ func TestSummarize(t *testing.T) {
 		})
 	}
 }
+
+func TestVerifierSummary(t *testing.T) {
+	rows := []verifierRow{
+		{Setting: "run stack=0", Program: "sys_exit", Processed: 28758, States: 1175, LoadMs: 700},
+		{Setting: "run stack=0", Program: "sys_enter", Processed: 278, LoadMs: 700},
+		{Setting: "agent stack=8192", Program: "sys_exit", Processed: 28953, States: 1193, LoadMs: 400},
+		{Setting: "agent stack=8192", Program: "sys_enter", Processed: 386, LoadMs: 400},
+	}
+	most, settings, ms := verifierSummary(rows)
+	if settings != 2 || ms != 1100 {
+		t.Errorf("settings %d, load %d ms; want 2, 1100", settings, ms)
+	}
+	if len(most) != 2 || most[0].Program != "sys_exit" || most[0].Processed != 28953 || most[0].Setting != "agent stack=8192" || most[1].Processed != 386 {
+		t.Errorf("most = %+v", most)
+	}
+}
