@@ -180,7 +180,7 @@ func bootKernel(ctx context.Context, vm vmConfig, k Kernel, vmlinuz, initrd, wor
 		a := boot(ctx, vm, k, vmlinuz, initrd, dir, func(m result.Message) {
 			switch m.Kind {
 			case result.KindHello:
-				say("init running on %s", m.Release)
+				say("init running on %s, %.1f s after the kernel started", m.Release, m.Uptime)
 			case result.KindCheck:
 				say("%-22s %-4s %5.1fs  %s", m.Check.Name, m.Check.Status, m.Check.Seconds, m.Check.Detail)
 			case result.KindLog:
