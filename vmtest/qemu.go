@@ -118,8 +118,9 @@ func lastCheck(a attempt) string {
 
 var (
 	// What the kernel prints when it dies or oopses (oops=panic makes every
-	// oops fatal). The timestamp prefix is dropped.
-	crashMarker = regexp.MustCompile(`(Kernel panic - not syncing.*|Oops: .*|BUG: .*|kernel BUG at .*|general protection fault.*)`)
+	// oops fatal), on a line of its own (printk's timestamp first): the
+	// guest's own lines on the console may quote anything.
+	crashMarker = regexp.MustCompile(`^\[\s*\d+\.\d+\] (Kernel panic - not syncing.*|Oops: .*|BUG: .*|kernel BUG at .*|general protection fault.*)`)
 	// The panic that follows when init itself exits: not the kernel's fault
 	// unless an oops came first.
 	killedInit = "Attempted to kill init"
@@ -131,8 +132,8 @@ var (
 // crash, or "". The panic of an init that exited by itself is not one.
 func crashLine(console string) string {
 	for _, line := range strings.Split(console, "\n") {
-		if m := crashMarker.FindString(line); m != "" && !strings.Contains(m, killedInit) {
-			return strings.TrimSpace(m)
+		if m := crashMarker.FindStringSubmatch(line); m != nil && !strings.Contains(m[1], killedInit) {
+			return strings.TrimSpace(m[1])
 		}
 	}
 	return ""

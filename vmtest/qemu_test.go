@@ -10,6 +10,8 @@ import (
 func TestCrashLine(t *testing.T) {
 	for _, tc := range []struct{ console, want string }{
 		{"[    1.0] Run /init as init process\n[   80.0] reboot: Power down\n", ""},
+		// The guest's own report on the console is not the kernel's.
+		{"vmtest: agent fail the agent said BUG: x\n", ""},
 		{"[   12.3] BUG: kernel NULL pointer dereference, address: 0000000000000008\n[   12.3] Oops: 0000 [#1] SMP\n",
 			"BUG: kernel NULL pointer dereference, address: 0000000000000008"},
 		{"[    3.2] Kernel panic - not syncing: VFS: Unable to mount root fs\n",
