@@ -50,6 +50,7 @@ type options struct {
 	memMB     int
 	keep      bool
 	fetchOnly bool
+	crash     bool
 }
 
 func run() int {
@@ -64,6 +65,7 @@ func run() int {
 	flag.IntVar(&o.memMB, "m", 1024, "guest memory in MiB")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (initramfs, console logs)")
 	flag.BoolVar(&o.fetchOnly, "fetch-only", false, "fetch the kernels into -cache and stop")
+	flag.BoolVar(&o.crash, "crash", false, "crash each kernel on purpose once init runs (checks that a crash is reported as CRASH, retried once)")
 	flag.Parse()
 	if flag.NArg() > 0 || o.jobs < 1 || o.timeout <= 0 || o.memMB < 256 {
 		fmt.Fprintln(os.Stderr, "vmtest: bad arguments (see go run ./vmtest -h)")
@@ -144,7 +146,7 @@ func matrixRun(ctx context.Context, o options) ([]outcome, error) {
 	}
 	fmt.Fprintf(os.Stderr, "vmtest: guest built in %.1f s; booting %d kernel(s), %d at a time\n", time.Since(t0).Seconds(), len(ks), o.jobs)
 
-	vm := vmConfig{qemu: "qemu-system-x86_64", memMB: o.memMB, timeout: o.timeout}
+	vm := vmConfig{qemu: "qemu-system-x86_64", memMB: o.memMB, timeout: o.timeout, crash: o.crash}
 	outcomes := make([]outcome, len(ks))
 	sem := make(chan struct{}, o.jobs)
 	var wg sync.WaitGroup
@@ -191,10 +193,8 @@ func bootKernel(ctx context.Context, vm vmConfig, k Kernel, vmlinuz, initrd, wor
 		if !a.crashed() || ctx.Err() != nil {
 			break
 		}
-		say("boot %d: %s; console log: %s", n, crashReason(a), a.Console)
-		if a.Crash != "" {
-			printConsoleTail(say, a.Console)
-		}
+		say("boot %d: %s; the console's last lines:", n, crashReason(a))
+		printConsoleTail(say, a.Console)
 	}
 	o := judge(k, attempts)
 	say("%s in %.0f s: %s", o.Result, o.last().Seconds, o.Reason)

@@ -33,6 +33,7 @@ type vmConfig struct {
 	qemu    string
 	memMB   int
 	timeout time.Duration // hard limit per VM
+	crash   bool          // crash every kernel on purpose (sysrq c) after init starts
 }
 
 // boot runs k's kernel with the initramfs until the guest powers off, the
@@ -44,6 +45,10 @@ func boot(ctx context.Context, vm vmConfig, k Kernel, vmlinuz, initrd, logDir st
 	if !k.Supported {
 		expect = "refuse"
 	}
+	cmdline := "console=ttyS0 oops=panic panic=-1 random.trust_cpu=on vmtest.expect=" + expect
+	if vm.crash {
+		cmdline += " vmtest.crash=1"
+	}
 	ctx, cancel := context.WithTimeout(ctx, vm.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, vm.qemu,
@@ -52,7 +57,7 @@ func boot(ctx context.Context, vm vmConfig, k Kernel, vmlinuz, initrd, logDir st
 		"-smp", "1", "-m", fmt.Sprint(vm.memMB),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-kernel", vmlinuz, "-initrd", initrd,
-		"-append", "console=ttyS0 oops=panic panic=-1 random.trust_cpu=on vmtest.expect="+expect,
+		"-append", cmdline,
 		// ttyS0: the kernel's console, to a file; ttyS1: the guest's results.
 		"-chardev", "file,id=console,path="+a.Console, "-serial", "chardev:console",
 		"-chardev", "stdio,id=results,signal=off", "-serial", "chardev:results",

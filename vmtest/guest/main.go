@@ -158,6 +158,11 @@ func (g *guest) main() {
 	var uts unix.Utsname
 	unix.Uname(&uts)
 	g.send(result.Message{Kind: result.KindHello, Release: unix.ByteSliceToString(uts.Release[:]), Uptime: uptime()})
+	if cmdlineValue("vmtest.crash") == "1" {
+		// vmtest -crash: the kernel crashes on purpose, to check how a crash
+		// is told apart from a failed check.
+		os.WriteFile("/proc/sysrq-trigger", []byte("c"), 0)
+	}
 	for _, c := range g.checks() {
 		start := time.Now()
 		chk := func() (chk result.Check) {
