@@ -83,7 +83,7 @@ func writeCpio(w io.Writer, entries []cpioEntry) error {
 
 // guestFiles are the host-built programs the initramfs holds.
 type guestFiles struct {
-	Init, Leaktrace, Leaky string
+	Init, Leaktrace, Leaky, Compat string
 }
 
 // buildGuest builds, into dir, the static guest init, the static leaktrace
@@ -94,6 +94,7 @@ func buildGuest(ctx context.Context, repo, dir, leaktrace string) (guestFiles, e
 		Init:      filepath.Join(dir, "init"),
 		Leaktrace: leaktrace,
 		Leaky:     filepath.Join(dir, "leaky"),
+		Compat:    filepath.Join(dir, "compat"),
 	}
 	goBuild := func(out, pkg string) []string {
 		return []string{"go", "build", "-trimpath", "-o", out, pkg}
@@ -107,6 +108,9 @@ func buildGuest(ctx context.Context, repo, dir, leaktrace string) (guestFiles, e
 	// that each leak's stack names its function.
 	cmds = append(cmds, []string{"gcc", "-static", "-O1", "-g", "-fno-omit-frame-pointer", "-o", g.Leaky,
 		"testdata/leaky-c/leaky.c", "-lpthread"})
+	// 32-bit syscalls through int $0x80: this host may have 32-bit
+	// emulation off, Debian's kernels have it on.
+	cmds = append(cmds, []string{"gcc", "-static", "-no-pie", "-O1", "-o", g.Compat, "testdata/compat/compat.c"})
 	for _, c := range cmds {
 		cmd := exec.CommandContext(ctx, c[0], c[1:]...)
 		cmd.Dir = repo
@@ -131,6 +135,7 @@ func writeInitramfs(path string, g guestFiles) error {
 		cpioEntry{Name: "init", Mode: modeReg | 0o755, Source: g.Init},
 		cpioEntry{Name: "bin/leaktrace", Mode: modeReg | 0o755, Source: g.Leaktrace},
 		cpioEntry{Name: "bin/leaky", Mode: modeReg | 0o755, Source: g.Leaky},
+		cpioEntry{Name: "bin/compat", Mode: modeReg | 0o755, Source: g.Compat},
 		// leaky opens these two: they are its leaked files.
 		cpioEntry{Name: "etc/hostname", Mode: modeReg | 0o644, Data: []byte("vmtest\n")},
 		cpioEntry{Name: "etc/passwd", Mode: modeReg | 0o644, Data: []byte("root:x:0:0:root:/:/init\n")},

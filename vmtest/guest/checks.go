@@ -55,6 +55,7 @@ func (g *guest) checks() []check {
 		)
 	}
 	return append(cs,
+		check{"compat", g.compat},
 		check{"attach", g.attach},
 		check{"agent", g.agent},
 		check{"verifier-report", g.verifierReport},
@@ -311,6 +312,34 @@ func (g *guest) runBalanced(stackBytes int) result.Check {
 		return fail("report incomplete: %v", r.Notes)
 	}
 	return pass("0 leaks, %d events", r.Events.Received)
+}
+
+// compat runs a program making 32-bit syscalls (int $0x80): the report must
+// say they were not followed and be incomplete, never misread them.
+func (g *guest) compat() result.Check {
+	dir, err := os.MkdirTemp("", "compat-")
+	if err != nil {
+		return fail("temp dir: %v", err)
+	}
+	defer os.RemoveAll(dir)
+	jsonPath := filepath.Join(dir, "report.json")
+	inv := g.leaktrace(runTimeout, nil, "run", "--json", jsonPath, "--", filepath.Join(g.bin, "compat"))
+	if inv.code != 0 {
+		return g.failed(inv, "leaktrace run compat")
+	}
+	r, err := readReport(jsonPath)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if r.Complete {
+		return fail("report of 32-bit syscalls is complete: %v", r.Notes)
+	}
+	for _, n := range r.Notes {
+		if strings.Contains(n, "32-bit (compat) syscalls") {
+			return pass("incomplete, %d events lost: %s", r.Events.Lost, n)
+		}
+	}
+	return fail("no note names the 32-bit syscalls: %v", r.Notes)
 }
 
 // slowLeaker starts the leaky program's slow mode (one fd opened before
