@@ -49,7 +49,7 @@ func (b ByteSize) String() string {
 		m uint64
 	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
 		if uint64(b) >= u.m {
-			return strconv.FormatFloat(float64(b)/float64(u.m), 'f', -1, 64) + u.s
+			return strconv.FormatFloat(float64(b)/float64(u.m), 'g', 4, 64) + u.s
 		}
 	}
 	return strconv.FormatUint(uint64(b), 10) + "B"
