@@ -93,6 +93,9 @@ func (a *Agent) recordIncident(f fdFailure) {
 		if inc.Exe == "" {
 			inc.Exe = p.exe
 		}
+		if inc.FDLimit == 0 { // gone before /proc was read: the last sampled limit
+			inc.FDLimit = p.limit
+		}
 		if inc.Memory == nil && p.memOK {
 			m := p.mem
 			inc.Memory = &incident.Memory{Resident: m.Resident, Anon: m.Anon, File: m.File, Shmem: m.Shmem, Virtual: m.Virtual}

@@ -74,7 +74,7 @@ type Site struct {
 	// Growth over the agent's growth window, across live processes.
 	Growth          int            `json:"growth"`
 	GrowthPerSecond float64        `json:"growth_per_second"`
-	Stack           []report.Frame `json:"stack"`
+	Stack           []report.Frame `json:"stack,omitempty"`
 }
 
 // FD is one open fd.
