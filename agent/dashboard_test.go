@@ -76,6 +76,7 @@ func TestDashboardAtAThousandProcesses(t *testing.T) {
 	if js.Code != 200 || !strings.Contains(js.Body.String(), "api/dashboard") {
 		t.Fatalf("GET /static/app.js = %d", js.Code)
 	}
+	t.Logf("/api/dashboard at 1,000 processes: %d bytes", api.Body.Len())
 	if api.Code != 200 || api.Body.Len() > 1<<20 {
 		t.Fatalf("GET /api/dashboard = %d, %d bytes (want under 1 MiB)", api.Code, api.Body.Len())
 	}
