@@ -4,7 +4,7 @@ BIN     ?= bin/leaktrace
 # A static binary: no libc threads in Go's own stacks, runs in any container.
 export CGO_ENABLED ?= 0
 
-.PHONY: build generate check-generated test test-short bench bench-smoke demo fuzz vet clean
+.PHONY: build generate check-generated test test-short bench bench-smoke demo fuzz vet clean verifier-report
 
 build:
 	$(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/leaktrace
@@ -38,6 +38,10 @@ bench: build
 # The same at reduced sizes, one repetition, under a minute (CI runs it).
 bench-smoke: build
 	$(GO) run ./bench -leaktrace $(BIN) -go $(GO) -smoke -json bin/bench-smoke.json
+
+# The verifier's own figures for every program at every setting (as root).
+verifier-report: build
+	$(BIN) verifier-report
 
 demo: build
 	sudo $(BIN) demo

@@ -141,6 +141,11 @@ func New(opts Options) (*Agent, error) {
 	tc := opts.Tracer
 	tc.TraceAll = true
 	tc.Filter = filter
+	// Whole-host: syscalls nobody follows must run no program at all.
+	tc.Hooks = tracer.HooksPerSyscall
+	// Most handles live for microseconds: those closed before their
+	// thread blocks or makes another followed syscall never leave the kernel.
+	tc.PairInKernel = true
 	a := &Agent{
 		log:        opts.Log,
 		interval:   opts.Interval,

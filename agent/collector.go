@@ -28,6 +28,8 @@ var (
 	descExited     = prometheus.NewDesc(namespace+"_processes_exited_total", "Traced processes that exited and were forgotten.", nil, nil)
 	descEvents     = prometheus.NewDesc(namespace+"_events_received_total", "Events the kernel side sent.", nil, nil)
 	descLost       = prometheus.NewDesc(namespace+"_events_lost_total", "Events the kernel side could not deliver, by reason.", []string{"reason"}, nil)
+	descSettled    = prometheus.NewDesc(namespace+"_handles_settled_in_kernel_total", "Handles opened and closed before their thread blocked or made another followed syscall: paired in the kernel, never sent.", nil, nil)
+	descEventBytes = prometheus.NewDesc(namespace+"_events_received_bytes_total", "Ring-buffer bytes of the events the kernel side sent.", nil, nil)
 	descUnmatched  = prometheus.NewDesc(namespace+"_syscall_exits_unmatched_total", "Exits of traced fd syscalls that found no parked enter (in flight when tracing began, or the enter was not parked): their result is not seen.", nil, nil)
 	descBadRecs    = prometheus.NewDesc(namespace+"_records_malformed_total", "Ring buffer records that failed to decode.", nil, nil)
 	descStacks     = prometheus.NewDesc(namespace+"_stacks_dropped_total", "Creation stacks not kept because limits.max_stacks was reached; their handles count with no site.", nil, nil)
@@ -48,7 +50,7 @@ func NewCollector(a *Agent) *Collector { return &Collector{a: a} }
 // Describe sends every descriptor.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOpen, descLimit, descRatio, descGrowth, descExhaust, descFailures, descSuspects,
-		descSiteOut, descSiteGrowth, descProcs, descExited, descEvents, descLost, descUnmatched, descBadRecs, descStacks, descFailDrops,
+		descSiteOut, descSiteGrowth, descProcs, descExited, descEvents, descSettled, descEventBytes, descLost, descUnmatched, descBadRecs, descStacks, descFailDrops,
 		descAlerts, descNotify, descReady, descLastEval} {
 		ch <- d
 	}
@@ -124,10 +126,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 	if cn, err := a.Counters(); err == nil {
 		counter(descEvents, float64(cn.Sent))
+		counter(descSettled, float64(cn.Paired))
+		counter(descEventBytes, float64(cn.Bytes))
 		counter(descLost, float64(cn.RingbufFull), "ring_buffer_full")
 		counter(descLost, float64(cn.InflightFull), "syscall_map_full")
 		counter(descLost, float64(cn.TracedFull), "pid_filter_full")
 		counter(descLost, float64(cn.RightsDropped), "rights_dropped")
+		counter(descLost, float64(cn.Compat), "compat_syscall")
 		counter(descUnmatched, float64(cn.MissedExit))
 	} else {
 		a.log.Warn("reading kernel counters", "err", err)

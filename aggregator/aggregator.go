@@ -387,12 +387,12 @@ func (a *Aggregator) fdOpen(e *event.Event) {
 	h := a.newHandle()
 	*h = Handle{FD: e.FD, Kind: e.Kind, Target: e.Target, Stack: e.Stack, Created: e.Time, PID: p.pid}
 	allocated := true
-	switch e.Syscall {
-	case event.SysDup, event.SysDup2, event.SysDup3, event.SysFcntl:
+	switch e.Install {
+	case event.InstallDup, event.InstallDupOnto:
 		if e.FD == e.FD2 {
 			return // dup2(fd, fd) changes nothing
 		}
-		allocated = e.Syscall != event.SysDup2 && e.Syscall != event.SysDup3
+		allocated = e.Install == event.InstallDup
 		if src := t.fds[e.FD2]; src != nil && src.Kind != event.KindSocket && (src.Kind == h.Kind || h.Kind == event.KindUnknown) {
 			// The source knows the path it was opened with; a socket's
 			// fresh description from the kernel is the more current. A
@@ -402,7 +402,7 @@ func (a *Aggregator) fdOpen(e *event.Event) {
 		}
 	}
 	a.install(t, h, e, allocated)
-	if e.FD2 >= 0 && event.IsPair(e.Syscall) {
+	if e.FD2 >= 0 && e.Install == event.InstallPair {
 		h2 := *h
 		h2.FD = e.FD2
 		if e.Target2 != "" {

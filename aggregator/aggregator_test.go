@@ -31,6 +31,19 @@ const (
 
 const sec = uint64(1_000_000_000)
 
+// installOf is what the tracer's decoder derives from the syscall.
+func installOf(nr uint16) event.Install {
+	switch nr {
+	case sysPipe, sysPipe2, sysSocketpair:
+		return event.InstallPair
+	case sysDup, sysFcntl:
+		return event.InstallDup
+	case sysDup2, sysDup3:
+		return event.InstallDupOnto
+	}
+	return event.InstallNew
+}
+
 // P is the traced command in most cases.
 const P = 100
 
@@ -62,7 +75,7 @@ func closeOwn(pid uint32, fd int32, t uint64) event.Event {
 // purpose: the aggregator must take it from the source.
 func dupFD(pid uint32, nr uint16, newfd, oldfd int32, stack event.StackID, t uint64) event.Event {
 	return event.Event{Type: event.FDOpen, Time: t, PID: pid, TID: pid, Files: files(pid), Syscall: nr,
-		FD: newfd, FD2: oldfd, Stack: stack}
+		Install: installOf(nr), FD: newfd, FD2: oldfd, Stack: stack}
 }
 
 func dup2(pid uint32, newfd, oldfd int32, stack event.StackID, t uint64) event.Event {
@@ -72,7 +85,7 @@ func dup2(pid uint32, newfd, oldfd int32, stack event.StackID, t uint64) event.E
 // pipe: pipe, pipe2 or socketpair (nr) installing fd1 and fd2.
 func pipe(pid uint32, nr uint16, fd1, fd2 int32, kind event.Kind, target, target2 string, stack event.StackID, t uint64) event.Event {
 	return event.Event{Type: event.FDOpen, Time: t, PID: pid, TID: pid, Files: files(pid), Syscall: nr,
-		FD: fd1, FD2: fd2, Kind: kind, Target: target, Target2: target2, Stack: stack}
+		Install: installOf(nr), FD: fd1, FD2: fd2, Kind: kind, Target: target, Target2: target2, Stack: stack}
 }
 
 // update: fd's description changed (a socket bound or connected).

@@ -28,7 +28,7 @@ func TestTakeExitedForgets(t *testing.T) {
 func TestUsage(t *testing.T) {
 	a := New(Config{Mode: ModeAttach})
 	a.Seed(7, 1, "svc", "/bin/svc", []SeedFD{{FD: 0, Kind: event.KindFile}, {FD: 3, Kind: event.KindSocket}}, []uint32{7}, 1)
-	a.Apply(&event.Event{Type: event.FDOpen, PID: 7, TID: 7, Files: 0x70, Time: 2, FD: 4, FD2: 5, Syscall: event.SysPipe2, Kind: event.KindPipe})
+	a.Apply(&event.Event{Type: event.FDOpen, PID: 7, TID: 7, Files: 0x70, Time: 2, FD: 4, FD2: 5, Install: event.InstallPair, Kind: event.KindPipe})
 	a.Apply(&event.Event{Type: event.TaskNew, PID: 7, TID: 7, Files: 0x70, Time: 3, ChildPID: 7, ChildTID: 8, ChildFiles: 0x70, IsThread: true, Kind: event.KindThread})
 	a.Apply(&event.Event{Type: event.TaskNew, PID: 7, TID: 7, Files: 0x70, Time: 3, ChildPID: 9, ChildTID: 9, ChildFiles: 0x90, Kind: event.KindProcess})
 	a.Apply(&event.Event{Type: event.TaskExit, PID: 9, TID: 9, ChildTID: 9, GroupDead: true, Time: 4})

@@ -130,6 +130,47 @@ struct lt_mmap_event {
 	char path[LT_PATH_DEPTH][LT_NAME_LEN]; /* mapped file, leaf first */
 };
 
+/* What a followed syscall does, described once per syscall in Go
+ * (tracer/syscalls.go) and read by the kernel side from sys_table. */
+enum lt_sys_class {
+	LT_SYS_NONE = 0,        /* not followed */
+	LT_SYS_OPEN = 1,        /* returns a new fd */
+	LT_SYS_PAIR = 2,        /* writes two new fds to the int[2] at arg pair_arg */
+	LT_SYS_DUP = 3,         /* returns a new fd, a copy of arg0 */
+	LT_SYS_DUP_ONTO = 4,    /* dup2/dup3: arg1 becomes a copy of arg0, closing what it held */
+	LT_SYS_FCNTL = 5,       /* fcntl: F_DUPFD and F_DUPFD_CLOEXEC create, as LT_SYS_DUP */
+	LT_SYS_OPEN_OR_SAME = 6, /* signalfd: given an existing fd (arg0 >= 0), updates it */
+	LT_SYS_CLOSE = 7,
+	LT_SYS_CLOSE_RANGE = 8,
+	LT_SYS_SOCK_ADDR = 9,   /* connect/bind/listen: arg0 got addresses */
+	LT_SYS_RECVMSG = 10,    /* fds received through SCM_RIGHTS */
+	LT_SYS_RECVMMSG = 11,
+	LT_SYS_MMAP = 12,       /* executable file mappings, for symbolization */
+	LT_SYS_WAIT4 = 13,      /* reaps the child it returns */
+	LT_SYS_WAITID = 14,     /* reaps the child in its siginfo */
+	LT_SYS_EXIT_GROUP = 15,
+};
+
+/* Bits of lt_sys.flags. */
+enum lt_sys_flag {
+	LT_SYSF_PATH = 1 << 0,        /* path_arg holds a path */
+	LT_SYSF_DPATH = 1 << 1,       /* name the file from its dentries when no absolute path says */
+	LT_SYSF_CLOEXEC_HOW = 1 << 2, /* cloexec_arg points to struct open_how (flags first) */
+	LT_SYSF_CLOEXEC_ALWAYS = 1 << 3, /* the new fd is always close-on-exec */
+};
+
+struct lt_sys {
+	__u8 class;       /* enum lt_sys_class */
+	__u8 flags;       /* enum lt_sys_flag */
+	__u8 path_arg;    /* argument index of the path */
+	__u8 cloexec_arg; /* argument index of the flags with the cloexec bit; 0xff: none */
+	__u32 cloexec_mask;
+	__u8 pair_arg;    /* LT_SYS_PAIR: argument index of the int[2] */
+	__u8 _pad[3];
+};
+
+#define LT_SYS_MAX 512 /* entries of sys_table: x86-64 syscall numbers */
+
 /* Counters kept per CPU and read by the Go side. */
 enum lt_counter {
 	LT_CNT_RINGBUF_FULL = 0,  /* records dropped: ring buffer reserve/output failed */
@@ -139,7 +180,9 @@ enum lt_counter {
 	LT_CNT_EVENTS = 4,        /* records sent */
 	LT_CNT_RIGHTS_DROPPED = 5, /* SCM_RIGHTS fds received but past what one event batch holds */
 	LT_CNT_PAIRED = 6,        /* opens closed by the same thread's next syscall: never sent */
-	LT_CNT_MAX = 8,
+	LT_CNT_COMPAT = 7,        /* 32-bit syscalls of traced processes: not followed */
+	LT_CNT_EVENT_BYTES = 8,   /* bytes of records sent */
+	LT_CNT_MAX = 16,
 };
 
 /* Python (bpf/python.h). Go fills lt_py_proc per tgid once it has found the

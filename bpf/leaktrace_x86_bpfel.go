@@ -37,7 +37,9 @@ const (
 	LeaktraceLtCounterLT_CNT_EVENTS         LeaktraceLtCounter = 4
 	LeaktraceLtCounterLT_CNT_RIGHTS_DROPPED LeaktraceLtCounter = 5
 	LeaktraceLtCounterLT_CNT_PAIRED         LeaktraceLtCounter = 6
-	LeaktraceLtCounterLT_CNT_MAX            LeaktraceLtCounter = 8
+	LeaktraceLtCounterLT_CNT_COMPAT         LeaktraceLtCounter = 7
+	LeaktraceLtCounterLT_CNT_EVENT_BYTES    LeaktraceLtCounter = 8
+	LeaktraceLtCounterLT_CNT_MAX            LeaktraceLtCounter = 16
 )
 
 type LeaktraceLtEventType uint32
@@ -173,6 +175,47 @@ type LeaktraceLtStack struct {
 	Stack     [8192]uint8
 }
 
+type LeaktraceLtSys struct {
+	_           structs.HostLayout
+	Class       uint8
+	Flags       uint8
+	PathArg     uint8
+	CloexecArg  uint8
+	CloexecMask uint32
+	PairArg     uint8
+	Pad         [3]uint8
+}
+
+type LeaktraceLtSysClass uint32
+
+const (
+	LeaktraceLtSysClassLT_SYS_NONE         LeaktraceLtSysClass = 0
+	LeaktraceLtSysClassLT_SYS_OPEN         LeaktraceLtSysClass = 1
+	LeaktraceLtSysClassLT_SYS_PAIR         LeaktraceLtSysClass = 2
+	LeaktraceLtSysClassLT_SYS_DUP          LeaktraceLtSysClass = 3
+	LeaktraceLtSysClassLT_SYS_DUP_ONTO     LeaktraceLtSysClass = 4
+	LeaktraceLtSysClassLT_SYS_FCNTL        LeaktraceLtSysClass = 5
+	LeaktraceLtSysClassLT_SYS_OPEN_OR_SAME LeaktraceLtSysClass = 6
+	LeaktraceLtSysClassLT_SYS_CLOSE        LeaktraceLtSysClass = 7
+	LeaktraceLtSysClassLT_SYS_CLOSE_RANGE  LeaktraceLtSysClass = 8
+	LeaktraceLtSysClassLT_SYS_SOCK_ADDR    LeaktraceLtSysClass = 9
+	LeaktraceLtSysClassLT_SYS_RECVMSG      LeaktraceLtSysClass = 10
+	LeaktraceLtSysClassLT_SYS_RECVMMSG     LeaktraceLtSysClass = 11
+	LeaktraceLtSysClassLT_SYS_MMAP         LeaktraceLtSysClass = 12
+	LeaktraceLtSysClassLT_SYS_WAIT4        LeaktraceLtSysClass = 13
+	LeaktraceLtSysClassLT_SYS_WAITID       LeaktraceLtSysClass = 14
+	LeaktraceLtSysClassLT_SYS_EXIT_GROUP   LeaktraceLtSysClass = 15
+)
+
+type LeaktraceLtSysFlag uint32
+
+const (
+	LeaktraceLtSysFlagLT_SYSF_PATH           LeaktraceLtSysFlag = 1
+	LeaktraceLtSysFlagLT_SYSF_DPATH          LeaktraceLtSysFlag = 2
+	LeaktraceLtSysFlagLT_SYSF_CLOEXEC_HOW    LeaktraceLtSysFlag = 4
+	LeaktraceLtSysFlagLT_SYSF_CLOEXEC_ALWAYS LeaktraceLtSysFlag = 8
+)
+
 type LeaktraceLtTaskEvent struct {
 	_          structs.HostLayout
 	H          LeaktraceLtHeader
@@ -230,12 +273,17 @@ const (
 	LeaktraceMapRightsScratch     = "rights_scratch"
 	LeaktraceMapScratch           = "scratch"
 	LeaktraceMapStash             = "stash"
+	LeaktraceMapSysTable          = "sys_table"
 	LeaktraceMapTraced            = "traced"
 	LeaktraceProgSchedProcessExec = "sched_process_exec"
 	LeaktraceProgSchedProcessExit = "sched_process_exit"
 	LeaktraceProgSchedProcessFork = "sched_process_fork"
+	LeaktraceProgSchedSwitch      = "sched_switch"
 	LeaktraceProgSysEnter         = "sys_enter"
+	LeaktraceProgSysEnterTp       = "sys_enter_tp"
 	LeaktraceProgSysExit          = "sys_exit"
+	LeaktraceProgSysExitTp        = "sys_exit_tp"
+	LeaktraceVarExitHasGroupDead  = "exit_has_group_dead"
 	LeaktraceVarFilterActive      = "filter_active"
 	LeaktraceVarPairInKernel      = "pair_in_kernel"
 	LeaktraceVarSelfTgid          = "self_tgid"
@@ -247,6 +295,9 @@ const (
 	LeaktraceVarUnusedMmap        = "unused_mmap"
 	LeaktraceVarUnusedPyProc      = "unused_py_proc"
 	LeaktraceVarUnusedPyStack     = "unused_py_stack"
+	LeaktraceVarUnusedSys         = "unused_sys"
+	LeaktraceVarUnusedSysClass    = "unused_sys_class"
+	LeaktraceVarUnusedSysFlag     = "unused_sys_flag"
 	LeaktraceVarUnusedTask        = "unused_task"
 	LeaktraceVarUnusedType        = "unused_type"
 	LeaktraceVarWakeupBytes       = "wakeup_bytes"
@@ -297,8 +348,11 @@ type LeaktraceProgramSpecs struct {
 	SchedProcessExec *ebpf.ProgramSpec `ebpf:"sched_process_exec"`
 	SchedProcessExit *ebpf.ProgramSpec `ebpf:"sched_process_exit"`
 	SchedProcessFork *ebpf.ProgramSpec `ebpf:"sched_process_fork"`
+	SchedSwitch      *ebpf.ProgramSpec `ebpf:"sched_switch"`
 	SysEnter         *ebpf.ProgramSpec `ebpf:"sys_enter"`
+	SysEnterTp       *ebpf.ProgramSpec `ebpf:"sys_enter_tp"`
 	SysExit          *ebpf.ProgramSpec `ebpf:"sys_exit"`
+	SysExitTp        *ebpf.ProgramSpec `ebpf:"sys_exit_tp"`
 }
 
 // LeaktraceMapSpecs contains maps before they are loaded into the kernel.
@@ -317,6 +371,7 @@ type LeaktraceMapSpecs struct {
 	RightsScratch *ebpf.MapSpec `ebpf:"rights_scratch"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
 	Stash         *ebpf.MapSpec `ebpf:"stash"`
+	SysTable      *ebpf.MapSpec `ebpf:"sys_table"`
 	Traced        *ebpf.MapSpec `ebpf:"traced"`
 }
 
@@ -324,20 +379,24 @@ type LeaktraceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LeaktraceVariableSpecs struct {
-	FilterActive  *ebpf.VariableSpec `ebpf:"filter_active"`
-	PairInKernel  *ebpf.VariableSpec `ebpf:"pair_in_kernel"`
-	SelfTgid      *ebpf.VariableSpec `ebpf:"self_tgid"`
-	StackBytes    *ebpf.VariableSpec `ebpf:"stack_bytes"`
-	TraceAll      *ebpf.VariableSpec `ebpf:"trace_all"`
-	UnusedCounter *ebpf.VariableSpec `ebpf:"unused_counter"`
-	UnusedExec    *ebpf.VariableSpec `ebpf:"unused_exec"`
-	UnusedFd      *ebpf.VariableSpec `ebpf:"unused_fd"`
-	UnusedMmap    *ebpf.VariableSpec `ebpf:"unused_mmap"`
-	UnusedPyProc  *ebpf.VariableSpec `ebpf:"unused_py_proc"`
-	UnusedPyStack *ebpf.VariableSpec `ebpf:"unused_py_stack"`
-	UnusedTask    *ebpf.VariableSpec `ebpf:"unused_task"`
-	UnusedType    *ebpf.VariableSpec `ebpf:"unused_type"`
-	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	ExitHasGroupDead *ebpf.VariableSpec `ebpf:"exit_has_group_dead"`
+	FilterActive     *ebpf.VariableSpec `ebpf:"filter_active"`
+	PairInKernel     *ebpf.VariableSpec `ebpf:"pair_in_kernel"`
+	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
+	StackBytes       *ebpf.VariableSpec `ebpf:"stack_bytes"`
+	TraceAll         *ebpf.VariableSpec `ebpf:"trace_all"`
+	UnusedCounter    *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedExec       *ebpf.VariableSpec `ebpf:"unused_exec"`
+	UnusedFd         *ebpf.VariableSpec `ebpf:"unused_fd"`
+	UnusedMmap       *ebpf.VariableSpec `ebpf:"unused_mmap"`
+	UnusedPyProc     *ebpf.VariableSpec `ebpf:"unused_py_proc"`
+	UnusedPyStack    *ebpf.VariableSpec `ebpf:"unused_py_stack"`
+	UnusedSys        *ebpf.VariableSpec `ebpf:"unused_sys"`
+	UnusedSysClass   *ebpf.VariableSpec `ebpf:"unused_sys_class"`
+	UnusedSysFlag    *ebpf.VariableSpec `ebpf:"unused_sys_flag"`
+	UnusedTask       *ebpf.VariableSpec `ebpf:"unused_task"`
+	UnusedType       *ebpf.VariableSpec `ebpf:"unused_type"`
+	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // LeaktraceObjects contains all objects after they have been loaded into the kernel.
@@ -372,6 +431,7 @@ type LeaktraceMaps struct {
 	RightsScratch *ebpf.Map `ebpf:"rights_scratch"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
 	Stash         *ebpf.Map `ebpf:"stash"`
+	SysTable      *ebpf.Map `ebpf:"sys_table"`
 	Traced        *ebpf.Map `ebpf:"traced"`
 }
 
@@ -389,6 +449,7 @@ func (m *LeaktraceMaps) Close() error {
 		m.RightsScratch,
 		m.Scratch,
 		m.Stash,
+		m.SysTable,
 		m.Traced,
 	)
 }
@@ -397,20 +458,24 @@ func (m *LeaktraceMaps) Close() error {
 //
 // It can be passed to LoadLeaktraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LeaktraceVariables struct {
-	FilterActive  *ebpf.Variable `ebpf:"filter_active"`
-	PairInKernel  *ebpf.Variable `ebpf:"pair_in_kernel"`
-	SelfTgid      *ebpf.Variable `ebpf:"self_tgid"`
-	StackBytes    *ebpf.Variable `ebpf:"stack_bytes"`
-	TraceAll      *ebpf.Variable `ebpf:"trace_all"`
-	UnusedCounter *ebpf.Variable `ebpf:"unused_counter"`
-	UnusedExec    *ebpf.Variable `ebpf:"unused_exec"`
-	UnusedFd      *ebpf.Variable `ebpf:"unused_fd"`
-	UnusedMmap    *ebpf.Variable `ebpf:"unused_mmap"`
-	UnusedPyProc  *ebpf.Variable `ebpf:"unused_py_proc"`
-	UnusedPyStack *ebpf.Variable `ebpf:"unused_py_stack"`
-	UnusedTask    *ebpf.Variable `ebpf:"unused_task"`
-	UnusedType    *ebpf.Variable `ebpf:"unused_type"`
-	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
+	ExitHasGroupDead *ebpf.Variable `ebpf:"exit_has_group_dead"`
+	FilterActive     *ebpf.Variable `ebpf:"filter_active"`
+	PairInKernel     *ebpf.Variable `ebpf:"pair_in_kernel"`
+	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
+	StackBytes       *ebpf.Variable `ebpf:"stack_bytes"`
+	TraceAll         *ebpf.Variable `ebpf:"trace_all"`
+	UnusedCounter    *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedExec       *ebpf.Variable `ebpf:"unused_exec"`
+	UnusedFd         *ebpf.Variable `ebpf:"unused_fd"`
+	UnusedMmap       *ebpf.Variable `ebpf:"unused_mmap"`
+	UnusedPyProc     *ebpf.Variable `ebpf:"unused_py_proc"`
+	UnusedPyStack    *ebpf.Variable `ebpf:"unused_py_stack"`
+	UnusedSys        *ebpf.Variable `ebpf:"unused_sys"`
+	UnusedSysClass   *ebpf.Variable `ebpf:"unused_sys_class"`
+	UnusedSysFlag    *ebpf.Variable `ebpf:"unused_sys_flag"`
+	UnusedTask       *ebpf.Variable `ebpf:"unused_task"`
+	UnusedType       *ebpf.Variable `ebpf:"unused_type"`
+	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // LeaktracePrograms contains all programs after they have been loaded into the kernel.
@@ -420,8 +485,11 @@ type LeaktracePrograms struct {
 	SchedProcessExec *ebpf.Program `ebpf:"sched_process_exec"`
 	SchedProcessExit *ebpf.Program `ebpf:"sched_process_exit"`
 	SchedProcessFork *ebpf.Program `ebpf:"sched_process_fork"`
+	SchedSwitch      *ebpf.Program `ebpf:"sched_switch"`
 	SysEnter         *ebpf.Program `ebpf:"sys_enter"`
+	SysEnterTp       *ebpf.Program `ebpf:"sys_enter_tp"`
 	SysExit          *ebpf.Program `ebpf:"sys_exit"`
+	SysExitTp        *ebpf.Program `ebpf:"sys_exit_tp"`
 }
 
 func (p *LeaktracePrograms) Close() error {
@@ -429,8 +497,11 @@ func (p *LeaktracePrograms) Close() error {
 		p.SchedProcessExec,
 		p.SchedProcessExit,
 		p.SchedProcessFork,
+		p.SchedSwitch,
 		p.SysEnter,
+		p.SysEnterTp,
 		p.SysExit,
+		p.SysExitTp,
 	)
 }
 

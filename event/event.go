@@ -85,6 +85,18 @@ func Kinds() []Kind {
 	return ks
 }
 
+// Install is how an FDOpen put its fds in the table: the decoder derives it
+// from the syscall, so nothing past it needs syscall numbers.
+type Install uint8
+
+const (
+	InstallNew      Install = iota // FD is a new fd
+	InstallPair                    // FD and FD2 are new (pipe, socketpair)
+	InstallDup                     // FD is a new copy of FD2 (dup, F_DUPFD)
+	InstallDupOnto                 // FD became a copy of FD2, closing what FD held (dup2, dup3)
+	InstallReceived                // FD arrived through SCM_RIGHTS
+)
+
 // StackID names an interned user stack; 0 is "no stack".
 type StackID uint32
 
@@ -109,8 +121,9 @@ type Event struct {
 	PID     uint32 // thread group id
 	TID     uint32
 	Files   uint64 // identity of the fd table the event touched (kernel address)
-	Syscall uint16
+	Syscall uint16 // x86-64 number, for display; meaning is in Install and Type
 	Comm    string
+	Install Install // FDOpen
 
 	FD, FD2 int32
 	Flags   uint32

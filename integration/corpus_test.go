@@ -88,6 +88,13 @@ func TestCorpus(t *testing.T) {
 				if !hasFunction(l.Stack, fn) {
 					t.Errorf("fd %d: stack does not name %s: %+v", fd, fn, l.Stack)
 				}
+				// Calls that return an fd they did not create keep the
+				// creator's stack.
+				for _, notCreator := range []string{"update_signalfd", "dup_onto_itself"} {
+					if hasFunction(l.Stack, notCreator) {
+						t.Errorf("fd %d: creation taken from %s, which made nothing", fd, notCreator)
+					}
+				}
 				if !strings.Contains(l.Target, c.target) {
 					t.Errorf("fd %d: target %q, want it to contain %q", fd, l.Target, c.target)
 				}

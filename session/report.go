@@ -63,8 +63,11 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 	r.Complete = true
 	if lost := counters.Lost(); lost > 0 {
 		r.Complete = false
-		r.Notes = append(r.Notes, fmt.Sprintf("%d events lost in the kernel (ring buffer full %d, syscall not parked %d, pid filter full %d, SCM_RIGHTS fds past one record %d): leaks may be missing or wrong; raise --ring-buffer-size",
-			lost, counters.RingbufFull, counters.InflightFull, counters.TracedFull, counters.RightsDropped))
+		r.Notes = append(r.Notes, fmt.Sprintf("%d events lost in the kernel (ring buffer full %d, syscall not parked %d, pid filter full %d, SCM_RIGHTS fds past one record %d, 32-bit syscalls %d): leaks may be missing or wrong; raise --ring-buffer-size",
+			lost, counters.RingbufFull, counters.InflightFull, counters.TracedFull, counters.RightsDropped, counters.Compat))
+	}
+	if counters.Compat > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d 32-bit (compat) syscalls were made by traced processes: leaktrace follows x86-64 syscalls only, so what those did to fd tables is unknown", counters.Compat))
 	}
 	if counters.MissedExit > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d fd syscall exits had no recorded entry (begun before tracing started): those calls were not followed", counters.MissedExit))

@@ -165,7 +165,8 @@ func (dec *Decoder) decodeFD(raw []byte, d *Decoded) error {
 		return fmt.Errorf("%w: fd open event of %d bytes", errShort, len(raw))
 	}
 	e.Kind, e.Target = classify(r)
-	if event.IsPair(r.H.Nr) {
+	e.Install = install(r.H.Nr, r.Flags&flagReceived != 0)
+	if e.Install == event.InstallPair {
 		e.Target2 = e.Target // both ends share one inode and description
 	}
 	return dec.stack(&r.Stack, raw, fdStackOff, d)
@@ -279,18 +280,24 @@ func cstr(b []int8) string {
 	return string(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(b))), n))
 }
 
-const ()
-
 const (
 	pidfsMagic    = 0x50494446
 	flagDPath     = 1 << 6 // LT_FD_DPATH
 	flagDPathFull = 1 << 7 // LT_FD_DPATH_FULL
+	flagReceived  = 1 << 5 // LT_FD_RECEIVED
 )
 
 // classify names the kind and target of a new fd from what the kernel saw.
 func classify(r *bpf.LeaktraceLtFdEvent) (event.Kind, string) {
 	name := cstr(r.Name[:])
 	path := cstr(r.Path[:])
+	sys := lookupSyscall(r.H.Nr)
+	var hint event.Kind
+	byPath := false
+	if sys != nil {
+		hint = sys.Kind
+		byPath = sys.PathArg
+	}
 	if r.Flags&flagDPath != 0 {
 		// The kernel named the file from its dentries: no absolute path
 		// argument did (relative open, open_by_handle_at, SCM_RIGHTS).
@@ -309,7 +316,7 @@ func classify(r *bpf.LeaktraceLtFdEvent) (event.Kind, string) {
 	}
 	switch r.Mode & 0o170000 {
 	case 0o100000: // S_IFREG
-		if r.H.Nr == event.SysMemfd || strings.HasPrefix(name, "memfd:") {
+		if hint == event.KindMemfd || strings.HasPrefix(name, "memfd:") {
 			return event.KindMemfd, "memfd:" + strings.TrimPrefix(name, "memfd:")
 		}
 		if path != "" && strings.HasPrefix(name, "#") && !strings.HasSuffix(path, "/"+name) {
@@ -358,10 +365,10 @@ func classify(r *bpf.LeaktraceLtFdEvent) (event.Kind, string) {
 	case "[io_uring]":
 		return event.KindIOUring, "anon_inode:[io_uring]"
 	}
-	if strings.HasPrefix(name, "pidfd") || r.H.Nr == 434 {
+	if strings.HasPrefix(name, "pidfd") || hint == event.KindPidfd {
 		return event.KindPidfd, "anon_inode:[pidfd]"
 	}
-	if path != "" && (r.H.Nr == event.SysOpen || r.H.Nr == event.SysOpenat || r.H.Nr == event.SysOpenat2 || r.H.Nr == event.SysCreat) {
+	if path != "" && byPath {
 		return event.KindFile, path
 	}
 	if name != "" {

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -38,9 +39,37 @@ type Config struct {
 	// --exe); pids given to Trace pass it too.
 	Filter Filter
 	// PairInKernel lets a single-threaded process's open that its very next
-	// syscall closes stay in the kernel: neither record is sent. Such a
-	// handle never shows in a live view, so run uses it and attach does not.
+	// followed syscall closes stay in the kernel: neither record is sent.
+	// The open is sent at the thread's next other syscall (raw hooks) or
+	// followed syscall, fork, exec, exit or when it blocks (per-syscall
+	// hooks), so a handle held across a wait is live within one switch.
 	PairInKernel bool
+	// Hooks selects how syscalls are hooked (HooksRaw by default).
+	Hooks Hooks
+	// VerifierLogPath, when set, is where the verifier's log goes if a
+	// program is refused (else it is in the error only with -v).
+	VerifierLogPath string
+}
+
+// normalize applies defaults and checks ranges.
+func (cfg *Config) normalize() error {
+	if cfg.RingBufferBytes == 0 {
+		cfg.RingBufferBytes = DefaultRingBufferBytes
+	}
+	switch cfg.StackBytes {
+	case 0:
+		cfg.StackBytes = DefaultStackBytes
+	case NoStackCopy:
+		cfg.StackBytes = 0
+	}
+	if cfg.StackBytes < 0 || cfg.StackBytes > MaxStackBytes {
+		return fmt.Errorf("stack bytes %d out of range 0..%d", cfg.StackBytes, MaxStackBytes)
+	}
+	rb := cfg.RingBufferBytes
+	if rb < os.Getpagesize() || rb&(rb-1) != 0 {
+		return fmt.Errorf("ring buffer size %d is not a power of two of at least a page", rb)
+	}
+	return nil
 }
 
 // Filter selects processes in the kernel. A process is traced when any one
@@ -76,9 +105,17 @@ const (
 
 // Tracer is a loaded and attached set of programs.
 type Tracer struct {
-	objs  bpf.LeaktraceObjects
-	links []link.Link
-	rd    *ringbuf.Reader
+	// LoadTime is how long the kernel took to verify and load the programs.
+	LoadTime time.Duration
+
+	maps    bpf.LeaktraceMaps
+	common  commonPrograms
+	hooks   Hooks // what is attached: HooksPerSyscall only when it could be
+	raw     rawPrograms
+	tp      perSyscallPrograms
+	links   []link.Link
+	perfFDs []int // per-syscall hooks
+	rd      *ringbuf.Reader
 
 	closeOnce sync.Once
 }
@@ -117,80 +154,77 @@ func New(cfg Config) (*Tracer, error) {
 	if err := CheckPrivileges(); err != nil {
 		return nil, err
 	}
-	if cfg.RingBufferBytes == 0 {
-		cfg.RingBufferBytes = DefaultRingBufferBytes
-	}
-	switch cfg.StackBytes {
-	case 0:
-		cfg.StackBytes = DefaultStackBytes
-	case NoStackCopy:
-		cfg.StackBytes = 0
-	}
-	if cfg.StackBytes < 0 || cfg.StackBytes > MaxStackBytes {
-		return nil, fmt.Errorf("stack bytes %d out of range 0..%d", cfg.StackBytes, MaxStackBytes)
-	}
-	rb := cfg.RingBufferBytes
-	if rb < os.Getpagesize() || rb&(rb-1) != 0 {
-		return nil, fmt.Errorf("ring buffer size %d is not a power of two of at least a page", rb)
+	if err := cfg.normalize(); err != nil {
+		return nil, err
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("removing memlock limit: %w", err)
 	}
-
-	spec, err := bpf.LoadLeaktrace()
+	kernel, err := probeKernel()
 	if err != nil {
-		return nil, fmt.Errorf("loading BPF spec: %w", err)
+		return nil, err
 	}
-	spec.Maps["events"].MaxEntries = uint32(rb)
-	// The pid filter has a byte per possible pid.
-	spec.Maps["traced"].MaxEntries = pidMax()
-	set := map[string]uint32{
-		"stack_bytes": uint32(cfg.StackBytes),
-		"self_tgid":   uint32(os.Getpid()),
-		// Wake the reader when a quarter of the ring (at most 256 KiB) is
-		// pending; ReadUntil's short deadline collects the rest.
-		"wakeup_bytes": uint32(min(rb/4, 256<<10)),
+	spec, err := loadSpec(cfg, kernel)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.PairInKernel {
-		set["pair_in_kernel"] = 1
-	}
-	if cfg.TraceAll {
-		set["trace_all"] = 1
-		if cfg.Filter.Active() {
-			set["filter_active"] = 1
+	t := &Tracer{hooks: cfg.Hooks}
+	var ids map[string]uint64
+	if t.hooks == HooksPerSyscall {
+		if ids, err = syscallTracepointIDs(); err != nil {
+			slog.Warn("per-syscall tracepoints unavailable: hooking every syscall", "err", err)
+			t.hooks = HooksRaw
 		}
 	}
-	for name, v := range set {
-		if err := spec.Variables[name].Set(v); err != nil {
-			return nil, fmt.Errorf("setting %s: %w", name, err)
+	start := time.Now()
+	opts := &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel.btf}}
+	// One load, of only the hooks this mode uses.
+	if t.hooks == HooksPerSyscall {
+		var o struct {
+			bpf.LeaktraceMaps
+			commonPrograms
+			perSyscallPrograms
 		}
+		err = spec.LoadAndAssign(&o, opts)
+		t.maps, t.common, t.tp = o.LeaktraceMaps, o.commonPrograms, o.perSyscallPrograms
+	} else {
+		var o struct {
+			bpf.LeaktraceMaps
+			commonPrograms
+			rawPrograms
+		}
+		err = spec.LoadAndAssign(&o, opts)
+		t.maps, t.common, t.raw = o.LeaktraceMaps, o.commonPrograms, o.rawPrograms
 	}
-
-	t := &Tracer{}
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("loading BPF programs: verifier: %+v", ve)
-		}
-		return nil, fmt.Errorf("loading BPF programs: %w", err)
+	if err != nil {
+		return nil, refused(err, cfg.VerifierLogPath)
+	}
+	t.LoadTime = time.Since(start)
+	if err := t.fillSyscalls(); err != nil {
+		t.Close()
+		return nil, err
 	}
 	if err := t.fillFilter(cfg.Filter); err != nil {
 		t.Close()
 		return nil, err
 	}
-	progs := []*ebpf.Program{
-		t.objs.SysEnter, t.objs.SysExit,
-		t.objs.SchedProcessFork, t.objs.SchedProcessExec, t.objs.SchedProcessExit,
+	if err := t.attachTracing(t.common.SchedProcessFork, t.common.SchedProcessExec, t.common.SchedProcessExit); err != nil {
+		t.Close()
+		return nil, err
 	}
-	for _, p := range progs {
-		l, err := link.AttachTracing(link.TracingOptions{Program: p})
-		if err != nil {
-			t.Close()
-			return nil, fmt.Errorf("attaching %s: %w", p, err)
+	if t.hooks == HooksPerSyscall {
+		err = t.attachPerSyscall(t.tp.SysEnterTp, t.tp.SysExitTp, ids)
+		if err == nil && cfg.PairInKernel {
+			err = t.attachTracing(t.tp.SchedSwitch)
 		}
-		t.links = append(t.links, l)
+	} else {
+		err = t.attachTracing(t.raw.SysEnter, t.raw.SysExit)
 	}
-	t.rd, err = ringbuf.NewReader(t.objs.Events)
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	t.rd, err = ringbuf.NewReader(t.maps.Events)
 	if err != nil {
 		t.Close()
 		return nil, fmt.Errorf("opening ringbuf reader: %w", err)
@@ -201,7 +235,7 @@ func New(cfg Config) (*Tracer, error) {
 // Trace adds a process (thread group id) to the in-kernel filter. Its future
 // children are added by the kernel side at fork.
 func (t *Tracer) Trace(pid uint32) error {
-	if err := t.objs.Traced.Put(pid, uint8(1)); err != nil {
+	if err := t.maps.Traced.Put(pid, uint8(1)); err != nil {
 		return fmt.Errorf("adding pid %d to the filter: %w", pid, err)
 	}
 	return nil
@@ -211,7 +245,7 @@ func (t *Tracer) Trace(pid uint32) error {
 // its Python frames are walked at fd creation and its closes during
 // interpreter shutdown are marked.
 func (t *Tracer) SetPython(pid uint32, p bpf.LeaktraceLtPyProc) error {
-	if err := t.objs.PyProcs.Put(pid, &p); err != nil {
+	if err := t.maps.PyProcs.Put(pid, &p); err != nil {
 		return fmt.Errorf("adding python interpreter of pid %d: %w", pid, err)
 	}
 	return nil
@@ -219,8 +253,19 @@ func (t *Tracer) SetPython(pid uint32, p bpf.LeaktraceLtPyProc) error {
 
 // ForgetPython removes pid's interpreter; a missing entry is no error.
 func (t *Tracer) ForgetPython(pid uint32) error {
-	if err := t.objs.PyProcs.Delete(pid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := t.maps.PyProcs.Delete(pid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("removing python interpreter of pid %d: %w", pid, err)
+	}
+	return nil
+}
+
+// fillSyscalls writes the syscall table the kernel side dispatches on.
+func (t *Tracer) fillSyscalls() error {
+	for i := range Syscalls {
+		s := &Syscalls[i]
+		if err := t.maps.SysTable.Put(uint32(s.Nr), s.row()); err != nil {
+			return fmt.Errorf("writing syscall table row %s: %w", s.Name, err)
+		}
 	}
 	return nil
 }
@@ -236,12 +281,12 @@ func (t *Tracer) fillFilter(f Filter) error {
 			return fmt.Errorf("comm %q: must be 1 to %d bytes", c, len(key)-1)
 		}
 		copy(key[:], c)
-		if err := t.objs.CommFilter.Put(key, uint8(1)); err != nil {
+		if err := t.maps.CommFilter.Put(key, uint8(1)); err != nil {
 			return fmt.Errorf("adding comm %q to the filter: %w", c, err)
 		}
 	}
 	for _, id := range f.Cgroups {
-		if err := t.objs.CgroupFilter.Put(id, uint8(1)); err != nil {
+		if err := t.maps.CgroupFilter.Put(id, uint8(1)); err != nil {
 			return fmt.Errorf("adding cgroup %d to the filter: %w", id, err)
 		}
 	}
@@ -249,7 +294,7 @@ func (t *Tracer) fillFilter(f Filter) error {
 		var key [16]byte // struct exe_key: ino, dev, padding
 		binary.NativeEndian.PutUint64(key[0:], e.Ino)
 		binary.NativeEndian.PutUint32(key[8:], e.Dev)
-		if err := t.objs.ExeFilter.Put(key, uint8(1)); err != nil {
+		if err := t.maps.ExeFilter.Put(key, uint8(1)); err != nil {
 			return fmt.Errorf("adding executable %d:%d to the filter: %w", e.Dev, e.Ino, err)
 		}
 	}
@@ -269,11 +314,16 @@ type Counters struct {
 	// Paired counts handles opened and closed by one thread's consecutive
 	// syscalls, settled in the kernel (PairInKernel).
 	Paired uint64
+	// Compat counts 32-bit syscalls of traced processes: their numbers and
+	// layouts are not followed, so what they did to the fd table is unknown.
+	Compat uint64
+	// Bytes is the ring-buffer bytes of the records sent.
+	Bytes uint64
 }
 
-// Lost is every event the kernel side could not deliver.
+// Lost is every event the kernel side could not deliver or follow.
 func (c Counters) Lost() uint64 {
-	return c.RingbufFull + c.InflightFull + c.TracedFull + c.RightsDropped
+	return c.RingbufFull + c.InflightFull + c.TracedFull + c.RightsDropped + c.Compat
 }
 
 // Counters reads the kernel counters.
@@ -281,7 +331,7 @@ func (t *Tracer) Counters() (Counters, error) {
 	var c Counters
 	read := func(idx bpf.LeaktraceLtCounter) (uint64, error) {
 		var per []uint64
-		if err := t.objs.Counters.Lookup(uint32(idx), &per); err != nil {
+		if err := t.maps.Counters.Lookup(uint32(idx), &per); err != nil {
 			return 0, fmt.Errorf("reading counter %d: %w", idx, err)
 		}
 		var sum uint64
@@ -302,6 +352,8 @@ func (t *Tracer) Counters() (Counters, error) {
 		{bpf.LeaktraceLtCounterLT_CNT_MISSED_EXIT, &c.MissedExit},
 		{bpf.LeaktraceLtCounterLT_CNT_RIGHTS_DROPPED, &c.RightsDropped},
 		{bpf.LeaktraceLtCounterLT_CNT_PAIRED, &c.Paired},
+		{bpf.LeaktraceLtCounterLT_CNT_COMPAT, &c.Compat},
+		{bpf.LeaktraceLtCounterLT_CNT_EVENT_BYTES, &c.Bytes},
 	} {
 		if *f.dst, err = read(f.idx); err != nil {
 			return c, err
@@ -367,10 +419,17 @@ func (t *Tracer) Close() error {
 		if t.rd != nil {
 			t.rd.Close()
 		}
+		closePerfFDs(t.perfFDs)
 		for _, l := range t.links {
 			l.Close()
 		}
-		t.objs.Close()
+		t.common.close()
+		for _, p := range []*ebpf.Program{t.raw.SysEnter, t.raw.SysExit, t.tp.SysEnterTp, t.tp.SysExitTp, t.tp.SchedSwitch} {
+			if p != nil {
+				p.Close()
+			}
+		}
+		t.maps.Close()
 	})
 	return nil
 }

@@ -83,7 +83,7 @@ call stack that created them.
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &userError{code: exitUsage, msg: fmt.Sprintf("%v (see '%s --help')", err, cmd.CommandPath())}
 	})
-	root.AddCommand(newRunCmd(), newAttachCmd(), newAgentCmd(), newDemoCmd(), newReportCmd(), newWorkloadCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newAttachCmd(), newAgentCmd(), newDemoCmd(), newReportCmd(), newWorkloadCmd(), newVersionCmd(), newVerifierReportCmd())
 	return root
 }
 

@@ -106,11 +106,17 @@ static NOINLINE int fam_socketpair(void)
 	return 0;
 }
 
+/* dup2 onto itself does nothing, so the leak stays fam_dup's. */
+static NOINLINE int dup_onto_itself(int fd) { return dup2(fd, fd); }
+
 static NOINLINE int fam_dup(void)
 {
 	int base = open("/dev/null", O_RDONLY);
 	int spare = open("/dev/zero", O_RDONLY);
-	LEAK(dup(base), "fam_dup");
+	int d = dup(base);
+	LEAK(d, "fam_dup");
+	if (dup_onto_itself(d) != d)
+		return 1;
 	LEAK(fcntl(base, F_DUPFD_CLOEXEC, 40), "fam_dup");
 	close(fcntl(base, F_DUPFD, 50));
 	dup2(base, spare);  /* implicit close of /dev/zero */
@@ -152,12 +158,25 @@ static NOINLINE int fam_timerfd(void)
 	return 0;
 }
 
+/* signalfd on an existing signalfd changes its mask and returns the same
+ * fd: it creates nothing, so the leak stays fam_signalfd's. */
+static NOINLINE int update_signalfd(int fd)
+{
+	sigset_t s;
+	sigemptyset(&s);
+	sigaddset(&s, SIGUSR2);
+	return signalfd(fd, &s, 0);
+}
+
 static NOINLINE int fam_signalfd(void)
 {
 	sigset_t s;
 	sigemptyset(&s);
 	sigaddset(&s, SIGUSR1);
-	LEAK(signalfd(-1, &s, 0), "fam_signalfd");
+	int fd = signalfd(-1, &s, 0);
+	LEAK(fd, "fam_signalfd");
+	if (update_signalfd(fd) != fd)
+		return 1;
 	LEAK(signalfd(-1, &s, SFD_CLOEXEC), "fam_signalfd");
 	close(signalfd(-1, &s, 0));
 	return 0;

@@ -1,0 +1,194 @@
+/* fd creation and release at syscall exit, driven by the syscall's row in
+ * sys_table: what it creates, which argument is its path, its cloexec flag,
+ * where a pair's fds land. */
+#ifndef LEAKTRACE_FDOPS_H
+#define LEAKTRACE_FDOPS_H
+
+static __always_inline struct lt_fd_event *fd_event(__u16 type, __u16 nr)
+{
+	union scratch *s = scratch_get();
+	if (!s)
+		return NULL;
+	struct lt_fd_event *e = &s->fd;
+	fill_header(&e->h, type, nr);
+	e->fd = -1;
+	e->fd2 = -1;
+	e->ret = 0;
+	e->flags = 0;
+	e->mode = 0;
+	e->ino = 0;
+	e->arg0 = 0;
+	e->magic = 0;
+	e->enter_ts = 0;
+	e->depth = 0;
+	__builtin_memset(&e->sock, 0, sizeof(e->sock));
+	e->name[0] = 0;
+	e->path[0] = 0;
+	e->stack.stack_len = 0;
+	e->stack.kstack_len = 0;
+	return e;
+}
+
+/* submit_open sends (or parks, pair.h) a creation record with the Python
+ * frames and the user stack that made it. A global function: one copy of
+ * the stack capture and the Python walk for the verifier. */
+__noinline int submit_open(struct lt_fd_event *e, int cls)
+{
+	if (!e)
+		return 0;
+	py_submit_stack(&e->h);
+	__u32 n = capture_stack(&e->stack);
+	__u64 size = offsetof(struct lt_fd_event, stack.stack) + (n > LT_STACK_MAX ? LT_STACK_MAX : n);
+	if (may_stash(e, cls) && stash_put(e, size))
+		return 0;
+	submit(e, size);
+	return 0;
+}
+
+/* The process hit its fd limit (EMFILE) or the host's (ENFILE): the agent
+ * alerts at once, without waiting for a scrape. */
+static __always_inline int submit_fd_fail(__u16 nr, long ret)
+{
+	struct lt_fd_event *e = fd_event(LT_EV_FD_FAIL, nr);
+	if (!e)
+		return 0;
+	e->ret = ret;
+	submit(e, offsetof(struct lt_fd_event, sock));
+	return 0;
+}
+
+static __always_inline __u64 arg_at(const struct inflight *in, __u32 i)
+{
+	if (i >= 6)
+		return 0;
+	return in->args[i];
+}
+
+/* sys_cloexec reports whether the syscall asked for a close-on-exec fd. */
+static __always_inline bool sys_cloexec(const struct inflight *in, const struct lt_sys *sys)
+{
+	if (sys->flags & LT_SYSF_CLOEXEC_ALWAYS)
+		return true;
+	if (sys->cloexec_arg >= 6)
+		return false;
+	__u64 v = arg_at(in, sys->cloexec_arg);
+	if (sys->flags & LT_SYSF_CLOEXEC_HOW) {
+		__u64 uptr = v;
+		v = 0;
+		bpf_probe_read_user(&v, sizeof(v), (void *)uptr);
+	}
+	return v & sys->cloexec_mask;
+}
+
+static __always_inline int fd_release(struct inflight *in, __u8 cls, long ret)
+{
+	struct lt_fd_event *e;
+
+	if (cls == LT_SYS_CLOSE) {
+		/* close releases the fd on every outcome but EBADF. */
+		if (ret == -EBADF || stash_take_close((int)in->args[0]))
+			return 0;
+		e = fd_event(LT_EV_FD_CLOSE, in->nr);
+		if (!e)
+			return 0;
+		e->fd = (int)in->args[0];
+	} else {
+		if (ret != 0)
+			return 0;
+		e = fd_event(LT_EV_CLOSE_RANGE, in->nr);
+		if (!e)
+			return 0;
+		e->fd = (int)in->args[0];
+		e->fd2 = in->args[1] > 0x7fffffff ? 0x7fffffff : (int)in->args[1];
+		if (in->args[2] & CLOSE_RANGE_UNSHARE)
+			e->flags |= LT_FD_UNSHARE;
+		if (in->args[2] & CLOSE_RANGE_CLOEXEC)
+			e->flags |= LT_FD_ONLY_CLOEXEC;
+	}
+	e->enter_ts = in->ts;
+	e->ret = ret;
+	e->flags |= py_close_flags(e->h.pid);
+	submit(e, offsetof(struct lt_fd_event, sock));
+	return 0;
+}
+
+/* fd_exit completes a followed fd syscall of class sys->class. A global
+ * function: its body is verified once, not once per caller's state. */
+__noinline int fd_exit(struct inflight *in, const struct lt_sys *sys, long ret)
+{
+	struct lt_fd_event *e;
+
+	if (!in || !sys)
+		return 0;
+	__u8 cls = sys->class;
+	__u16 nr = in->nr;
+
+	switch (cls) {
+	case LT_SYS_CLOSE:
+	case LT_SYS_CLOSE_RANGE:
+		return fd_release(in, cls, ret);
+	case LT_SYS_FCNTL:
+		if (in->args[1] != F_DUPFD && in->args[1] != F_DUPFD_CLOEXEC)
+			return 0;
+		break;
+	case LT_SYS_SOCK_ADDR:
+		/* A socket got its addresses: describe it again. */
+		if (ret != 0 && ret != -EINPROGRESS)
+			return 0;
+		e = fd_event(LT_EV_FD_UPDATE, nr);
+		if (!e)
+			return 0;
+		e->fd = (int)in->args[0];
+		e->ret = ret;
+		describe_fd(e, 0);
+		submit(e, offsetof(struct lt_fd_event, path));
+		return 0;
+	case LT_SYS_OPEN_OR_SAME:
+		/* signalfd on an existing signalfd updates its mask and returns
+		 * it: nothing is created, the original creation stays. */
+		if ((int)in->args[0] >= 0 && ret == (int)in->args[0])
+			return 0;
+		break;
+	case LT_SYS_DUP_ONTO:
+		if (in->args[0] == in->args[1])
+			return 0; /* dup2(fd, fd) changes nothing */
+		break;
+	}
+	if (ret == -EMFILE || ret == -ENFILE)
+		return submit_fd_fail(nr, ret);
+	if (ret < 0)
+		return 0;
+
+	e = fd_event(LT_EV_FD_OPEN, nr);
+	if (!e)
+		return 0;
+	e->enter_ts = in->ts;
+	e->ret = ret;
+	e->arg0 = in->args[0];
+	e->fd = (int)ret;
+	if (sys->flags & LT_SYSF_PATH)
+		read_path_arg(e, arg_at(in, sys->path_arg));
+	if (cls == LT_SYS_FCNTL ? in->args[1] == F_DUPFD_CLOEXEC : sys_cloexec(in, sys))
+		e->flags |= LT_FD_CLOEXEC;
+
+	switch (cls) {
+	case LT_SYS_PAIR: {
+		int fds[2] = {-1, -1};
+		if (bpf_probe_read_user(fds, sizeof(fds), (void *)arg_at(in, sys->pair_arg)))
+			return 0;
+		e->fd = fds[0];
+		e->fd2 = fds[1];
+		break;
+	}
+	case LT_SYS_DUP:
+	case LT_SYS_DUP_ONTO:
+	case LT_SYS_FCNTL:
+		e->fd2 = (int)in->args[0]; /* source */
+		break;
+	}
+	describe_fd(e, sys->flags & LT_SYSF_DPATH);
+	submit_open(e, cls);
+	return 0;
+}
+
+#endif
