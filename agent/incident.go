@@ -80,7 +80,7 @@ func (a *Agent) recordIncident(f fdFailure) {
 		Syscall: t.syscall, FDLimit: t.limit, Open: t.usage.Open, Kinds: make(map[string]int)}
 	inc.Host, _ = os.Hostname()
 	if cn, err := a.sess.Counters(); err == nil {
-		inc.Complete = cn.RingbufFull+cn.InflightFull+cn.TracedFull+cn.RightsDropped == 0
+		inc.Complete = cn.Lost() == 0
 	}
 	if t.memOK {
 		m := t.mem
