@@ -11,7 +11,8 @@ import (
 )
 
 // Handler serves the agent's endpoints: metrics at telemetryPath, /healthz,
-// /readyz, /debug/leaks (the live report as JSON) and /debug/alerts.
+// /readyz, /debug/leaks (the live report as JSON), /debug/alerts,
+// /debug/incidents, and the dashboard at / with its data under /api/.
 func (a *Agent) Handler(telemetryPath, version string) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(NewCollector(a),

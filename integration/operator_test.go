@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sys/unix"
 
 	"github.com/leaktrace/leaktrace/alert"
 	"github.com/leaktrace/leaktrace/incident"
@@ -269,11 +270,13 @@ func browse(t *testing.T, browser, profile, url string, flags ...string) string 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-		"--user-data-dir=" + profile, "--virtual-time-budget=8000", "--window-size=1400,1600"}, flags...)
+		"--user-data-dir=" + profile, "--virtual-time-budget=5000", "--window-size=1400,1600"}, flags...)
 	cmd := exec.CommandContext(ctx, browser, append(args, url)...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	start := time.Now()
 	out, err := cmd.Output()
+	t.Logf("chromium %v: %v", flags, time.Since(start).Round(time.Millisecond))
 	if err != nil {
 		t.Fatalf("chromium %v: %v\n%s", flags, err, stderr.String())
 	}
@@ -303,11 +306,17 @@ func TestDashboardInBrowser(t *testing.T) {
 		"--alert.min-age", "1s", "--incidents.dir", filepath.Join(tmp, "incidents"))
 
 	svc := exec.Command(exe, script, "120")
+	started := time.Now()
 	if err := svc.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { svc.Process.Kill(); svc.Wait() }()
 	pid := svc.Process.Pid
+	// 300 fds: at 50 leaks a second it runs out within seconds and keeps
+	// serving, so the page has a process at its limit and an incident.
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: 300, Max: 300}, nil); err != nil {
+		t.Fatalf("prlimit: %v", err)
+	}
 
 	type site struct {
 		Function, Location string
@@ -330,12 +339,23 @@ func TestDashboardInBrowser(t *testing.T) {
 		return false
 	})
 
-	dom := browse(t, browser, filepath.Join(tmp, "profile"), base+"/", "--dump-dom")
+	var incidents []incident.Summary
+	waitFor(t, 30*time.Second, "an incident of the service", func() bool {
+		return getJSON(t, base+"/debug/incidents", &incidents) && len(incidents) > 0
+	})
+	t.Logf("service leaking, at its limit, incident taken: %v after its start", time.Since(started).Round(time.Millisecond))
+
+	// One load dumps the DOM and takes the screenshot.
+	shot := filepath.Join(artifactDir(t), "dashboard.png")
+	os.Remove(shot)
+	dom := browse(t, browser, filepath.Join(tmp, "profile"), base+"/", "--dump-dom", "--screenshot="+shot)
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(fmt.Sprintf(`<tr data-pid="%d"[^>]*>`, pid)),                                              // the process row
 		regexp.MustCompile(`<summary class="site">load_parquet <span class="muted">[^<]*` + regexp.QuoteMeta(where)), // top sites
 		regexp.MustCompile(`<li class="py">load_parquet [^<]*` + regexp.QuoteMeta(where)),                            // its stack, Python first
 		regexp.MustCompile(`class="frame"[^>]*data-name="load_parquet \([^"]*` + regexp.QuoteMeta(where)),            // the flame graph
+		regexp.MustCompile(`class="incident">.*EMFILE.*load_parquet \([^)]*` + regexp.QuoteMeta(where)),              // recent incidents
+		regexp.MustCompile(`class="alert critical"><span class="name">LeaktraceFDExhausted`),                         // firing alerts
 	} {
 		if !want.MatchString(dom) {
 			t.Errorf("the dashboard's DOM lacks %s", want)
@@ -345,9 +365,6 @@ func TestDashboardInBrowser(t *testing.T) {
 		os.WriteFile(filepath.Join(artifactDir(t), "dashboard-dom.html"), []byte(dom), 0o644)
 	}
 
-	shot := filepath.Join(artifactDir(t), "dashboard.png")
-	os.Remove(shot)
-	browse(t, browser, filepath.Join(tmp, "profile"), base+"/", "--screenshot="+shot)
 	f, err := os.Open(shot)
 	if err != nil {
 		t.Fatalf("no screenshot: %v", err)
