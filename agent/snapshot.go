@@ -295,10 +295,9 @@ func (a *Agent) rules(snap *Snapshot, now time.Time) []alert.Alert {
 			top = a.topSites(p.PID, 3)
 		}
 		// At a failure, the sites the incident saw at that moment.
-		exhausted := map[string]string{}
+		var incTop, incPath string
 		if failing && p.Incident != "" && now.Sub(p.IncidentAt) <= th.FDFailureHold {
-			exhausted["top_sites"] = p.IncidentTop
-			exhausted["incident"] = "/debug/incidents/" + p.Incident
+			incTop, incPath = p.IncidentTop, "/debug/incidents/"+p.Incident
 		}
 		if level != "" {
 			out = append(out, alert.Alert{Name: AlertFDUsage, Level: level, Labels: labels(), Annotations: map[string]string{
@@ -309,10 +308,10 @@ func (a *Agent) rules(snap *Snapshot, now time.Time) []alert.Alert {
 		if failing {
 			ann := map[string]string{
 				"summary":   fmt.Sprintf("pid %d (%s) failed to open an fd: %s (%d of %d open)", p.PID, p.Comm, errnoName(p.LastErrno), p.Usage.Open, p.Limit),
-				"top_sites": cmp.Or(exhausted["top_sites"], top), "exe": p.Exe,
+				"top_sites": cmp.Or(incTop, top), "exe": p.Exe,
 			}
-			if exhausted["incident"] != "" {
-				ann["incident"] = exhausted["incident"]
+			if incPath != "" {
+				ann["incident"] = incPath
 			}
 			out = append(out, alert.Alert{Name: AlertFDExhausted, Level: alert.LevelCritical, Labels: labels(), Annotations: ann})
 		}
