@@ -34,8 +34,13 @@ func TestIncidentOutlivesTheProcess(t *testing.T) {
 	a.incidents, _ = incident.Open(t.TempDir(), 5)
 	writeStatus(t, 600, 1000, 2000, 0, 9000)
 	mono := monotonicNow()
-	evs := append(opens(600, 3, 30, event.KindFile, 1, mono-uint64(90*time.Second)), opens(600, 33, 5, event.KindPipe, 2, mono)...)
-	evs = append(evs, failEv(600, mono), failEv(600, mono), exitEv(600, mono))
+	old := mono - uint64(90*time.Second)
+	t0 := time.Now()
+	f.apply(opens(600, 3, 10, event.KindFile, 1, old)...)
+	a.tick(t0)
+	f.apply(opens(600, 13, 20, event.KindFile, 1, old)...)
+	a.tick(t0.Add(30 * time.Second)) // fn1 grew by 20
+	evs := append(opens(600, 33, 5, event.KindPipe, 2, mono), failEv(600, mono), failEv(600, mono), exitEv(600, mono))
 	f.apply(evs...)
 	drain(a)
 	l := a.incidents.List()
@@ -61,6 +66,9 @@ func TestIncidentOutlivesTheProcess(t *testing.T) {
 	}
 	if inc.Memory == nil || inc.Memory.Resident != 3000<<10 || inc.Memory.Virtual != 9000<<10 {
 		t.Errorf("memory = %+v, want /proc's", inc.Memory)
+	}
+	if len(inc.Growing) != 1 || inc.Growing[0].Headline.Function != "fn1" || inc.Growing[0].Growth != 20 || inc.Sites[0].Growth != 20 {
+		t.Errorf("growing sites %+v, want fn1 +20", inc.Growing)
 	}
 	if got := inc.TopSites(1); got != "fn1 (srv.c:1) ×30" {
 		t.Errorf("top sites %q", got)
