@@ -363,6 +363,10 @@ func (a *Agent) Reload(cfg Config) error {
 		cfg.Thresholds.MinAge = old.Thresholds.MinAge
 		cfg.Limits.MaxStacks = old.Limits.MaxStacks
 	}
+	if cfg.Incidents != old.Incidents {
+		a.log.Warn("incidents.dir/max need a restart: keeping the values in use", "dir", old.Incidents.Dir, "max", old.Incidents.Max)
+		cfg.Incidents = old.Incidents
+	}
 	a.cfg = cfg
 	a.mu.Unlock()
 	a.incidentHold.Store(int64(cfg.Thresholds.FDFailureHold))

@@ -105,3 +105,17 @@ func TestExhaustedAlertNamesTheIncident(t *testing.T) {
 		t.Errorf("%d incidents after a failure past the hold, want 2", n)
 	}
 }
+
+// The incident store is opened once: a reload that changes it says so and
+// keeps the one in use.
+func TestReloadKeepsTheIncidentStore(t *testing.T) {
+	a, logs := testAgent(t, DefaultConfig())
+	cfg := DefaultConfig()
+	cfg.Incidents = Incidents{Dir: "/elsewhere", Max: 3}
+	if err := a.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if a.cfg.Incidents != DefaultConfig().Incidents || !strings.Contains(logs.String(), "incidents.dir/max need a restart") {
+		t.Errorf("incidents after reload %+v; log:\n%s", a.cfg.Incidents, logs)
+	}
+}
