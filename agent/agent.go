@@ -66,6 +66,9 @@ type Agent struct {
 	sites  map[event.StackID]*siteState
 	seeded int
 	exited uint64 // processes reported and forgotten
+	// heldAtExit counts handles processes held as they exited: released by
+	// the kernel then, never leaks.
+	heldAtExit uint64
 }
 
 // tracing is what the agent uses of its session; tests stand in a fake
@@ -479,9 +482,10 @@ func (a *Agent) forgetExited() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, p := range gone {
-		if n := byPID[p.PID]; n > 0 {
+		if n := byPID[p.PID] + p.HeldAtExit; n > 0 {
 			a.log.Info("process exited holding handles", "pid", p.PID, "comm", p.Comm, "exe", p.Exe, "handles", n)
 		}
+		a.heldAtExit += uint64(p.HeldAtExit)
 		delete(a.procs, p.PID)
 		a.exited++
 	}

@@ -26,6 +26,7 @@ var (
 	descSiteGrowth = prometheus.NewDesc(namespace+"_site_growth_per_second", "Change of a site's outstanding handles per second over the growth window, top sites.", siteLabels, nil)
 	descProcs      = prometheus.NewDesc(namespace+"_processes", "Live processes the agent traces, by whether they have per-process series (tracked) or are past limits.max_processes (untracked).", []string{"state"}, nil)
 	descExited     = prometheus.NewDesc(namespace+"_processes_exited_total", "Traced processes that exited and were forgotten.", nil, nil)
+	descHeld       = prometheus.NewDesc(namespace+"_handles_held_at_exit_total", "Handles (fds, threads, unreaped children) traced processes held as they exited: released by the kernel then, not leaks.", nil, nil)
 	descEvents     = prometheus.NewDesc(namespace+"_events_received_total", "Events the kernel side sent.", nil, nil)
 	descLost       = prometheus.NewDesc(namespace+"_events_lost_total", "Events the kernel side could not deliver, by reason.", []string{"reason"}, nil)
 	descSettled    = prometheus.NewDesc(namespace+"_handles_settled_in_kernel_total", "Handles opened and closed before their thread blocked or made another followed syscall: paired in the kernel, never sent.", nil, nil)
@@ -50,7 +51,7 @@ func NewCollector(a *Agent) *Collector { return &Collector{a: a} }
 // Describe sends every descriptor.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOpen, descLimit, descRatio, descGrowth, descExhaust, descFailures, descSuspects,
-		descSiteOut, descSiteGrowth, descProcs, descExited, descEvents, descSettled, descEventBytes, descLost, descUnmatched, descBadRecs, descStacks, descFailDrops,
+		descSiteOut, descSiteGrowth, descProcs, descExited, descHeld, descEvents, descSettled, descEventBytes, descLost, descUnmatched, descBadRecs, descStacks, descFailDrops,
 		descAlerts, descNotify, descReady, descLastEval} {
 		ch <- d
 	}
@@ -123,6 +124,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descProcs, float64(len(snap.Processes)), "tracked")
 	gauge(descProcs, float64(snap.Untracked), "untracked")
 	counter(descExited, float64(snap.Exited))
+	counter(descHeld, float64(snap.HeldAtExit))
 
 	if cn, err := a.Counters(); err == nil {
 		counter(descEvents, float64(cn.Sent))

@@ -21,10 +21,11 @@ import (
 
 // Snapshot is the state metrics and alerts are built from.
 type Snapshot struct {
-	Processes []ProcessStat // by pid
-	Untracked int           // live processes past limits.max_processes: no series, no alerts
-	Sites     []SiteStat    // most suspects first
-	Exited    uint64        // processes reported and forgotten since start
+	Processes  []ProcessStat // by pid
+	Untracked  int           // live processes past limits.max_processes: no series, no alerts
+	Sites      []SiteStat    // most suspects first
+	Exited     uint64        // processes reported and forgotten since start
+	HeldAtExit uint64        // handles those processes held as they exited
 }
 
 // ProcessStat is one live process.
@@ -158,7 +159,7 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 	cfg := a.cfg
 	span := cfg.Thresholds.GrowthWindow
 	// Untracked is counted afresh from the live set: processes come and go.
-	snap := &Snapshot{Exited: a.exited}
+	snap := &Snapshot{Exited: a.exited, HeldAtExit: a.heldAtExit}
 	alive := make(map[uint32]bool, len(lives))
 	cgLimits := make(map[string]uint64) // memory.max by cgroup, read once per sample
 	for _, l := range lives {

@@ -183,8 +183,11 @@ func TestObserveCountsUntrackedFromTheLiveSet(t *testing.T) {
 	f.apply(exitEv(101, mono+1))
 	a.forgetExited()
 	check("one exited", a.observe(now.Add(time.Second), true), []uint32{102, 103}, 0)
-	if snap := a.observe(now.Add(time.Second), false); snap.Exited != 1 {
-		t.Errorf("exited = %d, want 1", snap.Exited)
+	if snap := a.observe(now.Add(time.Second), false); snap.Exited != 1 || snap.HeldAtExit != 1 {
+		t.Errorf("exited = %d, held at exit %d; want 1, 1 (its file)", snap.Exited, snap.HeldAtExit)
+	}
+	if got := scrape(t, NewCollector(a))["leaktrace_handles_held_at_exit_total{}"]; got != 1 {
+		t.Errorf("leaktrace_handles_held_at_exit_total = %v, want 1", got)
 	}
 }
 

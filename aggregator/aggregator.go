@@ -16,7 +16,8 @@ type Mode int
 const (
 	// ModeRun: a handle still open when its process (or shared table) ended.
 	ModeRun Mode = iota
-	// ModeAttach: additionally, a handle outstanding longer than MinAge.
+	// ModeAttach: a handle a live process has held longer than MinAge. What
+	// a process held when it exited is summed apart (Held), never a leak.
 	ModeAttach
 )
 
@@ -59,6 +60,9 @@ type Leak struct {
 	Exe    string
 	Ended  uint64 // when it was judged: exit time, or the report's time
 	Reason string
+	// HandedOver: an inherited copy whose original no traced process holds
+	// any more (attach): the child's own handle now, so not Inherited.
+	HandedOver bool
 }
 
 type table struct {
@@ -100,6 +104,7 @@ type process struct {
 	exited     bool
 	exitCode   int32
 	leaked     int
+	held       int // handles it held as it exited (attach)
 	reconciled bool
 	autoreap   bool
 	started    uint64
@@ -112,6 +117,7 @@ type Aggregator struct {
 	tables map[uint64]*table
 	gone   []*process // exited processes, for the summary
 	leaks  []Leak
+	held   HeldAtExit            // attach: what exited processes held
 	sites  map[event.StackID]int // outstanding handles per creating stack
 	spare  []*Handle             // released fd handles, for reuse
 	now    uint64
@@ -669,6 +675,10 @@ func countable(h *Handle) bool {
 }
 
 func (a *Aggregator) report(p *process, h *Handle, t uint64, reason string) {
+	if a.cfg.Mode == ModeAttach {
+		a.hold(p, h)
+		return
+	}
 	p.leaked++
 	a.leaks = append(a.leaks, Leak{Handle: *h, Comm: p.comm, Exe: p.exe, Ended: t, Reason: reason})
 }

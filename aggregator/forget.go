@@ -3,16 +3,18 @@ package aggregator
 import "github.com/leaktrace/leaktrace/event"
 
 // TakeExited returns the processes that exited since the last call and the
-// leaks judged so far (at those exits), and forgets both: a long-running
-// agent keeps only what is alive, whatever comes and goes.
+// leaks judged so far (at those exits), and forgets both, with the
+// held-at-exit sums (each process's share is in its HeldAtExit): a
+// long-running agent keeps only what is alive, whatever comes and goes.
 func (a *Aggregator) TakeExited() ([]ProcessInfo, []Leak) {
 	gone := make([]ProcessInfo, 0, len(a.gone))
 	for _, p := range a.gone {
-		gone = append(gone, ProcessInfo{PID: p.pid, PPID: p.ppid, Comm: p.comm, Exe: p.exe, Leaked: p.leaked,
+		gone = append(gone, ProcessInfo{PID: p.pid, PPID: p.ppid, Comm: p.comm, Exe: p.exe, Leaked: p.leaked, HeldAtExit: p.held,
 			Exited: p.exited, ExitCode: p.exitCode, Reconciled: p.reconciled})
 	}
 	leaks := a.leaks
 	a.gone, a.leaks = nil, nil
+	a.held = HeldAtExit{}
 	return gone, leaks
 }
 
@@ -84,5 +86,6 @@ func (a *Aggregator) StacksInUse() map[event.StackID]struct{} {
 	for i := range a.leaks {
 		use(&a.leaks[i].Handle)
 	}
+	a.heldStacks(in)
 	return in
 }

@@ -12,14 +12,20 @@ func TestTakeExitedForgets(t *testing.T) {
 		a.Apply(&event.Event{Type: event.FDOpen, PID: pid, TID: pid, Files: uint64(pid), Time: 1, FD: 5, FD2: -1, Kind: event.KindFile, Stack: 1})
 		a.Apply(&event.Event{Type: event.TaskExit, PID: pid, TID: pid, ChildTID: pid, GroupDead: true, Time: 2})
 	}
-	gone, leaks := a.TakeExited()
-	if len(gone) != 10 || len(leaks) != 10 {
-		t.Fatalf("took %d processes, %d leaks; want 10, 10", len(gone), len(leaks))
+	if h := a.Held(); h.Processes != 10 || h.Handles != 10 {
+		t.Fatalf("held at exit: %d processes, %d handles; want 10, 10", h.Processes, h.Handles)
 	}
-	if gone[0].PID != 100 || !gone[0].Exited || gone[0].Leaked != 1 {
+	gone, leaks := a.TakeExited()
+	if len(gone) != 10 || len(leaks) != 0 {
+		t.Fatalf("took %d processes, %d leaks; want 10, 0 (attach: held at exit is no leak)", len(gone), len(leaks))
+	}
+	if gone[0].PID != 100 || !gone[0].Exited || gone[0].HeldAtExit != 1 || gone[0].Leaked != 0 {
 		t.Fatalf("first = %+v", gone[0])
 	}
 	gone, leaks = a.TakeExited()
+	if h := a.Held(); h.Handles != 0 || len(h.Stacks) != 0 {
+		t.Fatalf("held sums kept after TakeExited: %+v", h)
+	}
 	if len(gone) != 0 || len(leaks) != 0 || len(a.Processes()) != 0 || len(a.Outstanding()) != 0 {
 		t.Fatalf("state kept after TakeExited: %d gone, %d leaks, %d processes, %d sites", len(gone), len(leaks), len(a.Processes()), len(a.Outstanding()))
 	}
@@ -58,7 +64,7 @@ func TestStacksInUse(t *testing.T) {
 	a.Apply(&event.Event{Type: event.TaskNew, PID: 7, TID: 7, Files: 7, Time: 2, ChildPID: 9, ChildTID: 9, ChildFiles: 9, Kind: event.KindProcess, Stack: 4})
 	a.Apply(&event.Event{Type: event.TaskExit, PID: 9, TID: 9, ChildTID: 9, GroupDead: true, Time: 3}) // a zombie: still held
 	open(10, 5, 5)
-	a.Apply(&event.Event{Type: event.TaskExit, PID: 10, TID: 10, ChildTID: 10, GroupDead: true, Time: 3}) // a leak not yet taken
+	a.Apply(&event.Event{Type: event.TaskExit, PID: 10, TID: 10, ChildTID: 10, GroupDead: true, Time: 3}) // held at exit, not yet taken
 
 	in := a.StacksInUse()
 	for _, id := range []event.StackID{1, 3, 4, 5} {

@@ -105,42 +105,14 @@ func (a *Aggregator) LivePIDs() []uint32 {
 	return out
 }
 
-// Leaks returns every leak judged so far plus, in attach mode, what live
-// processes hold at time now: handles and threads outstanding longer than
-// MinAge, and children left zombies longer than MinAge.
+// Leaks returns every leak judged so far (run: at each exit) plus, in attach
+// mode, what live processes hold at time now: handles and threads
+// outstanding longer than MinAge, and children left zombies longer than
+// MinAge. What exited processes held is in Held, not here.
 func (a *Aggregator) Leaks(now uint64) []Leak {
 	out := append([]Leak(nil), a.leaks...)
 	if a.cfg.Mode == ModeAttach {
-		seen := make(map[*table]bool)
-		for _, pid := range a.LivePIDs() {
-			p := a.procs[pid]
-			// A table shared by CLONE_FILES is listed once, each handle under
-			// its creator if alive, else under this process.
-			if !seen[p.table] {
-				seen[p.table] = true
-				for _, h := range sortedHandles(p.table.fds) {
-					if !countable(h) || now < h.Created+a.cfg.MinAge {
-						continue
-					}
-					owner := p
-					if q := a.procs[h.PID]; q != nil && q.table == p.table {
-						owner = q
-					}
-					out = append(out, Leak{Handle: *h, Comm: owner.comm, Exe: owner.exe, Ended: now, Reason: ReasonOutstanding})
-				}
-			}
-			for _, tid := range a.Threads(pid) {
-				h := p.threads[tid]
-				if now >= h.Created+a.cfg.MinAge {
-					out = append(out, Leak{Handle: *h, Comm: p.comm, Exe: p.exe, Ended: now, Reason: ReasonOutstanding})
-				}
-			}
-			for _, h := range sortedChildren(p.children) {
-				if h.exited != 0 && now >= h.exited+a.cfg.MinAge {
-					out = append(out, Leak{Handle: *h, Comm: p.comm, Exe: p.exe, Ended: now, Reason: ReasonZombie})
-				}
-			}
-		}
+		out = append(out, a.outstanding(now, false)...)
 	}
 	return out
 }
@@ -192,6 +164,7 @@ type ProcessInfo struct {
 	PID, PPID  uint32
 	Comm, Exe  string
 	Leaked     int
+	HeldAtExit int // attach: handles it held as it exited, not leaks
 	Exited     bool
 	ExitCode   int32
 	Reconciled bool
@@ -202,7 +175,7 @@ type ProcessInfo struct {
 func (a *Aggregator) Processes() []ProcessInfo {
 	out := make([]ProcessInfo, 0, len(a.gone)+len(a.procs))
 	info := func(p *process) ProcessInfo {
-		return ProcessInfo{PID: p.pid, PPID: p.ppid, Comm: p.comm, Exe: p.exe, Leaked: p.leaked,
+		return ProcessInfo{PID: p.pid, PPID: p.ppid, Comm: p.comm, Exe: p.exe, Leaked: p.leaked, HeldAtExit: p.held,
 			Exited: p.exited, ExitCode: p.exitCode, Reconciled: p.reconciled}
 	}
 	for _, p := range a.gone {

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,20 +31,25 @@ type config struct {
 	smoke        bool
 	installPeers bool
 	repeat       int
+	only         map[string]bool // steps to run; empty: all
 }
 
 // sizes are the workloads' sizes; smoke runs use smaller ones.
 type sizes struct {
-	churn     int    // open+close pairs
-	sockets   int    // socketpair+close rounds
-	held      int    // fds held during the held-fds churn
-	straceDiv int    // strace runs churn/straceDiv: under ptrace a syscall costs ~20x
-	benchtime string // BenchmarkApplyOpenClose's -benchtime
+	churn      int           // open+close pairs
+	sockets    int           // socketpair+close rounds
+	held       int           // fds held during the held-fds churn
+	straceDiv  int           // strace runs churn/straceDiv: under ptrace a syscall costs ~20x
+	benchtime  string        // BenchmarkApplyOpenClose's -benchtime
+	abRequests int           // requests of each ab run against nginx
+	paced      time.Duration // each paced churn of the agent's CPU rows
 }
 
 var (
-	fullSizes  = sizes{churn: 200_000, sockets: 100_000, held: 100_000, straceDiv: 10, benchtime: "1s"}
-	smokeSizes = sizes{churn: 20_000, sockets: 10_000, held: 5_000, straceDiv: 10, benchtime: "200000x"}
+	fullSizes = sizes{churn: 200_000, sockets: 100_000, held: 100_000, straceDiv: 10, benchtime: "1s",
+		abRequests: 20_000, paced: 3 * time.Second}
+	smokeSizes = sizes{churn: 20_000, sockets: 10_000, held: 5_000, straceDiv: 10, benchtime: "200000x",
+		abRequests: 2_000, paced: 500 * time.Millisecond}
 )
 
 type bench struct {
@@ -74,7 +80,17 @@ func run() error {
 	flag.BoolVar(&cfg.smoke, "smoke", os.Getenv("BENCH_SMOKE") == "1", "reduced sizes and one repetition, under a minute (also BENCH_SMOKE=1)")
 	flag.BoolVar(&cfg.installPeers, "install-peers", false, "apt-get install strace and bpftrace when missing")
 	flag.IntVar(&cfg.repeat, "repeat", 3, "runs per timing; the median is shown")
+	only := flag.String("only", "", "run only these comma-separated steps: "+strings.Join(stepNames(), ", "))
 	flag.Parse()
+	if *only != "" {
+		cfg.only = map[string]bool{}
+		for _, name := range strings.Split(*only, ",") {
+			if !slices.Contains(stepNames(), name) {
+				return fmt.Errorf("-only: no step %q (steps: %s)", name, strings.Join(stepNames(), ", "))
+			}
+			cfg.only[name] = true
+		}
+	}
 	if cfg.repeat < 1 {
 		return errors.New("-repeat must be at least 1")
 	}
@@ -106,12 +122,15 @@ func run() error {
 	}
 	b.res = newResults(cfg.smoke)
 
-	for _, step := range []func(*results) error{
-		b.overhead, b.stackCost, b.pythonOverhead, b.peerOverhead, b.hostSlowdown, b.lostEvents, b.attachReady, b.goBench,
-	} {
-		if err := step(b.res); err != nil {
+	for _, step := range b.steps() {
+		if cfg.only != nil && !cfg.only[step.name] {
+			continue
+		}
+		start := time.Now()
+		if err := step.run(b.res); err != nil {
 			return err
 		}
+		logf("step %s took %.1f s", step.name, time.Since(start).Seconds())
 	}
 	if err := b.res.writeMarkdown(os.Stdout); err != nil {
 		return fmt.Errorf("writing the table: %w", err)
@@ -125,6 +144,28 @@ func run() error {
 	}
 	logf("results written to %s", path)
 	return nil
+}
+
+type step struct {
+	name string
+	run  func(*results) error
+}
+
+// steps are the measurements in the table's order.
+func (b *bench) steps() []step {
+	return []step{
+		{"run", b.overhead}, {"stack", b.stackCost}, {"python", b.pythonOverhead}, {"peers", b.peerOverhead},
+		{"untraced", b.hostSlowdown}, {"lost", b.lostEvents}, {"ready", b.attachReady}, {"aggregator", b.goBench},
+		{"breakdown", b.breakdown}, {"agent", b.agentHost},
+	}
+}
+
+func stepNames() []string {
+	var names []string
+	for _, s := range (&bench{}).steps() {
+		names = append(names, s.name)
+	}
+	return names
 }
 
 func (b *bench) close() {

@@ -1,11 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -159,30 +160,53 @@ func (b *bench) peerOverhead(res *results) error {
 
 // hostSlowdown times an untraced churn alone and while leaktrace attach
 // watches another, idle process: every process's syscalls then pass the
-// in-kernel filter. The two alternate, so drift hits both alike.
+// in-kernel filter.
 func (b *bench) hostSlowdown(res *results) error {
-	w := b.workloads(1)[0]
 	idle, err := startIdle()
 	if err != nil {
 		return err
 	}
 	defer stopIdle(idle)
-	logf("untraced churn alone and while leaktrace attach watches pid %d", idle.Process.Pid)
+	return b.untracedBeside(res, "leaktrace attach", "attach", func() (int, func() error, error) {
+		cmd, tail, err := b.startAttach(idle.Process.Pid)
+		if err != nil {
+			return 0, nil, err
+		}
+		return cmd.Process.Pid, func() error { return b.stopAttach(cmd, tail) }, nil
+	})
+}
+
+// startTracer starts a leaktrace that traces something else and returns its
+// pid and how to stop it.
+type startTracer func() (pid int, stop func() error, err error)
+
+// untracedBeside times the untraced open churn alone and beside the
+// leaktrace that start starts, alternating, so drift hits both alike, and
+// then reads the kernel's accounting of that leaktrace's programs over one
+// more churn.
+func (b *bench) untracedBeside(res *results, who, key string, start startTracer) error {
+	w := b.workloads(1)[0]
+	logf("untraced churn alone and beside %s", who)
 	var alone, watched []sample
 	// Wall time swings by several per cent between runs on a VM: take more
-	// pairs here than elsewhere.
-	for range 3 * b.cfg.repeat {
+	// pairs here than elsewhere (but for a smoke run, which checks that it
+	// works).
+	pairs := 3 * b.cfg.repeat
+	if b.cfg.smoke {
+		pairs = 1
+	}
+	for range pairs {
 		s, err := b.once(untraced, w.args)
 		if err != nil {
 			return err
 		}
 		alone = append(alone, s)
-		cmd, tail, err := b.startAttach(idle.Process.Pid)
+		_, stop, err := start()
 		if err != nil {
 			return err
 		}
 		s, err = b.once(untraced, w.args)
-		if stopErr := b.stopAttach(cmd, tail); err == nil {
+		if stopErr := stop(); err == nil {
 			err = stopErr
 		}
 		if err != nil {
@@ -191,60 +215,76 @@ func (b *bench) hostSlowdown(res *results) error {
 		watched = append(watched, s)
 	}
 	a, wd := median(alone), median(watched)
-	res.Samples["untraced alone: churn"] = seconds(a.runs)
-	res.Samples["untraced while attach watches another process: churn"] = seconds(wd.runs)
+	res.Samples["untraced alone ("+key+"): churn"] = seconds(a.runs)
+	res.Samples["untraced while "+who+" watches another process: churn"] = seconds(wd.runs)
 	pct := (wd.loop.Seconds()/a.loop.Seconds() - 1) * 100
-	res.add("untraced process slowed while leaktrace attach watches another: "+w.name, pct, "%",
+	res.add("untraced process slowed while "+who+" watches another: "+w.name, pct, "%",
 		fmt.Sprintf("%+.1f %% (%.3f s vs %.3f s alone)", pct, wd.loop.Seconds(), a.loop.Seconds()), &targetSlowdown)
 	// One more watched run with the kernel's accounting on (it costs the
 	// programs a clock read each, so the wall-time runs go without it).
-	progNs, progRuns, err := b.watchedProgCost(idle.Process.Pid, w.args)
+	label := "the same, by the kernel's accounting (BPF run time stats, which themselves add a clock read per run): " + who + "'s programs per untraced syscall"
+	progNs, progRuns, err := b.watchedProgCost(start, w.args)
 	if err != nil {
-		logf("no bpf_stats figure: %v", err)
+		res.skip(label, err.Error(), &targetSlowdown)
+		return nil
 	}
 	if progRuns > 0 {
-		// Each syscall runs sys_enter and sys_exit; a round is two syscalls.
+		// Each syscall runs an enter and an exit program; a round is two
+		// syscalls.
 		perRun := float64(progNs) / float64(progRuns)
 		pair := a.loop.Seconds() / float64(w.rounds) * 1e9
 		share := 4 * perRun / pair * 100
-		res.add("the same, by the kernel's accounting (kernel.bpf_stats_enabled, which itself adds a clock read per run): leaktrace's programs per untraced syscall", share, "%",
+		res.add(label, share, "%",
 			fmt.Sprintf("%.0f ns per program run, %.0f ns per open+close round: %+.1f %% of the %.2f µs round", perRun, 4*perRun, share, pair/1e3), &targetSlowdown)
 	}
 	return nil
 }
 
-// watchedProgCost runs the untraced workload once while attach watches pid,
-// with kernel.bpf_stats_enabled, and returns the run time and runs of
-// leaktrace's syscall programs meanwhile.
-func (b *bench) watchedProgCost(pid int, args []string) (ns, runs uint64, err error) {
-	stats := enableBPFStats()
-	defer stats.restore()
-	if !stats.on {
-		return 0, 0, fmt.Errorf("cannot enable %s", bpfStatsSysctl)
-	}
-	cmd, tail, err := b.startAttach(pid)
+// watchedProgCost runs the untraced workload once beside the leaktrace that
+// start starts, with the kernel's BPF accounting on, and returns the run time
+// and runs of that leaktrace's programs meanwhile (other leaktrace processes'
+// programs are not counted).
+func (b *bench) watchedProgCost(start startTracer, args []string) (ns, runs uint64, err error) {
+	stats, err := kernelStats()
 	if err != nil {
 		return 0, 0, err
 	}
-	ns0, n0, err := progStats()
-	if err == nil {
-		_, err = b.once(untraced, args)
-	}
-	ns1, n1, err1 := progStats()
-	if stopErr := b.stopAttach(cmd, tail); err == nil {
-		err = stopErr
-	}
-	if err == nil {
-		err = err1
-	}
+	defer stats.Close()
+	pid, stop, err := start()
 	if err != nil {
 		return 0, 0, err
 	}
-	return ns1 - ns0, n1 - n0, nil
+	defer func() {
+		if stopErr := stop(); err == nil {
+			err = stopErr
+		}
+	}()
+	objs, err := openObjects(pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer objs.close()
+	s0, err := objs.snapshot()
+	if err != nil {
+		return 0, 0, err
+	}
+	if _, err := b.once(untraced, args); err != nil {
+		return 0, 0, err
+	}
+	s1, err := objs.snapshot()
+	if err != nil {
+		return 0, 0, err
+	}
+	d := s0.to(s1, false)
+	for _, p := range d.progs {
+		runs += p.Runs
+	}
+	return d.ns, runs, nil
 }
 
 // bpfStats turns the kernel's per-program run time accounting on for the
-// measurement and back off after, if it was off.
+// measurement and back off after, if it was off: kernelStats' fallback where
+// BPF_ENABLE_STATS is refused.
 type bpfStats struct{ on, was bool }
 
 const bpfStatsSysctl = "/proc/sys/kernel/bpf_stats_enabled"
@@ -265,30 +305,6 @@ func (s bpfStats) restore() {
 	if s.on && !s.was {
 		os.WriteFile(bpfStatsSysctl, []byte("0"), 0o644)
 	}
-}
-
-// progStats sums run time and runs of leaktrace's syscall programs, as
-// bpftool lists them.
-func progStats() (ns, runs uint64, err error) {
-	out, err := exec.Command("bpftool", "-j", "prog", "show").Output()
-	if err != nil {
-		return 0, 0, fmt.Errorf("bpftool prog show: %w", err)
-	}
-	var progs []struct {
-		Name      string `json:"name"`
-		RunTimeNs uint64 `json:"run_time_ns"`
-		RunCnt    uint64 `json:"run_cnt"`
-	}
-	if err := json.Unmarshal(out, &progs); err != nil {
-		return 0, 0, fmt.Errorf("reading bpftool's JSON: %w", err)
-	}
-	for _, p := range progs {
-		if p.Name == "sys_enter" || p.Name == "sys_exit" {
-			ns += p.RunTimeNs
-			runs += p.RunCnt
-		}
-	}
-	return ns, runs, nil
 }
 
 // lostEvents runs two churners at once, one per core here, under one
@@ -314,30 +330,54 @@ func (b *bench) lostEvents(res *results) error {
 	return nil
 }
 
-// attachReady times `leaktrace attach --duration 1ms` on an idle process end
-// to end: attach prints nothing when ready, so this bounds the ready time
-// from above by load, attach, the target's /proc read and an empty report.
+// attachReady reads how long `run` and `attach` take from their start until
+// the kernel side is loaded and attached: each logs "tracer ready
+// since_start_ms=N" under -v. attach --duration 1ms on an idle process and
+// run of /bin/true: the time before tracing is all that is measured.
 func (b *bench) attachReady(res *results) error {
 	idle, err := startIdle()
 	if err != nil {
 		return err
 	}
 	defer stopIdle(idle)
-	logf("leaktrace attach --duration 1ms %d", idle.Process.Pid)
-	var runs []sample
-	for range b.cfg.repeat {
-		var tail tailBuffer
-		cmd := exec.Command(b.cfg.leaktrace, "attach", "--duration", "1ms", strconv.Itoa(idle.Process.Pid))
-		cmd.Stdout, cmd.Stderr = &tail, &tail
-		start := time.Now()
-		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("leaktrace attach --duration 1ms: %w\n%s", err, tail.String())
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"run", []string{"-v", "run", "--", "/bin/true"}},
+		{"attach", []string{"-v", "attach", "--duration", "1ms", strconv.Itoa(idle.Process.Pid)}},
+	} {
+		logf("leaktrace %s", strings.Join(c.args, " "))
+		var runs []sample
+		for range b.cfg.repeat {
+			var tail tailBuffer
+			cmd := exec.Command(b.cfg.leaktrace, c.args...)
+			cmd.Stdout, cmd.Stderr = &tail, &tail
+			if err := cmd.Run(); err != nil {
+				return fmt.Errorf("leaktrace %s: %w\n%s", strings.Join(c.args, " "), err, tail.String())
+			}
+			ms, ok := readyMillis(tail.String())
+			if !ok {
+				return fmt.Errorf("leaktrace %s logged no 'tracer ready' line\n%s", c.name, tail.String())
+			}
+			runs = append(runs, sample{loop: time.Duration(ms) * time.Millisecond})
 		}
-		runs = append(runs, sample{loop: time.Since(start)})
+		st := median(runs)
+		res.Samples["leaktrace "+c.name+" ready"] = seconds(st.runs)
+		res.add(c.name+" ready: from leaktrace's start until its programs are loaded and attached", st.loop.Seconds(), "s",
+			fmt.Sprintf("%.0f ms", st.loop.Seconds()*1000), &targetReady)
 	}
-	st := median(runs)
-	res.Samples["leaktrace attach --duration 1ms, end to end"] = seconds(st.runs)
-	res.add("attach ready: leaktrace attach --duration 1ms on an idle process, end to end", st.loop.Seconds(), "s",
-		fmt.Sprintf("%.2f s", st.loop.Seconds()), &targetReady)
 	return nil
+}
+
+var reReady = regexp.MustCompile(`msg="tracer ready" since_start_ms=(\d+)`)
+
+// readyMillis finds leaktrace's "tracer ready" log line in its output.
+func readyMillis(out string) (int, bool) {
+	m := reReady.FindStringSubmatch(out)
+	if m == nil {
+		return 0, false
+	}
+	n, err := strconv.Atoi(m[1])
+	return n, err == nil
 }

@@ -46,6 +46,7 @@ func (b *bench) leaktraceNoStack() tracerCmd { return b.leaktraceRun("--stack-by
 type sample struct {
 	loop     time.Duration // the churn loop, as the workload timed it
 	held     int           // fds it held during the loop
+	rounds   int           // rounds done, all processes (a paced run does what it can)
 	received uint64        // events leaktrace received and lost, from its report
 	lost     uint64
 }
@@ -93,12 +94,10 @@ func (b *bench) once(t tracerCmd, args []string) (sample, error) {
 	if err != nil {
 		return sample{}, fmt.Errorf("%s left no timing: %w\n%s", strings.Join(argv, " "), err, tail.String())
 	}
-	var ns int64
-	var s sample
-	if _, err := fmt.Sscan(string(data), &ns, &s.held); err != nil {
-		return sample{}, fmt.Errorf("reading the workload's timing %q: %w", data, err)
+	s, err := parseTiming(data)
+	if err != nil {
+		return sample{}, err
 	}
-	s.loop = time.Duration(ns)
 	if data, err := os.ReadFile(b.reportPath()); err == nil {
 		var rep struct {
 			Events struct {
@@ -111,6 +110,17 @@ func (b *bench) once(t tracerCmd, args []string) (sample, error) {
 		}
 		s.received, s.lost = rep.Events.Received, rep.Events.Lost
 	}
+	return s, nil
+}
+
+// parseTiming reads the churn's output: loop ns, fds held, rounds done.
+func parseTiming(data []byte) (sample, error) {
+	var ns int64
+	var s sample
+	if _, err := fmt.Sscan(string(data), &ns, &s.held, &s.rounds); err != nil {
+		return sample{}, fmt.Errorf("reading the workload's timing %q: %w", data, err)
+	}
+	s.loop = time.Duration(ns)
 	return s, nil
 }
 

@@ -78,6 +78,7 @@ func TestResultsOutput(t *testing.T) {
 	r := &results{Date: "2026-01-02", Kernel: "6.18.0", CPUs: 2, VM: true, Command: "make bench", Samples: map[string][]float64{}}
 	r.add("ratio a|b", 1.2, "x", "1.20x", &targetRatio)
 	r.add("ratio c", 4, "x", "4.00x", &targetRatio)
+	r.section("Agent | host")
 	r.add("peer", 9, "x", "9.00x", nil)
 	r.skip("bpftrace", "not installed", nil)
 	r.note("a note")
@@ -90,6 +91,7 @@ func TestResultsOutput(t *testing.T) {
 		"| measure | result | target | |\n| --- | --- | --- | --- |\n" +
 		"| ratio a\\|b | 1.20x | ≤ 1.3x | met |\n" +
 		"| ratio c | 4.00x | ≤ 1.3x | **not met** |\n" +
+		"| **Agent \\| host** | | | |\n" +
 		"| peer | 9.00x | — |  |\n" +
 		"| bpftrace | skipped: not installed | — | skipped |\n" +
 		"\n- a note\n"
@@ -109,7 +111,8 @@ func TestResultsOutput(t *testing.T) {
 	if err := json.Unmarshal(data, &back); err != nil {
 		t.Fatal(err)
 	}
-	if len(back.Rows) != 4 || back.Rows[1].Met == nil || *back.Rows[1].Met || back.Rows[2].Met != nil {
+	if len(back.Rows) != 5 || back.Rows[1].Met == nil || *back.Rows[1].Met || back.Rows[2].Section != "Agent | host" ||
+		back.Rows[2].Measure != "" || back.Rows[3].Met != nil {
 		t.Errorf("rows read back: %+v", back.Rows)
 	}
 }

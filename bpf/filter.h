@@ -13,10 +13,17 @@ struct {
 	__type(value, __u8);
 } traced SEC(".maps");
 
+/* Values of traced[tgid]. The filtered agent caches its verdict for a
+ * process there, so the comm/cgroup/exe lookups run once per process, not
+ * once per followed syscall; exec and exit clear it. */
+#define TRACED_NO 0      /* not traced (or not judged yet, filtered agent) */
+#define TRACED_YES 1
+#define TRACED_FILTERED 2 /* filtered agent: judged, not selected */
+
 static __always_inline bool in_traced(__u32 tgid)
 {
 	__u8 *v = bpf_map_lookup_elem(&traced, &tgid);
-	return v && *v;
+	return v && *v == TRACED_YES;
 }
 
 static __always_inline void set_traced(__u32 tgid, __u8 on)
@@ -63,10 +70,8 @@ struct {
 
 /* agent_selects: the current task's process passes the agent's filters. A
  * global function: verified once, not at every hook that asks. */
-__noinline int agent_selects(__u32 tgid)
+__noinline int agent_selects(void)
 {
-	if (in_traced(tgid))
-		return 1;
 	struct task_struct *task = bpf_get_current_task_btf();
 	char comm[LT_COMM_LEN] = {};
 	BPF_CORE_READ_STR_INTO(&comm, task, group_leader, comm);
@@ -84,13 +89,35 @@ __noinline int agent_selects(__u32 tgid)
 	return bpf_map_lookup_elem(&exe_filter, &k) != NULL;
 }
 
+/* filtered_verdict judges the current process once and caches it. */
+static __always_inline bool filtered_verdict(__u32 tgid)
+{
+	__u8 *v = bpf_map_lookup_elem(&traced, &tgid);
+	if (v && *v)
+		return *v == TRACED_YES;
+	bool yes = agent_selects();
+	if (v)
+		*v = yes ? TRACED_YES : TRACED_FILTERED;
+	return yes;
+}
+
 static __always_inline bool is_traced(__u32 tgid)
 {
 	if (tgid == self_tgid)
 		return false;
 	if (trace_all)
-		return !filter_active || agent_selects(tgid);
+		return !filter_active || filtered_verdict(tgid);
 	return in_traced(tgid);
+}
+
+/* forget_verdict: exec changed the process's comm and executable. */
+static __always_inline void forget_verdict(__u32 tgid)
+{
+	if (!trace_all || !filter_active)
+		return;
+	__u8 *v = bpf_map_lookup_elem(&traced, &tgid);
+	if (v && *v == TRACED_FILTERED)
+		*v = TRACED_NO;
 }
 
 #endif

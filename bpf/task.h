@@ -136,12 +136,17 @@ int sched_process_exit(__u64 *ctx)
 
 	stash_flush_task(task);
 	__u32 tgid = task->tgid;
-	if (!is_traced(tgid))
-		return 0;
 	if (exit_has_group_dead)
 		group_dead = !!(ctx[1] & 0xff);
 	else
 		group_dead = BPF_CORE_READ(task, signal, live.counter) == 0;
+	bool traced = is_traced(tgid);
+	/* The pid may be reused: whatever filter state it had goes with it
+	 * (the filtered agent's cached verdicts too, traced or not). */
+	if (group_dead && (!trace_all || filter_active))
+		set_traced(tgid, 0);
+	if (!traced)
+		return 0;
 
 	union scratch *s = scratch_get();
 	if (!s)
@@ -158,9 +163,6 @@ int sched_process_exit(__u64 *ctx)
 	e->ppid = BPF_CORE_READ(parent, tgid);
 	e->autoreap = group_dead ? autoreaps(parent) : 0;
 	submit_flags(e, offsetof(struct lt_task_event, stack), group_dead);
-
-	if (group_dead && (!trace_all || filter_active))
-		set_traced(tgid, 0);
 	if (group_dead)
 		py_forget(tgid);
 	return 0;
@@ -170,6 +172,7 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
 	__u32 tgid = task->tgid;
+	forget_verdict(tgid);
 	if (!is_traced(tgid))
 		return 0;
 	/* Before the exec record, whose table has cloexec fds closed. */

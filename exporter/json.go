@@ -146,18 +146,40 @@ func normalize(r *report.Report) report.Report {
 	doc := *r
 	doc.Leaks = leaksWithStacks(r.Leaks, true)
 	doc.Preexisting = leaksWithStacks(r.Preexisting, false)
-	doc.Sites = make([]report.Site, len(r.Sites))
-	for i, s := range r.Sites {
-		s.Stack = nonNil(s.Stack)
-		s.Targets = nonNil(s.Targets)
-		s.Exes = nonNil(s.Exes)
-		if s.Kinds == nil {
-			s.Kinds = map[string]int{}
-		}
-		doc.Sites[i] = s
+	doc.Sites = normalSites(r.Sites)
+	if r.HeldAtExit != nil {
+		h := *r.HeldAtExit
+		h.Sites = normalSites(h.Sites)
+		h.Kinds = nonNilMap(h.Kinds)
+		doc.HeldAtExit = &h
+	}
+	if r.YoungerThanMinAge != nil {
+		y := *r.YoungerThanMinAge
+		y.Kinds = nonNilMap(y.Kinds)
+		doc.YoungerThanMinAge = &y
 	}
 	doc.Processes = nonNil(r.Processes)
 	return doc
+}
+
+// normalSites copies sites with their lists and maps non-nil.
+func normalSites(sites []report.Site) []report.Site {
+	out := make([]report.Site, len(sites))
+	for i, s := range sites {
+		s.Stack = nonNil(s.Stack)
+		s.Targets = nonNil(s.Targets)
+		s.Exes = nonNil(s.Exes)
+		s.Kinds = nonNilMap(s.Kinds)
+		out[i] = s
+	}
+	return out
+}
+
+func nonNilMap(m map[string]int) map[string]int {
+	if m == nil {
+		return map[string]int{}
+	}
+	return m
 }
 
 // leaksWithStacks copies leaks giving each a non-nil Stack; a nil list stays nil

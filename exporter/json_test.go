@@ -111,7 +111,7 @@ func TestWriteJSONEmptyLists(t *testing.T) {
 		t.Errorf("output has null:\n%s", out)
 	}
 	for _, want := range []string{
-		`"schema": "leaktrace.report/v1.1"`,
+		`"schema": "leaktrace.report/v1.2"`,
 		`"processes": []`,
 		`"stack": []`,
 		`"kinds": {}`,

@@ -22,6 +22,12 @@ type LiveView struct {
 	Lost     uint64 // events lost so far: the view is incomplete when > 0
 	Open     int    // handles the target holds now
 	Sites    []report.Site
+	// Held are the sites of what exited processes held at exit, Count each
+	// (report.HeldAtExit.Sites); when any, the table has an AT EXIT column.
+	Held []report.Site
+	// HeldHandles and Young are report.HeldAtExit.Handles and
+	// report.YoungerThanMinAge.Handles, for the header.
+	HeldHandles, Young int
 	// Width and Height are the terminal's size in columns and rows; 0 means 80×24.
 	Width, Height int
 }
@@ -32,6 +38,7 @@ const clearHome = "\x1b[H\x1b[2J"
 const (
 	liveOpenWidth   = 5
 	liveGrowthWidth = 6
+	liveHeldWidth   = 7
 	liveKindsWidth  = 16
 )
 
@@ -52,7 +59,7 @@ func WriteLive(w io.Writer, v LiveView) error {
 	b.WriteByte('\n')
 	rows := height - 1 - 2 // the cursor's row, the header, the column titles
 	if rows > 0 {
-		writeLiveTable(&b, v.Sites, width, rows)
+		writeLiveTable(&b, v.Sites, v.Held, width, rows)
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("writing live view: %w", err)
@@ -84,6 +91,12 @@ func liveHeader(v LiveView, width int) string {
 		segs = append(segs, liveSegment{text: fmt.Sprintf("LOST %d, incomplete", v.Lost), priority: 1, highlight: true})
 	} else {
 		segs = append(segs, liveSegment{text: "lost 0", priority: 3})
+	}
+	if v.Young > 0 {
+		segs = append(segs, liveSegment{text: fmt.Sprintf("young %d", v.Young), priority: 7})
+	}
+	if v.HeldHandles > 0 {
+		segs = append(segs, liveSegment{text: fmt.Sprintf("held at exit %d", v.HeldHandles), priority: 8})
 	}
 	for {
 		plain := make([]string, len(segs))
@@ -132,31 +145,78 @@ func rankLive(sites []report.Site) []report.Site {
 // leaked, whatever the producer filled in.
 func outstanding(s report.Site) int { return max(s.Outstanding, s.Count) }
 
-func writeLiveTable(b *strings.Builder, sites []report.Site, width, rows int) {
-	row := func(open, growth, kinds, site string) {
-		line := fmt.Sprintf("%*s  %*s  %s  %s", liveOpenWidth, open, liveGrowthWidth, growth, pad(kinds, liveKindsWidth), site)
+// liveRow is one row of the live table: a site with outstanding handles, what
+// exited processes held from it, or both.
+type liveRow struct {
+	site report.Site
+	held int
+	live bool // the site is in Sites: OPEN and GROWTH apply
+}
+
+// liveRows ranks the sites, then appends the sites only exited processes held
+// handles from, most first.
+func liveRows(sites, held []report.Site) []liveRow {
+	byKey := make(map[string]int, len(held))
+	for _, h := range held {
+		byKey[h.Key] += h.Count
+	}
+	var rows []liveRow
+	for _, s := range rankLive(sites) {
+		rows = append(rows, liveRow{site: s, held: byKey[s.Key], live: true})
+		delete(byKey, s.Key)
+	}
+	rest := slices.Clone(held)
+	slices.SortStableFunc(rest, func(a, b report.Site) int { return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Key, b.Key)) })
+	for _, h := range rest {
+		if _, ok := byKey[h.Key]; ok {
+			rows = append(rows, liveRow{site: h, held: h.Count})
+			delete(byKey, h.Key)
+		}
+	}
+	return rows
+}
+
+func writeLiveTable(b *strings.Builder, sites, held []report.Site, width, rows int) {
+	withHeld := len(held) > 0
+	row := func(open, growth, atExit, kinds, site string) {
+		line := fmt.Sprintf("%*s  %*s  ", liveOpenWidth, open, liveGrowthWidth, growth)
+		if withHeld {
+			line += fmt.Sprintf("%*s  ", liveHeldWidth, atExit)
+		}
+		line += pad(kinds, liveKindsWidth) + "  " + site
 		b.WriteString(truncate(strings.TrimRight(line, " "), width))
 		b.WriteByte('\n')
 	}
-	row("OPEN", "GROWTH", "KINDS", "SITE")
-	if len(sites) == 0 {
+	row("OPEN", "GROWTH", "AT EXIT", "KINDS", "SITE")
+	if len(sites) == 0 && !withHeld {
 		b.WriteString(truncate("  no outstanding handles with a stack yet", width))
 		b.WriteByte('\n')
 		return
 	}
 	siteWidth := width - (liveOpenWidth + 2 + liveGrowthWidth + 2 + liveKindsWidth + 2)
-	ranked := rankLive(sites)
+	if withHeld {
+		siteWidth -= liveHeldWidth + 2
+	}
+	ranked := liveRows(sites, held)
 	shown := len(ranked)
 	if shown > rows {
 		shown = rows - 1 // leave a row to say how many did not fit
 	}
-	for _, s := range ranked[:shown] {
+	for _, r := range ranked[:shown] {
+		s := r.site
 		kinds := kindList(s.Kinds, ",")
 		where := "(no stack)"
 		if s.Key != "" || len(s.Stack) > 0 {
 			where = liveSite(headline(s), siteWidth)
 		}
-		row(strconv.Itoa(outstanding(s)), growthText(s.Growth), truncate(kinds, liveKindsWidth), where)
+		open, growth, atExit := "-", "-", "-"
+		if r.live {
+			open, growth = strconv.Itoa(outstanding(s)), growthText(s.Growth)
+		}
+		if r.held > 0 {
+			atExit = strconv.Itoa(r.held)
+		}
+		row(open, growth, atExit, truncate(kinds, liveKindsWidth), where)
 	}
 	if k := len(ranked) - shown; k > 0 {
 		b.WriteString(truncate(fmt.Sprintf("  … %d more %s", k, plural(k, "site", "sites")), width))

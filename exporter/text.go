@@ -56,6 +56,8 @@ func WriteText(w io.Writer, r *report.Report, opts TextOptions) error {
 	t.excluded()
 	t.internal()
 	t.preexisting()
+	t.heldAtExit()
+	t.young()
 	t.processes()
 	t.executables()
 	t.summary()
@@ -184,6 +186,10 @@ func (t *textReport) summary() {
 	}
 	if c.uncounted > 0 {
 		fmt.Fprintf(&b, ", plus %d not counted (%s)", c.uncounted, notCountedText(c))
+	}
+	b.WriteString(notJudgedText(r.YoungerThanMinAge))
+	if h := r.HeldAtExit; h != nil && h.Handles > 0 {
+		fmt.Fprintf(&b, "; %d held at exit by %d exited %s (not leaks)", h.Handles, h.Processes, plural(h.Processes, "process", "processes"))
 	}
 	if !r.Complete {
 		b.WriteString(" [INCOMPLETE]")

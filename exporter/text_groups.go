@@ -36,6 +36,9 @@ func handleText(l report.Leak, live bool) string {
 	if l.Inherited {
 		b.WriteString(" (inherited at fork)")
 	}
+	if l.HandedOver {
+		b.WriteString(" (handed over at fork)")
+	}
 	return b.String()
 }
 
@@ -145,7 +148,12 @@ func (t *textReport) processes() {
 	t.w.WriteByte('\n')
 	t.line("%s", t.style(ansiBold, fmt.Sprintf("processes: %d", len(procs))))
 	tw := tabwriter.NewWriter(t.w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  PID\tPPID\tCOMM\tLEAKED\tEXIT")
+	held := t.r.HeldAtExit != nil && t.r.HeldAtExit.Handles > 0
+	if held {
+		fmt.Fprintln(tw, "  PID\tPPID\tCOMM\tLEAKED\tHELD AT EXIT\tEXIT")
+	} else {
+		fmt.Fprintln(tw, "  PID\tPPID\tCOMM\tLEAKED\tEXIT")
+	}
 	for _, p := range shown {
 		exit := "running"
 		switch {
@@ -157,7 +165,11 @@ func (t *textReport) processes() {
 		if p.Reconciled {
 			exit += " (fd table rebuilt from /proc)"
 		}
-		fmt.Fprintf(tw, "  %d\t%d\t%s\t%d\t%s\n", p.PID, p.PPID, clean(p.Comm), p.Leaked, exit)
+		if held {
+			fmt.Fprintf(tw, "  %d\t%d\t%s\t%d\t%d\t%s\n", p.PID, p.PPID, clean(p.Comm), p.Leaked, p.HeldAtExit, exit)
+		} else {
+			fmt.Fprintf(tw, "  %d\t%d\t%s\t%d\t%s\n", p.PID, p.PPID, clean(p.Comm), p.Leaked, exit)
+		}
 	}
 	tw.Flush()
 	if k := len(procs) - len(shown); k > 0 {

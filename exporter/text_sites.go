@@ -90,6 +90,15 @@ func (t *textReport) site(s report.Site) {
 	if len(t.r.Processes) > 1 && len(own) > 0 {
 		t.line("  in %s", pidList(own))
 	}
+	handed := 0
+	for _, l := range own {
+		if l.HandedOver {
+			handed++
+		}
+	}
+	if handed > 0 {
+		t.line("  of which handed over at fork (the parent closed its copy or exited): %d", handed)
+	}
 	if len(inherited) > 0 {
 		// The site's count says whether the session counted the copies.
 		counted := "counted"

@@ -7,7 +7,7 @@ import "runtime/debug"
 
 // Schema is the version of the JSON document. Bump the minor for additions, the
 // major for anything that changes or removes a field.
-const Schema = "leaktrace.report/v1.1"
+const Schema = "leaktrace.report/v1.2"
 
 // Report is one run's or one attach session's result.
 type Report struct {
@@ -33,6 +33,13 @@ type Report struct {
 	// Preexisting lists handles that were open before tracing began (attach): they
 	// have no stack and are never counted as leaks.
 	Preexisting []Leak `json:"preexisting,omitempty"`
+	// HeldAtExit sums, in attach and agent reports, what traced processes held
+	// when they exited: the kernel released it then, so none of it is a leak.
+	HeldAtExit *HeldAtExit `json:"held_at_exit,omitempty"`
+	// YoungerThanMinAge counts, in attach and agent reports, what live
+	// processes hold that would count but is younger than --min-age: not
+	// judged yet, so a short attach never looks clean by accident.
+	YoungerThanMinAge *Young `json:"younger_than_min_age,omitempty"`
 	// Processes lists every traced process, with counts.
 	Processes []Process `json:"processes"`
 	// Executables groups the processes by executable: a test runner forks many
@@ -75,6 +82,10 @@ type Leak struct {
 	// Site is the key of the Site this leak belongs to ("" when it has no stack).
 	Site  string  `json:"site"`
 	Stack []Frame `json:"stack"`
+	// HandedOver: a copy inherited at fork whose original no traced process
+	// holds any more (the parent closed it or exited), so the child's own
+	// handle (attach, agent); Inherited is false then.
+	HandedOver bool `json:"handed_over,omitempty"`
 	// Counted is true when the leak is in its site's Count and the budget.
 	Counted bool `json:"counted"`
 	// NotCounted says why a leak does not count: one of the NotCounted* values.
@@ -129,16 +140,41 @@ type Site struct {
 
 // Process summarizes one traced process.
 type Process struct {
-	PID      int    `json:"pid"`
-	PPID     int    `json:"ppid"`
-	Comm     string `json:"comm"`
-	Exe      string `json:"exe,omitempty"`
-	Leaked   int    `json:"leaked"`
-	Exited   bool   `json:"exited"`
-	ExitCode int    `json:"exit_code"`
+	PID    int    `json:"pid"`
+	PPID   int    `json:"ppid"`
+	Comm   string `json:"comm"`
+	Exe    string `json:"exe,omitempty"`
+	Leaked int    `json:"leaked"`
+	// HeldAtExit is, in attach and agent reports, how many handles the process
+	// held when it exited (not leaks).
+	HeldAtExit int  `json:"held_at_exit,omitempty"`
+	Exited     bool `json:"exited"`
+	ExitCode   int  `json:"exit_code"`
 	// Reconciled is true when the process's table was rebuilt from /proc after
 	// lost events.
 	Reconciled bool `json:"reconciled,omitempty"`
+}
+
+// HeldAtExit sums what processes held when they exited (attach, agent).
+type HeldAtExit struct {
+	Processes int `json:"processes"` // exited processes that held at least one handle
+	Handles   int `json:"handles"`
+	Inherited int `json:"inherited"` // of Handles, copies inherited at fork
+	// Kinds breaks Handles down by kind.
+	Kinds map[string]int `json:"kinds"`
+	// Sites are the stacks that made most of them, largest first (at most
+	// MaxHeldSites); Count is handles held at exit.
+	Sites []Site `json:"sites"`
+}
+
+// MaxHeldSites bounds HeldAtExit.Sites.
+const MaxHeldSites = 10
+
+// Young counts what was not judged yet for being younger than --min-age.
+type Young struct {
+	Handles       int            `json:"handles"`
+	Kinds         map[string]int `json:"kinds"`
+	MinAgeSeconds float64        `json:"min_age_seconds"`
 }
 
 // Executable summarizes the processes that ran one executable.

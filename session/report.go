@@ -150,6 +150,10 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 			}
 		}
 	}
+	if info.Mode == "attach" || info.Mode == "agent" {
+		r.HeldAtExit = heldAtExit(s.agg.Held(), sym)
+		r.YoungerThanMinAge = s.young(now, info, sym)
+	}
 	if info.Mode == "attach" { // the agent's host holds too many to list
 		for _, l := range s.agg.Outside() {
 			r.Preexisting = append(r.Preexisting, leakOf(l, now, sym(0)))
@@ -173,9 +177,63 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 			code = waitStatusCode(p.ExitCode)
 		}
 		r.Processes = append(r.Processes, report.Process{PID: int(p.PID), PPID: int(p.PPID), Comm: p.Comm, Exe: p.Exe,
-			Leaked: leakedBy[int(p.PID)], Exited: p.Exited, ExitCode: code, Reconciled: p.Reconciled})
+			Leaked: leakedBy[int(p.PID)], HeldAtExit: p.HeldAtExit, Exited: p.Exited, ExitCode: code, Reconciled: p.Reconciled})
 	}
 	return r, nil
+}
+
+// heldAtExit renders what exited processes held (attach, agent): totals, and
+// the sites that made most of it.
+func heldAtExit(h aggregator.HeldAtExit, sym func(event.StackID) *symbolized) *report.HeldAtExit {
+	out := &report.HeldAtExit{Processes: h.Processes, Handles: h.Handles, Kinds: map[string]int{}, Sites: []report.Site{}}
+	sites := make(map[string]*report.Site)
+	for id, hs := range h.Stacks {
+		out.Inherited += hs.Inherited
+		sy := sym(id)
+		site := sites[sy.key]
+		if site == nil {
+			site = &report.Site{Key: sy.key, Headline: sy.headline, Kinds: map[string]int{}, Targets: []string{}, Exes: []string{}, Stack: sy.frames}
+			if site.Stack == nil {
+				site.Stack = []report.Frame{}
+			}
+			sites[sy.key] = site
+		}
+		site.Count += hs.Count
+		for k, n := range hs.Kinds {
+			site.Kinds[k.String()] += n
+			out.Kinds[k.String()] += n
+		}
+		for _, t := range hs.Targets {
+			report.AddExample(&site.Targets, t, 5)
+		}
+	}
+	for _, site := range sites {
+		out.Sites = append(out.Sites, *site)
+	}
+	sort.Slice(out.Sites, func(i, j int) bool {
+		if out.Sites[i].Count != out.Sites[j].Count {
+			return out.Sites[i].Count > out.Sites[j].Count
+		}
+		return out.Sites[i].Key < out.Sites[j].Key
+	})
+	if len(out.Sites) > report.MaxHeldSites {
+		out.Sites = out.Sites[:report.MaxHeldSites]
+	}
+	return out
+}
+
+// young counts what live processes hold that would count as a leak but is
+// younger than --min-age (attach, agent).
+func (s *Session) young(now uint64, info ReportInfo, sym func(event.StackID) *symbolized) *report.Young {
+	y := &report.Young{Kinds: map[string]int{}, MinAgeSeconds: s.opts.MinAge.Seconds()}
+	for _, l := range s.agg.Young(now) {
+		if sym(l.Stack).internal || l.Inherited && !info.CountInherited {
+			continue
+		}
+		y.Handles++
+		y.Kinds[l.Kind.String()]++
+	}
+	return y
 }
 
 // waitStatusCode turns the kernel's exit_code (wait status) into a shell-style code.
@@ -201,7 +259,7 @@ func leakOf(l aggregator.Leak, now uint64, sy *symbolized) report.Leak {
 	}
 	rl := report.Leak{
 		PID: int(l.PID), Comm: l.Comm, Exe: l.Exe, FD: int(l.FD), Kind: l.Kind.String(), Target: target,
-		AgeSeconds: age, Inherited: l.Inherited, Stack: sy.frames, Site: sy.key, Internal: sy.internal,
+		AgeSeconds: age, Inherited: l.Inherited, HandedOver: l.HandedOver, Stack: sy.frames, Site: sy.key, Internal: sy.internal,
 	}
 	if l.FD < 0 {
 		rl.TID = int(l.TID)

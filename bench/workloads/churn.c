@@ -3,7 +3,8 @@
 // and the number of fds it held, to a file: the tracer's start-up and report
 // are then not part of the figure.
 //
-//   churn -m open|socketpair|interleave -n N [-H HOLD] [-p PAR] -o OUT
+//   churn -m open|socketpair|interleave -n N [-H HOLD] [-p PAR] [-g] -o OUT
+//   churn -m open|socketpair|interleave -r RATE -d SECONDS [-p PAR] -o OUT
 //
 // -m open        open+close /dev/null N times
 // -m socketpair  socketpair+close of both ends N times
@@ -14,6 +15,14 @@
 //                capped at its hard limit when raising it is not allowed)
 // -p PAR         PAR processes churn at once, each N times; the time is the
 //                wall time of them all
+// -g             gated: print "ready" and read a byte from stdin before the
+//                loop, print "done" and read another after it, so that a
+//                measurement can read counters at both ends of the loop alone
+// -r RATE        paced: each process does RATE rounds per second (sleeping
+//                when ahead, flat out when it cannot keep up) for -d SECONDS
+//
+// OUT receives "NS HELD ROUNDS": the loop's time, the fds held and the rounds
+// done by all processes.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +32,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,6 +77,41 @@ static void churn(enum mode m, long n)
 	}
 }
 
+/* paced does rate rounds a second for secs seconds and returns the rounds
+ * done: rounds fall due at an even pace, a batch runs whenever some are due
+ * and the process sleeps (a syscall no tracer follows) when none are. */
+static long paced(enum mode m, long rate, double secs)
+{
+	long long start = now_ns(), span = (long long)(secs * 1e9);
+	long done = 0;
+	for (;;) {
+		long long t = now_ns() - start;
+		if (t >= span)
+			return done;
+		long due = (long)((double)t * (double)rate / 1e9) - done;
+		if (due <= 0) {
+			struct timespec ts = {0, 200000};
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		if (due > 1000) /* look at the clock often enough to stop on time */
+			due = 1000;
+		churn(m, due);
+		done += due;
+	}
+}
+
+/* gate tells the reader of stdout where the process stands and waits for a
+ * byte (or EOF) on stdin. */
+static void gate(const char *where)
+{
+	char c;
+	printf("%s\n", where);
+	fflush(stdout);
+	if (read(0, &c, 1) < 0)
+		die("reading the gate");
+}
+
 /* hold opens n fds, or as many as RLIMIT_NOFILE's hard limit allows when
  * raising it is refused (no CAP_SYS_RESOURCE, as in some containers), and
  * returns how many it holds: the benchmark prints that number. */
@@ -99,19 +144,25 @@ static long hold(long n)
 int main(int argc, char **argv)
 {
 	const char *mode = "open", *out = NULL;
-	long n = 0, held = 0, par = 1;
-	int c;
+	long n = 0, held = 0, par = 1, rate = 0;
+	double secs = 0;
+	int c, gated = 0;
 
-	while ((c = getopt(argc, argv, "m:n:H:p:o:")) != -1) {
+	while ((c = getopt(argc, argv, "m:n:H:p:o:gr:d:")) != -1) {
 		switch (c) {
 		case 'm': mode = optarg; break;
 		case 'n': n = atol(optarg); break;
 		case 'H': held = atol(optarg); break;
 		case 'p': par = atol(optarg); break;
 		case 'o': out = optarg; break;
+		case 'g': gated = 1; break;
+		case 'r': rate = atol(optarg); break;
+		case 'd': secs = atof(optarg); break;
 		default: return 2;
 		}
 	}
+	if (rate > 0 && secs > 0 && n == 0)
+		n = 1; /* paced: the duration bounds the loop */
 	enum mode m;
 	if (strcmp(mode, "open") == 0)
 		m = OPEN;
@@ -121,32 +172,57 @@ int main(int argc, char **argv)
 		m = INTERLEAVE;
 	else
 		n = 0;
-	if (n <= 0 || par <= 0 || !out) {
-		fprintf(stderr, "usage: churn -m open|socketpair|interleave -n N [-H HOLD] [-p PAR] -o OUT\n");
+	if (n <= 0 || par <= 0 || !out || (rate > 0) != (secs > 0)) {
+		fprintf(stderr, "usage: churn -m open|socketpair|interleave {-n N | -r RATE -d SECONDS} [-H HOLD] [-p PAR] [-g] -o OUT\n");
 		return 2;
 	}
 	if (held > 0)
 		held = hold(held);
+	if (gated)
+		gate("ready");
 
+	long rounds = 0;
 	long long start = now_ns();
 	if (par == 1) {
-		churn(m, n);
+		if (rate > 0) {
+			rounds = paced(m, rate, secs);
+		} else {
+			churn(m, n);
+			rounds = n;
+		}
 	} else {
+		/* each child writes its round count to the pipe */
+		int fds[2];
+		if (pipe(fds) < 0)
+			die("pipe");
 		for (long i = 0; i < par; i++) {
 			pid_t pid = fork();
 			if (pid < 0)
 				die("fork");
 			if (pid == 0) {
-				churn(m, n);
+				long r = n;
+				if (rate > 0)
+					r = paced(m, rate, secs);
+				else
+					churn(m, n);
+				if (write(fds[1], &r, sizeof r) != sizeof r)
+					_exit(2);
 				_exit(0);
 			}
 		}
+		close(fds[1]);
 		int st;
 		while (wait(&st) > 0)
 			if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
 				return 2;
+		long r;
+		while (read(fds[0], &r, sizeof r) == sizeof r)
+			rounds += r;
+		close(fds[0]);
 	}
 	long long elapsed = now_ns() - start;
+	if (gated)
+		gate("done");
 
 	/* Close the held fds here, not at exit: a tracer's report then lists no
 	 * 100,000 leaks, whose rendering is no part of the figure. */
@@ -156,7 +232,7 @@ int main(int argc, char **argv)
 	FILE *f = fopen(out, "w");
 	if (!f)
 		die(out);
-	fprintf(f, "%lld %ld\n", elapsed, held);
+	fprintf(f, "%lld %ld %ld\n", elapsed, held, rounds);
 	if (fclose(f) != 0)
 		die(out);
 	return 0;

@@ -1,5 +1,6 @@
 """churn.py: the Python fd workload leaktrace's benchmark times, with the
-same output as churn.c: the loop's duration in nanoseconds and 0 held fds.
+same output as churn.c: the loop's duration in nanoseconds, 0 held fds and
+the rounds done.
 
     python3 churn.py -m open -n N -o OUT
 """
@@ -24,7 +25,7 @@ def main():
     churn(a.n)
     took = time.monotonic_ns() - start
     with open(a.o, "w") as f:
-        f.write(f"{took} 0\n")
+        f.write(f"{took} 0 {a.n}\n")
 
 
 main()

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
@@ -33,7 +34,10 @@ func newAttachCmd() *cobra.Command {
 		Long: `Trace a running process until Ctrl-C, --duration, or its exit. Handles it opens
 and keeps longer than --min-age are reported by the call stack that created them; sites
 whose outstanding count grows come first. Handles already open at attach are listed
-apart, without a stack. On a terminal a live view refreshes every --interval.`,
+apart, without a stack. What a traced process held when it exited (a forking server's
+workers) was released by the kernel: it is summed apart, never counted; handles younger
+than --min-age are counted as not judged yet. On a terminal a live view refreshes every
+--interval.`,
 		Example: `  sudo leaktrace attach 4242
   sudo leaktrace attach --duration 5m --min-age 30s --json leaks.json 4242`,
 		Args: cobra.ExactArgs(1),
@@ -76,6 +80,8 @@ func attach(ctx context.Context, arg string, f *attachFlags) error {
 	if err := sess.Add(pid); err != nil {
 		return fmt.Errorf("attaching to pid %d: %w", pid, err)
 	}
+	// From here on nothing the target does is missed (tests wait for it).
+	slog.Debug("tracing", "pid", pid, "ready_seconds", time.Since(sess.Started()).Seconds())
 
 	if ctx == nil {
 		ctx = context.Background()
@@ -132,8 +138,15 @@ func drawLive(sess *session.Session, pid int, comm string) {
 	open := 0
 	sess.With(func(a *aggregator.Aggregator) { open = len(a.Live(uint32(pid))) })
 	w, h := terminalSize(os.Stderr)
-	exporter.WriteLive(os.Stderr, exporter.LiveView{
+	v := exporter.LiveView{
 		PID: pid, Comm: comm, Elapsed: time.Since(sess.Started()), Received: r.Events.Received,
 		Lost: r.Events.Lost, Open: open, Sites: r.Sites, Width: w, Height: h,
-	})
+	}
+	if r.HeldAtExit != nil {
+		v.Held, v.HeldHandles = r.HeldAtExit.Sites, r.HeldAtExit.Handles
+	}
+	if r.YoungerThanMinAge != nil {
+		v.Young = r.YoungerThanMinAge.Handles
+	}
+	exporter.WriteLive(os.Stderr, v)
 }

@@ -1,0 +1,313 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A cost breakdown per followed syscall: where a traced churn's cost goes,
+// read from the kernel's accounting and leaktrace's own CPU over the churn's
+// loop alone (gated: counters are read when the loop starts and once its
+// events have been read).
+
+// bdConfig is one traced setup of the breakdown.
+type bdConfig struct {
+	label    string   // how the table names it
+	agent    bool     // leaktrace agent --pid CHURN, else leaktrace run
+	flags    []string // leaktrace's flags
+	args     []string // the churn's
+	rounds   int
+	perRound int // followed syscalls per round
+}
+
+// window is the accounting over one gated loop, or the sum of several.
+type window struct {
+	kDelta
+	loop     time.Duration
+	syscalls uint64 // followed syscalls the loop made
+}
+
+func (w *window) add(o window) {
+	w.ns += o.ns
+	w.bytes += o.bytes
+	w.sent += o.sent
+	w.hasSent = o.hasSent
+	w.produced = o.produced
+	w.cpu += o.cpu
+	w.loop += o.loop
+	w.syscalls += o.syscalls
+	for _, p := range o.progs {
+		found := false
+		for i := range w.progs {
+			if w.progs[i].Name == p.Name {
+				w.progs[i].Runs += p.Runs
+				w.progs[i].RunNs += p.RunNs
+				found = true
+			}
+		}
+		if !found {
+			w.progs = append(w.progs, p)
+		}
+	}
+}
+
+// breakdownJSON is a configuration's figures as bench-results.json has them.
+type breakdownJSON struct {
+	Config           string      `json:"config"`
+	Runs             int         `json:"runs"`
+	FollowedSyscalls uint64      `json:"followed_syscalls"`
+	LoopSeconds      float64     `json:"loop_seconds"`
+	Programs         []progDelta `json:"programs"`
+	KernelNsPerCall  float64     `json:"kernel_ns_per_followed_syscall"`
+	EventsSent       uint64      `json:"events_sent"`
+	RingBytes        uint64      `json:"ring_buffer_bytes"`
+	RingBytesPerEvt  float64     `json:"ring_buffer_bytes_per_event,omitempty"`
+	CPUSeconds       float64     `json:"leaktrace_cpu_seconds"`
+	CPUNsPerEvent    float64     `json:"leaktrace_cpu_ns_per_event,omitempty"`
+}
+
+// bdConfigs are the breakdown's configurations: run and agent, each on the
+// open churn (settled in the kernel) and on the interleaved one (every event
+// sent), the latter again with --stack-bytes 0. bare[i] is the index of
+// configuration i's --stack-bytes 0 twin, or -1.
+func (b *bench) bdConfigs() (all []bdConfig, bare []int) {
+	n := b.size.churn
+	itoa := strconv.Itoa
+	open := []string{"-m", "open", "-n", itoa(n)}
+	inter := []string{"-m", "interleave", "-n", itoa(n / 2)}
+	openName := fmt.Sprintf("open+close /dev/null ×%s (paired in the kernel)", count(n))
+	interName := fmt.Sprintf("open a, open b, close a, close b ×%s (every event sent)", count(n/2))
+	// --interval 1h: no evaluation falls in the loop, so the agent's CPU is
+	// the reader's and the aggregator's.
+	agentFlags := []string{"--interval", "1h"}
+	for _, mode := range []struct {
+		name  string
+		agent bool
+		flags []string
+	}{{"leaktrace run", false, nil}, {"leaktrace agent --pid CHURN", true, agentFlags}} {
+		all = append(all,
+			bdConfig{mode.name + ", " + openName, mode.agent, mode.flags, open, n, 2},
+			bdConfig{mode.name + ", " + interName, mode.agent, mode.flags, inter, n / 2, 4})
+		noStack := all[len(all)-1]
+		noStack.flags = append(append([]string{}, mode.flags...), "--stack-bytes", "0")
+		all = append(all, noStack)
+		bare = append(bare, -1, len(all)-1, -1)
+	}
+	return all, bare
+}
+
+// breakdown measures each configuration cfg.repeat times (the default and
+// --stack-bytes 0 taking turns) with the kernel's BPF accounting on, and adds
+// per configuration: the programs' run time per followed syscall, ring
+// buffer bytes per event, leaktrace's CPU per event, and the stack capture's
+// share of each.
+func (b *bench) breakdown(res *results) error {
+	res.section("Cost breakdown per followed syscall (the kernel's BPF accounting, ring buffer, leaktrace's own CPU; over the churn's loop alone)")
+	all, bare := b.bdConfigs()
+	stats, err := kernelStats()
+	if err != nil {
+		for _, c := range all {
+			res.skip("breakdown: "+c.label, err.Error(), nil)
+		}
+		return nil
+	}
+	defer stats.Close()
+	sums := make([]window, len(all))
+	for range b.cfg.repeat {
+		for i, c := range all {
+			logf("breakdown: %s %s", c.label, strings.Join(c.flags, " "))
+			w, err := b.gatedWindow(c)
+			if err != nil {
+				return err
+			}
+			sums[i].add(w)
+		}
+	}
+	for i, c := range all {
+		res.Breakdown = append(res.Breakdown, sums[i].json(c, b.cfg.repeat))
+	}
+	for i, c := range all {
+		if c.flags == nil || !slices.Contains(c.flags, "--stack-bytes") {
+			b.breakdownRows(res, c, sums[i])
+		}
+	}
+	for i, c := range all {
+		if bare[i] >= 0 {
+			stackShare(res, c, sums[i], sums[bare[i]])
+		}
+	}
+	return nil
+}
+
+// gatedWindow runs c once, gated, and returns the accounting over its loop.
+func (b *bench) gatedWindow(c bdConfig) (window, error) {
+	out := filepath.Join(b.dir, "gated.txt")
+	churn := b.gatedArgs(c.args, out)
+	var g *gatedChurn
+	var err error
+	var agent *agentProc
+	var ltPID int
+	if c.agent {
+		if g, err = startGated(churn, out); err != nil {
+			return window{}, err
+		}
+		if err = g.await("ready"); err != nil {
+			g.kill()
+			return window{}, err
+		}
+		flags := append([]string{"--pid", strconv.Itoa(g.cmd.Process.Pid)}, c.flags...)
+		if agent, err = b.startAgent(flags...); err != nil {
+			g.kill()
+			return window{}, err
+		}
+		defer agent.stop()
+		ltPID = agent.pid()
+	} else {
+		argv := append([]string{b.cfg.leaktrace, "run", "--json", b.reportPath()}, c.flags...)
+		if g, err = startGated(append(append(argv, "--"), churn...), out); err != nil {
+			return window{}, err
+		}
+		if err = g.await("ready"); err != nil {
+			g.kill()
+			return window{}, err
+		}
+		ltPID = g.cmd.Process.Pid
+	}
+	w, err := gatedLoop(g, ltPID)
+	if err != nil {
+		g.kill()
+		return window{}, err
+	}
+	st, err := g.finish()
+	if err != nil {
+		return window{}, err
+	}
+	w.loop = st.loop
+	w.syscalls = uint64(st.rounds * c.perRound)
+	return w, nil
+}
+
+// gatedLoop reads leaktrace's accounting at the churn's "ready", releases
+// it, and reads it again once the loop is done and its events read.
+func gatedLoop(g *gatedChurn, ltPID int) (window, error) {
+	objs, err := openObjects(ltPID)
+	if err != nil {
+		return window{}, err
+	}
+	defer objs.close()
+	s0, err := objs.snapshot()
+	if err != nil {
+		return window{}, err
+	}
+	if err := g.release(); err != nil {
+		return window{}, err
+	}
+	if err := g.await("done"); err != nil {
+		return window{}, err
+	}
+	objs.settle(5 * time.Second)
+	s1, err := objs.snapshot()
+	if err != nil {
+		return window{}, err
+	}
+	return window{kDelta: s0.to(s1, len(objs.rings) > 0)}, nil
+}
+
+func (w window) json(c bdConfig, runs int) breakdownJSON {
+	j := breakdownJSON{Config: strings.TrimSpace(c.label + " " + strings.Join(c.flags, " ")), Runs: runs,
+		FollowedSyscalls: w.syscalls, LoopSeconds: w.loop.Seconds(), Programs: w.progs,
+		EventsSent: w.sent, RingBytes: w.bytes, CPUSeconds: w.cpu.Seconds()}
+	if w.syscalls > 0 {
+		j.KernelNsPerCall = float64(w.ns) / float64(w.syscalls)
+	}
+	if w.sent > 0 {
+		j.RingBytesPerEvt = float64(w.bytes) / float64(w.sent)
+		j.CPUNsPerEvent = float64(w.cpu) / float64(w.sent)
+	}
+	return j
+}
+
+// breakdownRows adds c's three rows: kernel, ring buffer, leaktrace's CPU.
+func (b *bench) breakdownRows(res *results, c bdConfig, w window) {
+	perCall := float64(w.ns) / float64(w.syscalls)
+	res.add("kernel: leaktrace's programs per followed syscall — "+c.label, perCall, "ns",
+		fmt.Sprintf("%s ns (%s)", count(int(perCall)), progSummary(w)), nil)
+	switch {
+	case !w.produced || !w.hasSent:
+		res.skip("ring buffer bytes per event sent — "+c.label, "no ring buffer or counters map found among leaktrace's fds", nil)
+	case w.sent == 0:
+		res.add("ring buffer bytes per event sent — "+c.label, 0, "B",
+			fmt.Sprintf("no event sent (%s B of ring used)", count(int(w.bytes))), nil)
+	default:
+		per := float64(w.bytes) / float64(w.sent)
+		res.add("ring buffer bytes per event sent — "+c.label, per, "B",
+			fmt.Sprintf("%s B (%s events, %.2f per followed syscall; %.1f MB/s during the loop)", count(int(per)), count(int(w.sent)),
+				float64(w.sent)/float64(w.syscalls), float64(w.bytes)/w.loop.Seconds()/1e6), nil)
+	}
+	// Per followed syscall as well: where few events are sent, a fixed cost
+	// divided by them says little.
+	cores := w.cpu.Seconds() / w.loop.Seconds()
+	perCall = w.cpu.Seconds() / float64(w.syscalls) * 1e9
+	label := "leaktrace's own CPU per event (reader, decoder, aggregator) — " + c.label
+	if w.sent == 0 {
+		res.add(label, 0, "µs", fmt.Sprintf("no event sent; %s ns per followed syscall (%.3f s CPU over the loop, %.2f cores)",
+			count(int(perCall)), w.cpu.Seconds(), cores), nil)
+		return
+	}
+	per := w.cpu.Seconds() / float64(w.sent) * 1e6
+	res.add(label, per, "µs", fmt.Sprintf("%.2f µs (%.3f s CPU for %s events), %s ns per followed syscall; %.2f cores during the loop",
+		per, w.cpu.Seconds(), count(int(w.sent)), count(int(perCall)), cores), nil)
+}
+
+// progSummary lists the programs that took 1 % of the time or more, most
+// first, as ns per run × runs per followed syscall; the rest are summed.
+func progSummary(w window) string {
+	var parts []string
+	var restNs uint64
+	rest := 0
+	for _, p := range w.progs {
+		if len(parts) == 4 || float64(p.RunNs) < 0.01*float64(w.ns) {
+			restNs += p.RunNs
+			rest++
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %s ns × %.2f", p.Name, count(int(float64(p.RunNs)/float64(p.Runs))),
+			float64(p.Runs)/float64(w.syscalls)))
+	}
+	if len(parts) == 0 {
+		return "no program ran"
+	}
+	s := strings.Join(parts, ", ")
+	if rest > 0 {
+		s += fmt.Sprintf(", %d more programs %.0f ns", rest, float64(restNs)/float64(w.syscalls))
+	}
+	return s + " per followed syscall; ns per run × runs"
+}
+
+// stackShare compares c at the default --stack-bytes with --stack-bytes 0.
+func stackShare(res *results, c bdConfig, full, bare window) {
+	kf, kb := float64(full.ns)/float64(full.syscalls), float64(bare.ns)/float64(bare.syscalls)
+	parts := []string{fmt.Sprintf("kernel %s of %s ns per followed syscall (%.0f %%)", count(int(kf-kb)), count(int(kf)), pct(kf-kb, kf))}
+	if full.sent > 0 && bare.sent > 0 {
+		bf, bb := float64(full.bytes)/float64(full.sent), float64(bare.bytes)/float64(bare.sent)
+		cf, cb := full.cpu.Seconds()/float64(full.sent)*1e6, bare.cpu.Seconds()/float64(bare.sent)*1e6
+		parts = append(parts, fmt.Sprintf("ring %s of %s B per event (%.0f %%)", count(int(bf-bb)), count(int(bf)), pct(bf-bb, bf)),
+			fmt.Sprintf("leaktrace CPU %.2f of %.2f µs per event (%.0f %%)", cf-cb, cf, pct(cf-cb, cf)))
+	}
+	lf := full.loop.Seconds() / float64(full.syscalls) * 1e9
+	lb := bare.loop.Seconds() / float64(bare.syscalls) * 1e9
+	parts = append(parts, fmt.Sprintf("loop %s of %s ns per followed syscall", count(int(lf-lb)), count(int(lf))))
+	res.add("stack capture's share (default --stack-bytes vs 0) — "+c.label, pct(kf-kb, kf), "%",
+		strings.Join(parts, "; "), nil)
+}
+
+func pct(part, whole float64) float64 {
+	if whole == 0 {
+		return 0
+	}
+	return part / whole * 100
+}
