@@ -17,8 +17,9 @@ import (
 	"github.com/leaktrace/leaktrace/report"
 )
 
-// Schema names this format; readers refuse other major versions.
-const Schema = "leaktrace-incident/1"
+// Schema names this format (docs/incident-schema.md): minor versions only
+// add fields; readers refuse other majors.
+const Schema = "leaktrace.incident/v1"
 
 // MaxBytes bounds an incident file read back: a table of a million fds.
 const MaxBytes = 256 << 20
@@ -169,7 +170,7 @@ func IsIncident(data []byte) bool {
 		return false
 	}
 	rest := bytes.TrimLeft(head[i+len(`"schema"`):], " \t\r\n:")
-	return bytes.HasPrefix(rest, []byte(`"leaktrace-incident/`))
+	return bytes.HasPrefix(rest, []byte(`"leaktrace.incident/`))
 }
 
 // Parse decodes an incident and checks that it is one this build reads.
@@ -185,8 +186,8 @@ func Parse(data []byte) (*Incident, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, errors.New("decoding incident: data after the object")
 	}
-	if inc.Schema != Schema {
-		return nil, fmt.Errorf("incident schema %q: this build reads %q (use a leaktrace of that version)", inc.Schema, Schema)
+	if inc.Schema != Schema && !strings.HasPrefix(inc.Schema, Schema+".") {
+		return nil, fmt.Errorf("unsupported incident schema %q (this leaktrace reads %s.x)", inc.Schema, Schema)
 	}
 	if inc.PID <= 0 || inc.Open < 0 || inc.Open > 1<<30 || len(inc.FDs) > 1<<30 {
 		return nil, fmt.Errorf("incident: pid %d, open %d out of range", inc.PID, inc.Open)

@@ -122,8 +122,12 @@ func TestParse(t *testing.T) {
 	if got, err := Parse(data); err != nil || got.Sites[0].Count != 60 {
 		t.Errorf("Parse = %+v, %v", got, err)
 	}
-	for _, bad := range []string{`{"schema":"leaktrace-incident/2","pid":1}`, `{"schema":"leaktrace-incident/1","pid":0}`,
-		`{"schema":"leaktrace-incident/1","pid":1}{}`, `{"schema":"leaktrace/1.3"}`, `[]`} {
+	// A later minor version only adds fields: read.
+	if _, err := Parse([]byte(`{"schema":"leaktrace.incident/v1.4","pid":1,"new_field":3}`)); err != nil {
+		t.Errorf("a v1.4 incident: %v", err)
+	}
+	for _, bad := range []string{`{"schema":"leaktrace.incident/v2","pid":1}`, `{"schema":"leaktrace.incident/v10","pid":1}`, `{"schema":"leaktrace.incident/v1","pid":0}`,
+		`{"schema":"leaktrace.incident/v1","pid":1}{}`, `{"schema":"leaktrace.report/v1.2"}`, `[]`} {
 		if _, err := Parse([]byte(bad)); err == nil {
 			t.Errorf("Parse(%s): no error", bad)
 		}
@@ -138,7 +142,7 @@ func FuzzParse(f *testing.F) {
 	inc.Schema = Schema
 	data, _ := json.Marshal(inc)
 	f.Add(data)
-	f.Add([]byte(`{"schema":"leaktrace-incident/1","pid":3,"sites":[{"count":-1}]}`))
+	f.Add([]byte(`{"schema":"leaktrace.incident/v1","pid":3,"sites":[{"count":-1}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		inc, err := Parse(data)
 		if err != nil {

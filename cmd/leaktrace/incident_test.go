@@ -29,7 +29,7 @@ func TestReportRendersAnIncident(t *testing.T) {
 	path := filepath.Join(dir, name)
 	for _, tc := range []struct {
 		format, want string
-	}{{"text", "64  load_parquet (/srv/app.py:15)"}, {"json", `"schema": "leaktrace-incident/1"`}} {
+	}{{"text", "64  load_parquet (/srv/app.py:15)"}, {"json", `"schema": "leaktrace.incident/v1"`}} {
 		out := filepath.Join(dir, "out."+tc.format)
 		if code := run([]string{"report", path, "--format", tc.format, "-o", out}); code != 0 {
 			t.Fatalf("report --format %s: exit %d", tc.format, code)
@@ -43,7 +43,7 @@ func TestReportRendersAnIncident(t *testing.T) {
 		t.Errorf("an incident as sarif: exit %d, want %d", code, exitUsage)
 	}
 	bad := filepath.Join(dir, "bad.json")
-	os.WriteFile(bad, []byte(`{"schema": "leaktrace-incident/1", "pid": -4}`), 0o644)
+	os.WriteFile(bad, []byte(`{"schema": "leaktrace.incident/v1", "pid": -4}`), 0o644)
 	if code := run([]string{"report", bad}); code != exitUsage {
 		t.Errorf("a damaged incident: exit %d, want %d", code, exitUsage)
 	}
