@@ -24,8 +24,8 @@ const (
 
 // dashboard is what the pages are served from: encoded once per evaluation.
 type dashboard struct {
-	main    []byte            // /api/dashboard
-	history map[uint32][]byte // /api/process?pid=N
+	main    []byte                  // /api/dashboard
+	history map[uint32]*dashHistory // /api/process?pid=N, encoded when asked for
 }
 
 type dashModel struct {
@@ -140,7 +140,7 @@ func (a *Agent) buildDashboard(snap *Snapshot, now time.Time) {
 	m := dashModel{Generated: now, Interval: a.interval.Seconds(), GrowthWindow: cfg.Thresholds.GrowthWindow.Seconds(),
 		Thresholds: dashThresholds{cfg.Thresholds.FDWarn, cfg.Thresholds.FDError, cfg.Thresholds.FDCritical},
 		Untracked:  snap.Untracked, Exited: snap.Exited, Processes: make([]dashProcess, 0, len(snap.Processes))}
-	hist := make(map[uint32][]byte, len(snap.Processes))
+	hist := make(map[uint32]*dashHistory, len(snap.Processes))
 	for i := range snap.Processes {
 		p := &snap.Processes[i]
 		dp := dashProcess{PID: p.PID, Comm: p.Comm, Exe: p.Exe, Cgroup: p.Cgroup, Open: p.Usage.Open, Threads: p.Usage.Threads,
@@ -154,16 +154,16 @@ func (a *Agent) buildDashboard(snap *Snapshot, now time.Time) {
 		}
 		m.Processes = append(m.Processes, dp)
 		if st := a.procs[p.PID]; st != nil {
-			h := dashHistory{PID: p.PID, Limit: dp.Limit, MemLimit: p.MemoryLimit}
+			h := &dashHistory{PID: p.PID, Limit: dp.Limit, MemLimit: p.MemoryLimit,
+				Times: make([]int64, 0, len(st.open.s)), Open: make([]int, 0, len(st.open.s)),
+				MemTimes: make([]int64, 0, len(st.resident.s)), Resident: make([]int, 0, len(st.resident.s))}
 			for _, s := range st.open.s {
 				h.Times, h.Open = append(h.Times, s.t.UnixMilli()), append(h.Open, s.n)
 			}
 			for _, s := range st.resident.s {
 				h.MemTimes, h.Resident = append(h.MemTimes, s.t.UnixMilli()), append(h.Resident, s.n)
 			}
-			if b, err := json.Marshal(h); err == nil {
-				hist[p.PID] = b
-			}
+			hist[p.PID] = h
 		}
 	}
 	type flameSite struct {

@@ -50,17 +50,16 @@ func (a *Agent) serveDashboard(mux *http.ServeMux, telemetryPath string) {
 			return
 		}
 		d := a.dash.Load()
-		var b []byte
+		var h *dashHistory
 		if d != nil {
-			b = d.history[uint32(pid)]
+			h = d.history[uint32(pid)]
 		}
-		if b == nil {
+		if h == nil {
 			http.Error(w, "no such traced process", http.StatusNotFound)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		w.Write(b)
+		writeJSON(w, h)
 	})
 	mux.HandleFunc("GET /api/links", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]string{"metrics": telemetryPath, "leaks": "/debug/leaks", "alerts": "/debug/alerts",
