@@ -57,6 +57,8 @@ func binaries(t *testing.T) string {
 			{"gcc", "-O2", "-g", "-fomit-frame-pointer", "-o", filepath.Join(buildDir, "leaky-c-nofp"), "testdata/leaky-c/leaky.c"},
 			{"gcc", "-O1", "-g", "-Wall", "-o", filepath.Join(buildDir, "fdgen"), "testdata/fdgen/fdgen.c", "-lpthread"},
 			{"gcc", "-O1", "-g", "-Wall", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "corpus"), "testdata/fdcorpus/corpus.c"},
+			{"gcc", "-O1", "-g", "-Wall", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "fdexhaust"), "testdata/fdexhaust/fdexhaust.c"},
+			{"gcc", "-O1", "-g", "-Wall", "-o", filepath.Join(buildDir, "memgrow"), "testdata/memgrow/memgrow.c"},
 		}
 		for _, s := range steps {
 			cmd := exec.Command(s[0], s[1:]...)
