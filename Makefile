@@ -4,7 +4,7 @@ BIN     ?= bin/leaktrace
 # A static binary: no libc threads in Go's own stacks, runs in any container.
 export CGO_ENABLED ?= 0
 
-.PHONY: build generate check-generated test test-short portable bench bench-smoke demo fuzz vet clean verifier-report
+.PHONY: build generate check-generated test test-short portable bench bench-smoke demo fuzz vet vmtest clean verifier-report
 
 build:
 	$(GO) build -trimpath -buildvcs=auto -o $(BIN) ./cmd/leaktrace
@@ -50,6 +50,13 @@ verifier-report: build
 
 demo: build
 	sudo $(BIN) demo
+
+# The kernel matrix: Debian's cloud kernels (pinned in vmtest/kernels.go,
+# fetched once into /var/cache/leaktrace-vmtest) booted under QEMU with TCG,
+# a smoke test of the static binary in each, a table at the end. As root;
+# needs qemu-system-x86, gcc and libc6-dev. VMTEST_FLAGS: e.g. -kernels 6.1,7.3.
+vmtest:
+	$(GO) run ./vmtest $(VMTEST_FLAGS)
 
 # A short run of every fuzz target.
 fuzz:

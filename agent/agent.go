@@ -17,6 +17,7 @@ import (
 	"github.com/leaktrace/leaktrace/aggregator"
 	"github.com/leaktrace/leaktrace/alert"
 	"github.com/leaktrace/leaktrace/event"
+	"github.com/leaktrace/leaktrace/incident"
 	"github.com/leaktrace/leaktrace/procfs"
 	"github.com/leaktrace/leaktrace/report"
 	"github.com/leaktrace/leaktrace/session"
@@ -56,6 +57,19 @@ type Agent struct {
 	lastTick   atomic.Int64 // unix ns of the last evaluation
 	ready      atomic.Bool
 
+	// agg is the session's aggregator, for onEvent alone (it runs under the
+	// session's lock): an fd failure's table is copied there, in the event
+	// path, so that it outlives a process that dies right after.
+	agg *aggregator.Aggregator
+	// incidentAt is when each process's last incident was taken (guarded by
+	// the session's lock, as onEvent is); incidentHold spaces them (ns).
+	incidentAt   map[uint32]time.Time
+	incidentHold atomic.Int64
+	incidents    *incident.Store
+	// dash is the dashboard's view, rebuilt at every evaluation: pages are
+	// served from it and never wait on the tracer or the agent's lock.
+	dash atomic.Pointer[dashboard]
+
 	mu     sync.Mutex // guards everything below
 	cfg    Config
 	procs  map[uint32]*procState
@@ -94,6 +108,15 @@ type procState struct {
 	lastFail       time.Time
 	lastErrno      int32
 	limitReadError bool
+	// Memory, sampled at each evaluation; memLimit is the lowest memory.max
+	// of its cgroup and their ancestors (0: none).
+	mem      procfs.Memory
+	memOK    bool
+	memLimit uint64
+	resident window
+	// The last incident taken of it and the sites it named.
+	incident, incidentTop string
+	incidentAt            time.Time
 }
 
 // siteState is what the agent keeps of one creation stack.
@@ -108,6 +131,7 @@ type fdFailure struct {
 	comm  string
 	errno int32
 	at    time.Time
+	table *tableCopy // set when an incident is due
 }
 
 // New loads the BPF programs with the configured filters and seeds the
@@ -145,6 +169,12 @@ func New(opts Options) (*Agent, error) {
 		cfg:        cfg,
 		procs:      make(map[uint32]*procState),
 		sites:      make(map[event.StackID]*siteState),
+		incidentAt: make(map[uint32]time.Time),
+	}
+	a.incidentHold.Store(int64(cfg.Thresholds.FDFailureHold))
+	a.incidents, err = openIncidents(cfg.Incidents, opts.Log)
+	if err != nil {
+		return nil, err
 	}
 	sess, err := session.New(session.Options{Mode: aggregator.ModeAttach, MinAge: cfg.Thresholds.MinAge, Tracer: tc,
 		Log: opts.Log, MaxStacks: cfg.Limits.MaxStacks, OnEvent: a.onEvent})
@@ -152,6 +182,7 @@ func New(opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.sess = sess
+	sess.With(func(g *aggregator.Aggregator) { a.agg = g })
 	sinks, err := a.sinkQueues(cfg)
 	if err != nil {
 		a.sess.Close()
@@ -271,8 +302,10 @@ func (a *Agent) onEvent(e *event.Event) {
 	default:
 		return
 	}
+	f := fdFailure{pid: e.PID, comm: e.Comm, errno: e.Errno, at: time.Now()}
+	f.table = a.snapshotTable(e, f.at)
 	select {
-	case a.fails <- fdFailure{pid: e.PID, comm: e.Comm, errno: e.Errno, at: time.Now()}:
+	case a.fails <- f:
 	default:
 		a.failsDropped.Add(1)
 	}
@@ -350,6 +383,10 @@ func (a *Agent) Reload(cfg Config) error {
 		cfg.Thresholds.MinAge = old.Thresholds.MinAge
 		cfg.Limits.MaxStacks = old.Limits.MaxStacks
 	}
+	if cfg.Incidents != old.Incidents {
+		a.log.Warn("incidents.dir/max need a restart: keeping the values in use", "dir", old.Incidents.Dir, "max", old.Incidents.Max)
+		cfg.Incidents = old.Incidents
+	}
 	sinks, err := a.sinkQueues(cfg)
 	if err != nil {
 		a.mu.Unlock()
@@ -357,6 +394,7 @@ func (a *Agent) Reload(cfg Config) error {
 	}
 	a.cfg = cfg
 	a.mu.Unlock()
+	a.incidentHold.Store(int64(cfg.Thresholds.FDFailureHold))
 	oldSinks := a.alerts.Sinks()
 	a.alerts.SetSinks(sinks...)
 	a.alerts.SetLabels(a.alertLabels(cfg))
@@ -441,6 +479,7 @@ func (a *Agent) tick(now time.Time) {
 	a.forgetStacks(now)
 	snap := a.observe(now, true)
 	a.alerts.Evaluate(a.rules(snap, now), now)
+	a.buildDashboard(snap, now)
 }
 
 // fdFailure records an EMFILE/ENFILE failure and, when it is the process's
@@ -459,6 +498,9 @@ func (a *Agent) fdFailure(f fdFailure) {
 		p.lastFail, p.lastErrno = f.at, f.errno
 	}
 	a.mu.Unlock()
+	if f.table != nil {
+		a.recordIncident(f)
+	}
 	if fresh {
 		snap := a.observe(f.at, false)
 		a.alerts.Evaluate(a.rules(snap, f.at), f.at)
@@ -481,6 +523,13 @@ func (a *Agent) forgetExited() {
 		if l.PID != 0 {
 			byPID[l.PID]++
 		}
+	}
+	if len(gone) > 0 {
+		a.sess.With(func(*aggregator.Aggregator) {
+			for _, p := range gone {
+				delete(a.incidentAt, p.PID)
+			}
+		})
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

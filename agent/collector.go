@@ -57,6 +57,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		descAlerts, descNotify, descReady, descLastEval} {
 		ch <- d
 	}
+	for _, d := range memoryDescs {
+		ch <- d
+	}
 }
 
 // Collect reads the state now.
@@ -94,7 +97,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for errno, n := range p.Failures {
 			counter(descFailures, float64(n), append(l, errnoName(errno))...)
 		}
+		collectMemory(ch, p, l)
 	}
+	a.collectIncidents(ch)
 	a.mu.Lock()
 	top := a.cfg.Limits.TopSites
 	a.mu.Unlock()

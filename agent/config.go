@@ -28,6 +28,13 @@ type Config struct {
 	Filters    Filters    `yaml:"filters"`
 	Sinks      Sinks      `yaml:"sinks"`
 	Limits     Limits     `yaml:"limits"`
+	Incidents  Incidents  `yaml:"incidents"`
+}
+
+// Incidents are the snapshots taken when a process fails to get an fd.
+type Incidents struct {
+	Dir string `yaml:"dir"` // "" keeps them in memory only
+	Max int    `yaml:"max"` // files kept; the oldest is removed first
 }
 
 // Thresholds of the alerts.
@@ -47,6 +54,18 @@ type Thresholds struct {
 	MinAge time.Duration `yaml:"min_age"`
 	// An EMFILE/ENFILE failure keeps its alert firing this long after the last.
 	FDFailureHold time.Duration `yaml:"fd_failure_hold"`
+	// A process's resident memory (RSS): absolute levels, and fractions of
+	// the lowest memory.max of its cgroup v2 and their ancestors when one
+	// is set. The higher of the two levels fires.
+	MemWarn             ByteSize `yaml:"memory_warn_bytes"`
+	MemError            ByteSize `yaml:"memory_error_bytes"`
+	MemCritical         ByteSize `yaml:"memory_critical_bytes"`
+	MemWarnFraction     float64  `yaml:"memory_warn_fraction"`
+	MemErrorFraction    float64  `yaml:"memory_error_fraction"`
+	MemCriticalFraction float64  `yaml:"memory_critical_fraction"`
+	// Resident memory growing faster than this per hour in both halves of
+	// the growth window is a leak.
+	MemGrowthPerHour ByteSize `yaml:"memory_growth_per_hour"`
 }
 
 // Filters select what is traced; empty traces the whole host. A process
@@ -118,8 +137,11 @@ type Limits struct {
 func DefaultConfig() Config {
 	return Config{
 		Thresholds: Thresholds{FDWarn: 70, FDError: 85, FDCritical: 95, GrowthMin: 50, GrowthWindow: 10 * time.Minute,
-			ZombiesMin: 1, MinAge: time.Minute, FDFailureHold: 5 * time.Minute},
-		Limits: Limits{MaxProcesses: 1000, TopSites: 20, MaxStacks: 20000},
+			ZombiesMin: 1, MinAge: time.Minute, FDFailureHold: 5 * time.Minute,
+			MemWarn: 1536 << 20, MemError: 2048 << 20, MemCritical: 2560 << 20,
+			MemWarnFraction: 0.8, MemErrorFraction: 0.9, MemCriticalFraction: 0.95, MemGrowthPerHour: 10 << 20},
+		Limits:    Limits{MaxProcesses: 1000, TopSites: 20, MaxStacks: 20000},
+		Incidents: Incidents{Dir: DefaultIncidentDir, Max: 100},
 	}
 }
 
@@ -195,6 +217,21 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("thresholds.min_age: %v must not be negative", t.MinAge)
 	case t.FDFailureHold <= 0:
 		return fmt.Errorf("thresholds.fd_failure_hold: %v must be positive", t.FDFailureHold)
+	}
+	if !(t.MemWarn > 0 && t.MemWarn <= t.MemError && t.MemError <= t.MemCritical) {
+		return fmt.Errorf("thresholds: 0 < memory_warn_bytes (%v) <= memory_error_bytes (%v) <= memory_critical_bytes (%v) must hold", t.MemWarn, t.MemError, t.MemCritical)
+	}
+	if !(t.MemWarnFraction > 0 && t.MemWarnFraction <= t.MemErrorFraction && t.MemErrorFraction <= t.MemCriticalFraction && t.MemCriticalFraction <= 1) {
+		return fmt.Errorf("thresholds: 0 < memory_warn_fraction (%v) <= memory_error_fraction (%v) <= memory_critical_fraction (%v) <= 1 must hold", t.MemWarnFraction, t.MemErrorFraction, t.MemCriticalFraction)
+	}
+	if t.MemGrowthPerHour == 0 {
+		return errors.New("thresholds.memory_growth_per_hour: must be positive")
+	}
+	if c.Incidents.Max < 1 || c.Incidents.Max > 100000 {
+		return fmt.Errorf("incidents.max: %d must be 1..100000", c.Incidents.Max)
+	}
+	if d := c.Incidents.Dir; d != "" && !strings.HasPrefix(d, "/") {
+		return fmt.Errorf("incidents.dir: %q must be an absolute path (or empty to keep incidents in memory)", d)
 	}
 	for _, pid := range c.Filters.PIDs {
 		if pid <= 0 {

@@ -96,7 +96,7 @@ func TestShippedConfigParses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("deploy/systemd/agent.yml: %v", err)
 	}
-	if d := DefaultConfig(); cfg.Thresholds != d.Thresholds || cfg.Limits != d.Limits || !cfg.Filters.Empty() || !reflect.DeepEqual(cfg.Sinks, d.Sinks) {
+	if d := DefaultConfig(); cfg.Thresholds != d.Thresholds || cfg.Limits != d.Limits || !cfg.Filters.Empty() || !reflect.DeepEqual(cfg.Sinks, d.Sinks) || cfg.Incidents != d.Incidents {
 		t.Errorf("the shipped config differs from the defaults it documents:\n%+v\n%+v", cfg, DefaultConfig())
 	}
 }

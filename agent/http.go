@@ -13,7 +13,8 @@ import (
 )
 
 // Handler serves the agent's endpoints: metrics at telemetryPath, /healthz,
-// /readyz, /debug/leaks (the live report as JSON) and /debug/alerts.
+// /readyz, /debug/leaks (the live report as JSON), /debug/alerts,
+// /debug/incidents, and the dashboard at / with its data under /api/.
 func (a *Agent) Handler(telemetryPath, version string) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(NewCollector(a),
@@ -49,13 +50,8 @@ func (a *Agent) Handler(telemetryPath, version string) http.Handler {
 	mux.HandleFunc("/debug/alerts", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, a.Firing())
 	})
-	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(w, `<html><head><title>leaktrace agent</title></head><body><h1>leaktrace agent</h1>
-<ul><li><a href="%s">metrics</a></li><li><a href="/debug/leaks">live report (JSON)</a></li>
-<li><a href="/debug/alerts">firing alerts (JSON)</a></li><li><a href="/healthz">healthz</a></li><li><a href="/readyz">readyz</a></li></ul></body></html>
-`, telemetryPath)
-	})
+	a.serveIncidents(mux)
+	a.serveDashboard(mux, telemetryPath)
 	return mux
 }
 

@@ -45,6 +45,20 @@ type ProcessStat struct {
 	Failures       map[int32]uint64
 	LastFail       time.Time
 	LastErrno      int32
+	// Memory as last sampled (MemoryOK false when unreadable: a zombie);
+	// MemoryLimit is the cgroup's memory.max, 0 when none.
+	Memory       procfs.Memory
+	MemoryOK     bool
+	MemoryLimit  uint64
+	MemoryGrowth float64 // resident bytes per second over the growth window
+	// MemorySustained is the lower of the two half-windows' growth rates;
+	// MemoryWindowFull says the window is covered.
+	MemorySustained  float64
+	MemoryWindowFull bool
+	// Incident is the name of the last fd-exhaustion incident and
+	// IncidentTop the sites it named.
+	Incident, IncidentTop string
+	IncidentAt            time.Time
 }
 
 // UsageRatio is open fds over the limit; 0 when the limit is unknown.
@@ -149,6 +163,7 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 	// Untracked is counted afresh from the live set: processes come and go.
 	snap := &Snapshot{Exited: a.exited, HeldAtExit: a.heldAtExit}
 	alive := make(map[uint32]bool, len(lives))
+	cgLimits := make(map[string]uint64) // memory.max by cgroup, read once per sample
 	for _, l := range lives {
 		pid := l.info.PID
 		alive[pid] = true
@@ -174,10 +189,14 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 		}
 		if sample {
 			p.open.add(now, l.u.Open, span)
+			p.sampleMemory(now, span, cgLimits)
 		}
 		ps := ProcessStat{PID: pid, Comm: p.comm, Exe: p.exe, Cgroup: p.cgroup, Usage: l.u, Limit: p.limit,
 			GrowthPerSec: p.open.rate(span), ExhaustSeconds: -1, Zombies: zombies[pid],
-			Failures: maps2(p.failures), LastFail: p.lastFail, LastErrno: p.lastErrno}
+			Failures: maps2(p.failures), LastFail: p.lastFail, LastErrno: p.lastErrno,
+			Memory: p.mem, MemoryOK: p.memOK, MemoryLimit: p.memLimit, MemoryGrowth: p.resident.rate(span),
+			Incident: p.incident, IncidentTop: p.incidentTop, IncidentAt: p.incidentAt}
+		ps.MemorySustained, ps.MemoryWindowFull = p.resident.sustainedRate(span)
 		if ps.GrowthPerSec > 0 && p.limit != 0 && p.limit != math.MaxUint64 && uint64(l.u.Open) < p.limit {
 			ps.ExhaustSeconds = float64(p.limit-uint64(l.u.Open)) / ps.GrowthPerSec
 		}
@@ -278,6 +297,11 @@ func (a *Agent) rules(snap *Snapshot, now time.Time) []alert.Alert {
 		if level != "" || failing {
 			top = a.topSites(p.PID, 3)
 		}
+		// At a failure, the sites the incident saw at that moment.
+		var incTop, incPath string
+		if failing && p.Incident != "" && now.Sub(p.IncidentAt) <= th.FDFailureHold {
+			incTop, incPath = p.IncidentTop, "/debug/incidents/"+p.Incident
+		}
 		if level != "" {
 			out = append(out, alert.Alert{Name: AlertFDUsage, Level: level, Labels: labels(), Annotations: map[string]string{
 				"summary":   fmt.Sprintf("pid %d (%s) has %d of its %d fds open (%.0f%%)", p.PID, p.Comm, p.Usage.Open, p.Limit, ratio),
@@ -285,10 +309,14 @@ func (a *Agent) rules(snap *Snapshot, now time.Time) []alert.Alert {
 			}})
 		}
 		if failing {
-			out = append(out, alert.Alert{Name: AlertFDExhausted, Level: alert.LevelCritical, Labels: labels(), Annotations: map[string]string{
+			ann := map[string]string{
 				"summary":   fmt.Sprintf("pid %d (%s) failed to open an fd: %s (%d of %d open)", p.PID, p.Comm, errnoName(p.LastErrno), p.Usage.Open, p.Limit),
-				"top_sites": top, "exe": p.Exe,
-			}})
+				"top_sites": cmp.Or(incTop, top), "exe": p.Exe,
+			}
+			if incPath != "" {
+				ann["incident"] = incPath
+			}
+			out = append(out, alert.Alert{Name: AlertFDExhausted, Level: alert.LevelCritical, Labels: labels(), Annotations: ann})
 		}
 		if p.Zombies >= th.ZombiesMin {
 			out = append(out, alert.Alert{Name: AlertChildLeak, Level: alert.LevelWarning, Labels: labels(), Annotations: map[string]string{
@@ -297,6 +325,7 @@ func (a *Agent) rules(snap *Snapshot, now time.Time) []alert.Alert {
 			}})
 		}
 	}
+	out = append(out, memoryRules(snap, th)...)
 	for i := range snap.Sites {
 		s := &snap.Sites[i]
 		if !s.WindowFull || s.Growth < th.GrowthMin {

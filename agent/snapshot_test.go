@@ -95,6 +95,8 @@ func withFake(t *testing.T, a *Agent, limits map[uint32]uint64) *fakeSession {
 		f.sites[id] = session.SiteInfo{Key: fmt.Sprintf("site%d", id), Headline: report.Frame{Function: fmt.Sprintf("fn%d", id), File: "srv.c", Line: int(id)}}
 	}
 	a.sess = f
+	a.agg = f.g
+	a.incidentHold.Store(int64(a.cfg.Thresholds.FDFailureHold))
 	root := t.TempDir()
 	for pid, lim := range limits {
 		dir := filepath.Join(root, fmt.Sprint(pid))

@@ -46,11 +46,14 @@ type Handle struct {
 	Kind      event.Kind
 	Inherited bool // a copy made at fork
 	Outside   bool // open before tracing: never a leak
-	Stack     event.StackID
-	Created   uint64
-	PID       uint32 // the process whose handle this is
-	Target    string
-	exited    uint64 // processes: when the child exited (zombie since)
+	// Finalizing: created once Python finalization had begun; the
+	// interpreter's shutdown closing it is no leak.
+	Finalizing bool
+	Stack      event.StackID
+	Created    uint64
+	PID        uint32 // the process whose handle this is
+	Target     string
+	exited     uint64 // processes: when the child exited (zombie since)
 }
 
 // Leak is a handle reported as leaked.
@@ -391,7 +394,8 @@ func (a *Aggregator) fdOpen(e *event.Event) {
 	p := a.proc(e)
 	t := p.table
 	h := a.newHandle()
-	*h = Handle{FD: e.FD, Kind: e.Kind, Target: e.Target, Stack: e.Stack, Created: e.Time, PID: p.pid}
+	*h = Handle{FD: e.FD, Kind: e.Kind, Target: e.Target, Stack: e.Stack, Created: e.Time, PID: p.pid,
+		Finalizing: e.Flags&event.FlagPyFinalizing != 0}
 	allocated := true
 	switch e.Install {
 	case event.InstallDup, event.InstallDupOnto:
@@ -657,9 +661,11 @@ func (a *Aggregator) tableDies(tb *table, p *process, t uint64) {
 
 // shutdownClose reports a handle that the Python interpreter closed while
 // finalizing: the program never released it (an atexit handler's close runs
-// before finalization and is a release).
+// before finalization and is a release). A handle created once finalization
+// had begun is exit-time code's own (C destructors, preloaded libraries,
+// coverage writers): its close balances it.
 func (a *Aggregator) shutdownClose(p *process, h *Handle, e *event.Event) {
-	if e.Flags&event.FlagPyShutdown == 0 || !countable(h) {
+	if e.Flags&event.FlagPyShutdown == 0 || h.Finalizing || !countable(h) {
 		return
 	}
 	owner := p

@@ -10,6 +10,9 @@ import (
 // shutdown marks a close event as made during Python interpreter shutdown.
 func shutdown(e event.Event) event.Event { e.Flags |= event.FlagPyShutdown; return e }
 
+// finalizing marks an open as made once the interpreter began to finalize.
+func finalizing(e event.Event) event.Event { e.Flags |= event.FlagPyFinalizing; return e }
+
 func TestPythonShutdownClose(t *testing.T) {
 	atShutdown := func(l leak) leak { l.Reason = aggregator.ReasonPyShutdown; return l }
 	runCases(t, []tcase{
@@ -24,6 +27,26 @@ func TestPythonShutdownClose(t *testing.T) {
 			},
 			leaks: []leak{atShutdown(fileLeak(P, 3, "/tmp/kept", 1, 10, 20))},
 			procs: []aggregator.ProcessInfo{{PID: P, Exited: true, Leaked: 1}},
+		},
+		{
+			name: "a handle opened once finalization began and closed by it balances",
+			events: []event.Event{
+				openFile(P, 3, "/tmp/kept", 1, 10),
+				finalizing(openFile(P, 4, "/proc/self/status", 2, 18)), // an exit-time C destructor's
+				shutdown(closeOwn(P, 4, 19)),
+				shutdown(closeOwn(P, 3, 20)),
+				dies(P, 30),
+			},
+			leaks: []leak{atShutdown(fileLeak(P, 3, "/tmp/kept", 1, 10, 20))},
+			procs: []aggregator.ProcessInfo{{PID: P, Exited: true, Leaked: 1}},
+		},
+		{
+			name: "a handle opened during finalization and never closed is still held at exit",
+			events: []event.Event{
+				finalizing(openFile(P, 4, "/tmp/late", 2, 18)),
+				dies(P, 30),
+			},
+			leaks: []leak{fileLeak(P, 4, "/tmp/late", 2, 18, 30)},
 		},
 		{
 			name: "close_range at shutdown reports each open fd once",

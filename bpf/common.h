@@ -170,7 +170,7 @@ static __always_inline bool in_compat(void)
 	struct task_struct *task = bpf_get_current_task_btf();
 	if (!bpf_core_field_exists(task->thread_info.status))
 		return false;
-	return BPF_CORE_READ(task, thread_info.status) & TS_COMPAT;
+	return task->thread_info.status & TS_COMPAT;
 }
 
 #endif

@@ -42,20 +42,18 @@ static __always_inline int on_sys_enter(long id, __u64 a0, __u64 a1, __u64 a2, _
 	__u8 cls = sys ? sys->class : LT_SYS_NONE;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
-	if (pair_in_kernel && in_traced(tgid))
-		stash_before_syscall(cls, (int)a0);
-	if (cls == LT_SYS_NONE) {
-		/* x32 syscalls carry bit 30 and are compat syscalls too. */
-		if ((id & 0x40000000) && is_traced(tgid))
+	/* A 32-bit syscall's number is from another table (i386's open is
+	 * x86-64's fstat): count it for a traced process, never read it. x32
+	 * syscalls carry bit 30. Per-syscall tracepoints never fire for them. */
+	if (in_compat() || (id & 0x40000000)) {
+		if (is_traced(tgid))
 			count(LT_CNT_COMPAT);
 		return 0;
 	}
-	if (!is_traced(tgid))
+	if (pair_in_kernel && in_traced(tgid))
+		stash_before_syscall(cls, (int)a0);
+	if (cls == LT_SYS_NONE || !is_traced(tgid))
 		return 0;
-	if (in_compat()) {
-		count(LT_CNT_COMPAT);
-		return 0;
-	}
 	if (cls == LT_SYS_EXIT_GROUP)
 		return exit_group_enter(a0);
 	if (cls == LT_SYS_RECVMSG && !msghdr_has_control(a1))

@@ -25,6 +25,7 @@ enum lt_event_type {
 	LT_EV_FD_UPDATE = 10,  /* fd's description changed: socket bound, connected */
 	LT_EV_FD_FAIL = 11,    /* an fd-creating syscall failed with EMFILE or ENFILE (ret) */
 	LT_EV_PY_STACK = 32,   /* Python frames of the record that follows (bpf/python.h) */
+	LT_EV_PY_CODE = 33,    /* a code object's names, read when the kernel first saw it */
 };
 
 /* Bits of lt_fd_event.flags. */
@@ -186,42 +187,91 @@ enum lt_counter {
 };
 
 /* Python (bpf/python.h). Go fills lt_py_proc per tgid once it has found the
- * interpreter: where _PyRuntime is and the offsets of the fields walked. */
+ * interpreter: where _PyRuntime is and one layout value per CPython version
+ * (offsets, and the LT_PY_L_* choices below). The kernel has one walk for
+ * every version: what differs between versions is data, never a C path. */
 #define LT_PY_FRAMES_MAX 128
 #define LT_PY_THREADS_MAX 256
 
+/* Bits of lt_py_proc.flags. */
+#define LT_PY_L_CFRAME (1U << 0) /* tstate_frame is a _PyCFrame *: hop through cframe_current (3.11, 3.12) */
+#define LT_PY_L_SHIM (1U << 1)   /* a marked frame is a C-stack shim below an eval call's first frame (3.12+),
+				  * not that first frame itself (3.11's is_entry) */
+
 struct lt_py_proc {
 	__u64 runtime;            /* address of _PyRuntime */
+	__u64 code_mask;          /* bits of the frame's code field that are the pointer (3.14 tags it) */
 	__u32 version;            /* PY_VERSION_HEX */
+	__u32 flags;              /* LT_PY_L_* */
 	__u16 rt_finalizing;      /* _PyRuntime._finalizing (non-NULL: Py_Finalize began) */
 	__u16 rt_interp_head;     /* _PyRuntime.interpreters.head */
 	__u16 interp_tstate_head; /* PyInterpreterState.threads.head */
 	__u16 tstate_next;
 	__u16 tstate_native_tid;  /* PyThreadState.native_thread_id: the kernel tid */
-	__u16 tstate_cframe;      /* PyThreadState.cframe */
+	__u16 tstate_frame;       /* PyThreadState.current_frame, or .cframe (LT_PY_L_CFRAME) */
 	__u16 cframe_current;     /* _PyCFrame.current_frame */
-	__u16 frame_code;         /* _PyInterpreterFrame.f_code */
+	__u16 frame_code;         /* _PyInterpreterFrame.f_code / f_executable */
 	__u16 frame_previous;
-	__u16 frame_prev_instr;
-	__u16 frame_is_entry;     /* bool: first frame of a C-level eval call */
+	__u16 frame_instr;        /* prev_instr (3.11, 3.12) / instr_ptr (3.13+): the call in progress */
+	__u16 frame_marker;       /* byte: is_entry (3.11) / owner (3.12+) */
 	__u16 code_firstlineno;   /* PyCodeObject.co_firstlineno: checks the code cache */
-	__u16 _pad[2];
+	__u16 code_ident;         /* PyCodeObject.co_filename: tells a code object from a later one at its address */
+	__u8 marker_min;          /* frame_marker >= this marks the frame (entry, or shim with LT_PY_L_SHIM) */
+	__u8 _pad[5];
+	/* What naming a code object needs, read in the kernel on first sight:
+	 * by the time Go reads the process, the object may be gone (an
+	 * imported module's code) or the process may have exited. */
+	__u16 code_qualname;      /* PyCodeObject.co_qualname (str) */
+	__u16 code_linetable;     /* PyCodeObject.co_linetable (bytes) */
+	__u16 str_length;         /* PyASCIIObject.length */
+	__u16 str_state;          /* PyASCIIObject.state */
+	__u16 str_ascii_data;     /* sizeof(PyASCIIObject): where a compact ASCII str's bytes begin */
+	__u16 bytes_size;         /* PyVarObject.ob_size of a bytes object */
+	__u16 bytes_data;         /* PyBytesObject.ob_sval */
+	__u16 _pad2;
 };
 
 /* Bits of lt_py_frame.flags. */
-#define LT_PY_FRAME_ENTRY (1U << 0)
+#define LT_PY_FRAME_ENTRY (1U << 0) /* first frame of a C-level eval call */
 
 struct lt_py_frame {
 	__u64 code;       /* PyCodeObject * */
-	__u64 prev_instr; /* last instruction started in this frame */
+	__u64 prev_instr; /* the instruction in progress in this frame */
+	__u64 ident;      /* the code object's co_filename pointer: with firstlineno, its identity */
 	__s32 firstlineno;
 	__u32 flags;      /* LT_PY_FRAME_* */
 };
 
 /* Bits of lt_py_stack_event.status. */
-#define LT_PY_NO_TSTATE (1U << 0) /* no thread state has this tid */
-#define LT_PY_TRUNCATED (1U << 1) /* more frames than LT_PY_FRAMES_MAX */
-#define LT_PY_FAULT (1U << 2)     /* a read of interpreter memory failed */
+#define LT_PY_NO_TSTATE (1U << 0)   /* no thread state has this tid */
+#define LT_PY_TRUNCATED (1U << 1)   /* more frames than LT_PY_FRAMES_MAX */
+#define LT_PY_FAULT (1U << 2)       /* a read of interpreter memory failed */
+#define LT_PY_FINALIZING (1U << 3)  /* Py_Finalize had begun when the record was made */
+
+#define LT_PY_NAME_MAX 128      /* bytes of a qualname sent */
+#define LT_PY_FILE_MAX 256      /* bytes of a filename sent */
+#define LT_PY_LINETABLE_MAX 4096 /* bytes of a line table sent: its start when longer */
+
+/* Bits of lt_py_code_event.flags. */
+#define LT_PY_CODE_NAME (1U << 0)      /* qualname read (compact ASCII, whole) */
+#define LT_PY_CODE_FILE (1U << 1)      /* filename read (compact ASCII, whole) */
+#define LT_PY_CODE_LINETABLE (1U << 2) /* line table read (linetable_len bytes of its start) */
+
+/* A code object's names, sent before the stack that first showed it. */
+struct lt_py_code_event {
+	struct lt_header h;
+	__u64 code;      /* PyCodeObject * */
+	__u64 ident;     /* co_filename pointer, as in lt_py_frame */
+	__s32 firstlineno;
+	__u32 flags;     /* LT_PY_CODE_* */
+	__u32 name_len;
+	__u32 file_len;
+	__u32 linetable_len;
+	__u32 _pad;
+	char name[LT_PY_NAME_MAX];
+	char file[LT_PY_FILE_MAX];
+	__u8 linetable[LT_PY_LINETABLE_MAX];
+};
 
 /* Sent just before the fd-open or task-new record it belongs to, from the
  * same tid and with the same h.ts. */

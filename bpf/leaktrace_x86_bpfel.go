@@ -57,6 +57,7 @@ const (
 	LeaktraceLtEventTypeLT_EV_FD_UPDATE   LeaktraceLtEventType = 10
 	LeaktraceLtEventTypeLT_EV_FD_FAIL     LeaktraceLtEventType = 11
 	LeaktraceLtEventTypeLT_EV_PY_STACK    LeaktraceLtEventType = 32
+	LeaktraceLtEventTypeLT_EV_PY_CODE     LeaktraceLtEventType = 33
 )
 
 type LeaktraceLtExecEvent struct {
@@ -116,10 +117,27 @@ type LeaktraceLtMmapEvent struct {
 	Path  [16][64]int8
 }
 
+type LeaktraceLtPyCodeEvent struct {
+	_            structs.HostLayout
+	H            LeaktraceLtHeader
+	Code         uint64
+	Ident        uint64
+	Firstlineno  int32
+	Flags        uint32
+	NameLen      uint32
+	FileLen      uint32
+	LinetableLen uint32
+	Pad          uint32
+	Name         [128]int8
+	File         [256]int8
+	Linetable    [4096]uint8
+}
+
 type LeaktraceLtPyFrame struct {
 	_           structs.HostLayout
 	Code        uint64
 	PrevInstr   uint64
+	Ident       uint64
 	Firstlineno int32
 	Flags       uint32
 }
@@ -127,20 +145,32 @@ type LeaktraceLtPyFrame struct {
 type LeaktraceLtPyProc struct {
 	_                structs.HostLayout
 	Runtime          uint64
+	CodeMask         uint64
 	Version          uint32
+	Flags            uint32
 	RtFinalizing     uint16
 	RtInterpHead     uint16
 	InterpTstateHead uint16
 	TstateNext       uint16
 	TstateNativeTid  uint16
-	TstateCframe     uint16
+	TstateFrame      uint16
 	CframeCurrent    uint16
 	FrameCode        uint16
 	FramePrevious    uint16
-	FramePrevInstr   uint16
-	FrameIsEntry     uint16
+	FrameInstr       uint16
+	FrameMarker      uint16
 	CodeFirstlineno  uint16
-	Pad              [2]uint16
+	CodeIdent        uint16
+	MarkerMin        uint8
+	Pad              [5]uint8
+	CodeQualname     uint16
+	CodeLinetable    uint16
+	StrLength        uint16
+	StrState         uint16
+	StrAsciiData     uint16
+	BytesSize        uint16
+	BytesData        uint16
+	Pad2             uint16
 }
 
 type LeaktraceLtPyStackEvent struct {
@@ -231,13 +261,6 @@ type LeaktraceLtTaskEvent struct {
 	Stack      LeaktraceLtStack
 }
 
-type LeaktracePyCodeKey struct {
-	_    structs.HostLayout
-	Tgid uint32
-	Pad  uint32
-	Code uint64
-}
-
 type LeaktraceRights struct {
 	_       structs.HostLayout
 	Fds     [64]int32
@@ -293,6 +316,7 @@ const (
 	LeaktraceVarUnusedExec        = "unused_exec"
 	LeaktraceVarUnusedFd          = "unused_fd"
 	LeaktraceVarUnusedMmap        = "unused_mmap"
+	LeaktraceVarUnusedPyCode      = "unused_py_code"
 	LeaktraceVarUnusedPyProc      = "unused_py_proc"
 	LeaktraceVarUnusedPyStack     = "unused_py_stack"
 	LeaktraceVarUnusedSys         = "unused_sys"
@@ -389,6 +413,7 @@ type LeaktraceVariableSpecs struct {
 	UnusedExec       *ebpf.VariableSpec `ebpf:"unused_exec"`
 	UnusedFd         *ebpf.VariableSpec `ebpf:"unused_fd"`
 	UnusedMmap       *ebpf.VariableSpec `ebpf:"unused_mmap"`
+	UnusedPyCode     *ebpf.VariableSpec `ebpf:"unused_py_code"`
 	UnusedPyProc     *ebpf.VariableSpec `ebpf:"unused_py_proc"`
 	UnusedPyStack    *ebpf.VariableSpec `ebpf:"unused_py_stack"`
 	UnusedSys        *ebpf.VariableSpec `ebpf:"unused_sys"`
@@ -468,6 +493,7 @@ type LeaktraceVariables struct {
 	UnusedExec       *ebpf.Variable `ebpf:"unused_exec"`
 	UnusedFd         *ebpf.Variable `ebpf:"unused_fd"`
 	UnusedMmap       *ebpf.Variable `ebpf:"unused_mmap"`
+	UnusedPyCode     *ebpf.Variable `ebpf:"unused_py_code"`
 	UnusedPyProc     *ebpf.Variable `ebpf:"unused_py_proc"`
 	UnusedPyStack    *ebpf.Variable `ebpf:"unused_py_stack"`
 	UnusedSys        *ebpf.Variable `ebpf:"unused_sys"`

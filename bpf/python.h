@@ -26,25 +26,33 @@ struct {
 	__type(value, struct lt_py_stack_event);
 } py_scratch SEC(".maps");
 
-/* Code objects Go has been woken for: a record whose code objects were all
- * seen before needs no wakeup (Go has them cached); one with a new code
- * object wakes Go at once, to read it while the process still lives. */
-#define PY_SEEN_FRAMES 8
-
-struct py_code_key {
-	__u32 tgid;
-	__u32 _pad;
-	__u64 code;
-};
+/* Code objects whose names were sent: a direct-mapped table of tags, so
+ * that every frame of every stack is checked for a cheap inlined array
+ * lookup (an import runs 40 frames deep, its new module body far from the
+ * innermost frame). A tag covers process, address, filename and first line:
+ * a freed code object's address is soon another's. Two objects sharing a
+ * slot only cost their names being sent again. */
+#define PY_SEEN_SLOTS 65536
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct py_code_key);
-	__type(value, __u8);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PY_SEEN_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
 } py_seen SEC(".maps");
 
+static __always_inline __u64 py_code_tag(__u32 tgid, __u64 code, __u64 ident, __s32 firstlineno)
+{
+	__u64 x = code ^ (ident * 0x9e3779b97f4a7c15ULL) ^ ((__u64)tgid << 32 | (__u32)firstlineno);
+
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	return x | 1; /* never the empty slot's 0 */
+}
+
 const struct lt_py_stack_event *unused_py_stack __attribute__((unused));
+const struct lt_py_code_event *unused_py_code __attribute__((unused));
 const struct lt_py_proc *unused_py_proc __attribute__((unused));
 
 static __always_inline __u64 py_read_ptr(__u64 addr)
@@ -56,24 +64,39 @@ static __always_inline __u64 py_read_ptr(__u64 addr)
 	return v;
 }
 
+/* py_current_frame is a thread state's innermost frame: one hop through
+ * the _PyCFrame on 3.11 and 3.12, read directly from 3.13 on. */
+static __always_inline __u64 py_current_frame(const struct lt_py_proc *pp, __u64 ts)
+{
+	__u64 f = py_read_ptr(ts + pp->tstate_frame);
+
+	if (f && (pp->flags & LT_PY_L_CFRAME))
+		f = py_read_ptr(f + pp->cframe_current);
+	return f;
+}
+
 struct py_thread_walk {
 	const struct lt_py_proc *pp;
 	__u64 ts;
-	__u64 found;
+	__u64 frame; /* innermost frame of the thread state found */
 	__u32 tid;
+	__u32 found;
 };
 
+/* A thread state another thread is creating carries its creator's tid until
+ * the new thread binds it (3.11), and has no frame yet: the creator's own
+ * state is the one with frames, so a match without frames is passed over. */
 static long py_thread_step(__u64 i, void *ctx)
 {
 	struct py_thread_walk *w = ctx;
-	__u64 tid;
 
 	if (!w->ts)
 		return 1;
-	tid = py_read_ptr(w->ts + w->pp->tstate_native_tid);
-	if (tid == w->tid) {
-		w->found = w->ts;
-		return 1;
+	if (py_read_ptr(w->ts + w->pp->tstate_native_tid) == w->tid) {
+		w->found = 1;
+		w->frame = py_current_frame(w->pp, w->ts);
+		if (w->frame)
+			return 1;
 	}
 	w->ts = py_read_ptr(w->ts + w->pp->tstate_next);
 	return 0;
@@ -87,42 +110,110 @@ struct py_frame_walk {
 	__u32 fresh; /* a code object not seen before */
 };
 
+/* py_read_str copies a compact ASCII str's bytes (every identifier and most
+ * paths the compiler makes) into dst; false for anything else or too long. */
+static __always_inline bool py_read_str(const struct lt_py_proc *pp, __u64 str, char *dst, __u32 max, __u32 *len)
+{
+	__u64 n = py_read_ptr(str + pp->str_length);
+	__u32 state = 0;
+
+	*len = 0;
+	if (!str || bpf_probe_read_user(&state, sizeof(state), (void *)(str + pp->str_state)))
+		return false;
+	/* PEP 393 state bits: compact (5) and ascii (6). */
+	if ((state & 0x60) != 0x60 || n == 0 || n > max)
+		return false;
+	if (bpf_probe_read_user(dst, n, (void *)(str + pp->str_ascii_data)))
+		return false;
+	*len = n;
+	return true;
+}
+
+/* py_send_code sends what naming the code object at code needs, read now,
+ * while it and its process certainly exist. */
+static __always_inline void py_send_code(const struct lt_py_proc *pp, const struct lt_header *h,
+				    __u64 code, __u64 ident, __s32 firstlineno)
+{
+	struct lt_py_code_event *c;
+
+	if (!pp || !h)
+		return;
+	c = bpf_ringbuf_reserve(&events, sizeof(*c), 0);
+	if (!c) {
+		count(LT_CNT_RINGBUF_FULL);
+		return;
+	}
+	__builtin_memcpy(&c->h, h, sizeof(c->h));
+	c->h.type = LT_EV_PY_CODE;
+	c->h.size = sizeof(*c);
+	c->code = code;
+	c->ident = ident;
+	c->firstlineno = firstlineno;
+	c->flags = 0;
+	c->linetable_len = 0;
+	if (py_read_str(pp, py_read_ptr(code + pp->code_qualname), c->name, LT_PY_NAME_MAX, &c->name_len))
+		c->flags |= LT_PY_CODE_NAME;
+	if (py_read_str(pp, ident, c->file, LT_PY_FILE_MAX, &c->file_len))
+		c->flags |= LT_PY_CODE_FILE;
+	__u64 lt = py_read_ptr(code + pp->code_linetable);
+	__u64 n = lt ? py_read_ptr(lt + pp->bytes_size) : 0;
+	/* A long table's start still gives the lines of the code's start. */
+	if (n > LT_PY_LINETABLE_MAX)
+		n = LT_PY_LINETABLE_MAX;
+	if (lt && n > 0 &&
+	    !bpf_probe_read_user(c->linetable, n, (void *)(lt + pp->bytes_data))) {
+		c->linetable_len = n;
+		c->flags |= LT_PY_CODE_LINETABLE;
+	}
+	bpf_ringbuf_submit(c, 0);
+	count(LT_CNT_EVENTS);
+}
+
+/* One frame per call, innermost first. The layout's marker byte says either
+ * "this frame began an eval call" (3.11) or "this is the shim below the
+ * frame that began one" (3.12+, LT_PY_L_SHIM): the shim is not sent, the
+ * frame sent before it is marked instead. */
 static long py_frame_step(__u64 i, void *ctx)
 {
 	struct py_frame_walk *w = ctx;
 	const struct lt_py_proc *pp = w->pp;
 	struct lt_py_stack_event *e = w->e;
 	struct lt_py_frame *f;
-	__u8 entry = 0;
+	__u8 marker = 0;
 
 	if (!w->frame)
 		return 1;
+	bpf_probe_read_user(&marker, sizeof(marker), (void *)(w->frame + pp->frame_marker));
+	bool marked = pp->marker_min && marker >= pp->marker_min;
+	if (marked && (pp->flags & LT_PY_L_SHIM)) {
+		if (e->depth > 0)
+			e->frames[(e->depth - 1) & (LT_PY_FRAMES_MAX - 1)].flags |= LT_PY_FRAME_ENTRY;
+		w->frame = py_read_ptr(w->frame + pp->frame_previous);
+		return 0;
+	}
 	if (e->depth >= LT_PY_FRAMES_MAX) {
 		e->status |= LT_PY_TRUNCATED;
 		return 1;
 	}
 	f = &e->frames[e->depth & (LT_PY_FRAMES_MAX - 1)];
-	f->code = py_read_ptr(w->frame + pp->frame_code);
-	f->prev_instr = py_read_ptr(w->frame + pp->frame_prev_instr);
+	f->code = py_read_ptr(w->frame + pp->frame_code) & pp->code_mask;
+	f->prev_instr = py_read_ptr(w->frame + pp->frame_instr);
 	f->firstlineno = 0;
-	f->flags = 0;
+	f->flags = marked ? LT_PY_FRAME_ENTRY : 0;
 	if (!f->code) {
 		e->status |= LT_PY_FAULT;
 		return 1;
 	}
-	/* New code objects are the innermost ones (outer frames, main and the
-	 * module, were seen on the first record): checking a few keeps the
-	 * lookups per record bounded. */
-	struct py_code_key k = {.tgid = w->tgid, .code = f->code};
-	if (e->depth < PY_SEEN_FRAMES && !bpf_map_lookup_elem(&py_seen, &k)) {
-		__u8 one = 1;
-		bpf_map_update_elem(&py_seen, &k, &one, BPF_ANY);
+	bpf_probe_read_user(&f->firstlineno, sizeof(f->firstlineno), (void *)(f->code + pp->code_firstlineno));
+	f->ident = py_read_ptr(f->code + pp->code_ident);
+	__u64 tag = py_code_tag(w->tgid, f->code, f->ident, f->firstlineno);
+	__u32 slot = tag >> 32 & (PY_SEEN_SLOTS - 1);
+	__u64 *seen = bpf_map_lookup_elem(&py_seen, &slot);
+	if (seen && *seen != tag) {
+		*seen = tag;
+		py_send_code(pp, &e->h, f->code, f->ident, f->firstlineno);
 		w->fresh = 1;
 	}
-	bpf_probe_read_user(&f->firstlineno, sizeof(f->firstlineno), (void *)(f->code + pp->code_firstlineno));
-	bpf_probe_read_user(&entry, sizeof(entry), (void *)(w->frame + pp->frame_is_entry));
-	if (entry)
-		f->flags |= LT_PY_FRAME_ENTRY;
 	e->depth++;
 	w->frame = py_read_ptr(w->frame + pp->frame_previous);
 	return 0;
@@ -130,24 +221,30 @@ static long py_frame_step(__u64 i, void *ctx)
 
 /* py_submit_stack sends the Python frames of the current thread ahead of the
  * record whose header is h. Nothing is sent for a process not known to run
- * Python. */
-static __always_inline void py_submit_stack(const struct lt_header *h)
+ * Python. A global function: verified once, not at each caller. */
+__noinline int py_submit_stack(const struct lt_header *h)
 {
 	const struct lt_py_proc *pp;
 	struct lt_py_stack_event *e;
-	__u32 pid = h->pid;
 	__u32 zero = 0;
 
+	if (!h)
+		return 0;
+	__u32 pid = h->pid;
 	pp = bpf_map_lookup_elem(&py_procs, &pid);
 	if (!pp)
-		return;
+		return 0;
 	e = bpf_map_lookup_elem(&py_scratch, &zero);
 	if (!e)
-		return;
+		return 0;
 	__builtin_memcpy(&e->h, h, sizeof(e->h));
 	e->h.type = LT_EV_PY_STACK;
 	e->depth = 0;
 	e->status = 0;
+	/* A handle made once finalization began is the exit-time code's own
+	 * (C destructors, preloaded libraries): its close then is no leak. */
+	if (py_read_ptr(pp->runtime + pp->rt_finalizing))
+		e->status |= LT_PY_FINALIZING;
 
 	__u64 interp = py_read_ptr(pp->runtime + pp->rt_interp_head);
 	struct py_thread_walk tw = {
@@ -160,14 +257,14 @@ static __always_inline void py_submit_stack(const struct lt_header *h)
 	if (!tw.found) {
 		e->status |= LT_PY_NO_TSTATE;
 	} else {
-		__u64 cframe = py_read_ptr(tw.found + pp->tstate_cframe);
 		struct py_frame_walk fw = {
 			.pp = pp,
 			.e = e,
-			.frame = cframe ? py_read_ptr(cframe + pp->cframe_current) : 0,
+			.frame = tw.frame,
 			.tgid = pid,
 		};
-		bpf_loop(LT_PY_FRAMES_MAX + 1, py_frame_step, &fw, 0);
+		/* Shims take a step each: at most one per frame sent. */
+		bpf_loop(2 * LT_PY_FRAMES_MAX + 1, py_frame_step, &fw, 0);
 		wake = fw.fresh;
 	}
 	__u64 size = offsetof(struct lt_py_stack_event, frames) +
@@ -180,6 +277,7 @@ static __always_inline void py_submit_stack(const struct lt_header *h)
 		count(LT_CNT_RINGBUF_FULL);
 	else
 		count(LT_CNT_EVENTS);
+	return 0;
 }
 
 /* py_close_flags marks a close made while the interpreter finalizes: the

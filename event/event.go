@@ -21,9 +21,10 @@ const (
 	FDUpdate                   // FD's target changed (a socket bound or connected)
 	PyStack                    // Python frames of TID's next FDOpen or TaskNew (session only)
 	FDFail                     // an fd-creating syscall failed: Errno is EMFILE or ENFILE
+	PyCode                     // a Python code object's names, read by the kernel (session only)
 )
 
-var typeNames = [...]string{"", "fd_open", "fd_close", "close_range", "task_new", "exec", "task_exit", "mmap", "exit_group", "reap", "fd_update", "py_stack", "fd_fail"}
+var typeNames = [...]string{"", "fd_open", "fd_close", "close_range", "task_new", "exec", "task_exit", "mmap", "exit_group", "reap", "fd_update", "py_stack", "fd_fail", "py_code"}
 
 func (t Type) String() string {
 	if int(t) < len(typeNames) && t > 0 {
@@ -109,6 +110,11 @@ const (
 	// FlagPyShutdown: closed while the Python interpreter was finalizing; the
 	// program still held the handle when it ended.
 	FlagPyShutdown uint32 = 1 << 16
+	// FlagPyFinalizing: created once the Python interpreter had begun to
+	// finalize (exit-time code's own handle: its close then is no leak).
+	// Set from the Python stack sent with the record, not by the kernel's
+	// fd record itself.
+	FlagPyFinalizing uint32 = 1 << 17
 )
 
 // Event is one decoded kernel event. Fields not meaningful for a Type are zero.

@@ -131,6 +131,9 @@ func frameText(f report.Frame) string {
 		parts = append(parts, fmt.Sprintf("%#x", f.Address))
 	}
 	if m := moduleBase(f.Module); m != "" {
+		if f.Appended {
+			m += ", appended"
+		}
 		parts = append(parts, "["+clean(m)+"]")
 	}
 	return strings.Join(parts, " ")

@@ -105,7 +105,8 @@ func (p *agentProc) logText() string {
 func launchAgent(t *testing.T, args ...string) *agentProc {
 	t.Helper()
 	dir := binaries(t)
-	cmd := exec.Command(filepath.Join(dir, "leaktrace"), append([]string{"agent", "--web.listen-address", "127.0.0.1:0"}, args...)...)
+	cmd := exec.Command(filepath.Join(dir, "leaktrace"), append([]string{"agent", "--web.listen-address", "127.0.0.1:0",
+		"--incidents.dir", t.TempDir()}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

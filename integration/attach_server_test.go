@@ -247,19 +247,7 @@ func (a *attachRun) wait(t *testing.T) string {
 func TestAttachShortIsNotClean(t *testing.T) {
 	requireRoot(t)
 	dir := binaries(t)
-	prog := exec.Command(filepath.Join(dir, "leaky-c"), "slow")
-	stdout, err := prog.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := prog.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { prog.Process.Kill(); prog.Wait() }()
-	var pre int
-	if _, err := fmt.Fscanf(stdout, "ready %d\n", &pre); err != nil {
-		t.Fatalf("program not ready: %v", err)
-	}
+	prog, _ := startSlowLeaker(t, dir)
 	jsonPath := filepath.Join(t.TempDir(), "attach.json")
 	out, err := exec.Command(filepath.Join(dir, "leaktrace"), "attach", "--duration", "1500ms", "--json", jsonPath,
 		strconv.Itoa(prog.Process.Pid)).CombinedOutput()

@@ -57,6 +57,8 @@ func binaries(t *testing.T) string {
 			{"gcc", "-O2", "-g", "-fomit-frame-pointer", "-o", filepath.Join(buildDir, "leaky-c-nofp"), "testdata/leaky-c/leaky.c"},
 			{"gcc", "-O1", "-g", "-Wall", "-o", filepath.Join(buildDir, "fdgen"), "testdata/fdgen/fdgen.c", "-lpthread"},
 			{"gcc", "-O1", "-g", "-Wall", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "corpus"), "testdata/fdcorpus/corpus.c"},
+			{"gcc", "-O1", "-g", "-Wall", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "fdexhaust"), "testdata/fdexhaust/fdexhaust.c"},
+			{"gcc", "-O1", "-g", "-Wall", "-o", filepath.Join(buildDir, "memgrow"), "testdata/memgrow/memgrow.c"},
 		}
 		for _, s := range steps {
 			cmd := exec.Command(s[0], s[1:]...)
@@ -375,19 +377,7 @@ func TestDemo(t *testing.T) {
 func TestAttach(t *testing.T) {
 	requireRoot(t)
 	dir := binaries(t)
-	prog := exec.Command(filepath.Join(dir, "leaky-c"), "slow")
-	stdout, err := prog.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := prog.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { prog.Process.Kill(); prog.Wait() }()
-	var pre int
-	if _, err := fmt.Fscanf(stdout, "ready %d\n", &pre); err != nil {
-		t.Fatalf("program not ready: %v", err)
-	}
+	prog, pre := startSlowLeaker(t, dir)
 
 	jsonPath := filepath.Join(t.TempDir(), "attach.json")
 	start := time.Now()
@@ -489,4 +479,25 @@ func TestRunThreadLeak(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startSlowLeaker starts leaky-c's slow mode (a file leaked every 10 ms) and
+// waits for its "ready N" line: N fds were open before its loop. The program
+// is killed when the test ends.
+func startSlowLeaker(t *testing.T, dir string) (*exec.Cmd, int) {
+	t.Helper()
+	prog := exec.Command(filepath.Join(dir, "leaky-c"), "slow")
+	stdout, err := prog.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prog.Process.Kill(); prog.Wait() })
+	var pre int
+	if _, err := fmt.Fscanf(stdout, "ready %d\n", &pre); err != nil {
+		t.Fatalf("program not ready: %v", err)
+	}
+	return prog, pre
 }

@@ -25,6 +25,8 @@ type Code struct {
 	File      string // co_filename
 	FirstLine int
 	linetable []byte
+	fileAddr  uint64 // co_filename's address: the code object's identity with its address
+	partial   bool   // names only, from the kernel: no line table
 }
 
 const (
@@ -72,7 +74,7 @@ func (r *reader) code(addr uint64) (*Code, error) {
 	}
 	first := int(int32(binary.LittleEndian.Uint32(b[l.CodeFirstLine:])))
 	fileAt, nameAt, tableAt := u64(b, l.CodeFilename), u64(b, l.CodeQualname), u64(b, l.CodeLinetable)
-	c := &Code{FirstLine: first}
+	c := &Code{FirstLine: first, fileAddr: fileAt}
 	if c.File, err = r.str(fileAt); err != nil {
 		return nil, fmt.Errorf("co_filename: %w", err)
 	}

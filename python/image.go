@@ -61,7 +61,7 @@ func Inspect(path string) (im *Image, err error) {
 		}
 	}
 	for name, v := range want {
-		if v == 0 {
+		if v == 0 && name != "Py_Version" {
 			return nil, fmt.Errorf("%s: no %s: %w", path, name, ErrNotPython)
 		}
 	}
@@ -73,16 +73,71 @@ func Inspect(path string) (im *Image, err error) {
 		}
 	}
 	// Py_Version (3.11+) is a constant in the file: no process needed.
+	// Before it, only the file's name says the version.
+	if want["Py_Version"] == 0 {
+		return nil, &UnsupportedError{Minor: nameVersion(path), Reason: "versions before 3.11 are not supported"}
+	}
 	v, err := readVaddr(ef, want["Py_Version"], 4)
 	if err != nil {
 		return nil, fmt.Errorf("%s: reading Py_Version: %w", path, err)
 	}
 	im.Version = binary.LittleEndian.Uint32(v)
-	var ok bool
-	if im.layout, ok = layoutFor(im.Version); !ok {
-		return nil, fmt.Errorf("%s: version %s: %w", path, VersionString(im.Version), ErrNotPython)
+	if im.Version>>16 < 0x030d {
+		var ok bool
+		if im.layout, ok = tableLayout(im.Version); !ok {
+			return nil, &UnsupportedError{Version: im.Version, Reason: "versions before 3.11 are not supported"}
+		}
+		return im, nil
 	}
+	// 3.13+: _PyRuntime starts with its own offsets, initialized in the file.
+	b, err := readVaddrUpTo(ef, im.runtime, debugOffsetsSize())
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading _Py_DebugOffsets: %w", path, err)
+	}
+	layout, version, err := debugOffsetsLayout(b)
+	if err != nil {
+		var ue *UnsupportedError
+		if errors.As(err, &ue) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if version>>16 != im.Version>>16 {
+		return nil, fmt.Errorf("%s: _Py_DebugOffsets says %s, Py_Version %s", path, VersionString(version), VersionString(im.Version))
+	}
+	im.layout = layout
 	return im, nil
+}
+
+// nameVersion is the "3.10" in python3.10 or libpython3.10.so.1.0.
+func nameVersion(path string) string {
+	base := strings.TrimPrefix(strings.TrimPrefix(filepath.Base(path), "lib"), "python")
+	end := 0
+	for end < len(base) && (base[end] == '.' || base[end] >= '0' && base[end] <= '9') {
+		end++
+	}
+	v := strings.TrimRight(base[:end], ".")
+	if v == "" {
+		return "3"
+	}
+	if parts := strings.Split(v, "."); len(parts) > 2 {
+		v = parts[0] + "." + parts[1]
+	}
+	return v
+}
+
+// readVaddrUpTo reads up to n bytes at vaddr: what the file holds of them.
+func readVaddrUpTo(ef *elf.File, vaddr uint64, n int) ([]byte, error) {
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_LOAD && vaddr >= p.Vaddr && vaddr < p.Vaddr+p.Filesz {
+			b := make([]byte, min(uint64(n), p.Vaddr+p.Filesz-vaddr))
+			if _, err := p.ReadAt(b, int64(vaddr-p.Vaddr)); err != nil {
+				return nil, err
+			}
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("address %#x not in the file", vaddr)
 }
 
 func readVaddr(ef *elf.File, vaddr uint64, n int) ([]byte, error) {

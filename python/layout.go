@@ -4,11 +4,14 @@
 // function, file and line by reading the code objects from the live process.
 package python
 
-import "github.com/leaktrace/leaktrace/bpf"
+import (
+	"github.com/leaktrace/leaktrace/bpf"
+)
 
 // Layout is where the fields leaktrace reads sit in one CPython version's
 // structs: the kernel's part (thread list, frames) and Go's (code, str and
-// bytes objects).
+// bytes objects). The kernel has one frame walk for every version; a Layout
+// is all that differs.
 type Layout struct {
 	Kernel bpf.LeaktraceLtPyProc // Runtime and Version are left zero
 
@@ -23,28 +26,46 @@ type Layout struct {
 	BytesData     int // PyBytesObject.ob_sval
 	StrLength     int // PyASCIIObject.length
 	StrState      int // PyASCIIObject.state (interned:2 kind:3 compact:1 ascii:1)
-	StrASCIIData  int // data of a compact ASCII str
-	StrCompactDat int // data of a compact non-ASCII str
+	StrASCIIData  int // data of a compact ASCII str: sizeof(PyASCIIObject)
+	StrCompactDat int // data of a compact non-ASCII str: sizeof(PyCompactUnicodeObject)
 }
 
-// layout311 is CPython 3.11 on x86-64 (Include/internal/pycore_runtime.h,
-// pycore_interp.h, cpython/pystate.h, pycore_frame.h, cpython/code.h,
-// cpython/unicodeobject.h); checked against both a shared-libpython and a
-// statically linked build by reading a live interpreter's own memory.
+// Layout flags for the kernel (LT_PY_L_* in bpf/leaktrace.h).
+const (
+	layoutCFrame = 1 << 0 // the thread's frame is reached through its _PyCFrame
+	layoutShim   = 1 << 1 // marked frames are C-stack shims, not an eval call's first frame
+)
+
+// frameOwnedByCStack is FRAME_OWNED_BY_CSTACK in 3.12 and 3.13 and
+// FRAME_OWNED_BY_INTERPRETER in 3.14 (the thread's base frame, below
+// FRAME_OWNED_BY_CSTACK = 4): an owner this high is no Python code's frame.
+const frameOwnedByCStack = 3
+
+// The tables below are CPython on x86-64, as its own headers define them:
+// TestLayoutsMatchHeaders compiles testdata/offsets.c against each installed
+// version's headers and compares. 3.13 and later publish their offsets in
+// _PyRuntime (debugOffsetsLayout), so they need no table.
+
+// layout311: Include/internal/pycore_runtime.h, pycore_interp.h,
+// cpython/pystate.h, pycore_frame.h, cpython/code.h, cpython/unicodeobject.h.
 var layout311 = Layout{
 	Kernel: bpf.LeaktraceLtPyProc{
+		CodeMask:         ^uint64(0),
+		Flags:            layoutCFrame,
 		RtFinalizing:     24,
 		RtInterpHead:     40,
 		InterpTstateHead: 16,
 		TstateNext:       8,
 		TstateNativeTid:  160,
-		TstateCframe:     56,
+		TstateFrame:      56, // cframe
 		CframeCurrent:    8,
 		FrameCode:        32,
 		FramePrevious:    48,
-		FramePrevInstr:   56,
-		FrameIsEntry:     68,
+		FrameInstr:       56, // prev_instr
+		FrameMarker:      68, // is_entry
+		MarkerMin:        1,
 		CodeFirstlineno:  72,
+		CodeIdent:        112, // co_filename
 	},
 	CodeHeader:    184,
 	CodeFirstLine: 72,
@@ -60,12 +81,49 @@ var layout311 = Layout{
 	StrCompactDat: 72,
 }
 
-// layoutFor returns the layout of a PY_VERSION_HEX, false when leaktrace does
-// not know that version. 3.12 moved the frame chain (shim frames, no cframe
-// current_frame) and 3.13 publishes _Py_DebugOffsets; neither is read yet.
-func layoutFor(version uint32) (*Layout, bool) {
-	if version>>16 == 0x030b {
+// layout312: the frame chain starts at the _PyCFrame as in 3.11, f_code
+// moved to the frame's start, and an eval call's first frame sits on a
+// shim frame owned by the C stack instead of carrying is_entry.
+var layout312 = Layout{
+	Kernel: bpf.LeaktraceLtPyProc{
+		CodeMask:         ^uint64(0),
+		Flags:            layoutCFrame | layoutShim,
+		RtFinalizing:     24,
+		RtInterpHead:     40,
+		InterpTstateHead: 72,
+		TstateNext:       8,
+		TstateNativeTid:  144,
+		TstateFrame:      56, // cframe
+		CframeCurrent:    0,
+		FrameCode:        0,
+		FramePrevious:    8,
+		FrameInstr:       56, // prev_instr
+		FrameMarker:      70, // owner
+		MarkerMin:        frameOwnedByCStack,
+		CodeFirstlineno:  68,
+		CodeIdent:        112, // co_filename
+	},
+	CodeHeader:    192,
+	CodeFirstLine: 68,
+	CodeFilename:  112,
+	CodeQualname:  128,
+	CodeLinetable: 136,
+	ObType:        8,
+	VarSize:       16,
+	BytesData:     32,
+	StrLength:     16,
+	StrState:      32,
+	StrASCIIData:  40,
+	StrCompactDat: 56,
+}
+
+// tableLayout returns the table of a version before 3.13.
+func tableLayout(version uint32) (*Layout, bool) {
+	switch version >> 16 {
+	case 0x030b:
 		return &layout311, true
+	case 0x030c:
+		return &layout312, true
 	}
 	return nil, false
 }

@@ -24,18 +24,21 @@ func ReportFrame(f Frame) report.Frame {
 // the Python frames it ran, the interpreter's other frames beyond the first
 // eval call are dropped, and native frames of other modules (C extensions
 // calling back into Python, the C library below the syscall) stay. Python
-// frames the native unwind did not reach go at the end.
+// frames the native unwind did not reach go at the end, marked Appended.
 func Merge(native []report.Frame, py []Frame) []report.Frame {
 	if len(py) == 0 {
 		return native
 	}
 	out := make([]report.Frame, 0, len(native)+len(py))
 	next := 0 // the first Python frame not yet placed
+	appended := false
 	group := func() {
 		for next < len(py) {
 			f := py[next]
 			next++
-			out = append(out, ReportFrame(f))
+			rf := ReportFrame(f)
+			rf.Appended = appended
+			out = append(out, rf)
 			if f.Entry {
 				return
 			}
@@ -53,6 +56,8 @@ func Merge(native []report.Frame, py []Frame) []report.Frame {
 		}
 		out = append(out, f)
 	}
+	// The native unwind stopped short of these: they go last, marked.
+	appended = true
 	for next < len(py) {
 		group()
 	}

@@ -17,6 +17,7 @@ func TestMerge(t *testing.T) {
 		{Function: "<module>", File: "/srv/app.py", Line: 10, Entry: true},
 	}
 	pf := func(i int) report.Frame { return ReportFrame(py[i]) }
+	appended := func(i int) report.Frame { f := pf(i); f.Appended = true; return f }
 	tests := []struct {
 		name   string
 		native []report.Frame
@@ -28,9 +29,14 @@ func TestMerge(t *testing.T) {
 			want:   []report.Frame{libc("open64"), interp("_io_open"), pf(0), pf(1), ext, pf(2), libc("__libc_start_call_main")},
 		},
 		{
-			name:   "unwind stopped early: the rest at the end",
+			name:   "unwind stopped early: the rest at the end, marked",
 			native: []report.Frame{libc("open64"), interp("_io_open")},
-			want:   []report.Frame{libc("open64"), interp("_io_open"), pf(0), pf(1), pf(2)},
+			want:   []report.Frame{libc("open64"), interp("_io_open"), appended(0), appended(1), appended(2)},
+		},
+		{
+			name:   "unwind reached one eval call of two: the other appended",
+			native: []report.Frame{libc("open64"), interp(evalFunction), interp("_PyFunction_Vectorcall")},
+			want:   []report.Frame{libc("open64"), pf(0), pf(1), appended(2)},
 		},
 		{
 			name:   "more eval calls than groups",

@@ -15,6 +15,7 @@ type RawFrame struct {
 	Code      uint64 // PyCodeObject *
 	PrevInstr uint64 // the instruction in progress (a call, at a syscall)
 	FirstLine int32  // co_firstlineno as read in the kernel: checks the cache
+	Ident     uint64 // co_filename pointer as read in the kernel: checks it too
 	Entry     bool   // first frame of a C-level eval call
 }
 
@@ -42,16 +43,49 @@ type Stats struct {
 	Unresolved    uint64 // frames whose code object could not be read
 	NoThreadState uint64 // stacks of threads with no Python thread state
 	Truncated     uint64 // stacks deeper than the kernel walks
+	Learned       uint64 // code objects named from what the kernel read on first sight
 }
 
 // Tracker keeps, per traced process, the interpreter it runs and a cache of
 // the code objects seen. It is not safe for concurrent use.
 type Tracker struct {
-	images Images
-	procs  map[uint32]*process
-	kernel Kernel
-	log    *slog.Logger
-	Stats  Stats
+	images      Images
+	procs       map[uint32]*process
+	kernel      Kernel
+	log         *slog.Logger
+	Stats       Stats
+	Unsupported []Unsupported // interpreters seen whose frames are not walked
+	seenUnsup   map[unsupKey]bool
+}
+
+// Unsupported is an interpreter a traced process ran whose Python frames
+// leaktrace cannot walk: its stacks are native only.
+type Unsupported struct {
+	PID    uint32
+	Path   string
+	Name   string // "python3.15", "python3.13t"
+	Reason string
+}
+
+type unsupKey struct {
+	pid  uint32
+	path string
+}
+
+// maxUnsupported bounds the list kept for the report.
+const maxUnsupported = 64
+
+func (t *Tracker) unsupported(pid uint32, path string, ue *UnsupportedError) {
+	k := unsupKey{pid, path}
+	if t.seenUnsup[k] || len(t.Unsupported) >= maxUnsupported {
+		return
+	}
+	if t.seenUnsup == nil {
+		t.seenUnsup = make(map[unsupKey]bool)
+	}
+	t.seenUnsup[k] = true
+	t.Unsupported = append(t.Unsupported, Unsupported{PID: pid, Path: path, Name: ue.Name(), Reason: ue.Reason})
+	t.log.Info("python frames not supported", "pid", pid, "path", path, "interpreter", ue.Name(), "reason", ue.Reason)
 }
 
 type process struct {
@@ -60,10 +94,18 @@ type process struct {
 	file  *os.File // /proc/PID/mem, opened at the first code object read
 	rd    reader
 	codes map[codeKey]*Code
+	// A forked child holds its parent's code objects at the same addresses
+	// and often execs before Go reads them: the parent's memory, and what
+	// it has read already, name them too.
+	parent    *process
+	parentPID uint32
 }
 
+// codeKey: a freed code object's address is soon another's, so the cache
+// also keys on what the kernel read of its filename and first line.
 type codeKey struct {
 	addr  uint64
+	ident uint64
 	first int32
 }
 
@@ -92,7 +134,11 @@ func (t *Tracker) Mapped(pid uint32, path string, addr, off uint64) {
 	}
 	im, err := t.images.Get(path)
 	if err != nil {
-		if !errors.Is(err, ErrNotPython) {
+		var ue *UnsupportedError
+		switch {
+		case errors.As(err, &ue):
+			t.unsupported(pid, path, ue)
+		case !errors.Is(err, ErrNotPython):
 			t.log.Debug("inspecting a possible python", "path", path, "err", err)
 		}
 		return
@@ -112,10 +158,36 @@ func (t *Tracker) Mapped(pid uint32, path string, addr, off uint64) {
 }
 
 func (p *process) kernelEntry() bpf.LeaktraceLtPyProc {
-	k := p.image.layout.Kernel
+	l := p.image.layout
+	k := l.Kernel
 	k.Runtime = p.bias + p.image.runtime
 	k.Version = p.image.Version
+	// What the kernel reads to name a code object on first sight: the same
+	// offsets Go reads with.
+	k.CodeQualname, k.CodeLinetable = uint16(l.CodeQualname), uint16(l.CodeLinetable)
+	k.StrLength, k.StrState, k.StrAsciiData = uint16(l.StrLength), uint16(l.StrState), uint16(l.StrASCIIData)
+	k.BytesSize, k.BytesData = uint16(l.VarSize), uint16(l.BytesData)
 	return k
+}
+
+// Learn keeps a code object's names as the kernel read them when it first
+// saw the object: no later read of the process is needed for its frames.
+// Without a line table (the kernel could not read it) the names are kept as
+// a fallback: the process is read first, when it still can be.
+func (t *Tracker) Learn(pid uint32, code, ident uint64, first int32, name, file string, linetable []byte) {
+	p := t.procs[pid]
+	if p == nil || name == "" || file == "" {
+		return
+	}
+	if p.codes == nil || len(p.codes) >= maxCodes {
+		p.codes = make(map[codeKey]*Code)
+	}
+	c := &Code{Name: name, File: file, FirstLine: int(first), fileAddr: ident, partial: linetable == nil}
+	if linetable != nil {
+		c.linetable = append([]byte(nil), linetable...)
+	}
+	p.codes[codeKey{addr: code, ident: ident, first: first}] = c
+	t.Stats.Learned++
 }
 
 // Fork: the child runs the same interpreter at the same addresses (the
@@ -123,7 +195,7 @@ func (p *process) kernelEntry() bpf.LeaktraceLtPyProc {
 func (t *Tracker) Fork(parent, child uint32) {
 	if p := t.procs[parent]; p != nil {
 		t.drop(child)
-		t.procs[child] = &process{image: p.image, bias: p.bias}
+		t.procs[child] = &process{image: p.image, bias: p.bias, codes: p.codes, parent: p, parentPID: parent}
 	}
 }
 
@@ -188,24 +260,23 @@ func (p *process) resolve(pid uint32, rf RawFrame) (Frame, error) {
 	if p == nil {
 		return f, errUnknownProcess
 	}
-	key := codeKey{rf.Code, rf.FirstLine}
+	key := codeKey{addr: rf.Code, ident: rf.Ident, first: rf.FirstLine}
 	c := p.codes[key]
-	if c == nil {
-		if p.rd.mem == nil {
-			m, err := os.Open("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/mem")
-			if err != nil {
-				return f, fmt.Errorf("opening memory: %w", err)
-			}
-			p.file = m
-			p.rd = reader{mem: m, l: p.image.layout, types: types{
-				code: p.bias + p.image.codeType, str: p.bias + p.image.strType, bytes: p.bias + p.image.bytesType}}
-		}
+	if c == nil && p.parent != nil {
+		c = p.parent.codes[key]
+	}
+	if c == nil || c.partial {
+		partial := c
 		var err error
-		if c, err = p.rd.code(rf.Code); err != nil {
-			return f, err
+		c, err = p.readCode(pid, rf)
+		if err != nil && p.parent != nil {
+			c, err = p.parent.readCode(p.parentPID, rf)
 		}
-		if int32(c.FirstLine) != rf.FirstLine {
-			return f, fmt.Errorf("code object at %#x changed", rf.Code)
+		if err != nil && partial != nil {
+			c, err = partial, nil // named, with no line
+		}
+		if err != nil {
+			return f, err
 		}
 		if p.codes == nil || len(p.codes) >= maxCodes {
 			p.codes = make(map[codeKey]*Code)
@@ -215,6 +286,27 @@ func (p *process) resolve(pid uint32, rf RawFrame) (Frame, error) {
 	f.Function, f.File = c.Name, c.File
 	f.Line, _ = c.line(rf.Code, rf.PrevInstr, p.image.layout)
 	return f, nil
+}
+
+// readCode reads the code object of rf from pid's memory.
+func (p *process) readCode(pid uint32, rf RawFrame) (*Code, error) {
+	if p.rd.mem == nil {
+		m, err := os.Open("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/mem")
+		if err != nil {
+			return nil, fmt.Errorf("opening memory: %w", err)
+		}
+		p.file = m
+		p.rd = reader{mem: m, l: p.image.layout, types: types{
+			code: p.bias + p.image.codeType, str: p.bias + p.image.strType, bytes: p.bias + p.image.bytesType}}
+	}
+	c, err := p.rd.code(rf.Code)
+	if err != nil {
+		return nil, err
+	}
+	if int32(c.FirstLine) != rf.FirstLine || (rf.Ident != 0 && c.fileAddr != rf.Ident) {
+		return nil, fmt.Errorf("code object at %#x changed", rf.Code)
+	}
+	return c, nil
 }
 
 // line is the source line of the instruction at instr in the code object at

@@ -1,6 +1,7 @@
 package python
 
 import (
+	"encoding/binary"
 	"errors"
 	"os"
 	"testing"
@@ -164,5 +165,58 @@ func BenchmarkResolveCold(b *testing.B) {
 	for b.Loop() {
 		tr.procs[7].codes = nil
 		out = tr.Resolve(7, raw, 0, out[:0])
+	}
+}
+
+// A code object freed and replaced by another at the same address (a module
+// body after its import) is not named from the cache: the kernel's filename
+// pointer tells them apart.
+func TestResolveReusedAddress(t *testing.T) {
+	im := newImage()
+	table := sampleLinetable(t)
+	first := im.code("<module>", "/usr/lib/python3/sitecustomize.py", 1, table)
+	tr := testTracker(im)
+	ident := func(code uint64) uint64 {
+		return binary.LittleEndian.Uint64(im.mem.regions[code][layout311.CodeFilename:])
+	}
+	got := tr.Resolve(7, []RawFrame{{Code: first, PrevInstr: instrAt(first, 41), FirstLine: 1, Ident: ident(first)}}, 0, nil)
+	if got[0].File != "/usr/lib/python3/sitecustomize.py" {
+		t.Fatalf("first object: %+v", got[0])
+	}
+	// The second module's code object lands at the first one's address.
+	second := im.code("<module>", "/srv/app.py", 1, table)
+	im.mem.regions[first] = im.mem.regions[second]
+	got = tr.Resolve(7, []RawFrame{{Code: first, PrevInstr: instrAt(first, 41), FirstLine: 1, Ident: ident(second)}}, 0, nil)
+	if got[0].File != "/srv/app.py" {
+		t.Errorf("reused address named from the cache: %+v", got[0])
+	}
+}
+
+// Learn keeps what the kernel read on first sight: the frame is named with
+// no read of the process at all.
+func TestLearn(t *testing.T) {
+	im := newImage()
+	tr := testTracker(im)
+	table := sampleLinetable(t)
+	const code, ident = 0x7000, 0x8000
+	tr.Learn(7, code, ident, 2, "Store.open_cache", "/srv/store.py", table)
+	got := tr.Resolve(7, []RawFrame{{Code: code, PrevInstr: instrAt(code, 41), FirstLine: 2, Ident: ident}}, 0, nil)
+	if want := (Frame{Function: "Store.open_cache", File: "/srv/store.py", Line: 12}); got[0] != want {
+		t.Errorf("got %+v, want %+v", got[0], want)
+	}
+	if tr.Stats.Unresolved != 0 || tr.Stats.Learned != 1 {
+		t.Errorf("stats %+v", tr.Stats)
+	}
+}
+
+// Names the kernel read without a line table still name the frame when the
+// process can no longer be read; the line is then unknown.
+func TestLearnWithoutLinetable(t *testing.T) {
+	tr := testTracker(newImage())
+	const code, ident = 0x7000, 0x8000
+	tr.Learn(7, code, ident, 2, "Store.open_cache", "/srv/store.py", nil)
+	got := tr.Resolve(7, []RawFrame{{Code: code, PrevInstr: instrAt(code, 41), FirstLine: 2, Ident: ident}}, 0, nil)
+	if want := (Frame{Function: "Store.open_cache", File: "/srv/store.py"}); got[0] != want {
+		t.Errorf("got %+v, want %+v", got[0], want)
 	}
 }

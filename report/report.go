@@ -110,6 +110,11 @@ type Frame struct {
 	File     string `json:"file,omitempty"`
 	Line     int    `json:"line,omitempty"`
 	Module   string `json:"module,omitempty"`
+	// Appended marks a Python frame placed after the native frames: the
+	// native unwind stopped before the interpreter's eval loop (a thread's
+	// creation, a stack deeper than was copied), so where it ran between
+	// the native frames is not known.
+	Appended bool `json:"appended,omitempty"`
 }
 
 // Site groups leaks created by the same call stack.

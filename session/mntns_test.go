@@ -29,7 +29,7 @@ func TestHostPath(t *testing.T) {
 	if got := s.hostPath(self, "/usr/bin/true"); got != "/usr/bin/true" {
 		t.Errorf("own namespace: %q", got)
 	}
-	s.mntns[42] = "mnt:[1]" // another namespace, as /proc/42/ns/mnt would say
+	s.mntns[42] = mountNS{ns: "mnt:[1]", root: "/"} // another namespace, as /proc/42/ns/mnt would say
 	got := s.hostPath(42, "/usr/bin/true")
 	if want := fmt.Sprintf("/proc/%d/root/usr/bin/true", 42); got != want {
 		t.Errorf("other namespace: %q, want %q", got, want)
@@ -39,5 +39,14 @@ func TestHostPath(t *testing.T) {
 	}
 	if got := s.hostPath(42, "relative"); got != "relative" {
 		t.Errorf("relative path changed: %q", got)
+	}
+	// Chrooted inside its namespace: the kernel's path runs up to the
+	// namespace's root, /proc/PID/root is the chroot.
+	s.mntns[43] = mountNS{ns: "mnt:[1]", root: "/srv/roots/forky"}
+	if got, want := s.hostPath(43, "/srv/roots/forky/usr/lib/libc.so.6"), "/proc/43/root/usr/lib/libc.so.6"; got != want {
+		t.Errorf("chroot in another namespace: %q, want %q", got, want)
+	}
+	if got, want := s.hostPath(43, "/srv/roots/forkyx/lib"), "/proc/43/root/srv/roots/forkyx/lib"; got != want {
+		t.Errorf("a sibling of the root: %q, want %q", got, want)
 	}
 }

@@ -24,9 +24,13 @@ type pyState struct {
 }
 
 type pendingPy struct {
-	ts     uint64 // the header time of the record it belongs to
-	frames []python.Frame
+	ts         uint64 // the header time of the record it belongs to
+	frames     []python.Frame
+	finalizing bool // the interpreter had begun to finalize
 }
+
+// lt_py_stack_event.status bit (LT_PY_FINALIZING).
+const pyStatusFinalizing = 1 << 3
 
 func newPyState(t *tracer.Tracer, s *Session) *pyState {
 	return &pyState{
@@ -42,10 +46,11 @@ func (s *Session) pyStack(d *tracer.Decoded) {
 	e := &d.Event
 	raw := s.py.raw[:0]
 	for _, f := range d.Py.Frames {
-		raw = append(raw, python.RawFrame{Code: f.Code, PrevInstr: f.PrevInstr, FirstLine: f.Firstlineno, Entry: f.Flags&1 != 0})
+		raw = append(raw, python.RawFrame{Code: f.Code, PrevInstr: f.PrevInstr, FirstLine: f.Firstlineno, Ident: f.Ident, Entry: f.Flags&1 != 0})
 	}
 	s.py.raw = raw
-	s.py.pending[e.TID] = pendingPy{ts: e.Time, frames: s.py.tracker.Resolve(e.PID, raw, d.Py.Status, nil)}
+	s.py.pending[e.TID] = pendingPy{ts: e.Time, frames: s.py.tracker.Resolve(e.PID, raw, d.Py.Status, nil),
+		finalizing: d.Py.Status&pyStatusFinalizing != 0}
 }
 
 // pyLocations appends to locs the Python frames sent for e, as locations of
@@ -58,6 +63,9 @@ func (s *Session) pyLocations(e *event.Event, locs []symbolize.Location) []symbo
 	delete(s.py.pending, e.TID)
 	if p.ts != e.Time {
 		return locs // its own record was lost: these frames belong to no one
+	}
+	if p.finalizing {
+		e.Flags |= event.FlagPyFinalizing
 	}
 	for _, f := range p.frames {
 		id, ok := s.py.ids[f]
@@ -80,6 +88,9 @@ func (s *Session) pyFrame(id uint64) python.Frame {
 
 // pyNotes says what the report's Python stacks lack.
 func (s *Session) pyNotes(r *report.Report) {
+	for _, u := range s.py.tracker.Unsupported {
+		r.Notes = append(r.Notes, fmt.Sprintf("%s at pid %d: Python frames not supported (%s); native stacks only", u.Name, u.PID, u.Reason))
+	}
 	st := s.py.tracker.Stats
 	if st.Unresolved > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d of %d Python frames could not be named (their process exited, or the code object was gone, before it was read): shown without function",

@@ -65,7 +65,7 @@ type Session struct {
 	lastErr       error
 	// mntns caches each process's mount namespace ("" unknown): paths
 	// the kernel gives name files in it.
-	mntns  map[uint32]string
+	mntns  map[uint32]mountNS
 	selfNS string
 	// reconciledAt is the lost-event count when tables were last rebuilt
 	// from /proc.
@@ -184,6 +184,10 @@ func (s *Session) handle(raw []byte) error {
 	switch e.Type {
 	case event.PyStack:
 		s.pyStack(d)
+		return nil
+	case event.PyCode:
+		c := &d.PyCode
+		s.py.tracker.Learn(e.PID, c.Code, c.Ident, c.FirstLine, c.Name, c.File, c.Linetable)
 		return nil
 	case event.Mmap:
 		if d.Map.Path != "" && d.Map.Len > 0 {
@@ -378,18 +382,32 @@ func (s *Session) hostPath(pid uint32, path string) string {
 		return path
 	}
 	if s.mntns == nil {
-		s.mntns = make(map[uint32]string)
+		s.mntns = make(map[uint32]mountNS)
 		s.selfNS, _ = os.Readlink("/proc/self/ns/mnt")
 	}
-	ns, ok := s.mntns[pid]
+	m, ok := s.mntns[pid]
 	if !ok {
-		ns, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
-		s.mntns[pid] = ns
+		m.ns, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+		m.root, _ = os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
+		s.mntns[pid] = m
 	}
-	if ns == "" || ns == s.selfNS {
+	if m.ns == "" || m.ns == s.selfNS {
 		return path // ours, or unknown (the process is gone): take it as ours
 	}
+	// The kernel's path runs up to its mount namespace's root; a process
+	// chrooted inside that namespace has its own root below it.
+	if m.root != "" && m.root != "/" {
+		if rest, ok := strings.CutPrefix(path, m.root); ok && strings.HasPrefix(rest, "/") {
+			path = rest
+		}
+	}
 	return fmt.Sprintf("/proc/%d/root%s", pid, path)
+}
+
+// mountNS is a process's mount namespace and its root directory as its own
+// namespace names it ("/" unless chrooted).
+type mountNS struct {
+	ns, root string
 }
 
 // displayPath undoes hostPath for reports: users know a file by the path its

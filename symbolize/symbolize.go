@@ -306,11 +306,22 @@ func lookupSym(syms []elfSym, vaddr uint64) string {
 var debugDirs = []string{"/usr/lib/debug"}
 
 // openDebugFile finds the separate debug file of a stripped module, by build id
-// (/usr/lib/debug/.build-id/ab/cdef….debug) and then by .gnu_debuglink.
+// (/usr/lib/debug/.build-id/ab/cdef….debug) and then by .gnu_debuglink. A
+// module of another mount namespace (/proc/PID/root/…, a container) looks in
+// its own root's debug directory first: the host's has files of other builds.
 func openDebugFile(ef *elf.File, path string) *elf.File {
+	root, inRoot := splitProcRoot(path)
+	dirs := debugDirs
+	if root != "" {
+		dirs = make([]string, 0, 2*len(debugDirs))
+		for _, d := range debugDirs {
+			dirs = append(dirs, root+d)
+		}
+		dirs = append(dirs, debugDirs...)
+	}
 	var cands []string
 	if id := buildID(ef); len(id) >= 2 {
-		for _, d := range debugDirs {
+		for _, d := range dirs {
 			cands = append(cands, fmt.Sprintf("%s/.build-id/%x/%x.debug", d, id[:1], id[1:]))
 		}
 	}
@@ -320,8 +331,9 @@ func openDebugFile(ef *elf.File, path string) *elf.File {
 				name := string(b[:i])
 				dir := path[:strings.LastIndexByte(path, '/')+1]
 				cands = append(cands, dir+name, dir+".debug/"+name)
-				for _, d := range debugDirs {
-					cands = append(cands, d+dir+name)
+				inDir := inRoot[:strings.LastIndexByte(inRoot, '/')+1]
+				for _, d := range dirs {
+					cands = append(cands, d+inDir+name)
 				}
 			}
 		}
@@ -332,16 +344,36 @@ func openDebugFile(ef *elf.File, path string) *elf.File {
 			continue
 		}
 		if f, err := elf.Open(c); err == nil {
-			// A debug file of another build would symbolize wrong: when both carry
-			// a build id, they must match.
+			// A debug file of another build symbolizes wrong (a host's glibc
+			// debug info on a container's newer glibc): a module with a build
+			// id takes only a debug file with the same one.
 			hasDebug := f.Section(".debug_info") != nil || f.Section(".zdebug_info") != nil
-			if did := buildID(f); hasDebug && (id == nil || did == nil || bytes.Equal(id, did)) {
+			if did := buildID(f); hasDebug && (id == nil || bytes.Equal(id, did)) {
 				return f
 			}
 			f.Close()
 		}
 	}
 	return nil
+}
+
+// splitProcRoot splits "/proc/PID/root/usr/lib/x.so" into "/proc/PID/root"
+// and "/usr/lib/x.so"; a path outside any /proc/PID/root is returned whole
+// as the second.
+func splitProcRoot(path string) (root, rest string) {
+	after, ok := strings.CutPrefix(path, "/proc/")
+	if !ok {
+		return "", path
+	}
+	i := strings.IndexByte(after, '/')
+	if i <= 0 || strings.Trim(after[:i], "0123456789") != "" {
+		return "", path
+	}
+	tail, ok := strings.CutPrefix(after[i:], "/root/")
+	if !ok {
+		return "", path
+	}
+	return "/proc/" + after[:i] + "/root", "/" + tail
 }
 
 // buildID returns the GNU build id note's descriptor.

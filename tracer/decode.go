@@ -39,6 +39,19 @@ type Decoded struct {
 	AtEntry, AtBase uint64
 	// Py is set for PyStack events.
 	Py PyStack
+	// PyCode is set for PyCode events.
+	PyCode PyCode
+}
+
+// PyCode is a code object's names as the kernel read them when it first saw
+// the object. Name, File and Linetable are empty when the kernel could not
+// read them whole; Linetable aliases the decoder's buffer.
+type PyCode struct {
+	Code, Ident uint64
+	FirstLine   int32
+	Name, File  string
+	Linetable   []byte
+	HasLines    bool
 }
 
 // PyStack is the Python frames the kernel walked, innermost first. Frames
@@ -57,6 +70,7 @@ type Decoder struct {
 	exec bpf.LeaktraceLtExecEvent
 	mmap bpf.LeaktraceLtMmapEvent
 	py   bpf.LeaktraceLtPyStackEvent
+	code bpf.LeaktraceLtPyCodeEvent
 }
 
 var errShort = errors.New("record too short")
@@ -104,6 +118,8 @@ func (dec *Decoder) Decode(raw []byte, d *Decoded) error {
 		return dec.decodeMmap(raw, d)
 	case bpf.LeaktraceLtEventTypeLT_EV_PY_STACK:
 		return dec.decodePyStack(raw, d)
+	case bpf.LeaktraceLtEventTypeLT_EV_PY_CODE:
+		return dec.decodePyCode(raw, d)
 	}
 	return fmt.Errorf("unknown record type %d", typ)
 }
@@ -258,6 +274,39 @@ func (dec *Decoder) decodePyStack(raw []byte, d *Decoded) error {
 	e.FD, e.FD2 = -1, -1
 	d.Py = PyStack{Status: r.Status, Frames: r.Frames[:r.Depth]}
 	return nil
+}
+
+func (dec *Decoder) decodePyCode(raw []byte, d *Decoded) error {
+	r := &dec.code
+	if len(raw) < int(unsafe.Sizeof(*r)) {
+		return fmt.Errorf("%w: python code of %d bytes", errShort, len(raw))
+	}
+	fill(unsafe.Pointer(r), int(unsafe.Sizeof(*r)), raw)
+	e := &d.Event
+	header(&r.H, e)
+	e.Type = event.PyCode
+	e.FD, e.FD2 = -1, -1
+	c := PyCode{Code: r.Code, Ident: r.Ident, FirstLine: r.Firstlineno}
+	if r.Flags&1 != 0 && int(r.NameLen) <= len(r.Name) {
+		c.Name = cString(r.Name[:r.NameLen])
+	}
+	if r.Flags&2 != 0 && int(r.FileLen) <= len(r.File) {
+		c.File = cString(r.File[:r.FileLen])
+	}
+	if r.Flags&4 != 0 && int(r.LinetableLen) <= len(r.Linetable) {
+		c.Linetable, c.HasLines = r.Linetable[:r.LinetableLen], true
+	}
+	d.PyCode = c
+	return nil
+}
+
+// cString is the bytes of a fixed-size C char array as a string.
+func cString(b []int8) string {
+	out := make([]byte, len(b))
+	for i, c := range b {
+		out[i] = byte(c)
+	}
+	return string(out)
 }
 
 // dentryPath joins components sent leaf first.

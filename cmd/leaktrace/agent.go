@@ -53,7 +53,12 @@ them as Prometheus metrics. Alerts fire on fd usage against each process's RLIMI
 keep growing, and on unreaped children; they go to a JSON log on stderr and, when set,
 to a webhook and to Alertmanager. SIGHUP reloads --config.file; SIGTERM detaches and
 flushes the alert queues. Endpoints: the metrics path, /healthz, /readyz, /debug/leaks
-(the live report as JSON), /debug/alerts.`,
+(the live report as JSON), /debug/alerts, /debug/incidents, and a dashboard at /.
+
+Each process's resident memory is sampled too, with alerts on its size (absolute, or
+a fraction of its cgroup's memory.max) and on sustained growth. When a process fails
+to get an fd (EMFILE/ENFILE), its whole fd table is kept as an incident in
+--incidents.dir: render one with 'leaktrace report FILE'.`,
 		Example: `  sudo leaktrace agent
   sudo leaktrace agent --comm nginx --alert.webhook-url http://hooks.internal/leaks
   sudo leaktrace agent --config.file /etc/leaktrace/agent.yml --web.config.file /etc/leaktrace/web.yml`,
@@ -89,6 +94,12 @@ flushes the alert queues. Endpoints: the metrics path, /healthz, /readyz, /debug
 	fl.IntVar(&c.Limits.MaxProcesses, "limits.max-processes", c.Limits.MaxProcesses, "processes with per-process state and series; the rest are counted")
 	fl.IntVar(&c.Limits.TopSites, "limits.top-sites", c.Limits.TopSites, "call sites exported one by one; the rest are summed as site=\"other\"")
 	fl.IntVar(&c.Limits.MaxStacks, "limits.max-stacks", c.Limits.MaxStacks, "distinct creation stacks kept; handles from further ones have no site")
+	fl.Var(&c.Thresholds.MemWarn, "alert.memory-warn", "warn when a process's resident memory reaches this `size` (1.5GiB, 512MiB, bytes)")
+	fl.Var(&c.Thresholds.MemError, "alert.memory-error", "error at this resident memory `size`")
+	fl.Var(&c.Thresholds.MemCritical, "alert.memory-critical", "critical at this resident memory `size`")
+	fl.Var(&c.Thresholds.MemGrowthPerHour, "alert.memory-growth-per-hour", "alert when resident memory grows by more than this `size` per hour over both halves of the growth window")
+	fl.StringVar(&c.Incidents.Dir, "incidents.dir", c.Incidents.Dir, "`directory` of fd-exhaustion incidents (JSON; '' keeps them in memory)")
+	fl.IntVar(&c.Incidents.Max, "incidents.max", c.Incidents.Max, "incidents kept; the oldest is removed first")
 	return cmd
 }
 
@@ -141,6 +152,12 @@ func (f *agentFlags) config(fl *pflag.FlagSet) (agent.Config, error) {
 	set("limits.max-processes", func() { l.MaxProcesses = c.Limits.MaxProcesses })
 	set("limits.top-sites", func() { l.TopSites = c.Limits.TopSites })
 	set("limits.max-stacks", func() { l.MaxStacks = c.Limits.MaxStacks })
+	set("alert.memory-warn", func() { t.MemWarn = c.Thresholds.MemWarn })
+	set("alert.memory-error", func() { t.MemError = c.Thresholds.MemError })
+	set("alert.memory-critical", func() { t.MemCritical = c.Thresholds.MemCritical })
+	set("alert.memory-growth-per-hour", func() { t.MemGrowthPerHour = c.Thresholds.MemGrowthPerHour })
+	set("incidents.dir", func() { cfg.Incidents.Dir = c.Incidents.Dir })
+	set("incidents.max", func() { cfg.Incidents.Max = c.Incidents.Max })
 	if err := cfg.Validate(); err != nil {
 		return cfg, fmt.Errorf("flags: %w", err)
 	}

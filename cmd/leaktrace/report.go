@@ -28,6 +28,7 @@ func newReportCmd() *cobra.Command {
 		Use:   "report FILE.json",
 		Short: "Re-render a saved JSON report, and judge it again with budgets, baselines and suppressions",
 		Long: `Read a report written by 'run --json' (or attach) and write it in another format.
+An fd-exhaustion incident the agent wrote (--incidents.dir) renders as text or json.
 Given any of --budget, --baseline, --suppressions, --min-age or --count-inherited,
 the report is judged again with those flags alone: they replace the policy it was
 made with (pass them all again). FILE.json '-' reads stdin.
@@ -53,6 +54,9 @@ not; 125 on a bad flag or an unreadable report.`,
 func rerender(cmd *cobra.Command, path string, f *reportFlags) error {
 	if f.maxFrames < 1 {
 		return usagef("bad --max-frames %d: want 1 or more", f.maxFrames)
+	}
+	if ok, err := renderIncident(cmd, path, f); ok {
+		return err
 	}
 	write, ok := formats[f.format]
 	if f.format == "text" {

@@ -87,13 +87,13 @@ NOINLINE void leak_thread(void)
 }
 
 /* slow: for attach tests. One fd opened before the attach, then a steady
- * leak of one fd per 10 ms for about ten seconds. */
-static int slow(void)
+ * leak of one fd per 10 ms, N times (default 900: about ten seconds). */
+static int slow(int n)
 {
 	int pre = open("/etc/hostname", O_RDONLY);
 	printf("ready %d\n", pre);
 	fflush(stdout);
-	for (int i = 0; i < 900; i++) {
+	for (int i = 0; i < n; i++) {
 		leak_open_file();
 		usleep(10000);
 	}
@@ -103,7 +103,7 @@ static int slow(void)
 int main(int argc, char **argv)
 {
 	if (argc > 1 && argv[1][0] == 's')
-		return slow();
+		return slow(argc > 2 ? atoi(argv[2]) : 900);
 	if (argc > 1 && argv[1][0] == 't') {
 		leak_thread();
 		usleep(50000);
