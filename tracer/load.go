@@ -69,7 +69,6 @@ func missingFeature() error {
 	}{
 		{"BPF ring buffers", "5.8", func() error { return features.HaveMapType(ebpf.RingBuf) }},
 		{"BPF task storage", "5.11", func() error { return features.HaveMapType(ebpf.TaskStorage) }},
-		{"the bpf_get_task_stack helper", "5.9", func() error { return features.HaveProgramHelper(ebpf.Kprobe, asm.FnGetTaskStack) }},
 		{"the bpf_task_pt_regs helper", "5.15", func() error { return features.HaveProgramHelper(ebpf.Kprobe, asm.FnTaskPtRegs) }},
 		{"the bpf_loop helper", "5.17", func() error { return features.HaveProgramHelper(ebpf.Kprobe, asm.FnLoop) }},
 	} {
