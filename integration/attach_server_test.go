@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/leaktrace/leaktrace/report"
 )
 
 var (
@@ -146,7 +148,7 @@ func TestAttachForkingServer(t *testing.T) {
 		if _, open := truth[l.PID][l.FD]; !open {
 			t.Errorf("leak pid %d fd %d is not open in /proc", l.PID, l.FD)
 		}
-		if !l.HandedOver || l.Kind != "socket" || !hasFunction(l.Stack, "accept_connection") {
+		if !l.HandedOver || l.Kind != "socket" || !report.HasFunction(l.Stack, "accept_connection") {
 			t.Errorf("leak %+v: want a handed-over socket from accept_connection", l)
 		}
 	}

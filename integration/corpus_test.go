@@ -85,13 +85,13 @@ func TestCorpus(t *testing.T) {
 					t.Errorf("fd %d (%s) not reported", fd, fn)
 					continue
 				}
-				if !hasFunction(l.Stack, fn) {
+				if !report.HasFunction(l.Stack, fn) {
 					t.Errorf("fd %d: stack does not name %s: %+v", fd, fn, l.Stack)
 				}
 				// Calls that return an fd they did not create keep the
 				// creator's stack.
 				for _, notCreator := range []string{"update_signalfd", "dup_onto_itself"} {
-					if hasFunction(l.Stack, notCreator) {
+					if report.HasFunction(l.Stack, notCreator) {
 						t.Errorf("fd %d: creation taken from %s, which made nothing", fd, notCreator)
 					}
 				}

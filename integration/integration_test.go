@@ -156,35 +156,12 @@ func runTraced(t *testing.T, flags []string, argv ...string) (*report.Report, tr
 	return r, tr, code
 }
 
-// rootPID is the traced command's pid: the process whose parent is not traced.
-func rootPID(r *report.Report) int {
-	pids := map[int]bool{}
-	for _, p := range r.Processes {
-		pids[p.PID] = true
-	}
-	for _, p := range r.Processes {
-		if !pids[p.PPID] {
-			return p.PID
-		}
-	}
-	return 0
-}
-
-func hasFunction(stack []report.Frame, fn string) bool {
-	for _, f := range stack {
-		if f.Function == fn {
-			return true
-		}
-	}
-	return false
-}
-
 func checkExact(t *testing.T, r *report.Report, tr truth) {
 	t.Helper()
 	if !r.Complete {
 		t.Errorf("report incomplete: %v", r.Notes)
 	}
-	pid := rootPID(r)
+	pid := r.RootPID()
 	var reported, counted []int
 	byFD := map[int]report.Leak{}
 	for _, l := range r.Leaks {
@@ -216,7 +193,7 @@ func checkExact(t *testing.T, r *report.Report, tr truth) {
 		if !ok {
 			continue
 		}
-		if !hasFunction(l.Stack, fn) {
+		if !report.HasFunction(l.Stack, fn) {
 			t.Errorf("fd %d: stack does not name %s: %+v", fd, fn, l.Stack)
 		}
 	}
@@ -409,7 +386,7 @@ func TestAttach(t *testing.T) {
 		if l.FD == pre {
 			t.Errorf("fd %d, open before the attach, reported as a leak", pre)
 		}
-		if !hasFunction(l.Stack, "leak_open_file") {
+		if !report.HasFunction(l.Stack, "leak_open_file") {
 			t.Errorf("fd %d: stack does not name leak_open_file", l.FD)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/leaktrace/leaktrace/report"
 )
 
 // A program in another mount namespace (a container's view) runs from a
@@ -39,7 +41,7 @@ func TestRunOtherMountNamespace(t *testing.T) {
 		if !ok || l.Inherited {
 			continue
 		}
-		if !hasFunction(l.Stack, fn) {
+		if !report.HasFunction(l.Stack, fn) {
 			t.Errorf("fd %d: stack does not name %s: %+v", l.FD, fn, l.Stack)
 			continue
 		}

@@ -86,7 +86,7 @@ func TestRunLeakyPython(t *testing.T) {
 				t.Fatalf("script reported %d intentional leaks, want %d", len(tr.leaks), len(markers))
 			}
 			checkExact(t, r, tr)
-			pid := rootPID(r)
+			pid := r.RootPID()
 			for _, l := range r.Leaks {
 				fn, ok := tr.leaks[l.FD]
 				if l.PID != pid || !ok {

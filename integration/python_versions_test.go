@@ -212,7 +212,7 @@ func TestPythonVersions(t *testing.T) {
 			if n := unnamedPython(r); n != 0 {
 				t.Errorf("%d Python frames unnamed (want 0); notes %v", n, r.Notes)
 			}
-			pid := rootPID(r)
+			pid := r.RootPID()
 			kinds := map[string]string{} // leaking function -> kinds seen
 			for _, l := range r.Leaks {
 				if l.PID != pid || l.Internal {
@@ -277,13 +277,13 @@ func TestPythonFinalization(t *testing.T) {
 			if len(run.tr.leaks) != 5 {
 				t.Fatalf("script reported %d leaked fds, want 5", len(run.tr.leaks))
 			}
-			pid := rootPID(r)
+			pid := r.RootPID()
 			shut := map[int]bool{}
 			for _, l := range r.Leaks {
 				if l.PID != pid {
 					continue
 				}
-				if hasFunction(l.Stack, "ExitTimeProbe.__del__") {
+				if report.HasFunction(l.Stack, "ExitTimeProbe.__del__") {
 					t.Errorf("fd %d opened and closed during finalization reported as a leak: %+v", l.FD, l)
 				}
 				if l.ClosedBy == "python-shutdown" {
@@ -318,7 +318,7 @@ func TestPythonUnsupportedNamed(t *testing.T) {
 	}
 	t.Run("3.10", func(t *testing.T) {
 		run := runPython(t, interp{name: "pyenv-3.10", exe: need("3.10")}, "service.py", "exit")
-		wantNote(t, run.r, fmt.Sprintf("python3.10 at pid %d: Python frames not supported", rootPID(run.r)))
+		wantNote(t, run.r, fmt.Sprintf("python3.10 at pid %d: Python frames not supported", run.r.RootPID()))
 	})
 	t.Run("3.15", func(t *testing.T) {
 		exe := need("3.13")
@@ -327,7 +327,7 @@ func TestPythonUnsupportedNamed(t *testing.T) {
 		patchPythonVersion(t, lib, filepath.Join(dir, "libpython3.13.so.1.0"), 0x030f00a0)
 		t.Setenv("LD_LIBRARY_PATH", dir) // before the executable's RUNPATH
 		run := runPython(t, interp{name: "patched-3.15", exe: exe}, "service.py", "exit")
-		wantNote(t, run.r, fmt.Sprintf("python3.15 at pid %d: Python frames not supported", rootPID(run.r)))
+		wantNote(t, run.r, fmt.Sprintf("python3.15 at pid %d: Python frames not supported", run.r.RootPID()))
 	})
 }
 

@@ -282,7 +282,7 @@ func connectionLeaks(t *testing.T, r *report.Report, port int, accept ...string)
 		out = append(out, l)
 		found := false
 		for _, fn := range accept {
-			found = found || hasFunction(l.Stack, fn)
+			found = found || report.HasFunction(l.Stack, fn)
 		}
 		if !found {
 			t.Errorf("held connection pid %d fd %d: stack names none of %v: %+v", l.PID, l.FD, accept, l.Stack)

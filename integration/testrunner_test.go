@@ -153,7 +153,7 @@ func TestPythonRunnerUnderRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	runner := rootPID(r)
+	runner := r.RootPID()
 	n := 0
 	for sc := bufio.NewScanner(f); sc.Scan(); n++ {
 		fields := strings.Fields(sc.Text())

@@ -269,3 +269,28 @@ func BuildVersion() string {
 	}
 	return "devel-" + rev[:min(len(rev), 12)] + dirty
 }
+
+// RootPID is the traced command's pid: the one process whose parent was not
+// traced; 0 when there is none.
+func (r *Report) RootPID() int {
+	pids := make(map[int]bool, len(r.Processes))
+	for _, p := range r.Processes {
+		pids[p.PID] = true
+	}
+	for _, p := range r.Processes {
+		if !pids[p.PPID] {
+			return p.PID
+		}
+	}
+	return 0
+}
+
+// HasFunction reports whether a frame of stack is function fn.
+func HasFunction(stack []Frame, fn string) bool {
+	for _, f := range stack {
+		if f.Function == fn {
+			return true
+		}
+	}
+	return false
+}

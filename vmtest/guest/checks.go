@@ -188,20 +188,6 @@ func readReport(path string) (*report.Report, error) {
 	return r, nil
 }
 
-// rootPID is the traced command's pid: the process whose parent is not traced.
-func rootPID(r *report.Report) int {
-	pids := map[int]bool{}
-	for _, p := range r.Processes {
-		pids[p.PID] = true
-	}
-	for _, p := range r.Processes {
-		if !pids[p.PPID] {
-			return p.PID
-		}
-	}
-	return 0
-}
-
 // runLeaky: the report lists exactly the fds the program held at exit, counts
 // exactly those it leaked on purpose, and (with a stack copy) names the
 // function that leaked each.
@@ -217,7 +203,7 @@ func (g *guest) runLeaky(stackBytes int) result.Check {
 	if !r.Complete {
 		problems = append(problems, fmt.Sprintf("report incomplete: %v", r.Notes))
 	}
-	pid := rootPID(r)
+	pid := r.RootPID()
 	var reported, counted []int
 	byFD := map[int]report.Leak{}
 	for _, l := range r.Leaks {
@@ -250,7 +236,7 @@ func (g *guest) runLeaky(stackBytes int) result.Check {
 			if !ok {
 				continue
 			}
-			if hasFunction(l.Stack, tr.leaks[fd]) {
+			if report.HasFunction(l.Stack, tr.leaks[fd]) {
 				named++
 			} else {
 				problems = append(problems, fmt.Sprintf("fd %d's stack does not name %s (%s)", fd, tr.leaks[fd], headline(l.Stack)))
@@ -264,15 +250,6 @@ func (g *guest) runLeaky(stackBytes int) result.Check {
 		return pass("%d leaks = the program's own (fds only: no stack copy), %d events", len(counted), r.Events.Received)
 	}
 	return pass("%d leaks = the program's own, each stack names its function, %d events", named, r.Events.Received)
-}
-
-func hasFunction(stack []report.Frame, fn string) bool {
-	for _, f := range stack {
-		if f.Function == fn {
-			return true
-		}
-	}
-	return false
 }
 
 func headline(stack []report.Frame) string {
