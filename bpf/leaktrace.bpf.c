@@ -34,9 +34,43 @@ const enum lt_event_type *unused_type __attribute__((unused));
 const enum lt_sys_class *unused_sys_class __attribute__((unused));
 const enum lt_sys_flag *unused_sys_flag __attribute__((unused));
 
-/* on_sys_enter parks a followed syscall's arguments; a0 and a1 are passed
- * apart because the filter and the stash look at them before parking. */
-static __always_inline int on_sys_enter(long id, __u64 a0, __u64 a1, __u64 a2, __u64 a3, __u64 a4, __u64 a5)
+/* Where a hook finds the syscall's arguments: the registers (raw hooks) or
+ * the tracepoint's record (per-syscall hooks), read only once the syscall is
+ * known to be followed for a traced process. */
+struct args_src {
+	struct pt_regs *regs;
+	const __u64 *rec;
+};
+
+static __always_inline void load_args(const struct args_src *src, __u64 a[6])
+{
+	if (src->regs) {
+		a[0] = src->regs->di;
+		a[1] = src->regs->si;
+		a[2] = src->regs->dx;
+		a[3] = src->regs->r10;
+		a[4] = src->regs->r8;
+		a[5] = src->regs->r9;
+		return;
+	}
+	/* A syscall's record holds only its own arguments, and the kernel
+	 * refuses to attach a program whose direct context reads reach past
+	 * the smallest record: the six slots are copied, not loaded. */
+	if (bpf_probe_read_kernel(a, 6 * sizeof(__u64), src->rec))
+		__builtin_memset(a, 0, 6 * sizeof(__u64));
+}
+
+static __always_inline __u64 load_arg0(const struct args_src *src)
+{
+	__u64 a0 = 0;
+	if (src->regs)
+		return src->regs->di;
+	bpf_probe_read_kernel(&a0, sizeof(a0), src->rec);
+	return a0;
+}
+
+/* on_sys_enter parks a followed syscall's arguments for its exit. */
+static __always_inline int on_sys_enter(long id, const struct args_src *src)
 {
 	const struct lt_sys *sys = sys_row(id);
 	__u8 cls = sys ? sys->class : LT_SYS_NONE;
@@ -51,12 +85,14 @@ static __always_inline int on_sys_enter(long id, __u64 a0, __u64 a1, __u64 a2, _
 		return 0;
 	}
 	if (pair_in_kernel && in_traced(tgid))
-		stash_before_syscall(cls, (int)a0);
+		stash_before_syscall(cls, cls == LT_SYS_CLOSE ? (int)load_arg0(src) : -1);
 	if (cls == LT_SYS_NONE || !is_traced(tgid))
 		return 0;
+	__u64 a[6];
+	load_args(src, a);
 	if (cls == LT_SYS_EXIT_GROUP)
-		return exit_group_enter(a0);
-	if (cls == LT_SYS_RECVMSG && !msghdr_has_control(a1))
+		return exit_group_enter(a[0]);
+	if (cls == LT_SYS_RECVMSG && !msghdr_has_control(a[1]))
 		return 0;
 
 	struct inflight *in = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
@@ -67,12 +103,12 @@ static __always_inline int on_sys_enter(long id, __u64 a0, __u64 a1, __u64 a2, _
 	}
 	in->nr = id;
 	in->ts = bpf_ktime_get_ns();
-	in->args[0] = a0;
-	in->args[1] = a1;
-	in->args[2] = a2;
-	in->args[3] = a3;
-	in->args[4] = a4;
-	in->args[5] = a5;
+	in->args[0] = a[0];
+	in->args[1] = a[1];
+	in->args[2] = a[2];
+	in->args[3] = a[3];
+	in->args[4] = a[4];
+	in->args[5] = a[5];
 	return 0;
 }
 
@@ -118,7 +154,8 @@ static __always_inline int on_sys_exit(long id, long ret)
 SEC("tp_btf/sys_enter")
 int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 {
-	return on_sys_enter(id, regs->di, regs->si, regs->dx, regs->r10, regs->r8, regs->r9);
+	struct args_src src = {.regs = regs};
+	return on_sys_enter(id, &src);
 }
 
 SEC("tp_btf/sys_exit")
@@ -148,12 +185,8 @@ struct sys_exit_tp_ctx {
 SEC("tracepoint/syscalls/sys_enter_followed")
 int sys_enter_tp(struct sys_enter_tp_ctx *ctx)
 {
-	/* A syscall's record holds only its own arguments, and the kernel
-	 * refuses to attach a program whose direct context reads reach past
-	 * the smallest record: the six slots are copied, not loaded. */
-	__u64 a[6] = {};
-	bpf_probe_read_kernel(a, sizeof(a), ctx->args);
-	return on_sys_enter(ctx->nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+	struct args_src src = {.rec = ctx->args};
+	return on_sys_enter(ctx->nr, &src);
 }
 
 SEC("tracepoint/syscalls/sys_exit_followed")
