@@ -34,43 +34,40 @@ const enum lt_event_type *unused_type __attribute__((unused));
 const enum lt_sys_class *unused_sys_class __attribute__((unused));
 const enum lt_sys_flag *unused_sys_flag __attribute__((unused));
 
-/* Where a hook finds the syscall's arguments: the registers (raw hooks) or
- * the tracepoint's record (per-syscall hooks), read only once the syscall is
+/* A hook's arguments are in the registers (raw hooks: raw, regs) or in the
+ * tracepoint's record (per-syscall hooks: rec). raw is a constant at each
+ * caller, so after inlining only one path is left (one load instruction must
+ * not serve both kinds of pointer). They are read only once the syscall is
  * known to be followed for a traced process. */
-struct args_src {
-	struct pt_regs *regs;
-	const __u64 *rec;
-};
-
-static __always_inline void load_args(const struct args_src *src, __u64 a[6])
+static __always_inline void load_args(const bool raw, struct pt_regs *regs, const __u64 *rec, __u64 a[6])
 {
-	if (src->regs) {
-		a[0] = src->regs->di;
-		a[1] = src->regs->si;
-		a[2] = src->regs->dx;
-		a[3] = src->regs->r10;
-		a[4] = src->regs->r8;
-		a[5] = src->regs->r9;
+	if (raw) {
+		a[0] = regs->di;
+		a[1] = regs->si;
+		a[2] = regs->dx;
+		a[3] = regs->r10;
+		a[4] = regs->r8;
+		a[5] = regs->r9;
 		return;
 	}
 	/* A syscall's record holds only its own arguments, and the kernel
 	 * refuses to attach a program whose direct context reads reach past
 	 * the smallest record: the six slots are copied, not loaded. */
-	if (bpf_probe_read_kernel(a, 6 * sizeof(__u64), src->rec))
+	if (bpf_probe_read_kernel(a, 6 * sizeof(__u64), rec))
 		__builtin_memset(a, 0, 6 * sizeof(__u64));
 }
 
-static __always_inline __u64 load_arg0(const struct args_src *src)
+static __always_inline __u64 load_arg0(const bool raw, struct pt_regs *regs, const __u64 *rec)
 {
 	__u64 a0 = 0;
-	if (src->regs)
-		return src->regs->di;
-	bpf_probe_read_kernel(&a0, sizeof(a0), src->rec);
+	if (raw)
+		return regs->di;
+	bpf_probe_read_kernel(&a0, sizeof(a0), rec);
 	return a0;
 }
 
 /* on_sys_enter parks a followed syscall's arguments for its exit. */
-static __always_inline int on_sys_enter(long id, const struct args_src *src)
+static __always_inline int on_sys_enter(const bool raw, long id, struct pt_regs *regs, const __u64 *rec)
 {
 	const struct lt_sys *sys = sys_row(id);
 	__u8 cls = sys ? sys->class : LT_SYS_NONE;
@@ -85,11 +82,11 @@ static __always_inline int on_sys_enter(long id, const struct args_src *src)
 		return 0;
 	}
 	if (pair_in_kernel && in_traced(tgid))
-		stash_before_syscall(cls, cls == LT_SYS_CLOSE ? (int)load_arg0(src) : -1);
+		stash_before_syscall(cls, cls == LT_SYS_CLOSE ? (int)load_arg0(raw, regs, rec) : -1);
 	if (cls == LT_SYS_NONE || !is_traced(tgid))
 		return 0;
 	__u64 a[6];
-	load_args(src, a);
+	load_args(raw, regs, rec, a);
 	if (cls == LT_SYS_EXIT_GROUP)
 		return exit_group_enter(a[0]);
 	if (cls == LT_SYS_RECVMSG && !msghdr_has_control(a[1]))
@@ -154,8 +151,7 @@ static __always_inline int on_sys_exit(long id, long ret)
 SEC("tp_btf/sys_enter")
 int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 {
-	struct args_src src = {.regs = regs};
-	return on_sys_enter(id, &src);
+	return on_sys_enter(true, id, regs, NULL);
 }
 
 SEC("tp_btf/sys_exit")
@@ -185,8 +181,7 @@ struct sys_exit_tp_ctx {
 SEC("tracepoint/syscalls/sys_enter_followed")
 int sys_enter_tp(struct sys_enter_tp_ctx *ctx)
 {
-	struct args_src src = {.rec = ctx->args};
-	return on_sys_enter(ctx->nr, &src);
+	return on_sys_enter(false, ctx->nr, NULL, ctx->args);
 }
 
 SEC("tracepoint/syscalls/sys_exit_followed")

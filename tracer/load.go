@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -189,8 +190,28 @@ func refused(err error, logPath string) error {
 			where = "verifier log in " + logPath
 		}
 	}
+	if last := verifierLastWords(ve.Log); last != "" {
+		why += " (" + last + ")"
+	}
 	return &Error{Msg: fmt.Sprintf("the kernel (Linux %s) refused %s: %s", kernelRelease(), prog, why),
 		Hint: hint + "; " + where, Err: err}
+}
+
+// verifierLastWords is the verifier's own reason: the last line of its log
+// that is not its closing statistics.
+func verifierLastWords(log []string) string {
+	for i := len(log) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(log[i])
+		if l == "" || strings.HasPrefix(l, "processed ") || strings.HasPrefix(l, "verification time") ||
+			strings.HasPrefix(l, "stack depth") || strings.HasPrefix(l, "(") {
+			continue
+		}
+		if len(l) > 160 {
+			l = l[:160] + "…"
+		}
+		return l
+	}
+	return ""
 }
 
 // verifierLogFile is a fresh file for a refused load's log.

@@ -57,3 +57,13 @@ func TestParseVerifierStats(t *testing.T) {
 		t.Fatal("parsed figures from a log without them")
 	}
 }
+
+func TestVerifierLastWords(t *testing.T) {
+	log := []string{"0: (bf) r6 = r1", "R1 invalid mem access 'scalar'", "processed 12 insns (limit 1000000) max_states_per_insn 0 total_states 1", "verification time 20 usec", ""}
+	if got := verifierLastWords(log); got != "R1 invalid mem access 'scalar'" {
+		t.Fatalf("verifierLastWords = %q", got)
+	}
+	if got := verifierLastWords(nil); got != "" {
+		t.Fatalf("verifierLastWords(nil) = %q", got)
+	}
+}
