@@ -27,6 +27,7 @@ var (
 	descSiteOut    = prometheus.NewDesc(namespace+"_site_outstanding_handles", "Handles from a call site open now, top sites; site=\"other\" sums the rest.", siteLabels, nil)
 	descSiteGrowth = prometheus.NewDesc(namespace+"_site_growth_per_second", "Change of a site's outstanding handles per second over the growth window, top sites.", siteLabels, nil)
 	descProcs      = prometheus.NewDesc(namespace+"_processes", "Live processes the agent traces, by whether they have per-process series (tracked) or are past limits.max_processes (untracked).", []string{"state"}, nil)
+	descYoung      = prometheus.NewDesc(namespace+"_handles_younger_than_min_age", "Handles live processes hold that are not judged yet: made less than min_age ago (threads and exited children too).", nil, nil)
 	descExited     = prometheus.NewDesc(namespace+"_processes_exited_total", "Traced processes that exited and were forgotten.", nil, nil)
 	descHeld       = prometheus.NewDesc(namespace+"_handles_held_at_exit_total", "Handles (fds, threads, unreaped children) traced processes held as they exited: released by the kernel then, not leaks.", nil, nil)
 	descEvents     = prometheus.NewDesc(namespace+"_events_received_total", "Events the kernel side sent.", nil, nil)
@@ -53,7 +54,7 @@ func NewCollector(a *Agent) *Collector { return &Collector{a: a} }
 // Describe sends every descriptor.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOpen, descLimit, descRatio, descGrowth, descExhaust, descFailures, descSuspects,
-		descSiteOut, descSiteGrowth, descProcs, descExited, descHeld, descEvents, descSettled, descEventBytes, descLost, descUnmatched, descBadRecs, descStacks, descFailDrops,
+		descSiteOut, descSiteGrowth, descProcs, descYoung, descExited, descHeld, descEvents, descSettled, descEventBytes, descLost, descUnmatched, descBadRecs, descStacks, descFailDrops,
 		descAlerts, descNotify, descReady, descLastEval} {
 		ch <- d
 	}
@@ -125,6 +126,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descProcs, float64(len(snap.Processes)), "tracked")
 	gauge(descProcs, float64(snap.Untracked), "untracked")
+	gauge(descYoung, float64(snap.Young))
 	counter(descExited, float64(snap.Exited))
 	counter(descHeld, float64(snap.HeldAtExit))
 

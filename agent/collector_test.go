@@ -63,6 +63,7 @@ func TestCollect(t *testing.T) {
 		`leaktrace_site_leak_suspects{function=fn1,kind=file,location=srv.c:1,site=site1}`:       0,
 		`leaktrace_site_outstanding_handles{function=,kind=,location=,site=other}`:               3,
 		`leaktrace_events_received_total{}`:                                                      1000,
+		`leaktrace_handles_younger_than_min_age{}`:                                               83, // all made now, min_age 10s
 		`leaktrace_events_lost_total{reason=ring_buffer_full}`:                                   1,
 		`leaktrace_events_lost_total{reason=syscall_map_full}`:                                   2,
 		`leaktrace_events_lost_total{reason=pid_filter_full}`:                                    3,

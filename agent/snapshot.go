@@ -28,6 +28,9 @@ type Snapshot struct {
 	Sites      []SiteStat    // most suspects first
 	Exited     uint64        // processes reported and forgotten since start
 	HeldAtExit uint64        // handles those processes held as they exited
+	// Young is what live processes hold that is not judged yet: younger
+	// than min_age (handles and threads made, children exited, since then).
+	Young int
 }
 
 // ProcessStat is one live process.
@@ -113,6 +116,7 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 	suspects := make(map[event.StackID]int)
 	kinds := make(map[event.StackID]event.Kind)
 	zombies := make(map[uint32]int)
+	young := 0
 	mono := monotonicNow()
 	a.sess.With(func(g *aggregator.Aggregator) {
 		for _, p := range g.Processes() {
@@ -126,6 +130,7 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 				kinds[id] = k
 			}
 		}
+		young = len(g.Young(mono))
 		for _, l := range g.Leaks(mono) {
 			switch l.Reason {
 			case aggregator.ReasonZombie:
@@ -161,7 +166,7 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 	cfg := a.cfg
 	span := cfg.Thresholds.GrowthWindow
 	// Untracked is counted afresh from the live set: processes come and go.
-	snap := &Snapshot{Exited: a.exited, HeldAtExit: a.heldAtExit}
+	snap := &Snapshot{Exited: a.exited, HeldAtExit: a.heldAtExit, Young: young}
 	alive := make(map[uint32]bool, len(lives))
 	cgLimits := make(map[string]uint64) // memory.max by cgroup, read once per sample
 	for _, l := range lives {
