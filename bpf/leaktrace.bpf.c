@@ -72,18 +72,22 @@ static __always_inline int on_sys_enter(const bool raw, long id, struct pt_regs 
 	const struct lt_sys *sys = sys_row(id);
 	__u8 cls = sys ? sys->class : LT_SYS_NONE;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	bool traced = is_traced(tgid);
 
 	/* A 32-bit syscall's number is from another table (i386's open is
 	 * x86-64's fstat): count it for a traced process, never read it. x32
 	 * syscalls carry bit 30. Per-syscall tracepoints never fire for them. */
 	if (in_compat() || (id & 0x40000000)) {
-		if (is_traced(tgid))
+		if (traced)
 			count(LT_CNT_COMPAT);
 		return 0;
 	}
-	if (pair_in_kernel && in_traced(tgid))
+	/* Asked of the mode's own filter: the whole-host agent keeps no pid
+	 * set, and its parked records must leave before a dup2 or close_range
+	 * that could touch them. */
+	if (pair_in_kernel && traced)
 		stash_before_syscall(cls, cls == LT_SYS_CLOSE ? (int)load_arg0(raw, regs, rec) : -1);
-	if (cls == LT_SYS_NONE || !is_traced(tgid))
+	if (cls == LT_SYS_NONE || !traced)
 		return 0;
 	__u64 a[6];
 	load_args(raw, regs, rec, a);

@@ -196,3 +196,44 @@ func TestAgentWholeHost(t *testing.T) {
 		t.Errorf("tracked processes = %v, want the host's (at least 3)", v)
 	}
 }
+
+// TestAgentWholeHostDupOntoParked: the whole-host agent holds a fresh open
+// back in the kernel to pair it with its close; a dup2 onto that fd must send
+// it first, or the open arrives later and replaces the dup'd pipe with the
+// file. The agent's pipes for the process must be /proc's.
+func TestAgentWholeHostDupOntoParked(t *testing.T) {
+	requireRoot(t)
+	base := startAgent(t, "--interval", "500ms")
+	cmd := exec.Command(filepath.Join(binaries(t), "dupparked"))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var fd int
+	if _, err := fmt.Fscanf(out, "ready %d\n", &fd); err != nil {
+		t.Fatalf("dupparked not ready: %v", err)
+	}
+	pid := strconv.Itoa(cmd.Process.Pid)
+	procPipes := 0
+	ents, err := os.ReadDir("/proc/" + pid + "/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if target, err := os.Readlink("/proc/" + pid + "/fd/" + e.Name()); err == nil && strings.HasPrefix(target, "pipe:") {
+			procPipes++
+		}
+	}
+	if procPipes < 3 {
+		t.Fatalf("/proc/%s/fd has %d pipes, want at least 3 (both ends and fd %d)", pid, procPipes, fd)
+	}
+	var got []float64
+	waitFor(t, 15*time.Second, "the agent's pipes for dupparked equal /proc's", func() bool {
+		got = series(scrape(t, base), "leaktrace_process_open_handles", map[string]string{"pid": pid, "kind": "pipe"})
+		return len(got) == 1 && int(got[0]) == procPipes
+	})
+}

@@ -57,6 +57,7 @@ func binaries(t *testing.T) string {
 			{"gcc", "-O2", "-g", "-fomit-frame-pointer", "-o", filepath.Join(buildDir, "leaky-c-nofp"), "testdata/leaky-c/leaky.c"},
 			{"gcc", "-O1", "-g", "-Wall", "-o", filepath.Join(buildDir, "fdgen"), "testdata/fdgen/fdgen.c", "-lpthread"},
 			{"gcc", "-O1", "-g", "-Wall", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "corpus"), "testdata/fdcorpus/corpus.c"},
+			{"gcc", "-O1", "-g", "-Wall", "-o", filepath.Join(buildDir, "dupparked"), "testdata/dupparked/dupparked.c"},
 			{"gcc", "-O1", "-g", "-Wall", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "fdexhaust"), "testdata/fdexhaust/fdexhaust.c"},
 			{"gcc", "-O1", "-g", "-Wall", "-o", filepath.Join(buildDir, "memgrow"), "testdata/memgrow/memgrow.c"},
 		}
