@@ -167,6 +167,7 @@ static __always_inline void py_send_code(const struct lt_py_proc *pp, const stru
 	}
 	bpf_ringbuf_submit(c, 0);
 	count(LT_CNT_EVENTS);
+	count_n(LT_CNT_EVENT_BYTES, sizeof(*c));
 }
 
 /* One frame per call, innermost first. The layout's marker byte says either
@@ -273,10 +274,7 @@ __noinline int py_submit_stack(const struct lt_header *h)
 		size = sizeof(*e);
 	e->h.size = size;
 	/* Go reads new code objects from the live process: wake it now. */
-	if (bpf_ringbuf_output(&events, e, size, wakeup_flag(wake)))
-		count(LT_CNT_RINGBUF_FULL);
-	else
-		count(LT_CNT_EVENTS);
+	output(e, size, wake);
 	return 0;
 }
 

@@ -148,7 +148,7 @@ var (
 // refused turns a load failure into one line a person can act on: which
 // program, why (too complex, missing helper, BTF, lockdown), and where the
 // verifier's log went.
-func refused(err error, logPath string) error {
+func refused(err error) error {
 	if missing := missingFeature(); missing != nil {
 		return missing
 	}
@@ -181,11 +181,8 @@ func refused(err error, logPath string) error {
 		why = "does not match this kernel's BTF"
 		hint = "please report it with the log and `uname -r`"
 	}
-	where := "run with -v to see the verifier's log"
-	if logPath == "" {
-		logPath = verifierLogFile()
-	}
-	if logPath != "" {
+	where := "the verifier's log could not be written to a temporary file"
+	if logPath := verifierLogFile(); logPath != "" {
 		if werr := os.WriteFile(logPath, []byte(full+"\n"), 0o600); werr == nil {
 			where = "verifier log in " + logPath
 		}
@@ -270,7 +267,7 @@ func VerifierReport(cfg Config) ([]VerifierStats, time.Duration, error) {
 	})
 	took := time.Since(start)
 	if err != nil {
-		return nil, took, refused(err, cfg.VerifierLogPath)
+		return nil, took, refused(err)
 	}
 	defer coll.Close()
 	var out []VerifierStats

@@ -48,9 +48,6 @@ type Config struct {
 	PairInKernel bool
 	// Hooks selects how syscalls are hooked (HooksRaw by default).
 	Hooks Hooks
-	// VerifierLogPath, when set, is where the verifier's log goes if a
-	// program is refused (else it is in the error only with -v).
-	VerifierLogPath string
 }
 
 // normalize applies defaults and checks ranges.
@@ -199,7 +196,7 @@ func New(cfg Config) (*Tracer, error) {
 		t.maps, t.common, t.raw = o.LeaktraceMaps, o.commonPrograms, o.rawPrograms
 	}
 	if err != nil {
-		return nil, refused(err, cfg.VerifierLogPath)
+		return nil, refused(err)
 	}
 	t.LoadTime = time.Since(start)
 	if err := t.fillSyscalls(); err != nil {
