@@ -39,7 +39,7 @@ __noinline int submit_open(struct lt_fd_event *e, int cls)
 	py_submit_stack(&e->h);
 	__u32 n = capture_stack(&e->stack);
 	__u64 size = offsetof(struct lt_fd_event, stack.stack) + (n > LT_STACK_MAX ? LT_STACK_MAX : n);
-	if (may_stash(e, cls) && stash_put(e, size))
+	if (may_park(e, cls) && park(e, size))
 		return 0;
 	submit(e, size);
 	return 0;
@@ -49,6 +49,8 @@ __noinline int submit_open(struct lt_fd_event *e, int cls)
  * alerts at once, without waiting for a scrape. */
 static __always_inline int submit_fd_fail(__u16 nr, long ret)
 {
+	/* The snapshot Go takes now must see the table whole. */
+	park_flush_table(current_files());
 	struct lt_fd_event *e = fd_event(LT_EV_FD_FAIL, nr);
 	if (!e)
 		return 0;
@@ -86,7 +88,7 @@ static __always_inline int fd_release(struct inflight *in, __u8 cls, long ret)
 
 	if (cls == LT_SYS_CLOSE) {
 		/* close releases the fd on every outcome but EBADF. */
-		if (ret == -EBADF || stash_take_close((int)in->args[0]))
+		if (ret == -EBADF || park_take_close(current_files(), (int)in->args[0], in->ts))
 			return 0;
 		e = fd_event(LT_EV_FD_CLOSE, in->nr);
 		if (!e)
@@ -95,6 +97,7 @@ static __always_inline int fd_release(struct inflight *in, __u8 cls, long ret)
 	} else {
 		if (ret != 0)
 			return 0;
+		park_flush_table(current_files());
 		e = fd_event(LT_EV_CLOSE_RANGE, in->nr);
 		if (!e)
 			return 0;
@@ -122,6 +125,21 @@ __noinline int fd_exit(struct inflight *in, const struct lt_sys *sys, long ret)
 		return 0;
 	__u8 cls = sys->class;
 	__u16 nr = in->nr;
+
+	/* A parked fd that this syscall reads or replaces leaves first. */
+	switch (cls) {
+	case LT_SYS_DUP_ONTO:
+		park_flush_fd(current_files(), (int)in->args[1]);
+		/* fall through */
+	case LT_SYS_DUP:
+	case LT_SYS_SOCK_ADDR:
+		park_flush_fd(current_files(), (int)in->args[0]);
+		break;
+	case LT_SYS_FCNTL:
+		if (in->args[1] == F_DUPFD || in->args[1] == F_DUPFD_CLOEXEC)
+			park_flush_fd(current_files(), (int)in->args[0]);
+		break;
+	}
 
 	switch (cls) {
 	case LT_SYS_CLOSE:

@@ -57,15 +57,6 @@ static __always_inline void load_args(const bool raw, struct pt_regs *regs, cons
 		__builtin_memset(a, 0, 6 * sizeof(__u64));
 }
 
-static __always_inline __u64 load_arg0(const bool raw, struct pt_regs *regs, const __u64 *rec)
-{
-	__u64 a0 = 0;
-	if (raw)
-		return regs->di;
-	bpf_probe_read_kernel(&a0, sizeof(a0), rec);
-	return a0;
-}
-
 /* on_sys_enter parks a followed syscall's arguments for its exit. */
 static __always_inline int on_sys_enter(const bool raw, long id, struct pt_regs *regs, const __u64 *rec)
 {
@@ -82,11 +73,6 @@ static __always_inline int on_sys_enter(const bool raw, long id, struct pt_regs 
 			count(LT_CNT_COMPAT);
 		return 0;
 	}
-	/* Asked of the mode's own filter: the whole-host agent keeps no pid
-	 * set, and its parked records must leave before a dup2 or close_range
-	 * that could touch them. */
-	if (pair_in_kernel && traced)
-		stash_before_syscall(cls, cls == LT_SYS_CLOSE ? (int)load_arg0(raw, regs, rec) : -1);
 	if (cls == LT_SYS_NONE || !traced)
 		return 0;
 	__u64 a[6];

@@ -40,6 +40,9 @@ type commonPrograms struct {
 	SchedProcessExec *ebpf.Program `ebpf:"sched_process_exec"`
 	SchedProcessExit *ebpf.Program `ebpf:"sched_process_exit"`
 	SchedProcessFork *ebpf.Program `ebpf:"sched_process_fork"`
+	// SweepParked sends the records parked longer than the pairing window
+	// (bpf/pair.h). Never attached: Read runs it every half window.
+	SweepParked *ebpf.Program `ebpf:"sweep_parked"`
 }
 
 type rawPrograms struct {
@@ -50,13 +53,10 @@ type rawPrograms struct {
 type perSyscallPrograms struct {
 	SysEnterTp *ebpf.Program `ebpf:"sys_enter_tp"`
 	SysExitTp  *ebpf.Program `ebpf:"sys_exit_tp"`
-	// SchedSwitch sends a parked record when its thread blocks: with
-	// per-syscall hooks an unfollowed syscall no longer does.
-	SchedSwitch *ebpf.Program `ebpf:"sched_switch"`
 }
 
 func (p *commonPrograms) close() {
-	for _, q := range []*ebpf.Program{p.SchedProcessExec, p.SchedProcessExit, p.SchedProcessFork} {
+	for _, q := range []*ebpf.Program{p.SchedProcessExec, p.SchedProcessExit, p.SchedProcessFork, p.SweepParked} {
 		if q != nil {
 			q.Close()
 		}
