@@ -122,8 +122,8 @@ const (
 	// slot's bucket, so the map stays small; at most a window of
 	// creations wait at once.
 	DefaultPairSlots = 1024
-	MaxStackBytes          = 8192
-	NoStackCopy            = -1 // Config.StackBytes: copy no stack
+	MaxStackBytes    = 8192
+	NoStackCopy      = -1 // Config.StackBytes: copy no stack
 )
 
 // Tracer is a loaded and attached set of programs.
