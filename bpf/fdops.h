@@ -36,11 +36,12 @@ __noinline int submit_open(struct lt_fd_event *e, int cls)
 {
 	if (!e)
 		return 0;
-	py_submit_stack(&e->h);
+	__u64 py = py_walk(&e->h);
 	__u32 n = capture_stack(&e->stack);
 	__u64 size = offsetof(struct lt_fd_event, stack.stack) + (n > LT_STACK_MAX ? LT_STACK_MAX : n);
-	if (may_park(e, cls) && park(e, size))
+	if (may_park(e, cls) && park(e, size, py))
 		return 0;
+	py_send(py); /* the frames go just ahead of their record */
 	submit(e, size);
 	return 0;
 }

@@ -247,6 +247,7 @@ struct lt_py_frame {
 #define LT_PY_TRUNCATED (1U << 1)   /* more frames than LT_PY_FRAMES_MAX */
 #define LT_PY_FAULT (1U << 2)       /* a read of interpreter memory failed */
 #define LT_PY_FINALIZING (1U << 3)  /* Py_Finalize had begun when the record was made */
+#define LT_PY_FRESH (1U << 4)       /* names a code object the kernel had not seen: Go reads it now */
 
 #define LT_PY_NAME_MAX 128      /* bytes of a qualname sent */
 #define LT_PY_FILE_MAX 256      /* bytes of a filename sent */

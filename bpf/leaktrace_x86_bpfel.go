@@ -271,6 +271,7 @@ type LeaktraceParkKey struct {
 type LeaktraceParked struct {
 	_   structs.HostLayout
 	Rec [3072]uint8
+	Py  [1080]uint8
 }
 
 type LeaktraceRights struct {

@@ -301,16 +301,37 @@ func (h *history) dump(diff string) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var b strings.Builder
+	seen := map[int]bool{}
+	var show func(fd int, depth int)
+	show = func(fd int, depth int) {
+		if seen[fd] || fd < 0 {
+			return
+		}
+		seen[fd] = true
+		fmt.Fprintf(&b, " fd %d:\n", fd)
+		var sources []int
+		for _, l := range h.fds[int32(fd)] {
+			fmt.Fprintf(&b, "   %s\n", l)
+			// A copy's source explains where its target came from.
+			if i := strings.Index(l, " fd2="); i >= 0 && strings.HasPrefix(l, "fd_open") {
+				if n, err := strconv.Atoi(strings.Fields(l[i+5:])[0]); err == nil {
+					sources = append(sources, n)
+				}
+			}
+		}
+		if depth < 2 {
+			for _, src := range sources {
+				show(src, depth+1)
+			}
+		}
+	}
 	for _, line := range strings.Split(diff, "\n") {
 		f := strings.Fields(line)
 		if len(f) < 2 || f[0] != "fd" {
 			continue
 		}
 		fd, _ := strconv.Atoi(f[1])
-		fmt.Fprintf(&b, " fd %d:\n", fd)
-		for _, l := range h.fds[int32(fd)] {
-			fmt.Fprintf(&b, "   %s\n", l)
-		}
+		show(fd, 0)
 	}
 	return b.String()
 }
