@@ -182,6 +182,8 @@ __noinline int fd_exit(struct inflight *in, const struct lt_sys *sys, long ret)
 	if (!e)
 		return 0;
 	e->enter_ts = in->ts;
+	if (!in->ts)
+		e->flags |= LT_FD_CHECKED; /* describe_fd says whether it is still there */
 	e->ret = ret;
 	e->arg0 = in->args[0];
 	e->fd = (int)ret;

@@ -244,6 +244,7 @@ const (
 	LeaktraceLtSysFlagLT_SYSF_DPATH          LeaktraceLtSysFlag = 2
 	LeaktraceLtSysFlagLT_SYSF_CLOEXEC_HOW    LeaktraceLtSysFlag = 4
 	LeaktraceLtSysFlagLT_SYSF_CLOEXEC_ALWAYS LeaktraceLtSysFlag = 8
+	LeaktraceLtSysFlagLT_SYSF_ENTER          LeaktraceLtSysFlag = 16
 )
 
 type LeaktraceLtTaskEvent struct {

@@ -83,6 +83,9 @@ func (t *Tracer) attachPerSyscall(enter, exit *ebpf.Program, ids map[string]uint
 			prefix string
 			prog   *ebpf.Program
 		}{{"sys_enter_", enter}, {"sys_exit_", exit}} {
+			if h.prog == enter && !Syscalls[i].Enter {
+				continue // its exit reads the arguments (bpf/leaktrace.bpf.c)
+			}
 			id, ok := ids[h.prefix+Syscalls[i].Name]
 			if !ok {
 				// Not built into this kernel (memfd_secret, …): nothing can
