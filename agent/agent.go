@@ -28,7 +28,7 @@ import (
 type Options struct {
 	Config   Config
 	Interval time.Duration // sampling and alert evaluation
-	Tracer   tracer.Config // ring buffer and stack size; TraceAll and Filter are set from Config
+	Tracer   tracer.Config // ring buffer, stack size, pairing; TraceAll and Filter are set from Config
 	Log      *slog.Logger
 	// ExternalURL is the agent's own URL as its alerts' receivers reach it:
 	// alerts link back to its /debug/leaks.
@@ -156,9 +156,8 @@ func New(opts Options) (*Agent, error) {
 	tc.Filter = filter
 	// Whole-host: syscalls nobody follows must run no program at all.
 	tc.Hooks = tracer.HooksPerSyscall
-	// Most handles live for microseconds: those closed before their
-	// thread blocks or makes another followed syscall never leave the kernel.
-	tc.PairInKernel = true
+	// Most handles live for microseconds: with PairInKernel (the command's
+	// default) those closed within the pairing window never leave the kernel.
 	a := &Agent{
 		log:        opts.Log,
 		interval:   opts.Interval,

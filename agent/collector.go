@@ -32,7 +32,7 @@ var (
 	descHeld       = prometheus.NewDesc(namespace+"_handles_held_at_exit_total", "Handles (fds, threads, unreaped children) traced processes held as they exited: released by the kernel then, not leaks.", nil, nil)
 	descEvents     = prometheus.NewDesc(namespace+"_events_received_total", "Events the kernel side sent.", nil, nil)
 	descLost       = prometheus.NewDesc(namespace+"_events_lost_total", "Events the kernel side could not deliver, by reason.", []string{"reason"}, nil)
-	descSettled    = prometheus.NewDesc(namespace+"_handles_settled_in_kernel_total", "Handles opened and closed before their thread blocked or made another followed syscall: paired in the kernel, never sent.", nil, nil)
+	descSettled    = prometheus.NewDesc(namespace+"_handles_settled_in_kernel_total", "Handles closed within the pairing window (100 ms) of their creation: paired in the kernel, never sent.", nil, nil)
 	descEventBytes = prometheus.NewDesc(namespace+"_events_received_bytes_total", "Ring-buffer bytes of the events the kernel side sent.", nil, nil)
 	descUnmatched  = prometheus.NewDesc(namespace+"_syscall_exits_unmatched_total", "Exits of traced fd syscalls that found no parked enter (in flight when tracing began, or the enter was not parked): their result is not seen.", nil, nil)
 	descBadRecs    = prometheus.NewDesc(namespace+"_records_malformed_total", "Ring buffer records that failed to decode.", nil, nil)

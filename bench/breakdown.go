@@ -73,8 +73,8 @@ type breakdownJSON struct {
 }
 
 // bdConfigs are the breakdown's configurations: run and agent, each on the
-// open churn (settled in the kernel) and on the interleaved one (every event
-// sent), the latter again with --stack-bytes 0. bare[i] is the index of
+// open churn (settled in the kernel) and on the interleaved one with pairing
+// off (every event sent), the latter again with --stack-bytes 0. bare[i] is the index of
 // configuration i's --stack-bytes 0 twin, or -1.
 func (b *bench) bdConfigs() (all []bdConfig, bare []int) {
 	n := b.size.churn
@@ -82,7 +82,7 @@ func (b *bench) bdConfigs() (all []bdConfig, bare []int) {
 	open := []string{"-m", "open", "-n", itoa(n)}
 	inter := []string{"-m", "interleave", "-n", itoa(n / 2)}
 	openName := fmt.Sprintf("open+close /dev/null ×%s (paired in the kernel)", count(n))
-	interName := fmt.Sprintf("open a, open b, close a, close b ×%s (every event sent)", count(n/2))
+	interName := fmt.Sprintf("open a, open b, close a, close b ×%s (--pair-window 0: every event sent)", count(n/2))
 	// --interval 1h: no evaluation falls in the loop, so the agent's CPU is
 	// the reader's and the aggregator's.
 	agentFlags := []string{"--interval", "1h"}
@@ -91,11 +91,13 @@ func (b *bench) bdConfigs() (all []bdConfig, bare []int) {
 		agent bool
 		flags []string
 	}{{"leaktrace run", false, nil}, {"leaktrace agent --pid CHURN", true, agentFlags}} {
+		// The sent path: pairing off, so every record crosses the ring.
+		sent := append(append([]string{}, mode.flags...), "--pair-window", "0")
 		all = append(all,
 			bdConfig{mode.name + ", " + openName, mode.agent, mode.flags, open, n, 2},
-			bdConfig{mode.name + ", " + interName, mode.agent, mode.flags, inter, n / 2, 4})
+			bdConfig{mode.name + ", " + interName, mode.agent, sent, inter, n / 2, 4})
 		noStack := all[len(all)-1]
-		noStack.flags = append(append([]string{}, mode.flags...), "--stack-bytes", "0")
+		noStack.flags = append(append([]string{}, sent...), "--stack-bytes", "0")
 		all = append(all, noStack)
 		bare = append(bare, -1, len(all)-1, -1)
 	}

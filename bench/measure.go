@@ -43,7 +43,7 @@ func (b *bench) workloads(div int) []workload {
 		{fmt.Sprintf("open+close ×%s", count(n)), n, b.size.held, []string{"-m", "open", "-n", itoa(n), "-H", itoa(b.size.held)}},
 		// Two fds open at once: nothing is settled in the kernel, every
 		// event is sent, decoded, unwound and aggregated.
-		{fmt.Sprintf("open a, open b, close a, close b ×%s (nothing paired in the kernel)", count(n/2)), n / 2, 0, []string{"-m", "interleave", "-n", itoa(n / 2)}},
+		{fmt.Sprintf("open a, open b, close a, close b ×%s (two fds waiting in the kernel at once)", count(n/2)), n / 2, 0, []string{"-m", "interleave", "-n", itoa(n / 2)}},
 	}
 }
 

@@ -34,6 +34,7 @@ type agentFlags struct {
 	interval      time.Duration
 	ringBuffer    int
 	stackBytes    int
+	pairWindow    time.Duration
 	cfg           agent.Config // flags write here; only those set override the file
 	webhook       string
 	alertmanager  string
@@ -75,6 +76,7 @@ to get an fd (EMFILE/ENFILE), its whole fd table is kept as an incident in
 	fl.DurationVar(&f.interval, "interval", 5*time.Second, "how often counts are sampled and alerts evaluated")
 	fl.IntVar(&f.ringBuffer, "ring-buffer-size", tracer.DefaultRingBufferBytes, "kernel ring buffer size in `bytes` (a power of two)")
 	fl.IntVar(&f.stackBytes, "stack-bytes", tracer.DefaultStackBytes, "bytes of user stack copied per event for unwinding (0-8192; 0 copies none)")
+	fl.DurationVar(&f.pairWindow, "pair-window", tracer.DefaultPairWindow, "how long a new handle's record may wait in the kernel for its close (closed sooner: neither record is sent); 0 sends every record")
 	c := &f.cfg
 	fl.IntSliceVar(&c.Filters.PIDs, "pid", nil, "trace this `pid` and its children (repeatable)")
 	fl.StringSliceVar(&c.Filters.Comms, "comm", nil, "trace processes with this `comm` and their children (repeatable)")
@@ -204,7 +206,8 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 		extURL = defaultExternalURL(listeners[0].Addr(), webTLS(f.webConfig))
 	}
 	a, err := agent.New(agent.Options{Config: cfg, Interval: f.interval, Log: log,
-		Tracer:      tracer.Config{RingBufferBytes: f.ringBuffer, StackBytes: stackBytes(f.stackBytes)},
+		Tracer: tracer.Config{RingBufferBytes: f.ringBuffer, StackBytes: stackBytes(f.stackBytes),
+			PairInKernel: f.pairWindow > 0, PairWindow: f.pairWindow},
 		ExternalURL: extURL})
 	if err != nil {
 		var te *tracer.Error

@@ -70,9 +70,6 @@ func attach(ctx context.Context, arg string, f *attachFlags) error {
 		return &userError{code: exitUsage, msg: err.Error()}
 	}
 	cfg := f.tracerConfig()
-	// A handle closed before its thread's next syscall never leaves the
-	// kernel; one held longer is sent at that syscall, long before --min-age.
-	cfg.PairInKernel = true
 	sess, err := session.New(session.Options{Mode: aggregator.ModeAttach, MinAge: f.minAge, Tracer: cfg})
 	if err != nil {
 		return kernelError(err)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -27,6 +28,7 @@ type traceFlags struct {
 	jsonPath       string
 	ringBufferSize int
 	stackBytes     int
+	pairWindow     time.Duration
 	maxFrames      int
 }
 
@@ -35,11 +37,13 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.jsonPath, "json", "", "write the report as JSON to `FILE` (schema: docs/json-schema.md)")
 	fl.IntVar(&f.ringBufferSize, "ring-buffer-size", tracer.DefaultRingBufferBytes, "kernel ring buffer size in `bytes` (a power of two)")
 	fl.IntVar(&f.stackBytes, "stack-bytes", tracer.DefaultStackBytes, "bytes of user stack copied per event for unwinding (0-8192; 0 copies none)")
+	fl.DurationVar(&f.pairWindow, "pair-window", tracer.DefaultPairWindow, "how long a new handle's record may wait in the kernel for its close (closed sooner: neither record is sent); 0 sends every record")
 	fl.IntVar(&f.maxFrames, "max-frames", 16, "stack frames shown per site in the text report")
 }
 
 func (f *traceFlags) tracerConfig() tracer.Config {
-	return tracer.Config{RingBufferBytes: f.ringBufferSize, StackBytes: stackBytes(f.stackBytes)}
+	return tracer.Config{RingBufferBytes: f.ringBufferSize, StackBytes: stackBytes(f.stackBytes),
+		PairInKernel: f.pairWindow > 0, PairWindow: f.pairWindow}
 }
 
 type runFlags struct {
@@ -104,7 +108,6 @@ func runTraced(cmd *cobra.Command, argv []string, f *runFlags) error {
 		return &userError{code: exitUsage, msg: err.Error()}
 	}
 	cfg := f.tracerConfig()
-	cfg.PairInKernel = true // run reports at exit: nothing needs the short-lived handles live
 	sess, err := session.New(session.Options{Mode: aggregator.ModeRun, Tracer: cfg})
 	if err != nil {
 		return kernelError(err)

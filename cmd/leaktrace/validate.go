@@ -32,7 +32,7 @@ func usagef(format string, args ...any) error {
 }
 
 // validateTracer checks the kernel-side sizes shared by every tracing command.
-func validateTracer(ringBufferSize, stackBytes int) error {
+func validateTracer(ringBufferSize, stackBytes int, pairWindow time.Duration) error {
 	page := os.Getpagesize()
 	if ringBufferSize < page || ringBufferSize > maxRingBufferBytes || ringBufferSize&(ringBufferSize-1) != 0 {
 		return usagef("bad --ring-buffer-size %d: want a power of two from %d (a page) to %d, such as %d",
@@ -41,11 +41,14 @@ func validateTracer(ringBufferSize, stackBytes int) error {
 	if stackBytes < 0 || stackBytes > tracer.MaxStackBytes {
 		return usagef("bad --stack-bytes %d: want 0 to %d (0 copies no stack)", stackBytes, tracer.MaxStackBytes)
 	}
+	if pairWindow != 0 && (pairWindow < time.Millisecond || pairWindow > time.Minute) {
+		return usagef("bad --pair-window %s: want 0 (send every record) or 1ms to 1m, such as %s", pairWindow, tracer.DefaultPairWindow)
+	}
 	return nil
 }
 
 func (f *traceFlags) validate() error {
-	if err := validateTracer(f.ringBufferSize, f.stackBytes); err != nil {
+	if err := validateTracer(f.ringBufferSize, f.stackBytes, f.pairWindow); err != nil {
 		return err
 	}
 	if f.maxFrames < 1 {
@@ -73,7 +76,7 @@ func (f *attachFlags) validate() error {
 var reservedPaths = []string{"/", "/healthz", "/readyz", "/debug/leaks", "/debug/alerts"}
 
 func (f *agentFlags) validate() error {
-	if err := validateTracer(f.ringBuffer, f.stackBytes); err != nil {
+	if err := validateTracer(f.ringBuffer, f.stackBytes, f.pairWindow); err != nil {
 		return err
 	}
 	if f.interval < minInterval {
