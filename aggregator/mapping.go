@@ -36,6 +36,9 @@ type mapping struct {
 	stack      event.StackID
 	// inherited: a copy made at fork; the parent's creation, not the child's.
 	inherited bool
+	// finalizing: made once Python finalization had begun; the
+	// interpreter's shutdown unmapping it is no sign the program held it.
+	finalizing bool
 	target    string
 }
 
@@ -82,10 +85,31 @@ func (a *Aggregator) unaccount(m *mapping, bytes uint64, pieces int) {
 	a.mapLive[m.stack] = s
 }
 
+// cut takes bytes (and pieces ranges) of m away. shutdown: the Python
+// interpreter's finalization unmapped them, so the program still held them
+// at its end: they count as held at exit, as fds it closes then do.
+func (a *Aggregator) cut(m *mapping, bytes uint64, pieces int, shutdown bool) {
+	a.unaccount(m, bytes, pieces)
+	if shutdown && !m.inherited && !m.finalizing {
+		a.holdMapped(m, bytes)
+	}
+}
+
+// holdMapped adds bytes of m to what processes had mapped at their end.
+func (a *Aggregator) holdMapped(m *mapping, bytes uint64) {
+	s := a.mapHeld[m.stack]
+	s.Bytes += bytes
+	s.Mappings++
+	a.mapHeld[m.stack] = s
+	if t := a.mapHeldTargets[m.stack]; len(t) < maxHeldExamples && !slices.Contains(t, m.target) {
+		a.mapHeldTargets[m.stack] = append(t, m.target)
+	}
+}
+
 // unmap removes [lo, hi) from p's ranges: a range inside it goes, one that
 // overlaps an end is cut, one that holds it is split in two pieces that both
 // keep their creation.
-func (a *Aggregator) unmap(p *process, lo, hi uint64) {
+func (a *Aggregator) unmap(p *process, lo, hi uint64, shutdown bool) {
 	if lo >= hi {
 		return
 	}
@@ -95,11 +119,11 @@ func (a *Aggregator) unmap(p *process, lo, hi uint64) {
 		m := &ms[i]
 		switch {
 		case m.start >= lo && m.end <= hi:
-			a.unaccount(m, m.end-m.start, 1)
+			a.cut(m, m.end-m.start, 1, shutdown)
 			ms = slices.Delete(ms, i, i+1)
 			continue
 		case m.start < lo && m.end > hi:
-			a.unaccount(m, hi-lo, 0)
+			a.cut(m, hi-lo, 0, shutdown)
 			right := *m
 			right.start = hi
 			m.end = lo
@@ -108,10 +132,10 @@ func (a *Aggregator) unmap(p *process, lo, hi uint64) {
 			p.maps = ms
 			return
 		case m.start < lo:
-			a.unaccount(m, m.end-lo, 0)
+			a.cut(m, m.end-lo, 0, shutdown)
 			m.end = lo
 		default:
-			a.unaccount(m, hi-m.start, 0)
+			a.cut(m, hi-m.start, 0, shutdown)
 			m.start = hi
 		}
 		i++
@@ -125,7 +149,7 @@ func (a *Aggregator) mapRange(p *process, m mapping) {
 	if m.start >= m.end {
 		return
 	}
-	a.unmap(p, m.start, m.end)
+	a.unmap(p, m.start, m.end, false)
 	i := sort.Search(len(p.maps), func(i int) bool { return p.maps[i].start >= m.end })
 	p.maps = slices.Insert(p.maps, i, m)
 	a.account(&p.maps[i], m.end-m.start, 1)
@@ -158,13 +182,14 @@ func mapTarget(e *event.Event) string {
 func (a *Aggregator) mapNew(e *event.Event) {
 	p := a.proc(e)
 	lo, hi := eventRange(e.Addr, e.Len, e.Flags&event.FlagMapBrk != 0)
-	a.mapRange(p, mapping{start: lo, end: hi, created: e.Time, stack: e.Stack, target: mapTarget(e)})
+	a.mapRange(p, mapping{start: lo, end: hi, created: e.Time, stack: e.Stack, target: mapTarget(e),
+		finalizing: e.Flags&event.FlagPyFinalizing != 0})
 }
 
 func (a *Aggregator) mapFree(e *event.Event) {
 	p := a.proc(e)
 	lo, hi := eventRange(e.Addr, e.Len, e.Flags&event.FlagMapBrk != 0)
-	a.unmap(p, lo, hi)
+	a.unmap(p, lo, hi, e.Flags&event.FlagPyShutdown != 0)
 }
 
 // mapMove applies mremap: the pieces of the old range move to the new one,
@@ -183,9 +208,9 @@ func (a *Aggregator) mapMove(e *event.Event) {
 	}
 	a.mapScratch = moved
 	if e.Flags&event.FlagMapDontUnmap == 0 {
-		a.unmap(p, olo, ohi)
+		a.unmap(p, olo, ohi, false)
 	}
-	a.unmap(p, nlo, nhi)
+	a.unmap(p, nlo, nhi, false)
 	for i, m := range moved {
 		m.start = m.start - olo + nlo
 		m.end = m.end - olo + nlo
@@ -205,13 +230,7 @@ func (a *Aggregator) unmapAll(p *process, atExit bool) {
 		m := &p.maps[i]
 		a.unaccount(m, m.end-m.start, 1)
 		if atExit && !m.inherited {
-			s := a.mapHeld[m.stack]
-			s.Bytes += m.end - m.start
-			s.Mappings++
-			a.mapHeld[m.stack] = s
-			if t := a.mapHeldTargets[m.stack]; len(t) < maxHeldExamples && !slices.Contains(t, m.target) {
-				a.mapHeldTargets[m.stack] = append(t, m.target)
-			}
+			a.holdMapped(m, m.end-m.start)
 		}
 	}
 	clear(p.maps)

@@ -257,3 +257,21 @@ func BenchmarkApplyMmapMunmap(b *testing.B) {
 		a.Apply(&freeE)
 	}
 }
+
+// TestMappingPythonShutdown: what the interpreter unmaps as it finalizes was
+// still held by the program at its end; what finalization itself mapped is
+// its own.
+func TestMappingPythonShutdown(t *testing.T) {
+	s := newMapStream(t, ModeRun)
+	s.mmap(base, 64*kib, 1)
+	s.mmap(base+1*mib, 16*kib, 2)
+	s.munmap(base+1*mib, 16*kib) // by the program: released
+	s.ev(event.Event{Type: event.MapNew, Addr: base + 2*mib, Len: 8 * kib, Stack: 3, Flags: event.FlagPyFinalizing})
+	s.ev(event.Event{Type: event.MapFree, Addr: base, Len: 64 * kib, Flags: event.FlagPyShutdown})
+	s.ev(event.Event{Type: event.MapFree, Addr: base + 2*mib, Len: 8 * kib, Flags: event.FlagPyShutdown})
+	s.want("", map[event.StackID]MappedSite{})
+	got := s.a.MappedAtExit()
+	if len(got) != 1 || got[1] != (MappedSite{64 * kib, 1}) {
+		t.Errorf("at exit %v, want only stack 1's 64 KiB", got)
+	}
+}

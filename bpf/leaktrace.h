@@ -128,6 +128,8 @@ struct lt_exec_event {
 #define LT_MAP_FILE (1U << 1)      /* a file mapping: ino and name say which */
 #define LT_MAP_SHARED (1U << 2)    /* MAP_SHARED */
 #define LT_MAP_DONTUNMAP (1U << 3) /* mremap MREMAP_DONTUNMAP: the old range stays */
+/* LT_FD_PY_SHUTDOWN (1 << 16) on LT_EV_MAP_FREE: unmapped while the Python
+ * interpreter was finalizing (the program still held it at its end). */
 
 /* A memory mapping made, released or moved. Sizes are as the syscall gave
  * them; Go rounds to pages. Only LT_EV_MAP_NEW carries a stack. */

@@ -84,6 +84,7 @@ __noinline int mapping_exit(struct inflight *in, __u8 cls, long ret)
 			return 0;
 		e->addr = in->args[0];
 		e->len = in->args[1];
+		e->flags |= py_close_flags(e->h.pid);
 		submit(e, offsetof(struct lt_map_event, name));
 		return 0;
 	case LT_SYS_MREMAP:
@@ -120,7 +121,7 @@ __noinline int mapping_exit(struct inflight *in, __u8 cls, long ret)
 			return 0;
 		e->addr = now;
 		e->len = old - now;
-		e->flags = LT_MAP_BRK;
+		e->flags = LT_MAP_BRK | py_close_flags(e->h.pid);
 		submit(e, offsetof(struct lt_map_event, name));
 		return 0;
 	}
