@@ -39,7 +39,7 @@ type mapping struct {
 	// finalizing: made once Python finalization had begun; the
 	// interpreter's shutdown unmapping it is no sign the program held it.
 	finalizing bool
-	target    string
+	target     string
 }
 
 // Mapping is a traced range, as tests and callers see it.
