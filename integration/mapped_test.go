@@ -2,12 +2,14 @@ package integration
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/leaktrace/leaktrace/report"
 )
@@ -220,5 +222,54 @@ func TestRunMappedPython(t *testing.T) {
 				t.Errorf("no mapped site of at least 32 MiB at mapgrow.py:%d (bytearrays malloc maps)", markers["buffers"])
 			}
 		})
+	}
+}
+
+// TestAttachMappedGrowth: attach reports what a live process mapped since
+// the attach, by site, as growth; what it mapped before is not seen.
+func TestAttachMappedGrowth(t *testing.T) {
+	requireRoot(t)
+	dir := binaries(t)
+	// 256 KiB every 20 ms: above malloc's mmap threshold, one mapping each.
+	prog := exec.Command(filepath.Join(dir, "memgrow"), "256", "20", "256")
+	if err := prog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prog.Process.Kill(); prog.Wait() })
+	time.Sleep(300 * time.Millisecond) // some mapped before the attach: not seen
+	jsonPath := filepath.Join(t.TempDir(), "attach.json")
+	out, err := exec.Command(filepath.Join(dir, "leaktrace"), "attach", "--duration", "1500ms", "--min-age", "0s",
+		"--interval", "200ms", "--json", jsonPath, strconv.Itoa(prog.Process.Pid)).CombinedOutput()
+	t.Logf("attach output:\n%s", out)
+	if err != nil {
+		t.Fatalf("attach: %v", err)
+	}
+	r := readReport(t, jsonPath)
+	site, ok := mappedSite(r, "grow")
+	if !ok {
+		t.Fatalf("no mapped site names grow: %+v", r.Mapped)
+	}
+	// glibc maps a 256 KiB block with its header: 65 pages.
+	const chunk = 65 * 4096
+	if site.Bytes < 10*chunk || site.Bytes%chunk != 0 || site.Mappings != int(site.Bytes/chunk) {
+		t.Errorf("grow: %d bytes in %d ranges, want many whole %d-byte blocks", site.Bytes, site.Mappings, chunk)
+	}
+	if site.GrowthBytes != site.Bytes {
+		t.Errorf("grow: growth %d, want all of its %d bytes (mapped since the attach)", site.GrowthBytes, site.Bytes)
+	}
+	// The kernel's truth: the process maps at least this much more than
+	// the blocks before the attach (VmSize counts every mapping).
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", prog.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vmKiB uint64
+	for _, line := range strings.Split(string(st), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmSize:"); ok {
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &vmKiB)
+		}
+	}
+	if vmKiB*1024 < site.Bytes {
+		t.Errorf("grow: %d bytes mapped, more than the process's VmSize %d KiB", site.Bytes, vmKiB)
 	}
 }
