@@ -204,7 +204,9 @@ func (a *Aggregator) mapMove(e *event.Event) {
 	for i := sort.Search(len(ms), func(i int) bool { return ms[i].end > olo }); i < len(ms) && ms[i].start < ohi; i++ {
 		m := ms[i]
 		m.start, m.end = max(m.start, olo), min(m.end, ohi)
-		moved = append(moved, m)
+		if m.start < m.end {
+			moved = append(moved, m)
+		}
 	}
 	a.mapScratch = moved
 	if e.Flags&event.FlagMapDontUnmap == 0 {
