@@ -326,3 +326,39 @@ func (a *Aggregator) MappedTargets(max int) map[event.StackID][]string {
 	}
 	return out
 }
+
+// Span is a range of addresses [Start, End), as /proc/PID/maps lists them.
+type Span struct {
+	Start, End uint64
+}
+
+// ReconcileMaps drops from pid's traced ranges what the kernel no longer
+// maps, after events were lost: spans are /proc/PID/maps, sorted. What is
+// still mapped keeps its site (an unmap and map again that were both lost
+// cannot be told apart from it).
+func (a *Aggregator) ReconcileMaps(pid uint32, spans []Span) bool {
+	p := a.procs[pid]
+	if p == nil {
+		return false
+	}
+	if len(p.maps) == 0 {
+		return true
+	}
+	at, hi := p.maps[0].start, p.maps[len(p.maps)-1].end
+	for _, s := range spans {
+		if at >= hi {
+			break
+		}
+		if s.End <= at {
+			continue
+		}
+		if s.Start > at {
+			a.unmap(p, at, min(s.Start, hi), false)
+		}
+		at = max(at, s.End)
+	}
+	if at < hi {
+		a.unmap(p, at, hi, false)
+	}
+	return true
+}

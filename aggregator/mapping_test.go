@@ -275,3 +275,16 @@ func TestMappingPythonShutdown(t *testing.T) {
 		t.Errorf("at exit %v, want only stack 1's 64 KiB", got)
 	}
 }
+
+func TestMappingReconcile(t *testing.T) {
+	s := newMapStream(t, ModeRun)
+	s.mmap(base, 64*kib, 1)
+	s.mmap(base+1*mib, 16*kib, 2)
+	s.mmap(base+2*mib, 16*kib, 3)
+	// Lost: munmap of base+16K..+32K, of all of stack 2's, and stack 3's tail.
+	s.a.ReconcileMaps(mpid, []Span{{base - 1*mib, base + 16*kib}, {base + 32*kib, base + 512*kib}, {base + 2*mib, base + 2*mib + 8*kib}})
+	s.want("[0-16@1][32-64@1][2048-2056@3]", map[event.StackID]MappedSite{1: {48 * kib, 2}, 3: {8 * kib, 1}})
+	if s.a.ReconcileMaps(99, nil) {
+		t.Error("reconciled a process never seen")
+	}
+}

@@ -89,6 +89,14 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 				seed[i] = aggregator.SeedFD{FD: f.FD, Kind: f.Kind, Target: f.Target}
 			}
 			s.agg.Reconcile(pid, seed, now)
+			// Mapped bytes too: what the kernel no longer maps goes.
+			if ranges, err := procfs.MapRanges(int(pid)); err == nil {
+				spans := make([]aggregator.Span, len(ranges))
+				for i, r := range ranges {
+					spans[i] = aggregator.Span{Start: r.Start, End: r.End}
+				}
+				s.agg.ReconcileMaps(pid, spans)
+			}
 		}
 	}
 	defer s.pyNotes(r)
