@@ -7,8 +7,13 @@ import (
 	"github.com/leaktrace/leaktrace/report"
 )
 
-// maxMappedLines caps the mapped-memory sites printed with their stacks.
-const maxMappedLines = 5
+// maxMappedLines caps the mapped-memory sites printed, and maxMappedStacks
+// those printed with their stacks: every program maps (its libraries, its
+// allocator), and the fd leaks above are what most reports are read for.
+const (
+	maxMappedLines  = 5
+	maxMappedStacks = 3
+)
 
 // mapped prints outstanding mapped memory by site: what run's processes had
 // mapped at exit, or what attach's have mapped now. Not leaks: an allocator
@@ -28,7 +33,7 @@ func (t *textReport) mapped() {
 		when, bytesText(m.Bytes), m.Mappings, plural(m.Mappings, "range", "ranges"), len(m.Sites), plural(len(m.Sites), "site", "sites"))
 	t.line("%s", t.style(ansiBold, head))
 	shown := min(len(m.Sites), maxMappedLines)
-	for _, s := range m.Sites[:shown] {
+	for i, s := range m.Sites[:shown] {
 		where := "(no stack)"
 		if s.Key != "" || len(s.Stack) > 0 {
 			where = headlineText(mappedHeadline(s))
@@ -45,7 +50,9 @@ func (t *textReport) mapped() {
 			}
 			t.line("  %s: %s", plural(len(targets), "target", "targets"), strings.Join(targets, ", "))
 		}
-		t.stack(s.Stack, mappedHeadline(s))
+		if i < maxMappedStacks {
+			t.stack(s.Stack, mappedHeadline(s))
+		}
 	}
 	if k := len(m.Sites) - shown; k > 0 {
 		t.line("… and %d more %s", k, plural(k, "site", "sites"))
