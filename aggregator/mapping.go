@@ -182,6 +182,14 @@ func mapTarget(e *event.Event) string {
 func (a *Aggregator) mapNew(e *event.Event) {
 	p := a.proc(e)
 	lo, hi := eventRange(e.Addr, e.Len, e.Flags&event.FlagMapBrk != 0)
+	if e.Flags&event.FlagMapReserved != 0 {
+		// PROT_NONE reserves address space (Go's arenas, guard pages,
+		// glibc's thread heaps): no memory until mapped again over it, or
+		// made accessible with mprotect, which is not followed. Over a
+		// traced range, it replaces what was there.
+		a.unmap(p, lo, hi, false)
+		return
+	}
 	a.mapRange(p, mapping{start: lo, end: hi, created: e.Time, stack: e.Stack, target: mapTarget(e),
 		finalizing: e.Flags&event.FlagPyFinalizing != 0})
 }

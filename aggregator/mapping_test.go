@@ -288,3 +288,16 @@ func TestMappingReconcile(t *testing.T) {
 		t.Error("reconciled a process never seen")
 	}
 }
+
+// TestMappingReserved: PROT_NONE reserves address space, not memory: it is
+// not counted, and mapping it over a traced range (Go's sysFault) ends that.
+// A range mapped accessible over a reservation (Go's sysMap) counts at the
+// site that did so.
+func TestMappingReserved(t *testing.T) {
+	s := newMapStream(t, ModeRun)
+	s.ev(event.Event{Type: event.MapNew, Addr: base, Len: 64 * mib, Stack: 1, Flags: event.FlagMapReserved})
+	s.want("", map[event.StackID]MappedSite{})
+	s.mmap(base, 4*mib, 2) // MAP_FIXED, read-write
+	s.ev(event.Event{Type: event.MapNew, Addr: base + 1*mib, Len: 1 * mib, Stack: 3, Flags: event.FlagMapReserved})
+	s.want("[0-1024@2][2048-4096@2]", map[event.StackID]MappedSite{2: {3 * mib, 2}})
+}

@@ -124,6 +124,9 @@ const (
 	FlagMapFile      uint32 = 1 << 1 // a file mapping
 	FlagMapShared    uint32 = 1 << 2 // MAP_SHARED
 	FlagMapDontUnmap uint32 = 1 << 3 // mremap MREMAP_DONTUNMAP: the old range stays
+	// FlagMapReserved: mapped PROT_NONE, address space reserved, not memory
+	// (set by the decoder from the record's prot).
+	FlagMapReserved uint32 = 1 << 8
 )
 
 // Event is one decoded kernel event. Fields not meaningful for a Type are zero.

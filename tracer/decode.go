@@ -288,6 +288,9 @@ func (dec *Decoder) decodeMap(raw []byte, d *Decoded) error {
 		return nil
 	}
 	e.Type = event.MapNew
+	if r.Prot == 0 {
+		e.Flags |= event.FlagMapReserved
+	}
 	if len(raw) < mapStackOff {
 		return fmt.Errorf("%w: mapping creation of %d bytes", errShort, len(raw))
 	}

@@ -16,6 +16,8 @@ func TestDecodeMappings(t *testing.T) {
 	putStr(n.Name[:], "data.bin")
 	n.Stack.Ip, n.Stack.Sp, n.Stack.StackLen = 0x1000, 0x7ff0, 8
 
+	n.Prot = 3
+
 	var f bpf.LeaktraceLtMapEvent
 	f.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_MAP_FREE)
 	f.Addr, f.Len, f.Flags = 0x5000, 4096, uint32(event.FlagMapBrk)
@@ -27,6 +29,11 @@ func TestDecodeMappings(t *testing.T) {
 	var b bpf.LeaktraceLtMapEvent
 	b.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_MAP_NEW)
 	b.Addr, b.Len, b.Flags = 0x5000, 100, uint32(event.FlagMapBrk)
+	b.Prot = 3
+
+	var rsv bpf.LeaktraceLtMapEvent
+	rsv.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_MAP_NEW)
+	rsv.Addr, rsv.Len = 0xc000000000, 64 << 20 // prot 0: PROT_NONE
 
 	tests := []struct {
 		name string
@@ -42,6 +49,8 @@ func TestDecodeMappings(t *testing.T) {
 			event.Event{Type: event.MapMove, OldAddr: 0x1000, OldLen: 4096, Addr: 0x9000, Len: 8192, Flags: uint32(event.FlagMapDontUnmap)}, 0},
 		{"brk grows, no stack", rawOf(&b, mapStackOff),
 			event.Event{Type: event.MapNew, Addr: 0x5000, Len: 100, Target: "[heap]", Flags: uint32(event.FlagMapBrk)}, 0},
+		{"PROT_NONE reserves", rawOf(&rsv, mapStackOff),
+			event.Event{Type: event.MapNew, Addr: 0xc000000000, Len: 64 << 20, Target: "[anon]", Flags: event.FlagMapReserved}, 0},
 	}
 	for _, tc := range tests {
 		var dec Decoder
