@@ -33,7 +33,7 @@ func TestDecodeMappings(t *testing.T) {
 
 	var rsv bpf.LeaktraceLtMapEvent
 	rsv.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_MAP_NEW)
-	rsv.Addr, rsv.Len = 0xc000000000, 64 << 20 // prot 0: PROT_NONE
+	rsv.Addr, rsv.Len = 0xc000000000, 64<<20 // prot 0: PROT_NONE
 
 	tests := []struct {
 		name string
