@@ -397,6 +397,8 @@ func (a *Aggregator) Apply(e *event.Event) {
 		a.mapFree(e)
 	case event.MapMove:
 		a.mapMove(e)
+	case event.MapProt:
+		a.mapProt(e)
 	case event.Reap:
 		if p := a.procs[e.PID]; p != nil {
 			if h := p.children[e.ChildPID]; h != nil {

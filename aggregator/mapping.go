@@ -39,7 +39,10 @@ type mapping struct {
 	// finalizing: made once Python finalization had begun; the
 	// interpreter's shutdown unmapping it is no sign the program held it.
 	finalizing bool
-	target     string
+	// reserved: PROT_NONE, address space and no memory: counted nowhere
+	// until mprotect makes it accessible (at that call's site).
+	reserved bool
+	target   string
 }
 
 // Mapping is a traced range, as tests and callers see it.
@@ -47,6 +50,7 @@ type Mapping struct {
 	Start, End uint64
 	Stack      event.StackID
 	Inherited  bool
+	Reserved   bool // PROT_NONE: address space, not memory; in no site's bytes
 	Target     string
 	Created    uint64
 }
@@ -59,7 +63,7 @@ type MappedSite struct {
 }
 
 func (a *Aggregator) account(m *mapping, bytes uint64, pieces int) {
-	if m.inherited {
+	if m.inherited || m.reserved {
 		return
 	}
 	s := a.mapLive[m.stack]
@@ -69,7 +73,7 @@ func (a *Aggregator) account(m *mapping, bytes uint64, pieces int) {
 }
 
 func (a *Aggregator) unaccount(m *mapping, bytes uint64, pieces int) {
-	if m.inherited {
+	if m.inherited || m.reserved {
 		return
 	}
 	s, ok := a.mapLive[m.stack]
@@ -90,7 +94,7 @@ func (a *Aggregator) unaccount(m *mapping, bytes uint64, pieces int) {
 // at its end: they count as held at exit, as fds it closes then do.
 func (a *Aggregator) cut(m *mapping, bytes uint64, pieces int, shutdown bool) {
 	a.unaccount(m, bytes, pieces)
-	if shutdown && !m.inherited && !m.finalizing {
+	if shutdown && !m.inherited && !m.finalizing && !m.reserved {
 		a.holdMapped(m, bytes)
 	}
 }
@@ -182,16 +186,11 @@ func mapTarget(e *event.Event) string {
 func (a *Aggregator) mapNew(e *event.Event) {
 	p := a.proc(e)
 	lo, hi := eventRange(e.Addr, e.Len, e.Flags&event.FlagMapBrk != 0)
-	if e.Flags&event.FlagMapReserved != 0 {
-		// PROT_NONE reserves address space (Go's arenas, guard pages,
-		// glibc's thread heaps): no memory until mapped again over it, or
-		// made accessible with mprotect, which is not followed. Over a
-		// traced range, it replaces what was there.
-		a.unmap(p, lo, hi, false)
-		return
-	}
+	// PROT_NONE reserves address space (Go's arenas, guard pages, glibc's
+	// thread heaps): kept, so that mprotect can make parts of it memory,
+	// but counted nowhere.
 	a.mapRange(p, mapping{start: lo, end: hi, created: e.Time, stack: e.Stack, target: mapTarget(e),
-		finalizing: e.Flags&event.FlagPyFinalizing != 0})
+		finalizing: e.Flags&event.FlagPyFinalizing != 0, reserved: e.Flags&event.FlagMapReserved != 0})
 }
 
 func (a *Aggregator) mapFree(e *event.Event) {
@@ -233,13 +232,45 @@ func (a *Aggregator) mapMove(e *event.Event) {
 	clear(a.mapScratch)
 }
 
+// mapProt applies mprotect to the traced pieces in its range: reserved ones
+// made accessible become memory of the calling site (glibc grows a thread's
+// heap so); accessible ones made PROT_NONE become reserved. Accessible ones
+// made otherwise accessible keep their creation, and what we never saw made
+// stays unknown.
+func (a *Aggregator) mapProt(e *event.Event) {
+	p := a.proc(e)
+	lo, hi := eventRange(e.Addr, e.Len, false)
+	reserve := e.Flags&event.FlagMapReserved != 0
+	pieces := a.mapScratch[:0]
+	ms := p.maps
+	for i := sort.Search(len(ms), func(i int) bool { return ms[i].end > lo }); i < len(ms) && ms[i].start < hi; i++ {
+		m := ms[i]
+		m.start, m.end = max(m.start, lo), min(m.end, hi)
+		if m.start < m.end && m.reserved != reserve {
+			pieces = append(pieces, m)
+		}
+	}
+	a.mapScratch = pieces
+	for _, m := range pieces {
+		a.unmap(p, m.start, m.end, false)
+		if reserve {
+			m.reserved = true
+		} else {
+			m = mapping{start: m.start, end: m.end, created: e.Time, stack: e.Stack, target: m.target,
+				finalizing: e.Flags&event.FlagPyFinalizing != 0}
+		}
+		a.mapRange(p, m)
+	}
+	clear(a.mapScratch)
+}
+
 // unmapAll ends every range of p (exec, exit); atExit sums what p made itself
 // into the held-at-exit bytes of each site.
 func (a *Aggregator) unmapAll(p *process, atExit bool) {
 	for i := range p.maps {
 		m := &p.maps[i]
 		a.unaccount(m, m.end-m.start, 1)
-		if atExit && !m.inherited {
+		if atExit && !m.inherited && !m.reserved {
 			a.holdMapped(m, m.end-m.start)
 		}
 	}
@@ -269,7 +300,7 @@ func (a *Aggregator) Mappings(pid uint32) []Mapping {
 	}
 	out := make([]Mapping, len(p.maps))
 	for i, m := range p.maps {
-		out[i] = Mapping{Start: m.start, End: m.end, Stack: m.stack, Inherited: m.inherited, Target: m.target, Created: m.created}
+		out[i] = Mapping{Start: m.start, End: m.end, Stack: m.stack, Inherited: m.inherited, Reserved: m.reserved, Target: m.target, Created: m.created}
 	}
 	return out
 }
@@ -309,7 +340,7 @@ func (a *Aggregator) MappedInherited() uint64 {
 	var n uint64
 	for _, p := range a.procs {
 		for _, m := range p.maps {
-			if m.inherited {
+			if m.inherited && !m.reserved {
 				n += m.end - m.start
 			}
 		}
@@ -323,7 +354,7 @@ func (a *Aggregator) MappedTargets(max int) map[event.StackID][]string {
 	out := make(map[event.StackID][]string)
 	for _, p := range a.procs {
 		for _, m := range p.maps {
-			if m.inherited {
+			if m.inherited || m.reserved {
 				continue
 			}
 			t := out[m.stack]

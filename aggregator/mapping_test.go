@@ -58,6 +58,9 @@ func (s *mapStream) ranges(pid uint32) string {
 		if m.Inherited {
 			inh = "i"
 		}
+		if m.Reserved {
+			inh += "r"
+		}
 		out += fmt.Sprintf("[%d-%d@%d%s]", (m.Start-base)/kib, (m.End-base)/kib, m.Stack, inh)
 	}
 	return out
@@ -289,15 +292,32 @@ func TestMappingReconcile(t *testing.T) {
 	}
 }
 
-// TestMappingReserved: PROT_NONE reserves address space, not memory: it is
-// not counted, and mapping it over a traced range (Go's sysFault) ends that.
-// A range mapped accessible over a reservation (Go's sysMap) counts at the
-// site that did so.
+// TestMappingReserved: PROT_NONE reserves address space, not memory: it
+// is kept but counted nowhere. Mapped accessible over it (Go's sysMap) or
+// made accessible by mprotect (glibc growing a thread's heap), it counts at
+// the site that did so; made PROT_NONE again (Go's sysFault), it stops.
 func TestMappingReserved(t *testing.T) {
 	s := newMapStream(t, ModeRun)
 	s.ev(event.Event{Type: event.MapNew, Addr: base, Len: 64 * mib, Stack: 1, Flags: event.FlagMapReserved})
-	s.want("", map[event.StackID]MappedSite{})
+	s.want("[0-65536@1r]", map[event.StackID]MappedSite{})
 	s.mmap(base, 4*mib, 2) // MAP_FIXED, read-write
 	s.ev(event.Event{Type: event.MapNew, Addr: base + 1*mib, Len: 1 * mib, Stack: 3, Flags: event.FlagMapReserved})
-	s.want("[0-1024@2][2048-4096@2]", map[event.StackID]MappedSite{2: {3 * mib, 2}})
+	s.want("[0-1024@2][1024-2048@3r][2048-4096@2][4096-65536@1r]", map[event.StackID]MappedSite{2: {3 * mib, 2}})
+
+	// mprotect read-write over [3 MiB, 6 MiB): the reserved 2 MiB of it
+	// become stack 4's; the accessible 1 MiB keeps stack 2.
+	prot := event.Event{Type: event.MapProt, Addr: base + 3*mib, Len: 3 * mib, Stack: 4}
+	s.ev(prot)
+	s.want("[0-1024@2][1024-2048@3r][2048-4096@2][4096-6144@4][6144-65536@1r]",
+		map[event.StackID]MappedSite{2: {3 * mib, 2}, 4: {2 * mib, 1}})
+	// mprotect PROT_NONE over [0, 5 MiB): all of it reserved again.
+	s.ev(event.Event{Type: event.MapProt, Addr: base, Len: 5 * mib, Flags: event.FlagMapReserved})
+	s.want("[0-1024@2r][1024-2048@3r][2048-4096@2r][4096-5120@4r][5120-6144@4][6144-65536@1r]",
+		map[event.StackID]MappedSite{4: {1 * mib, 1}})
+	// mprotect over what was never seen made: unknown still.
+	s.ev(event.Event{Type: event.MapProt, Addr: base + 100*mib, Len: mib, Stack: 4})
+	s.ev(event.Event{Type: event.TaskExit, ChildPID: mpid, ChildTID: mpid, GroupDead: true})
+	if got := s.a.MappedAtExit(); len(got) != 1 || got[4].Bytes != 1*mib {
+		t.Errorf("at exit %v: reserved ranges are no memory", got)
+	}
 }

@@ -143,6 +143,7 @@ static __always_inline int on_sys_exit(long id, long ret)
 	case LT_SYS_MUNMAP:
 	case LT_SYS_MREMAP:
 	case LT_SYS_BRK:
+	case LT_SYS_MPROTECT:
 		mapping_exit(in, sys->class, ret);
 		break;
 	case LT_SYS_RECVMSG:

@@ -27,6 +27,7 @@ enum lt_event_type {
 	LT_EV_MAP_NEW = 12,    /* [addr, addr+len) mapped: mmap, or brk that grew (bpf/mapping.h) */
 	LT_EV_MAP_FREE = 13,   /* [addr, addr+len) unmapped: munmap, or brk that shrank */
 	LT_EV_MAP_MOVE = 14,   /* mremap: [old_addr, +old_len) became [addr, +len) */
+	LT_EV_MAP_PROT = 15,   /* mprotect: [addr, addr+len) is now prot (a stack unless PROT_NONE) */
 	LT_EV_PY_STACK = 32,   /* Python frames of the record that follows (bpf/python.h) */
 	LT_EV_PY_CODE = 33,    /* a code object's names, read when the kernel first saw it */
 };
@@ -131,8 +132,9 @@ struct lt_exec_event {
 /* LT_FD_PY_SHUTDOWN (1 << 16) on LT_EV_MAP_FREE: unmapped while the Python
  * interpreter was finalizing (the program still held it at its end). */
 
-/* A memory mapping made, released or moved. Sizes are as the syscall gave
- * them; Go rounds to pages. Only LT_EV_MAP_NEW carries a stack. */
+/* A memory mapping made, released, moved or re-protected. Sizes are as the
+ * syscall gave them; Go rounds to pages. LT_EV_MAP_NEW and LT_EV_MAP_PROT
+ * (but to PROT_NONE) carry a stack. */
 struct lt_map_event {
 	struct lt_header h;
 	__u64 addr;
@@ -179,6 +181,7 @@ enum lt_sys_class {
 	LT_SYS_MUNMAP = 16,     /* mappings released (bpf/mapping.h) */
 	LT_SYS_MREMAP = 17,     /* a mapping moved or resized */
 	LT_SYS_BRK = 18,        /* the program break moved: enter parks the old one in args[1] */
+	LT_SYS_MPROTECT = 19,   /* reserved (PROT_NONE) memory made accessible, or back */
 };
 
 /* Bits of lt_sys.flags. */

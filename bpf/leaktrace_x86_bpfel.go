@@ -59,6 +59,7 @@ const (
 	LeaktraceLtEventTypeLT_EV_MAP_NEW     LeaktraceLtEventType = 12
 	LeaktraceLtEventTypeLT_EV_MAP_FREE    LeaktraceLtEventType = 13
 	LeaktraceLtEventTypeLT_EV_MAP_MOVE    LeaktraceLtEventType = 14
+	LeaktraceLtEventTypeLT_EV_MAP_PROT    LeaktraceLtEventType = 15
 	LeaktraceLtEventTypeLT_EV_PY_STACK    LeaktraceLtEventType = 32
 	LeaktraceLtEventTypeLT_EV_PY_CODE     LeaktraceLtEventType = 33
 )
@@ -255,6 +256,7 @@ const (
 	LeaktraceLtSysClassLT_SYS_MUNMAP       LeaktraceLtSysClass = 16
 	LeaktraceLtSysClassLT_SYS_MREMAP       LeaktraceLtSysClass = 17
 	LeaktraceLtSysClassLT_SYS_BRK          LeaktraceLtSysClass = 18
+	LeaktraceLtSysClassLT_SYS_MPROTECT     LeaktraceLtSysClass = 19
 )
 
 type LeaktraceLtSysFlag uint32

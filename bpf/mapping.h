@@ -101,6 +101,22 @@ __noinline int mapping_exit(struct inflight *in, __u8 cls, long ret)
 			e->flags |= LT_MAP_DONTUNMAP;
 		submit(e, offsetof(struct lt_map_event, name));
 		return 0;
+	case LT_SYS_MPROTECT:
+		/* Reserved address space (PROT_NONE) made accessible is memory
+		 * committed here: glibc grows a thread's heap so. Which parts
+		 * were reserved is known in Go, so every change is sent. */
+		if (ret != 0)
+			return 0;
+		e = map_event(LT_EV_MAP_PROT, in->nr);
+		if (!e)
+			return 0;
+		e->addr = in->args[0];
+		e->len = in->args[1];
+		e->prot = in->args[2];
+		if (e->prot & 7)
+			return map_new(e);
+		submit(e, offsetof(struct lt_map_event, name));
+		return 0;
 	case LT_SYS_BRK: {
 		/* brk returns the new break, or the old one when it failed. */
 		__u64 old = in->args[1], now = (__u64)ret;

@@ -25,9 +25,10 @@ const (
 	MapNew                     // [Addr, Addr+Len) mapped by PID (mmap, brk growth)
 	MapFree                    // [Addr, Addr+Len) unmapped (munmap, brk shrinking)
 	MapMove                    // mremap: [OldAddr, OldAddr+OldLen) became [Addr, Addr+Len)
+	MapProt                    // mprotect: [Addr, Addr+Len) accessible now, or reserved (FlagMapReserved)
 )
 
-var typeNames = [...]string{"", "fd_open", "fd_close", "close_range", "task_new", "exec", "task_exit", "mmap", "exit_group", "reap", "fd_update", "py_stack", "fd_fail", "py_code", "map_new", "map_free", "map_move"}
+var typeNames = [...]string{"", "fd_open", "fd_close", "close_range", "task_new", "exec", "task_exit", "mmap", "exit_group", "reap", "fd_update", "py_stack", "fd_fail", "py_code", "map_new", "map_free", "map_move", "map_prot"}
 
 func (t Type) String() string {
 	if int(t) < len(typeNames) && t > 0 {
@@ -124,8 +125,8 @@ const (
 	FlagMapFile      uint32 = 1 << 1 // a file mapping
 	FlagMapShared    uint32 = 1 << 2 // MAP_SHARED
 	FlagMapDontUnmap uint32 = 1 << 3 // mremap MREMAP_DONTUNMAP: the old range stays
-	// FlagMapReserved: mapped PROT_NONE, address space reserved, not memory
-	// (set by the decoder from the record's prot).
+	// FlagMapReserved: mapped or protected PROT_NONE, address space
+	// reserved, not memory (set by the decoder from the record's prot).
 	FlagMapReserved uint32 = 1 << 8
 )
 

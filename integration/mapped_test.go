@@ -21,6 +21,7 @@ type span struct{ lo, hi uint64 }
 type mapTruth struct {
 	regions []span
 	heap    span // the break before and after grow_heap
+	commit  span // what commit_reserved made read-write
 	maps    []span
 	heapVMA span
 }
@@ -40,15 +41,18 @@ func readMapTruth(t *testing.T, path string) mapTruth {
 			continue
 		}
 		switch fields[0] {
-		case "region", "heap":
+		case "region", "heap", "commit":
 			lo, err1 := strconv.ParseUint(fields[1], 10, 64)
 			hi, err2 := strconv.ParseUint(fields[2], 10, 64)
 			if err1 != nil || err2 != nil {
 				t.Fatalf("bad truth line %q", sc.Text())
 			}
-			if fields[0] == "heap" {
+			switch fields[0] {
+			case "heap":
 				tr.heap = span{lo, hi}
-			} else {
+			case "commit":
+				tr.commit = span{lo, hi}
+			default:
 				tr.regions = append(tr.regions, span{lo, hi})
 			}
 		case "maps":
@@ -149,6 +153,15 @@ func TestRunMappedBytes(t *testing.T) {
 	}
 	if hs.Bytes != heap.hi-heap.lo || len(hs.Targets) != 1 || hs.Targets[0] != "[heap]" {
 		t.Errorf("grow_heap: %d bytes %v, want %d [heap]", hs.Bytes, hs.Targets, heap.hi-heap.lo)
+	}
+	// 2 MiB of the 8 MiB reserved were made read-write by commit_reserved:
+	// they count there; the reservation itself is no memory.
+	cs, ok := mappedSite(r, "commit_reserved")
+	if !ok || cs.Bytes != tr.commit.hi-tr.commit.lo || !tr.inMaps(tr.commit) {
+		t.Errorf("commit_reserved: %+v (found %v), want %d bytes", cs, ok, tr.commit.hi-tr.commit.lo)
+	}
+	if _, ok := mappedSite(r, "reserve"); ok {
+		t.Errorf("the PROT_NONE reservation is counted as memory: %+v", r.Mapped.Sites)
 	}
 	if len(r.Leaks) != 0 && r.Budget != nil {
 		t.Errorf("mappings counted as leaks: %+v", r.Budget)

@@ -119,7 +119,8 @@ func (dec *Decoder) Decode(raw []byte, d *Decoded) error {
 		return dec.decodeExec(raw, d)
 	case bpf.LeaktraceLtEventTypeLT_EV_MMAP:
 		return dec.decodeMmap(raw, d)
-	case bpf.LeaktraceLtEventTypeLT_EV_MAP_NEW, bpf.LeaktraceLtEventTypeLT_EV_MAP_FREE, bpf.LeaktraceLtEventTypeLT_EV_MAP_MOVE:
+	case bpf.LeaktraceLtEventTypeLT_EV_MAP_NEW, bpf.LeaktraceLtEventTypeLT_EV_MAP_FREE, bpf.LeaktraceLtEventTypeLT_EV_MAP_MOVE,
+		bpf.LeaktraceLtEventTypeLT_EV_MAP_PROT:
 		return dec.decodeMap(raw, d)
 	case bpf.LeaktraceLtEventTypeLT_EV_PY_STACK:
 		return dec.decodePyStack(raw, d)
@@ -286,9 +287,19 @@ func (dec *Decoder) decodeMap(raw []byte, d *Decoded) error {
 		e.Type = event.MapMove
 		e.OldAddr, e.OldLen = r.OldAddr, r.OldLen
 		return nil
+	case bpf.LeaktraceLtEventTypeLT_EV_MAP_PROT:
+		e.Type = event.MapProt
+		if r.Prot&7 == 0 {
+			e.Flags |= event.FlagMapReserved
+			return nil
+		}
+		if len(raw) < mapStackOff {
+			return fmt.Errorf("%w: mprotect record of %d bytes", errShort, len(raw))
+		}
+		return dec.stack(&r.Stack, raw, mapStackOff, d)
 	}
 	e.Type = event.MapNew
-	if r.Prot == 0 {
+	if r.Prot&7 == 0 {
 		e.Flags |= event.FlagMapReserved
 	}
 	if len(raw) < mapStackOff {

@@ -31,6 +31,14 @@ func TestDecodeMappings(t *testing.T) {
 	b.Addr, b.Len, b.Flags = 0x5000, 100, uint32(event.FlagMapBrk)
 	b.Prot = 3
 
+	var pr bpf.LeaktraceLtMapEvent
+	pr.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_MAP_PROT)
+	pr.Addr, pr.Len, pr.Prot = 0x9000, 4096, 3
+	pr.Stack.Ip, pr.Stack.Sp = 0x2000, 0x7ff0
+	var pn bpf.LeaktraceLtMapEvent
+	pn.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_MAP_PROT)
+	pn.Addr, pn.Len = 0x9000, 4096
+
 	var rsv bpf.LeaktraceLtMapEvent
 	rsv.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_MAP_NEW)
 	rsv.Addr, rsv.Len = 0xc000000000, 64<<20 // prot 0: PROT_NONE
@@ -49,6 +57,10 @@ func TestDecodeMappings(t *testing.T) {
 			event.Event{Type: event.MapMove, OldAddr: 0x1000, OldLen: 4096, Addr: 0x9000, Len: 8192, Flags: uint32(event.FlagMapDontUnmap)}, 0},
 		{"brk grows, no stack", rawOf(&b, mapStackOff),
 			event.Event{Type: event.MapNew, Addr: 0x5000, Len: 100, Target: "[heap]", Flags: uint32(event.FlagMapBrk)}, 0},
+		{"mprotect read-write", rawOf(&pr, mapStackOff+stackBytesOff),
+			event.Event{Type: event.MapProt, Addr: 0x9000, Len: 4096}, 0x2000},
+		{"mprotect PROT_NONE", rawOf(&pn, mapNameOff),
+			event.Event{Type: event.MapProt, Addr: 0x9000, Len: 4096, Flags: event.FlagMapReserved}, 0},
 		{"PROT_NONE reserves", rawOf(&rsv, mapStackOff),
 			event.Event{Type: event.MapNew, Addr: 0xc000000000, Len: 64 << 20, Target: "[anon]", Flags: event.FlagMapReserved}, 0},
 	}
@@ -79,7 +91,8 @@ func TestDecodeMappings(t *testing.T) {
 }
 
 func FuzzDecodeMapping(f *testing.F) {
-	for _, typ := range []bpf.LeaktraceLtEventType{bpf.LeaktraceLtEventTypeLT_EV_MAP_NEW, bpf.LeaktraceLtEventTypeLT_EV_MAP_FREE, bpf.LeaktraceLtEventTypeLT_EV_MAP_MOVE} {
+	for _, typ := range []bpf.LeaktraceLtEventType{bpf.LeaktraceLtEventTypeLT_EV_MAP_NEW, bpf.LeaktraceLtEventTypeLT_EV_MAP_FREE,
+		bpf.LeaktraceLtEventTypeLT_EV_MAP_MOVE, bpf.LeaktraceLtEventTypeLT_EV_MAP_PROT} {
 		var r bpf.LeaktraceLtMapEvent
 		r.H.Type = uint16(typ)
 		r.Stack.StackLen = 16
@@ -95,7 +108,7 @@ func FuzzDecodeMapping(f *testing.F) {
 		if len(d.Stack.Bytes) > MaxStackBytes || len(d.Stack.KernelFP) > 64 {
 			t.Fatalf("stack beyond bounds: %d bytes, %d frames", len(d.Stack.Bytes), len(d.Stack.KernelFP))
 		}
-		if d.Event.Type >= event.MapNew && d.Event.Type <= event.MapMove && d.Event.Kind != event.KindMapping {
+		if d.Event.Type >= event.MapNew && d.Event.Type <= event.MapProt && d.Event.Kind != event.KindMapping {
 			t.Fatalf("mapping event of kind %v", d.Event.Kind)
 		}
 	})

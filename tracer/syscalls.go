@@ -103,6 +103,8 @@ var Syscalls = func() []Syscall {
 		sysClass(unix.SYS_MUNMAP, "munmap", bpf.LeaktraceLtSysClassLT_SYS_MUNMAP),
 		sysClass(unix.SYS_MREMAP, "mremap", bpf.LeaktraceLtSysClassLT_SYS_MREMAP),
 		sysClass(unix.SYS_BRK, "brk", bpf.LeaktraceLtSysClassLT_SYS_BRK),
+		sysClass(unix.SYS_MPROTECT, "mprotect", bpf.LeaktraceLtSysClassLT_SYS_MPROTECT),
+		sysClass(unix.SYS_PKEY_MPROTECT, "pkey_mprotect", bpf.LeaktraceLtSysClassLT_SYS_MPROTECT),
 		sysClass(unix.SYS_WAIT4, "wait4", bpf.LeaktraceLtSysClassLT_SYS_WAIT4),
 		sysClass(unix.SYS_WAITID, "waitid", bpf.LeaktraceLtSysClassLT_SYS_WAITID),
 		sysClass(unix.SYS_EXIT_GROUP, "exit_group", bpf.LeaktraceLtSysClassLT_SYS_EXIT_GROUP),

@@ -40,17 +40,20 @@ func (g *guest) mapped() result.Check {
 	defer f.Close()
 	type span struct{ lo, hi uint64 }
 	var regions, maps []span
-	var heap span
+	var heap, commit span
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fs := strings.Fields(sc.Text())
 		switch {
-		case len(fs) >= 3 && (fs[0] == "region" || fs[0] == "heap"):
+		case len(fs) >= 3 && (fs[0] == "region" || fs[0] == "heap" || fs[0] == "commit"):
 			lo, _ := strconv.ParseUint(fs[1], 10, 64)
 			hi, _ := strconv.ParseUint(fs[2], 10, 64)
-			if fs[0] == "heap" {
+			switch fs[0] {
+			case "heap":
 				heap = span{lo, hi}
-			} else {
+			case "commit":
+				commit = span{lo, hi}
+			default:
 				regions = append(regions, span{lo, hi})
 			}
 		case len(fs) >= 2 && fs[0] == "maps":
@@ -78,7 +81,7 @@ func (g *guest) mapped() result.Check {
 	}
 	pageUp := func(a uint64) uint64 { return (a + 4095) &^ 4095 }
 	wantHeap := pageUp(heap.hi) - pageUp(heap.lo)
-	var gotRegion, gotHeap uint64
+	var gotRegion, gotHeap, gotCommit uint64
 	var found int
 	if r.Mapped != nil {
 		// Static: libc's frames are the program's module, so the headline
@@ -89,14 +92,20 @@ func (g *guest) mapped() result.Check {
 				gotRegion, found = s.Bytes, found+1
 			case report.HasFunction(s.Stack, "grow_heap"):
 				gotHeap, found = s.Bytes, found+1
+			case report.HasFunction(s.Stack, "commit_reserved"):
+				gotCommit, found = s.Bytes, found+1
+			case report.HasFunction(s.Stack, "reserve"):
+				return fail("the PROT_NONE reservation is counted: %d bytes", s.Bytes)
 			}
 		}
 	}
-	if found != 2 || gotRegion != want || gotHeap != wantHeap || wantHeap == 0 {
-		return fail("mapped: map_region %d bytes (want %d), grow_heap %d (want %d); sites found %d", gotRegion, want, gotHeap, wantHeap, found)
+	if found != 3 || gotRegion != want || gotHeap != wantHeap || wantHeap == 0 || gotCommit != commit.hi-commit.lo || gotCommit == 0 {
+		return fail("mapped: map_region %d bytes (want %d), grow_heap %d (want %d), commit_reserved %d (want %d); sites found %d",
+			gotRegion, want, gotHeap, wantHeap, gotCommit, commit.hi-commit.lo, found)
 	}
 	if r.Budget == nil || r.Budget.Mapped == nil || !r.Budget.Mapped.Exceeded {
 		return fail("budget verdict %+v", r.Budget)
 	}
-	return pass("map_region %d bytes in %d ranges, grow_heap %d bytes, as mapgrow left them; mapped=1MiB exceeded (exit 99)", gotRegion, len(regions), gotHeap)
+	return pass("map_region %d bytes in %d ranges, grow_heap %d, commit_reserved %d (mprotect), as mapgrow left them; mapped=1MiB exceeded (exit 99)",
+		gotRegion, len(regions), gotHeap, gotCommit)
 }
