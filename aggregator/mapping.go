@@ -157,6 +157,28 @@ func (a *Aggregator) mapRange(p *process, m mapping) {
 	i := sort.Search(len(p.maps), func(i int) bool { return p.maps[i].start >= m.end })
 	p.maps = slices.Insert(p.maps, i, m)
 	a.account(&p.maps[i], m.end-m.start, 1)
+	// One range with its neighbours when they are the same creation's
+	// continuation (a heap grown page by page, mappings placed side by
+	// side): memory stays bounded by what is mapped, not by how often.
+	if i+1 < len(p.maps) && a.merge(&p.maps[i], &p.maps[i+1]) {
+		p.maps = slices.Delete(p.maps, i+1, i+2)
+	}
+	if i > 0 && a.merge(&p.maps[i-1], &p.maps[i]) {
+		p.maps = slices.Delete(p.maps, i, i+1)
+	}
+}
+
+// merge extends lo over hi, adjacent and of the same site, kind and state,
+// and reports whether it did (hi is then to be removed).
+func (a *Aggregator) merge(lo, hi *mapping) bool {
+	if lo.end != hi.start || lo.stack != hi.stack || lo.inherited != hi.inherited || lo.reserved != hi.reserved ||
+		lo.finalizing != hi.finalizing || lo.target != hi.target {
+		return false
+	}
+	lo.end = hi.end
+	lo.created = min(lo.created, hi.created)
+	a.unaccount(hi, 0, 1)
+	return true
 }
 
 // eventRange is the page range an event names. brk's are break values, not

@@ -321,3 +321,19 @@ func TestMappingReserved(t *testing.T) {
 		t.Errorf("at exit %v: reserved ranges are no memory", got)
 	}
 }
+
+// TestMappingMerges: a heap grown page by page, or mappings placed side by
+// side by one site, are one range: memory follows what is mapped, not how
+// often it grew.
+func TestMappingMerges(t *testing.T) {
+	s := newMapStream(t, ModeRun)
+	s.ev(event.Event{Type: event.MapNew, Addr: base, Len: 64 * mib, Stack: 1, Flags: event.FlagMapReserved})
+	for i := range 1000 {
+		s.ev(event.Event{Type: event.MapProt, Addr: base + uint64(i)*4*kib, Len: 4 * kib, Stack: 2})
+	}
+	s.mmap(base+64*mib+64*kib, 64*kib, 3)
+	s.mmap(base+64*mib, 64*kib, 3)
+	s.mmap(base+64*mib+128*kib, 64*kib, 4)
+	s.want("[0-4000@2][4000-65536@1r][65536-65664@3][65664-65728@4]",
+		map[event.StackID]MappedSite{2: {4000 * kib, 1}, 3: {128 * kib, 1}, 4: {64 * kib, 1}})
+}

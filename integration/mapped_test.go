@@ -136,8 +136,10 @@ func TestRunMappedBytes(t *testing.T) {
 	if !ok {
 		t.Fatalf("no mapped site names map_region: %+v", r.Mapped)
 	}
-	if site.Bytes != want || site.Mappings != len(tr.regions) {
-		t.Errorf("map_region: %d bytes in %d ranges, want %d in %d (what /proc/PID/maps holds of them)", site.Bytes, site.Mappings, want, len(tr.regions))
+	// Ranges side by side are one (as /proc/PID/maps shows them): at most
+	// as many as the program left, at least the two its hole made.
+	if site.Bytes != want || site.Mappings > len(tr.regions) || site.Mappings < 2 {
+		t.Errorf("map_region: %d bytes in %d ranges, want %d in 2 to %d (what /proc/PID/maps holds of them)", site.Bytes, site.Mappings, want, len(tr.regions))
 	}
 	if !report.HasFunction(site.Stack, "main") || len(site.Targets) != 1 || site.Targets[0] != "[anon]" {
 		t.Errorf("map_region's stack or targets: %+v", site)
@@ -264,7 +266,7 @@ func TestAttachMappedGrowth(t *testing.T) {
 	}
 	// glibc maps a 256 KiB block with its header: 65 pages.
 	const chunk = 65 * 4096
-	if site.Bytes < 10*chunk || site.Bytes%chunk != 0 || site.Mappings != int(site.Bytes/chunk) {
+	if site.Bytes < 10*chunk || site.Bytes%chunk != 0 || site.Mappings < 1 || site.Mappings > int(site.Bytes/chunk) {
 		t.Errorf("grow: %d bytes in %d ranges, want many whole %d-byte blocks", site.Bytes, site.Mappings, chunk)
 	}
 	if site.GrowthBytes != site.Bytes {
