@@ -93,8 +93,9 @@ type supersede struct {
 
 // orphanClose is a close that released an fd we had no record of yet.
 type orphanClose struct {
-	exit uint64 // when the close returned
-	tid  uint32
+	enter uint64 // when the close was entered (0: unknown)
+	exit  uint64 // when the close returned
+	tid   uint32
 }
 
 type process struct {
@@ -263,9 +264,15 @@ func (a *Aggregator) add(t *table, h *Handle) {
 // close whose record is yet to come. Otherwise (dup2, dup3) an open target is
 // closed by the call itself.
 func (a *Aggregator) install(t *table, h *Handle, e *event.Event, allocated bool) {
+	if e.Flags&event.FlagGone != 0 {
+		// Another thread closed it before the syscall returned: its
+		// close record releases nothing we hold.
+		delete(t.orphans, h.FD)
+		return
+	}
 	if o, ok := t.orphans[h.FD]; ok {
 		delete(t.orphans, h.FD)
-		if e.Enter != 0 && e.Enter < o.exit && e.TID != o.tid {
+		if e.TID != o.tid && releasedBy(e, o) {
 			// A close on another thread released this fd after the open
 			// installed it and before the open's record was sent.
 			return
@@ -279,6 +286,19 @@ func (a *Aggregator) install(t *table, h *Handle, e *event.Event, allocated bool
 		t.superseded[h.FD] = supersede{n: s.n + 1, before: e.Time}
 	}
 	a.add(t, h)
+}
+
+// releasedBy reports whether close o, whose record came first, released the
+// handle open e made. With e's enter time: o returned after e began, so it
+// can have released what e installed. Without it (e's exit found the fd
+// still installed, event.FlagChecked): o began after e returned; a close
+// that began before then released an older handle at that number, as a
+// close removes the fd first thing.
+func releasedBy(e *event.Event, o orphanClose) bool {
+	if e.Enter != 0 {
+		return e.Enter < o.exit
+	}
+	return e.Flags&event.FlagChecked != 0 && o.enter >= e.Time
 }
 
 // closeFD applies a release of fd in t by e (close or close_range), whose
@@ -309,7 +329,7 @@ func (a *Aggregator) closeFD(p *process, t *table, fd int32, e *event.Event, exi
 		if t.orphans == nil {
 			t.orphans = make(map[int32]orphanClose)
 		}
-		t.orphans[fd] = orphanClose{exit: exit, tid: tid}
+		t.orphans[fd] = orphanClose{enter: enter, exit: exit, tid: tid}
 	}
 }
 

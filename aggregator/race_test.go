@@ -143,3 +143,86 @@ func TestSlowCloseAfterTwoReuses(t *testing.T) {
 		t.Fatalf("live %+v, want the eventfd at 5", live)
 	}
 }
+
+// checked is an open whose enter time is unknown (the agent's exit-only
+// hooks) and whose exit found the fd installed; gone found it closed.
+func checked(e event.Event, exit uint64) event.Event {
+	e.Enter, e.Time = 0, exit
+	e.Flags |= event.FlagChecked
+	return e
+}
+
+func gone(e event.Event, exit uint64) event.Event {
+	e = checked(e, exit)
+	e.Flags |= event.FlagGone
+	return e
+}
+
+// The same interleavings with opens that carry no enter time: the open's
+// exit checked the fd in the kernel, and a close's enter time orders it.
+func TestRacingReleasesExitOnly(t *testing.T) {
+	const T1, T2 = P + 1, P + 2
+	fl := files(P)
+	start := []event.Event{thread(P, T1, 9, 1), thread(P, T2, 9, 2), openFile(P, 5, "/old", 1, 3)}
+	cases := []struct {
+		name   string
+		events []event.Event
+		want   []int32
+	}{{
+		name: "reuse record before close record",
+		events: []event.Event{
+			checked(open(P, T2, fl, 5, event.KindFile, "/new", 2, 0), 20),
+			at(closeFD(P, T1, fl, 5, 0), 10, 30),
+		},
+		want: []int32{5},
+	}, {
+		// The close began before the open returned with 5 installed: it
+		// released /old (a close removes the fd first thing).
+		name: "close record first, began before the open returned",
+		events: []event.Event{
+			at(closeOwn(P, 5, 0), 4, 5), // /old, in order
+			at(closeFD(P, T1, fl, 5, 0), 12, 25),
+			checked(open(P, T2, fl, 5, event.KindFile, "/new", 2, 0), 20),
+		},
+		want: []int32{5},
+	}, {
+		// The close began after the open returned: it released the new
+		// handle, whose record came second.
+		name: "close record first, began after the open returned",
+		events: []event.Event{
+			at(closeOwn(P, 5, 0), 4, 5),
+			at(closeFD(P, T1, fl, 5, 0), 21, 25),
+			checked(open(P, T2, fl, 5, event.KindFile, "/new", 2, 0), 20),
+		},
+		want: nil,
+	}, {
+		// The open's exit found 5 closed already: whatever the order of
+		// the records, nothing is open.
+		name: "gone, close record first",
+		events: []event.Event{
+			at(closeOwn(P, 5, 0), 4, 5),
+			at(closeFD(P, T1, fl, 5, 0), 16, 18),
+			gone(open(P, T2, fl, 5, event.KindFile, "", 2, 0), 20),
+		},
+		want: nil,
+	}, {
+		name: "gone, close record second",
+		events: []event.Event{
+			at(closeOwn(P, 5, 0), 4, 5),
+			gone(open(P, T2, fl, 5, event.KindFile, "", 2, 0), 20),
+			at(closeFD(P, T1, fl, 5, 0), 16, 22),
+			checked(open(P, T2, fl, 5, event.KindFile, "/later", 2, 0), 40),
+		},
+		want: []int32{5},
+	}}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a := aggregator.New(aggregator.Config{})
+			apply(a, start...)
+			apply(a, c.events...)
+			if got := liveFDs(a, P); !slices.Equal(got, c.want) {
+				t.Fatalf("live fds %v, want %v", got, c.want)
+			}
+		})
+	}
+}

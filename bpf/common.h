@@ -115,6 +115,13 @@ static __always_inline union scratch *scratch_get(void)
 	return bpf_map_lookup_elem(&scratch, &zero);
 }
 
+/* current_files is the current task's fd table: the identity records carry. */
+static __always_inline __u64 current_files(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	return (__u64)task->files;
+}
+
 static __always_inline void fill_header(struct lt_header *h, __u16 type, __u16 nr)
 {
 	struct task_struct *task = bpf_get_current_task_btf();

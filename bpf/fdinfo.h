@@ -115,8 +115,11 @@ __noinline int describe_fd(struct lt_fd_event *e, int dpath)
 	e->magic = 0;
 	e->name[0] = 0;
 	struct file *f = fd_file(bpf_get_current_task_btf(), e->fd);
-	if (!f)
+	if (!f) {
+		if (e->flags & LT_FD_CHECKED)
+			e->flags |= LT_FD_GONE;
 		return 0;
+	}
 	struct inode *inode = BPF_CORE_READ(f, f_inode);
 	e->mode = BPF_CORE_READ(inode, i_mode);
 	e->ino = BPF_CORE_READ(inode, i_ino);

@@ -36,11 +36,12 @@ __noinline int submit_open(struct lt_fd_event *e, int cls)
 {
 	if (!e)
 		return 0;
-	py_submit_stack(&e->h);
+	__u64 py = py_walk(&e->h);
 	__u32 n = capture_stack(&e->stack);
 	__u64 size = offsetof(struct lt_fd_event, stack.stack) + (n > LT_STACK_MAX ? LT_STACK_MAX : n);
-	if (may_stash(e, cls) && stash_put(e, size))
+	if (may_park(e, cls) && park(e, size, py))
 		return 0;
+	py_send(py); /* the frames go just ahead of their record */
 	submit(e, size);
 	return 0;
 }
@@ -49,6 +50,8 @@ __noinline int submit_open(struct lt_fd_event *e, int cls)
  * alerts at once, without waiting for a scrape. */
 static __always_inline int submit_fd_fail(__u16 nr, long ret)
 {
+	/* The snapshot Go takes now must see the table whole. */
+	park_flush_table(current_files());
 	struct lt_fd_event *e = fd_event(LT_EV_FD_FAIL, nr);
 	if (!e)
 		return 0;
@@ -86,7 +89,7 @@ static __always_inline int fd_release(struct inflight *in, __u8 cls, long ret)
 
 	if (cls == LT_SYS_CLOSE) {
 		/* close releases the fd on every outcome but EBADF. */
-		if (ret == -EBADF || stash_take_close((int)in->args[0]))
+		if (ret == -EBADF || park_take_close(current_files(), (int)in->args[0], in->ts))
 			return 0;
 		e = fd_event(LT_EV_FD_CLOSE, in->nr);
 		if (!e)
@@ -95,6 +98,7 @@ static __always_inline int fd_release(struct inflight *in, __u8 cls, long ret)
 	} else {
 		if (ret != 0)
 			return 0;
+		park_flush_table(current_files());
 		e = fd_event(LT_EV_CLOSE_RANGE, in->nr);
 		if (!e)
 			return 0;
@@ -122,6 +126,21 @@ __noinline int fd_exit(struct inflight *in, const struct lt_sys *sys, long ret)
 		return 0;
 	__u8 cls = sys->class;
 	__u16 nr = in->nr;
+
+	/* A parked fd that this syscall reads or replaces leaves first. */
+	switch (cls) {
+	case LT_SYS_DUP_ONTO:
+		park_flush_fd(current_files(), (int)in->args[1]);
+		/* fall through */
+	case LT_SYS_DUP:
+	case LT_SYS_SOCK_ADDR:
+		park_flush_fd(current_files(), (int)in->args[0]);
+		break;
+	case LT_SYS_FCNTL:
+		if (in->args[1] == F_DUPFD || in->args[1] == F_DUPFD_CLOEXEC)
+			park_flush_fd(current_files(), (int)in->args[0]);
+		break;
+	}
 
 	switch (cls) {
 	case LT_SYS_CLOSE:
@@ -163,6 +182,8 @@ __noinline int fd_exit(struct inflight *in, const struct lt_sys *sys, long ret)
 	if (!e)
 		return 0;
 	e->enter_ts = in->ts;
+	if (!in->ts)
+		e->flags |= LT_FD_CHECKED; /* describe_fd says whether it is still there */
 	e->ret = ret;
 	e->arg0 = in->args[0];
 	e->fd = (int)ret;

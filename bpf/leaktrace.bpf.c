@@ -59,15 +59,6 @@ static __always_inline void load_args(const bool raw, struct pt_regs *regs, cons
 		__builtin_memset(a, 0, 6 * sizeof(__u64));
 }
 
-static __always_inline __u64 load_arg0(const bool raw, struct pt_regs *regs, const __u64 *rec)
-{
-	__u64 a0 = 0;
-	if (raw)
-		return regs->di;
-	bpf_probe_read_kernel(&a0, sizeof(a0), rec);
-	return a0;
-}
-
 /* on_sys_enter parks a followed syscall's arguments for its exit. */
 static __always_inline int on_sys_enter(const bool raw, long id, struct pt_regs *regs, const __u64 *rec)
 {
@@ -84,11 +75,6 @@ static __always_inline int on_sys_enter(const bool raw, long id, struct pt_regs 
 			count(LT_CNT_COMPAT);
 		return 0;
 	}
-	/* Asked of the mode's own filter: the whole-host agent keeps no pid
-	 * set, and its parked records must leave before a dup2 or close_range
-	 * that could touch them. */
-	if (pair_in_kernel && traced)
-		stash_before_syscall(cls, cls == LT_SYS_CLOSE ? (int)load_arg0(raw, regs, rec) : -1);
 	if (cls == LT_SYS_NONE || !traced)
 		return 0;
 	__u64 a[6];
@@ -117,7 +103,27 @@ static __always_inline int on_sys_enter(const bool raw, long id, struct pt_regs 
 	return 0;
 }
 
-static __always_inline int on_sys_exit(long id, long ret)
+/* args_at_exit reads a syscall's arguments at its exit from the user
+ * registers, which x86-64 syscalls leave as they were (not exec, not
+ * sigreturn: neither is followed here). ts 0: no enter time. */
+static __always_inline void args_at_exit(struct inflight *in, long id)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+
+	in->args[0] = BPF_CORE_READ(regs, di);
+	in->args[1] = BPF_CORE_READ(regs, si);
+	in->args[2] = BPF_CORE_READ(regs, dx);
+	in->args[3] = BPF_CORE_READ(regs, r10);
+	in->args[4] = BPF_CORE_READ(regs, r8);
+	in->args[5] = BPF_CORE_READ(regs, r9);
+	in->nr = id;
+	in->ts = 0;
+}
+
+/* on_sys_exit completes a followed syscall. raw: the raw hooks, where
+ * every syscall's enter ran; else a per-syscall hook, where only the
+ * syscalls sys_table marks LT_SYSF_ENTER have an enter hook. */
+static __always_inline int on_sys_exit(const bool raw, long id, long ret)
 {
 	const struct lt_sys *sys = sys_row(id);
 	if (!sys || sys->class == LT_SYS_NONE)
@@ -125,15 +131,25 @@ static __always_inline int on_sys_exit(long id, long ret)
 	if (!is_traced(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 
-	struct inflight *in = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
-	if (!in || in->nr != id) {
-		if (in)
-			in->nr = 0;
-		/* A compat syscall was counted at enter; anything else is a
-		 * syscall entered before we attached. */
-		if (!in_compat())
-			count(LT_CNT_MISSED_EXIT);
-		return 0;
+	struct inflight here, *in;
+	bool exit_only = !raw && !(sys->flags & LT_SYSF_ENTER);
+	if (exit_only) {
+		if (in_compat())
+			return 0;
+		args_at_exit(&here, id);
+		in = &here;
+	} else {
+		in = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+		if (!in || in->nr != id) {
+			if (in)
+				in->nr = 0;
+			/* A compat syscall was counted at enter, a recvmsg with
+			 * no room for fds was let go there; anything else is a
+			 * syscall entered before we attached. */
+			if (!in_compat() && sys->class != LT_SYS_RECVMSG)
+				count(LT_CNT_MISSED_EXIT);
+			return 0;
+		}
 	}
 	switch (sys->class) {
 	case LT_SYS_MMAP:
@@ -148,6 +164,8 @@ static __always_inline int on_sys_exit(long id, long ret)
 		break;
 	case LT_SYS_RECVMSG:
 	case LT_SYS_RECVMMSG:
+		if (sys->class == LT_SYS_RECVMSG && exit_only && !msghdr_has_control(in->args[1]))
+			break;
 		rights_exit(in, sys->class == LT_SYS_RECVMMSG, ret);
 		break;
 	case LT_SYS_WAIT4:
@@ -172,7 +190,7 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 {
-	return on_sys_exit(regs->orig_ax, ret);
+	return on_sys_exit(true, regs->orig_ax, ret);
 }
 
 /* Per-syscall hooks: the same programs attached to each followed syscall's
@@ -202,5 +220,5 @@ int sys_enter_tp(struct sys_enter_tp_ctx *ctx)
 SEC("tracepoint/syscalls/sys_exit_followed")
 int sys_exit_tp(struct sys_exit_tp_ctx *ctx)
 {
-	return on_sys_exit(ctx->nr, ctx->ret);
+	return on_sys_exit(false, ctx->nr, ctx->ret);
 }

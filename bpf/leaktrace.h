@@ -41,6 +41,8 @@ enum lt_event_type {
 #define LT_FD_RECEIVED (1U << 5)  /* installed by recvmsg/recvmmsg from SCM_RIGHTS */
 #define LT_FD_DPATH (1U << 6)     /* path holds dentry names, leaf first, LT_NAME_LEN each */
 #define LT_FD_DPATH_FULL (1U << 7) /* ... and they reach the root */
+#define LT_FD_CHECKED (1U << 8)   /* no enter time: the fd was seen installed at exit (h.ts) */
+#define LT_FD_GONE (1U << 9)      /* ... or not: another thread closed it before the syscall returned */
 #define LT_FD_DPATH_DEPTH (LT_PATH_LEN / LT_NAME_LEN)
 #define LT_FD_PY_SHUTDOWN (1U << 16) /* closed while the Python interpreter was finalizing */
 
@@ -190,6 +192,8 @@ enum lt_sys_flag {
 	LT_SYSF_DPATH = 1 << 1,       /* name the file from its dentries when no absolute path says */
 	LT_SYSF_CLOEXEC_HOW = 1 << 2, /* cloexec_arg points to struct open_how (flags first) */
 	LT_SYSF_CLOEXEC_ALWAYS = 1 << 3, /* the new fd is always close-on-exec */
+	LT_SYSF_ENTER = 1 << 4,       /* needs its enter hook (enter time, state before it): per-syscall hooks attach
+				       * sys_enter only for these and read the others' arguments at exit */
 };
 
 struct lt_sys {
@@ -279,6 +283,7 @@ struct lt_py_frame {
 #define LT_PY_TRUNCATED (1U << 1)   /* more frames than LT_PY_FRAMES_MAX */
 #define LT_PY_FAULT (1U << 2)       /* a read of interpreter memory failed */
 #define LT_PY_FINALIZING (1U << 3)  /* Py_Finalize had begun when the record was made */
+#define LT_PY_FRESH (1U << 4)       /* names a code object the kernel had not seen: Go reads it now */
 
 #define LT_PY_NAME_MAX 128      /* bytes of a qualname sent */
 #define LT_PY_FILE_MAX 256      /* bytes of a filename sent */

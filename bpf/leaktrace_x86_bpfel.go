@@ -266,6 +266,7 @@ const (
 	LeaktraceLtSysFlagLT_SYSF_DPATH          LeaktraceLtSysFlag = 2
 	LeaktraceLtSysFlagLT_SYSF_CLOEXEC_HOW    LeaktraceLtSysFlag = 4
 	LeaktraceLtSysFlagLT_SYSF_CLOEXEC_ALWAYS LeaktraceLtSysFlag = 8
+	LeaktraceLtSysFlagLT_SYSF_ENTER          LeaktraceLtSysFlag = 16
 )
 
 type LeaktraceLtTaskEvent struct {
@@ -283,6 +284,19 @@ type LeaktraceLtTaskEvent struct {
 	Stack      LeaktraceLtStack
 }
 
+type LeaktraceParkKey struct {
+	_     structs.HostLayout
+	Files uint64
+	Fd    int32
+	Pad   uint32
+}
+
+type LeaktraceParked struct {
+	_   structs.HostLayout
+	Rec [3072]uint8
+	Py  [1080]uint8
+}
+
 type LeaktraceRights struct {
 	_       structs.HostLayout
 	Fds     [64]int32
@@ -295,13 +309,6 @@ type LeaktraceScratch struct {
 	Fd LeaktraceLtFdEvent
 }
 
-type LeaktraceStash struct {
-	_    structs.HostLayout
-	Full uint32
-	Size uint32
-	E    LeaktraceLtFdEvent
-}
-
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -312,18 +319,18 @@ const (
 	LeaktraceMapEvents            = "events"
 	LeaktraceMapExeFilter         = "exe_filter"
 	LeaktraceMapInflight          = "inflight"
+	LeaktraceMapParked            = "parked"
 	LeaktraceMapPyProcs           = "py_procs"
 	LeaktraceMapPyScratch         = "py_scratch"
 	LeaktraceMapPySeen            = "py_seen"
 	LeaktraceMapRightsScratch     = "rights_scratch"
 	LeaktraceMapScratch           = "scratch"
-	LeaktraceMapStash             = "stash"
 	LeaktraceMapSysTable          = "sys_table"
 	LeaktraceMapTraced            = "traced"
 	LeaktraceProgSchedProcessExec = "sched_process_exec"
 	LeaktraceProgSchedProcessExit = "sched_process_exit"
 	LeaktraceProgSchedProcessFork = "sched_process_fork"
-	LeaktraceProgSchedSwitch      = "sched_switch"
+	LeaktraceProgSweepParked      = "sweep_parked"
 	LeaktraceProgSysEnter         = "sys_enter"
 	LeaktraceProgSysEnterTp       = "sys_enter_tp"
 	LeaktraceProgSysExit          = "sys_exit"
@@ -331,6 +338,7 @@ const (
 	LeaktraceVarExitHasGroupDead  = "exit_has_group_dead"
 	LeaktraceVarFilterActive      = "filter_active"
 	LeaktraceVarPairInKernel      = "pair_in_kernel"
+	LeaktraceVarPairWindowNs      = "pair_window_ns"
 	LeaktraceVarSelfTgid          = "self_tgid"
 	LeaktraceVarStackBytes        = "stack_bytes"
 	LeaktraceVarTraceAll          = "trace_all"
@@ -395,7 +403,7 @@ type LeaktraceProgramSpecs struct {
 	SchedProcessExec *ebpf.ProgramSpec `ebpf:"sched_process_exec"`
 	SchedProcessExit *ebpf.ProgramSpec `ebpf:"sched_process_exit"`
 	SchedProcessFork *ebpf.ProgramSpec `ebpf:"sched_process_fork"`
-	SchedSwitch      *ebpf.ProgramSpec `ebpf:"sched_switch"`
+	SweepParked      *ebpf.ProgramSpec `ebpf:"sweep_parked"`
 	SysEnter         *ebpf.ProgramSpec `ebpf:"sys_enter"`
 	SysEnterTp       *ebpf.ProgramSpec `ebpf:"sys_enter_tp"`
 	SysExit          *ebpf.ProgramSpec `ebpf:"sys_exit"`
@@ -412,12 +420,12 @@ type LeaktraceMapSpecs struct {
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	ExeFilter     *ebpf.MapSpec `ebpf:"exe_filter"`
 	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
+	Parked        *ebpf.MapSpec `ebpf:"parked"`
 	PyProcs       *ebpf.MapSpec `ebpf:"py_procs"`
 	PyScratch     *ebpf.MapSpec `ebpf:"py_scratch"`
 	PySeen        *ebpf.MapSpec `ebpf:"py_seen"`
 	RightsScratch *ebpf.MapSpec `ebpf:"rights_scratch"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
-	Stash         *ebpf.MapSpec `ebpf:"stash"`
 	SysTable      *ebpf.MapSpec `ebpf:"sys_table"`
 	Traced        *ebpf.MapSpec `ebpf:"traced"`
 }
@@ -429,6 +437,7 @@ type LeaktraceVariableSpecs struct {
 	ExitHasGroupDead *ebpf.VariableSpec `ebpf:"exit_has_group_dead"`
 	FilterActive     *ebpf.VariableSpec `ebpf:"filter_active"`
 	PairInKernel     *ebpf.VariableSpec `ebpf:"pair_in_kernel"`
+	PairWindowNs     *ebpf.VariableSpec `ebpf:"pair_window_ns"`
 	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
 	StackBytes       *ebpf.VariableSpec `ebpf:"stack_bytes"`
 	TraceAll         *ebpf.VariableSpec `ebpf:"trace_all"`
@@ -474,12 +483,12 @@ type LeaktraceMaps struct {
 	Events        *ebpf.Map `ebpf:"events"`
 	ExeFilter     *ebpf.Map `ebpf:"exe_filter"`
 	Inflight      *ebpf.Map `ebpf:"inflight"`
+	Parked        *ebpf.Map `ebpf:"parked"`
 	PyProcs       *ebpf.Map `ebpf:"py_procs"`
 	PyScratch     *ebpf.Map `ebpf:"py_scratch"`
 	PySeen        *ebpf.Map `ebpf:"py_seen"`
 	RightsScratch *ebpf.Map `ebpf:"rights_scratch"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
-	Stash         *ebpf.Map `ebpf:"stash"`
 	SysTable      *ebpf.Map `ebpf:"sys_table"`
 	Traced        *ebpf.Map `ebpf:"traced"`
 }
@@ -492,12 +501,12 @@ func (m *LeaktraceMaps) Close() error {
 		m.Events,
 		m.ExeFilter,
 		m.Inflight,
+		m.Parked,
 		m.PyProcs,
 		m.PyScratch,
 		m.PySeen,
 		m.RightsScratch,
 		m.Scratch,
-		m.Stash,
 		m.SysTable,
 		m.Traced,
 	)
@@ -510,6 +519,7 @@ type LeaktraceVariables struct {
 	ExitHasGroupDead *ebpf.Variable `ebpf:"exit_has_group_dead"`
 	FilterActive     *ebpf.Variable `ebpf:"filter_active"`
 	PairInKernel     *ebpf.Variable `ebpf:"pair_in_kernel"`
+	PairWindowNs     *ebpf.Variable `ebpf:"pair_window_ns"`
 	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
 	StackBytes       *ebpf.Variable `ebpf:"stack_bytes"`
 	TraceAll         *ebpf.Variable `ebpf:"trace_all"`
@@ -536,7 +546,7 @@ type LeaktracePrograms struct {
 	SchedProcessExec *ebpf.Program `ebpf:"sched_process_exec"`
 	SchedProcessExit *ebpf.Program `ebpf:"sched_process_exit"`
 	SchedProcessFork *ebpf.Program `ebpf:"sched_process_fork"`
-	SchedSwitch      *ebpf.Program `ebpf:"sched_switch"`
+	SweepParked      *ebpf.Program `ebpf:"sweep_parked"`
 	SysEnter         *ebpf.Program `ebpf:"sys_enter"`
 	SysEnterTp       *ebpf.Program `ebpf:"sys_enter_tp"`
 	SysExit          *ebpf.Program `ebpf:"sys_exit"`
@@ -548,7 +558,7 @@ func (p *LeaktracePrograms) Close() error {
 		p.SchedProcessExec,
 		p.SchedProcessExit,
 		p.SchedProcessFork,
-		p.SchedSwitch,
+		p.SweepParked,
 		p.SysEnter,
 		p.SysEnterTp,
 		p.SysExit,

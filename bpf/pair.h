@@ -1,117 +1,203 @@
-/* In-kernel pairing. A single-threaded process with an unshared table (no
- * other task can touch it) parks the record of the fd it just made here
- * instead of sending it. Its next syscall decides: close of that fd drops
- * both records (the handle lived between two syscalls of one thread and
- * nothing else could see it); anything else sends the parked record first,
- * so order is kept. Thread exit sends it too. */
+/* In-kernel pairing. Most handles live for microseconds (a request's
+ * socket, a config file read): their creation record is parked here, keyed
+ * by (fd table, fd), instead of being sent. A close of that fd by any thread
+ * of any process sharing the table drops both records. What is still parked
+ * after pair_window_ns leaves through the ring buffer: Go runs sweep_parked
+ * every half window, so a handle held longer is in the live table within
+ * 1.5 windows.
+ *
+ * Order is kept per fd: anything that reads or copies a parked fd (dup,
+ * dup2 onto it, connect, close_range, fork, exec, the table's end) sends its
+ * parked record first. Records of different fds need no order between them.
+ *
+ * Ownership: a parked record belongs to whoever deletes it from the map
+ * (the closing syscall, a flush, the sweep); the loser of a race sends
+ * nothing, so a record is never sent twice nor lost. */
 #ifndef LEAKTRACE_PAIR_H
 #define LEAKTRACE_PAIR_H
 
-struct stash {
-	__u32 full;
-	__u32 size;
-	struct lt_fd_event e;
+/* How long a handle may wait in the kernel for its close. */
+const volatile __u64 pair_window_ns = 100000000;
+
+/* A parked record: a creation record with at most LT_PARK_STACK stack bytes,
+ * then its Python frames (at most LT_PARK_PY_FRAMES; a header of size 0 when
+ * none). Bigger ones are sent at once. */
+#define LT_PARK_STACK 2048
+#define LT_PARK_BYTES (__builtin_offsetof(struct lt_fd_event, stack.stack) + LT_PARK_STACK)
+#define LT_PARK_PY_FRAMES 32
+#define LT_PARK_PY (__builtin_offsetof(struct lt_py_stack_event, frames) + LT_PARK_PY_FRAMES * sizeof(struct lt_py_frame))
+
+struct park_key {
+	__u64 files;
+	__s32 fd;
+	__u32 _pad;
 };
 
+struct parked {
+	__u8 rec[LT_PARK_BYTES];
+	__u8 py[LT_PARK_PY];
+};
+
+_Static_assert(sizeof(struct parked) <= sizeof(union scratch), "a parked value is built in the scratch");
+
+/* Small on purpose: a table-wide flush walks every bucket. Entries live at
+ * most a window; when the map is full a record is sent at once. Resized
+ * from Go. */
 struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct stash);
-} stash SEC(".maps");
+	__uint(max_entries, 1024);
+	__type(key, struct park_key);
+	__type(value, struct parked);
+} parked SEC(".maps");
 
-static __always_inline void stash_flush(struct stash *st)
+/* send_owned sends the parked record v of key k if this caller is the one
+ * that deletes it. The copy is taken before the delete (a freed element
+ * may be reused at once) and thrown away if another caller won. Python
+ * frames and their record share one ring record, so that nothing of the
+ * same thread falls between them (Go splits it by the headers' sizes). */
+static __always_inline void send_owned(struct park_key *k, struct parked *v)
 {
-	__u64 size = st->size;
-	if (size > sizeof(st->e))
-		size = sizeof(st->e);
-	if (size < sizeof(struct lt_header))
-		size = sizeof(struct lt_header);
-	st->full = 0;
-	output(&st->e, size, false);
-}
+	__u32 size = ((struct lt_header *)v->rec)->size;
+	__u32 py = ((struct lt_header *)v->py)->size;
+	struct bpf_dynptr dp;
 
-/* stash_flush_task sends task's parked record, if any. */
-static __always_inline void stash_flush_task(struct task_struct *task)
-{
-	if (!pair_in_kernel)
+	if (size < sizeof(struct lt_header) || size > LT_PARK_BYTES)
+		size = 0;
+	if (py > LT_PARK_PY)
+		py = 0;
+	if (!size) {
+		bpf_map_delete_elem(&parked, k);
 		return;
-	struct stash *st = bpf_task_storage_get(&stash, task, 0, 0);
-	if (st && st->full)
-		stash_flush(st);
+	}
+	if (bpf_ringbuf_reserve_dynptr(&events, py + size, 0, &dp)) {
+		bpf_ringbuf_discard_dynptr(&dp, 0);
+		if (!bpf_map_delete_elem(&parked, k))
+			count(LT_CNT_RINGBUF_FULL);
+		return;
+	}
+	if ((py && bpf_dynptr_write(&dp, 0, v->py, py, 0)) || bpf_dynptr_write(&dp, py, v->rec, size, 0) ||
+	    bpf_map_delete_elem(&parked, k)) {
+		bpf_ringbuf_discard_dynptr(&dp, 0);
+		return;
+	}
+	bpf_ringbuf_submit_dynptr(&dp, wakeup_flag(false));
+	count_n(LT_CNT_EVENTS, py ? 2 : 1);
+	count_n(LT_CNT_EVENT_BYTES, py + size);
 }
 
-/* stash_before_syscall sends the current task's parked record before any
- * syscall but the close of the parked fd. */
-static __always_inline void stash_before_syscall(long nr_class, int arg0)
+/* park_flush_fd sends the parked record of (files, fd), if any. */
+static __always_inline void park_flush_fd(__u64 files, int fd)
 {
-	struct stash *st = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0, 0);
-	if (st && st->full && !(nr_class == LT_SYS_CLOSE && arg0 == st->e.fd))
-		stash_flush(st);
+	if (!pair_in_kernel || fd < 0)
+		return;
+	struct park_key k = {.files = files, .fd = fd};
+	struct parked *v = bpf_map_lookup_elem(&parked, &k);
+	if (v)
+		send_owned(&k, v);
 }
 
-/* stash_take_close settles a close of the parked fd: both records are
- * dropped. It returns true when the close was settled. */
-static __always_inline bool stash_take_close(int fd)
+struct sweep_ctx {
+	__u64 files;  /* only this table's records; 0: every table */
+	__u64 before; /* only records made before this time */
+};
+
+static long sweep_one(struct bpf_map *map, struct park_key *k, struct parked *v, struct sweep_ctx *c)
+{
+	if (c->files && k->files != c->files)
+		return 0;
+	if (((struct lt_header *)v->rec)->ts >= c->before)
+		return 0;
+	send_owned(k, v);
+	return 0;
+}
+
+/* park_flush_table sends every parked record of files: its fds are about to
+ * be copied (fork), replaced (exec), closed by range, or end with it. */
+static __always_inline void park_flush_table(__u64 files)
+{
+	if (!pair_in_kernel || !files)
+		return;
+	struct sweep_ctx c = {.files = files, .before = ~0ULL};
+	bpf_for_each_map_elem(&parked, sweep_one, &c, 0);
+}
+
+/* park_take_close settles a close of fd in files, entered at enter: both
+ * records are dropped when the handle was parked before the close began (a
+ * close that began earlier released an older handle at that number). */
+static __always_inline bool park_take_close(__u64 files, int fd, __u64 enter)
 {
 	if (!pair_in_kernel)
 		return false;
-	struct stash *st = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0, 0);
-	if (!st || !st->full)
+	struct park_key k = {.files = files, .fd = fd};
+	struct parked *v = bpf_map_lookup_elem(&parked, &k);
+	if (!v || ((struct lt_header *)v->rec)->ts >= enter)
 		return false;
-	if (st->e.fd == fd) {
-		st->full = 0;
-		count(LT_CNT_PAIRED);
-		return true;
-	}
-	stash_flush(st);
-	return false;
+	if (bpf_map_delete_elem(&parked, &k))
+		return false; /* swept or flushed meanwhile: its record is sent */
+	count(LT_CNT_PAIRED);
+	return true;
 }
 
-/* may_stash: e, made by a syscall of class cls, can wait for its close. */
-static __always_inline bool may_stash(struct lt_fd_event *e, __u8 cls)
+/* may_park: e, made by a syscall of class cls, can wait for its close. */
+static __always_inline bool may_park(struct lt_fd_event *e, __u8 cls)
 {
 	if (!pair_in_kernel)
 		return false;
 	if (cls == LT_SYS_PAIR)
-		return false; /* two fds: the stash holds one */
-	if (cls == LT_SYS_DUP_ONTO)
-		return false; /* may have closed the fd it replaced: that must be sent */
+		return false; /* two fds: one key */
+	if (cls == LT_SYS_DUP || cls == LT_SYS_DUP_ONTO || cls == LT_SYS_FCNTL)
+		return false; /* a copy is of its source as it is now; dup2 may have closed the fd it replaced */
 	if (e->flags & LT_FD_RECEIVED)
 		return false; /* one recvmsg can install many */
-	struct task_struct *task = bpf_get_current_task_btf();
-	if (task->files->count.counter != 1)
-		return false; /* other threads or processes share the table */
-	__u32 pid = e->h.pid;
-	return bpf_map_lookup_elem(&py_procs, &pid) == NULL; /* Python sends frames ahead */
-}
-
-/* stash_put parks e (size bytes); false when it could not. */
-static __always_inline bool stash_put(struct lt_fd_event *e, __u64 size)
-{
-	struct stash *st = bpf_task_storage_get(&stash, bpf_get_current_task_btf(), 0,
-					    BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!st || st->full)
-		return false;
-	if (size > sizeof(st->e))
-		size = sizeof(st->e);
-	e->h.size = size;
-	if (bpf_probe_read_kernel(&st->e, size, e))
-		return false;
-	st->size = size;
-	st->full = 1;
 	return true;
 }
 
-/* With per-syscall hooks (attach, agent) the next syscall is seen only if it
- * is followed: a parked record also leaves when its thread blocks, so a
- * handle held across a wait is in the live table within one switch. Attached
- * only when pairing in those modes. */
-SEC("tp_btf/sched_switch")
-int BPF_PROG(sched_switch, bool preempt, struct task_struct *prev)
+/* park parks e (size bytes) with the Python frames py_walk built (py
+ * bytes); false when it could not, and both must be sent. A record already
+ * parked at this fd means its close is still in flight on another thread:
+ * it is sent, and so is e, for Go to order by their times. */
+static __always_inline bool park(struct lt_fd_event *e, __u64 size, __u64 py)
 {
-	if (!preempt)
-		stash_flush_task(prev);
+	if (size > LT_PARK_BYTES || py > LT_PARK_PY)
+		return false;
+	/* Linux 6.1 copies a map value only from the stack or another map's
+	 * value: e is this CPU's scratch record (fd_event), read through the
+	 * map again. The Python frames go in the scratch right after the
+	 * parked part (stack bytes past LT_PARK_STACK, unused here). */
+	union scratch *s = scratch_get();
+	if (!s || (void *)&s->fd != (void *)e)
+		return false;
+	struct parked *pv = (struct parked *)s;
+	if (py) {
+		__u32 zero = 0;
+		struct lt_py_stack_event *pe = bpf_map_lookup_elem(&py_scratch, &zero);
+		/* A code object seen for the first time is read by Go now. */
+		if (!pe || (pe->status & LT_PY_FRESH))
+			return false;
+		if (bpf_probe_read_kernel(pv->py, py, pe))
+			return false;
+	} else {
+		((struct lt_header *)pv->py)->size = 0;
+	}
+	s->fd.h.size = size;
+	struct park_key k = {.files = s->fd.h.files, .fd = s->fd.fd};
+	if (bpf_map_update_elem(&parked, &k, pv, BPF_NOEXIST) == 0)
+		return true;
+	park_flush_fd(k.files, k.fd);
+	return false;
+}
+
+/* sweep_parked sends what has waited a whole window (ctx[0] == 0), or
+ * everything (ctx[0] == 1, before detaching). Not attached: Go runs it with
+ * BPF_PROG_TEST_RUN. */
+SEC("raw_tp")
+int sweep_parked(__u64 *ctx)
+{
+	struct sweep_ctx c = {.files = 0, .before = ~0ULL};
+	if (ctx[0] == 0)
+		c.before = bpf_ktime_get_ns() - pair_window_ns;
+	bpf_for_each_map_elem(&parked, sweep_one, &c, 0);
 	return 0;
 }
 

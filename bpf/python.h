@@ -220,10 +220,11 @@ static long py_frame_step(__u64 i, void *ctx)
 	return 0;
 }
 
-/* py_submit_stack sends the Python frames of the current thread ahead of the
- * record whose header is h. Nothing is sent for a process not known to run
- * Python. A global function: verified once, not at each caller. */
-__noinline int py_submit_stack(const struct lt_header *h)
+/* py_walk builds in py_scratch the Python frames of the current thread for
+ * the record whose header is h, and returns the record's size: 0 for a
+ * process not known to run Python. A global function: verified once, not
+ * at each caller. */
+__noinline int py_walk(const struct lt_header *h)
 {
 	const struct lt_py_proc *pp;
 	struct lt_py_stack_event *e;
@@ -254,7 +255,7 @@ __noinline int py_submit_stack(const struct lt_header *h)
 		.tid = h->tid,
 	};
 	bpf_loop(LT_PY_THREADS_MAX, py_thread_step, &tw, 0);
-	bool wake = true;
+	bool fresh = true;
 	if (!tw.found) {
 		e->status |= LT_PY_NO_TSTATE;
 	} else {
@@ -266,16 +267,37 @@ __noinline int py_submit_stack(const struct lt_header *h)
 		};
 		/* Shims take a step each: at most one per frame sent. */
 		bpf_loop(2 * LT_PY_FRAMES_MAX + 1, py_frame_step, &fw, 0);
-		wake = fw.fresh;
+		fresh = fw.fresh;
 	}
+	if (fresh)
+		e->status |= LT_PY_FRESH;
 	__u64 size = offsetof(struct lt_py_stack_event, frames) +
 		     (__u64)(e->depth & (2 * LT_PY_FRAMES_MAX - 1)) * sizeof(struct lt_py_frame);
 	if (size > sizeof(*e))
 		size = sizeof(*e);
 	e->h.size = size;
-	/* Go reads new code objects from the live process: wake it now. */
-	output(e, size, wake);
-	return 0;
+	return size;
+}
+
+/* py_send sends what py_walk built (size bytes). Go reads new code objects
+ * from the live process: a fresh one wakes it now. */
+static __always_inline void py_send(__u64 size)
+{
+	__u32 zero = 0;
+	struct lt_py_stack_event *e = bpf_map_lookup_elem(&py_scratch, &zero);
+
+	if (!e || !size)
+		return;
+	if (size > sizeof(*e))
+		size = sizeof(*e);
+	output(e, size, e->status & LT_PY_FRESH);
+}
+
+/* py_submit_stack sends the Python frames of the current thread ahead of the
+ * record whose header is h. */
+static __always_inline void py_submit_stack(const struct lt_header *h)
+{
+	py_send(py_walk(h));
 }
 
 /* py_close_flags marks a close made while the interpreter finalizes: the

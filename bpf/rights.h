@@ -101,6 +101,8 @@ static long emit_right(__u64 i, void *data)
 	if (!e || i >= MAX_RIGHTS)
 		return 1;
 	e->enter_ts = w->enter_ts;
+	if (!w->enter_ts)
+		e->flags |= LT_FD_CHECKED;
 	e->fd = w->r->fds[i & (MAX_RIGHTS - 1)];
 	e->ret = e->fd;
 	e->flags |= LT_FD_RECEIVED;

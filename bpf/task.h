@@ -106,8 +106,10 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 	__u32 ctgid = child->tgid;
 	if (ctgid != ptgid && (!trace_all || filter_active))
 		set_traced(ctgid, 1);
-	/* The child inherits the parent's table: a parked open goes first. */
-	stash_flush_task(parent);
+	/* A child with a copy of the parent's table: parked opens go first. */
+	__u64 pfiles = (__u64)parent->files;
+	if (pfiles != (__u64)BPF_CORE_READ(child, files))
+		park_flush_table(pfiles);
 	union scratch *s = scratch_get();
 	if (!s)
 		return 0;
@@ -134,13 +136,15 @@ int sched_process_exit(__u64 *ctx)
 	struct task_struct *task = (struct task_struct *)ctx[0];
 	__u32 group_dead;
 
-	stash_flush_task(task);
 	__u32 tgid = task->tgid;
 	if (exit_has_group_dead)
 		group_dead = !!(ctx[1] & 0xff);
 	else
 		group_dead = BPF_CORE_READ(task, signal, live.counter) == 0;
 	bool traced = is_traced(tgid);
+	/* The table ends with its process: what is parked was held to the end. */
+	if (group_dead && traced)
+		park_flush_table((__u64)task->files);
 	/* The pid may be reused: whatever filter state it had goes with it
 	 * (the filtered agent's cached verdicts too, traced or not). */
 	if (group_dead && (!trace_all || filter_active))
@@ -176,7 +180,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct
 	if (!is_traced(tgid))
 		return 0;
 	/* Before the exec record, whose table has cloexec fds closed. */
-	stash_flush_task(task);
+	park_flush_table((__u64)task->files);
 	union scratch *s = scratch_get();
 	if (!s)
 		return 0;

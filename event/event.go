@@ -112,6 +112,12 @@ const (
 	FlagUnshare     uint32 = 1 << 3 // close_range CLOSE_RANGE_UNSHARE
 	FlagOnlyCloexec uint32 = 1 << 4 // close_range CLOSE_RANGE_CLOEXEC: nothing closed yet
 	FlagReceived    uint32 = 1 << 5 // installed by recvmsg from SCM_RIGHTS
+	// FlagChecked: Enter is unknown (the agent's hooks read a creating
+	// syscall's arguments at its exit); the fd was seen installed when the
+	// syscall returned (Time). FlagGone: it was not, another thread had
+	// closed it already.
+	FlagChecked uint32 = 1 << 8
+	FlagGone    uint32 = 1 << 9
 	// FlagPyShutdown: closed while the Python interpreter was finalizing; the
 	// program still held the handle when it ended.
 	FlagPyShutdown uint32 = 1 << 16

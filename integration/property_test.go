@@ -32,16 +32,21 @@ func TestPropertyLiveTableMatchesProc(t *testing.T) {
 	dir := binaries(t)
 	const ops, every = 2400, 60
 	total := 0
-	// Seeds 6-8 let the kernel settle an open closed by the thread's next
-	// syscall (run's in-kernel pairing): the tables must not change.
-	for _, seed := range []int{1, 2, 3, 4, 5, 6, 7, 8} {
+	// Seeds 6-8 let the kernel settle a handle closed within the pairing
+	// window (run's in-kernel pairing), seeds 9-10 also hook as the agent
+	// does (per-syscall tracepoints; creations read their arguments at
+	// exit, with no enter time): the tables must not change.
+	for _, seed := range []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10} {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			cfg := tracer.Config{PairInKernel: seed > 5}
+			if seed > 8 {
+				cfg.Hooks = tracer.HooksPerSyscall
+			}
 			n := propertyRun(t, cfg, 2, filepath.Join(dir, "fdgen"), strconv.Itoa(seed), strconv.Itoa(ops), strconv.Itoa(every))
 			total += n
 		})
 	}
-	t.Logf("property: %d checkpoints compared over 8 seeds x %d ops", total, ops)
+	t.Logf("property: %d checkpoints compared over 10 seeds x %d ops", total, ops)
 }
 
 // TestPropertyRuntimes does the same for what CPython (open(), socket,
@@ -301,16 +306,37 @@ func (h *history) dump(diff string) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var b strings.Builder
+	seen := map[int]bool{}
+	var show func(fd int, depth int)
+	show = func(fd int, depth int) {
+		if seen[fd] || fd < 0 {
+			return
+		}
+		seen[fd] = true
+		fmt.Fprintf(&b, " fd %d:\n", fd)
+		var sources []int
+		for _, l := range h.fds[int32(fd)] {
+			fmt.Fprintf(&b, "   %s\n", l)
+			// A copy's source explains where its target came from.
+			if i := strings.Index(l, " fd2="); i >= 0 && strings.HasPrefix(l, "fd_open") {
+				if n, err := strconv.Atoi(strings.Fields(l[i+5:])[0]); err == nil {
+					sources = append(sources, n)
+				}
+			}
+		}
+		if depth < 2 {
+			for _, src := range sources {
+				show(src, depth+1)
+			}
+		}
+	}
 	for _, line := range strings.Split(diff, "\n") {
 		f := strings.Fields(line)
 		if len(f) < 2 || f[0] != "fd" {
 			continue
 		}
 		fd, _ := strconv.Atoi(f[1])
-		fmt.Fprintf(&b, " fd %d:\n", fd)
-		for _, l := range h.fds[int32(fd)] {
-			fmt.Fprintf(&b, "   %s\n", l)
-		}
+		show(fd, 0)
 	}
 	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -117,6 +118,40 @@ func TestRunLeakyPython(t *testing.T) {
 			if len(r.Sites) != len(markers) {
 				t.Errorf("%d sites, want one per leaking function (%d)", len(r.Sites), len(markers))
 			}
+		})
+	}
+}
+
+// TestRunPairsPython: threads of a Python program read files and make
+// sockets that they close at once, and keep a few files in a cache. The
+// report is exactly the kernel's table at exit, each leak at its marked
+// line, and most short-lived handles were settled in the kernel with their
+// Python frames (Python processes pair too).
+func TestRunPairsPython(t *testing.T) {
+	requireRoot(t)
+	binaries(t)
+	script := filepath.Join(repoRoot(), "testdata", "pairing", "pairing.py")
+	markers := leakMarkers(t, script)
+	const rounds, threads, perRound = 1000, 4, 2
+	for name, py := range pythons(t) {
+		t.Run(name, func(t *testing.T) {
+			r, tr, code := runTraced(t, nil, py, script, strconv.Itoa(rounds))
+			if code != 0 {
+				t.Fatalf("exit code %d", code)
+			}
+			checkExact(t, r, tr)
+			for _, l := range r.Leaks {
+				if fn, ok := tr.leaks[l.FD]; ok && l.PID == r.RootPID() {
+					if f, ok := pythonFrame(l.Stack, fn); !ok || f.Line != markers[fn] {
+						t.Errorf("fd %d: want Python frame %s at line %d in %+v", l.FD, fn, markers[fn], l.Stack)
+					}
+				}
+			}
+			made := rounds * threads * perRound
+			if r.Events.PairedInKernel < uint64(made*8/10) {
+				t.Errorf("%d of %d short-lived handles settled in the kernel, want at least 80 %%", r.Events.PairedInKernel, made)
+			}
+			t.Logf("%d of %d short-lived handles settled in the kernel; %d records received", r.Events.PairedInKernel, made, r.Events.Received)
 		})
 	}
 }

@@ -59,8 +59,8 @@ type Report struct {
 type Events struct {
 	Received uint64 `json:"received"`
 	Lost     uint64 `json:"lost"`
-	// PairedInKernel counts handles opened and closed by one thread's
-	// consecutive syscalls and settled in the kernel (run): never sent.
+	// PairedInKernel counts handles closed within the pairing window of
+	// their creation and settled in the kernel: never sent.
 	PairedInKernel uint64 `json:"paired_in_kernel,omitempty"`
 }
 

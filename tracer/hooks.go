@@ -40,6 +40,9 @@ type commonPrograms struct {
 	SchedProcessExec *ebpf.Program `ebpf:"sched_process_exec"`
 	SchedProcessExit *ebpf.Program `ebpf:"sched_process_exit"`
 	SchedProcessFork *ebpf.Program `ebpf:"sched_process_fork"`
+	// SweepParked sends the records parked longer than the pairing window
+	// (bpf/pair.h). Never attached: Read runs it every half window.
+	SweepParked *ebpf.Program `ebpf:"sweep_parked"`
 }
 
 type rawPrograms struct {
@@ -50,13 +53,10 @@ type rawPrograms struct {
 type perSyscallPrograms struct {
 	SysEnterTp *ebpf.Program `ebpf:"sys_enter_tp"`
 	SysExitTp  *ebpf.Program `ebpf:"sys_exit_tp"`
-	// SchedSwitch sends a parked record when its thread blocks: with
-	// per-syscall hooks an unfollowed syscall no longer does.
-	SchedSwitch *ebpf.Program `ebpf:"sched_switch"`
 }
 
 func (p *commonPrograms) close() {
-	for _, q := range []*ebpf.Program{p.SchedProcessExec, p.SchedProcessExit, p.SchedProcessFork} {
+	for _, q := range []*ebpf.Program{p.SchedProcessExec, p.SchedProcessExit, p.SchedProcessFork, p.SweepParked} {
 		if q != nil {
 			q.Close()
 		}
@@ -83,6 +83,9 @@ func (t *Tracer) attachPerSyscall(enter, exit *ebpf.Program, ids map[string]uint
 			prefix string
 			prog   *ebpf.Program
 		}{{"sys_enter_", enter}, {"sys_exit_", exit}} {
+			if h.prog == enter && !Syscalls[i].Enter {
+				continue // its exit reads the arguments (bpf/leaktrace.bpf.c)
+			}
 			id, ok := ids[h.prefix+Syscalls[i].Name]
 			if !ok {
 				// Not built into this kernel (memfd_secret, …): nothing can

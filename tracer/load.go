@@ -123,6 +123,10 @@ func loadSpec(cfg Config, k *kernelInfo) (*ebpf.CollectionSpec, error) {
 	}
 	if cfg.PairInKernel {
 		set["pair_in_kernel"] = 1
+		spec.Maps["parked"].MaxEntries = uint32(cfg.PairSlots)
+		if err := spec.Variables["pair_window_ns"].Set(uint64(cfg.PairWindow.Nanoseconds())); err != nil {
+			return nil, fmt.Errorf("setting pair_window_ns: %w", err)
+		}
 	}
 	if cfg.TraceAll {
 		set["trace_all"] = 1

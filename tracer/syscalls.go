@@ -32,6 +32,11 @@ type Syscall struct {
 	Pair uint8
 	// Kind is what the fd is when the kernel's description cannot tell.
 	Kind event.Kind
+	// Enter: the syscall needs its enter hook even where the others read
+	// their arguments at exit (per-syscall hooks): a release's enter time
+	// orders it against a racing open of the same fd, exit_group never
+	// returns, and brk's enter parks the break it moves from.
+	Enter bool
 }
 
 // NoArg marks an absent argument index.
@@ -89,11 +94,11 @@ var Syscalls = func() []Syscall {
 		{Nr: unix.SYS_PIPE2, Name: "pipe2", Class: bpf.LeaktraceLtSysClassLT_SYS_PAIR, Pair: 0, Cloexec: 1, CloexecMask: oCloexec},
 		{Nr: unix.SYS_SOCKETPAIR, Name: "socketpair", Class: bpf.LeaktraceLtSysClassLT_SYS_PAIR, Pair: 3, Cloexec: 1, CloexecMask: unix.SOCK_CLOEXEC},
 		sysClass(unix.SYS_DUP, "dup", bpf.LeaktraceLtSysClassLT_SYS_DUP),
-		sysClass(unix.SYS_DUP2, "dup2", bpf.LeaktraceLtSysClassLT_SYS_DUP_ONTO),
-		{Nr: unix.SYS_DUP3, Name: "dup3", Class: bpf.LeaktraceLtSysClassLT_SYS_DUP_ONTO, Cloexec: 2, CloexecMask: oCloexec},
+		{Nr: unix.SYS_DUP2, Name: "dup2", Class: bpf.LeaktraceLtSysClassLT_SYS_DUP_ONTO, Cloexec: NoArg, Enter: true},
+		{Nr: unix.SYS_DUP3, Name: "dup3", Class: bpf.LeaktraceLtSysClassLT_SYS_DUP_ONTO, Cloexec: 2, CloexecMask: oCloexec, Enter: true},
 		sysClass(unix.SYS_FCNTL, "fcntl", bpf.LeaktraceLtSysClassLT_SYS_FCNTL),
-		sysClass(unix.SYS_CLOSE, "close", bpf.LeaktraceLtSysClassLT_SYS_CLOSE),
-		sysClass(unix.SYS_CLOSE_RANGE, "close_range", bpf.LeaktraceLtSysClassLT_SYS_CLOSE_RANGE),
+		{Nr: unix.SYS_CLOSE, Name: "close", Class: bpf.LeaktraceLtSysClassLT_SYS_CLOSE, Cloexec: NoArg, Enter: true},
+		{Nr: unix.SYS_CLOSE_RANGE, Name: "close_range", Class: bpf.LeaktraceLtSysClassLT_SYS_CLOSE_RANGE, Cloexec: NoArg, Enter: true},
 		sysClass(unix.SYS_CONNECT, "connect", bpf.LeaktraceLtSysClassLT_SYS_SOCK_ADDR),
 		sysClass(unix.SYS_BIND, "bind", bpf.LeaktraceLtSysClassLT_SYS_SOCK_ADDR),
 		sysClass(unix.SYS_LISTEN, "listen", bpf.LeaktraceLtSysClassLT_SYS_SOCK_ADDR),
@@ -102,12 +107,12 @@ var Syscalls = func() []Syscall {
 		sysClass(unix.SYS_MMAP, "mmap", bpf.LeaktraceLtSysClassLT_SYS_MMAP),
 		sysClass(unix.SYS_MUNMAP, "munmap", bpf.LeaktraceLtSysClassLT_SYS_MUNMAP),
 		sysClass(unix.SYS_MREMAP, "mremap", bpf.LeaktraceLtSysClassLT_SYS_MREMAP),
-		sysClass(unix.SYS_BRK, "brk", bpf.LeaktraceLtSysClassLT_SYS_BRK),
+		{Nr: unix.SYS_BRK, Name: "brk", Class: bpf.LeaktraceLtSysClassLT_SYS_BRK, Cloexec: NoArg, Enter: true},
 		sysClass(unix.SYS_MPROTECT, "mprotect", bpf.LeaktraceLtSysClassLT_SYS_MPROTECT),
 		sysClass(unix.SYS_PKEY_MPROTECT, "pkey_mprotect", bpf.LeaktraceLtSysClassLT_SYS_MPROTECT),
 		sysClass(unix.SYS_WAIT4, "wait4", bpf.LeaktraceLtSysClassLT_SYS_WAIT4),
 		sysClass(unix.SYS_WAITID, "waitid", bpf.LeaktraceLtSysClassLT_SYS_WAITID),
-		sysClass(unix.SYS_EXIT_GROUP, "exit_group", bpf.LeaktraceLtSysClassLT_SYS_EXIT_GROUP),
+		{Nr: unix.SYS_EXIT_GROUP, Name: "exit_group", Class: bpf.LeaktraceLtSysClassLT_SYS_EXIT_GROUP, Cloexec: NoArg, Enter: true},
 	}
 	return s
 }()
@@ -144,6 +149,9 @@ func (s *Syscall) row() bpf.LeaktraceLtSys {
 	}
 	if s.CloexecAlways {
 		r.Flags |= uint8(bpf.LeaktraceLtSysFlagLT_SYSF_CLOEXEC_ALWAYS)
+	}
+	if s.Enter {
+		r.Flags |= uint8(bpf.LeaktraceLtSysFlagLT_SYSF_ENTER)
 	}
 	return r
 }

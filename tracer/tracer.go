@@ -40,12 +40,18 @@ type Config struct {
 	// Filter narrows TraceAll in the kernel (the agent's --comm, --cgroup,
 	// --exe); pids given to Trace pass it too.
 	Filter Filter
-	// PairInKernel lets a single-threaded process's open that its very next
-	// followed syscall closes stay in the kernel: neither record is sent.
-	// The open is sent at the thread's next other syscall (raw hooks) or
-	// followed syscall, fork, exec, exit or when it blocks (per-syscall
-	// hooks), so a handle held across a wait is live within one switch.
+	// PairInKernel keeps a creation record in the kernel for up to
+	// PairWindow: a close of that fd (any thread) drops both records. What
+	// is still open then is sent, so a handle held longer is live within
+	// 1.5 windows. Python processes, pipes and socketpairs, dup2 and fds
+	// received over sockets are always sent at once.
 	PairInKernel bool
+	// PairWindow is how long a record may wait for its close; 0 means
+	// DefaultPairWindow.
+	PairWindow time.Duration
+	// PairSlots bounds the records waiting at once (past it they are sent
+	// at once); 0 means DefaultPairSlots.
+	PairSlots int
 	// Hooks selects how syscalls are hooked (HooksRaw by default).
 	Hooks Hooks
 }
@@ -60,6 +66,18 @@ func (cfg *Config) normalize() error {
 		cfg.StackBytes = DefaultStackBytes
 	case NoStackCopy:
 		cfg.StackBytes = 0
+	}
+	if cfg.PairWindow == 0 {
+		cfg.PairWindow = DefaultPairWindow
+	}
+	if cfg.PairSlots == 0 {
+		cfg.PairSlots = DefaultPairSlots
+	}
+	if cfg.PairWindow < time.Millisecond || cfg.PairWindow > time.Minute {
+		return fmt.Errorf("pairing window %s out of range 1ms..1m", cfg.PairWindow)
+	}
+	if cfg.PairSlots < 1 || cfg.PairSlots > 1<<20 {
+		return fmt.Errorf("pairing slots %d out of range 1..%d", cfg.PairSlots, 1<<20)
 	}
 	if cfg.StackBytes < 0 || cfg.StackBytes > MaxStackBytes {
 		return fmt.Errorf("stack bytes %d out of range 0..%d", cfg.StackBytes, MaxStackBytes)
@@ -98,8 +116,14 @@ const MaxFilterEntries = 256
 const (
 	DefaultRingBufferBytes = 32 << 20
 	DefaultStackBytes      = 2048
-	MaxStackBytes          = 8192
-	NoStackCopy            = -1 // Config.StackBytes: copy no stack
+	// DefaultPairWindow: far below any --min-age, far above a request.
+	DefaultPairWindow = 100 * time.Millisecond
+	// DefaultPairSlots: a table-wide flush (fork, exec, exit) walks every
+	// slot's bucket, so the map stays small; at most a window of
+	// creations wait at once.
+	DefaultPairSlots = 1024
+	MaxStackBytes    = 8192
+	NoStackCopy      = -1 // Config.StackBytes: copy no stack
 )
 
 // Tracer is a loaded and attached set of programs.
@@ -115,6 +139,8 @@ type Tracer struct {
 	links   []link.Link
 	perfFDs []int // per-syscall hooks
 	rd      *ringbuf.Reader
+	// sweepEvery is half the pairing window; 0 when nothing is parked.
+	sweepEvery time.Duration
 
 	closeOnce sync.Once
 }
@@ -168,6 +194,9 @@ func New(cfg Config) (*Tracer, error) {
 		return nil, err
 	}
 	t := &Tracer{hooks: cfg.Hooks}
+	if cfg.PairInKernel {
+		t.sweepEvery = cfg.PairWindow / 2
+	}
 	var ids map[string]uint64
 	if t.hooks == HooksPerSyscall {
 		if ids, err = syscallTracepointIDs(); err != nil {
@@ -213,9 +242,6 @@ func New(cfg Config) (*Tracer, error) {
 	}
 	if t.hooks == HooksPerSyscall {
 		err = t.attachPerSyscall(t.tp.SysEnterTp, t.tp.SysExitTp, ids)
-		if err == nil && cfg.PairInKernel {
-			err = t.attachTracing(t.tp.SchedSwitch)
-		}
 	} else {
 		err = t.attachTracing(t.raw.SysEnter, t.raw.SysExit)
 	}
@@ -371,13 +397,25 @@ var ErrClosed = errors.New("tracer closed")
 func (t *Tracer) ReadUntil(stop <-chan struct{}, fn func(raw []byte) error) error {
 	var rec ringbuf.Record
 	var drainEnd time.Time
+	lastSweep := time.Now()
 	for {
 		if drainEnd.IsZero() {
 			select {
 			case <-stop:
 				drainEnd = time.Now().Add(drainLimit)
+				// What is still parked is open now: it goes in the ring
+				// ahead of the drain.
+				if err := t.sweep(true); err != nil {
+					return err
+				}
 			default:
 			}
+		}
+		if t.sweepEvery > 0 && drainEnd.IsZero() && time.Since(lastSweep) >= t.sweepEvery {
+			if err := t.sweep(false); err != nil {
+				return err
+			}
+			lastSweep = time.Now()
 		}
 		if !drainEnd.IsZero() {
 			if time.Now().After(drainEnd) {
@@ -385,12 +423,12 @@ func (t *Tracer) ReadUntil(stop <-chan struct{}, fn func(raw []byte) error) erro
 			}
 			t.rd.SetDeadline(time.Now()) // return at once when empty
 		} else {
-			t.rd.SetDeadline(time.Now().Add(pollInterval))
+			t.rd.SetDeadline(time.Now().Add(t.pollFor()))
 		}
 		err := t.rd.ReadInto(&rec)
 		switch {
 		case err == nil:
-			if err := fn(rec.RawSample); err != nil {
+			if err := splitRecords(rec.RawSample, fn); err != nil {
 				return err
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -405,9 +443,35 @@ func (t *Tracer) ReadUntil(stop <-chan struct{}, fn func(raw []byte) error) erro
 	}
 }
 
+// sweep sends the parked records older than the pairing window, or all of
+// them. They go through the ring buffer, after the records already in it:
+// the kernel sends a parked record before anything that touches its fd.
+func (t *Tracer) sweep(all bool) error {
+	if t.sweepEvery == 0 || t.common.SweepParked == nil {
+		return nil
+	}
+	mode := uint64(0)
+	if all {
+		mode = 1
+	}
+	if _, err := t.common.SweepParked.Run(&ebpf.RunOptions{Context: []uint64{mode}}); err != nil {
+		return fmt.Errorf("sweeping parked records: %w", err)
+	}
+	return nil
+}
+
 // pollInterval bounds how long a record can wait in the ring: the kernel side
 // wakes the reader only for a backlog or for records it needs at once.
 const pollInterval = 20 * time.Millisecond
+
+// pollFor is how long ReadUntil may block in one read: the poll interval,
+// or less when a sweep falls due sooner.
+func (t *Tracer) pollFor() time.Duration {
+	if t.sweepEvery > 0 && t.sweepEvery < pollInterval {
+		return t.sweepEvery
+	}
+	return pollInterval
+}
 
 // drainLimit bounds how long ReadUntil drains after stop.
 const drainLimit = 500 * time.Millisecond
@@ -423,7 +487,7 @@ func (t *Tracer) Close() error {
 			l.Close()
 		}
 		t.common.close()
-		for _, p := range []*ebpf.Program{t.raw.SysEnter, t.raw.SysExit, t.tp.SysEnterTp, t.tp.SysExitTp, t.tp.SchedSwitch} {
+		for _, p := range []*ebpf.Program{t.raw.SysEnter, t.raw.SysExit, t.tp.SysEnterTp, t.tp.SysExitTp} {
 			if p != nil {
 				p.Close()
 			}
