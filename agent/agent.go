@@ -124,6 +124,7 @@ type siteState struct {
 	info        session.SiteInfo
 	kind        string // its stack's first kind, kept once known: a changed label starts a new series
 	outstanding window
+	mapped      window // bytes it has mapped (mmap, brk) in live processes
 }
 
 type fdFailure struct {

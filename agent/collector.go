@@ -3,6 +3,8 @@
 package agent
 
 import (
+	"cmp"
+	"slices"
 	"strconv"
 	"time"
 
@@ -17,31 +19,33 @@ var (
 	procLabels = []string{"pid", "comm", "cgroup"}
 	siteLabels = []string{"site", "function", "location", "kind"}
 
-	descOpen       = prometheus.NewDesc(namespace+"_process_open_handles", "Handles a process holds now, by kind: fds (as /proc/PID/fd lists them), plus threads and children created while traced.", append(procLabels, "kind"), nil)
-	descLimit      = prometheus.NewDesc(namespace+"_process_fd_limit", "The process's soft RLIMIT_NOFILE.", procLabels, nil)
-	descRatio      = prometheus.NewDesc(namespace+"_process_fd_usage_ratio", "Open fds over the soft RLIMIT_NOFILE (0 to 1).", procLabels, nil)
-	descGrowth     = prometheus.NewDesc(namespace+"_process_fd_growth_per_second", "Change of the process's open fds per second over the growth window.", procLabels, nil)
-	descExhaust    = prometheus.NewDesc(namespace+"_process_fd_exhaustion_seconds", "Estimated seconds until the process reaches its fd limit at its current growth; only while fds grow.", procLabels, nil)
-	descFailures   = prometheus.NewDesc(namespace+"_process_fd_failures_total", "fd-creating syscalls of the process that failed with EMFILE or ENFILE since the agent began tracing it.", append(procLabels, "errno"), nil)
-	descSuspects   = prometheus.NewDesc(namespace+"_site_leak_suspects", "Handles from a call site outstanding longer than min_age, top sites by suspects; site=\"other\" sums the rest.", siteLabels, nil)
-	descSiteOut    = prometheus.NewDesc(namespace+"_site_outstanding_handles", "Handles from a call site open now, top sites; site=\"other\" sums the rest.", siteLabels, nil)
-	descSiteGrowth = prometheus.NewDesc(namespace+"_site_growth_per_second", "Change of a site's outstanding handles per second over the growth window, top sites.", siteLabels, nil)
-	descProcs      = prometheus.NewDesc(namespace+"_processes", "Live processes the agent traces, by whether they have per-process series (tracked) or are past limits.max_processes (untracked).", []string{"state"}, nil)
-	descYoung      = prometheus.NewDesc(namespace+"_handles_younger_than_min_age", "Handles live processes hold that are not judged yet: made less than min_age ago (threads and exited children too).", nil, nil)
-	descExited     = prometheus.NewDesc(namespace+"_processes_exited_total", "Traced processes that exited and were forgotten.", nil, nil)
-	descHeld       = prometheus.NewDesc(namespace+"_handles_held_at_exit_total", "Handles (fds, threads, unreaped children) traced processes held as they exited: released by the kernel then, not leaks.", nil, nil)
-	descEvents     = prometheus.NewDesc(namespace+"_events_received_total", "Events the kernel side sent.", nil, nil)
-	descLost       = prometheus.NewDesc(namespace+"_events_lost_total", "Events the kernel side could not deliver, by reason.", []string{"reason"}, nil)
-	descSettled    = prometheus.NewDesc(namespace+"_handles_settled_in_kernel_total", "Handles closed within the pairing window (100 ms) of their creation: paired in the kernel, never sent.", nil, nil)
-	descEventBytes = prometheus.NewDesc(namespace+"_events_received_bytes_total", "Ring-buffer bytes of the events the kernel side sent.", nil, nil)
-	descUnmatched  = prometheus.NewDesc(namespace+"_syscall_exits_unmatched_total", "Exits of traced fd syscalls that found no parked enter (in flight when tracing began, or the enter was not parked): their result is not seen.", nil, nil)
-	descBadRecs    = prometheus.NewDesc(namespace+"_records_malformed_total", "Ring buffer records that failed to decode.", nil, nil)
-	descStacks     = prometheus.NewDesc(namespace+"_stacks_dropped_total", "Creation stacks not kept because limits.max_stacks was reached; their handles count with no site.", nil, nil)
-	descFailDrops  = prometheus.NewDesc(namespace+"_fd_failure_events_dropped_total", "EMFILE/ENFILE events not handled because the agent was behind.", nil, nil)
-	descAlerts     = prometheus.NewDesc(namespace+"_alerts_firing", "Alerts firing now, by level.", []string{"level"}, nil)
-	descNotify     = prometheus.NewDesc(namespace+"_alert_notifications_total", "Alert batches handed to a sink, by result.", []string{"sink", "result"}, nil)
-	descReady      = prometheus.NewDesc(namespace+"_agent_ready", "1 once the agent has seeded the running processes and evaluated once.", nil, nil)
-	descLastEval   = prometheus.NewDesc(namespace+"_agent_last_evaluation_timestamp_seconds", "When the agent last sampled and evaluated alerts.", nil, nil)
+	descOpen             = prometheus.NewDesc(namespace+"_process_open_handles", "Handles a process holds now, by kind: fds (as /proc/PID/fd lists them), plus threads and children created while traced.", append(procLabels, "kind"), nil)
+	descLimit            = prometheus.NewDesc(namespace+"_process_fd_limit", "The process's soft RLIMIT_NOFILE.", procLabels, nil)
+	descRatio            = prometheus.NewDesc(namespace+"_process_fd_usage_ratio", "Open fds over the soft RLIMIT_NOFILE (0 to 1).", procLabels, nil)
+	descGrowth           = prometheus.NewDesc(namespace+"_process_fd_growth_per_second", "Change of the process's open fds per second over the growth window.", procLabels, nil)
+	descExhaust          = prometheus.NewDesc(namespace+"_process_fd_exhaustion_seconds", "Estimated seconds until the process reaches its fd limit at its current growth; only while fds grow.", procLabels, nil)
+	descFailures         = prometheus.NewDesc(namespace+"_process_fd_failures_total", "fd-creating syscalls of the process that failed with EMFILE or ENFILE since the agent began tracing it.", append(procLabels, "errno"), nil)
+	descSuspects         = prometheus.NewDesc(namespace+"_site_leak_suspects", "Handles from a call site outstanding longer than min_age, top sites by suspects; site=\"other\" sums the rest.", siteLabels, nil)
+	descSiteOut          = prometheus.NewDesc(namespace+"_site_outstanding_handles", "Handles from a call site open now, top sites; site=\"other\" sums the rest.", siteLabels, nil)
+	descSiteGrowth       = prometheus.NewDesc(namespace+"_site_growth_per_second", "Change of a site's outstanding handles per second over the growth window, top sites.", siteLabels, nil)
+	descSiteMapped       = prometheus.NewDesc(namespace+"_site_mapped_bytes", "Memory a call site has mapped (mmap, brk) and not unmapped in live processes, top sites by bytes; site=\"other\" sums the rest.", siteLabels, nil)
+	descSiteMappedGrowth = prometheus.NewDesc(namespace+"_site_mapped_growth_bytes_per_second", "Change of a site's mapped bytes per second over the growth window, top sites by bytes.", siteLabels, nil)
+	descProcs            = prometheus.NewDesc(namespace+"_processes", "Live processes the agent traces, by whether they have per-process series (tracked) or are past limits.max_processes (untracked).", []string{"state"}, nil)
+	descYoung            = prometheus.NewDesc(namespace+"_handles_younger_than_min_age", "Handles live processes hold that are not judged yet: made less than min_age ago (threads and exited children too).", nil, nil)
+	descExited           = prometheus.NewDesc(namespace+"_processes_exited_total", "Traced processes that exited and were forgotten.", nil, nil)
+	descHeld             = prometheus.NewDesc(namespace+"_handles_held_at_exit_total", "Handles (fds, threads, unreaped children) traced processes held as they exited: released by the kernel then, not leaks.", nil, nil)
+	descEvents           = prometheus.NewDesc(namespace+"_events_received_total", "Events the kernel side sent.", nil, nil)
+	descLost             = prometheus.NewDesc(namespace+"_events_lost_total", "Events the kernel side could not deliver, by reason.", []string{"reason"}, nil)
+	descSettled          = prometheus.NewDesc(namespace+"_handles_settled_in_kernel_total", "Handles closed within the pairing window (100 ms) of their creation: paired in the kernel, never sent.", nil, nil)
+	descEventBytes       = prometheus.NewDesc(namespace+"_events_received_bytes_total", "Ring-buffer bytes of the events the kernel side sent.", nil, nil)
+	descUnmatched        = prometheus.NewDesc(namespace+"_syscall_exits_unmatched_total", "Exits of traced fd syscalls that found no parked enter (in flight when tracing began, or the enter was not parked): their result is not seen.", nil, nil)
+	descBadRecs          = prometheus.NewDesc(namespace+"_records_malformed_total", "Ring buffer records that failed to decode.", nil, nil)
+	descStacks           = prometheus.NewDesc(namespace+"_stacks_dropped_total", "Creation stacks not kept because limits.max_stacks was reached; their handles count with no site.", nil, nil)
+	descFailDrops        = prometheus.NewDesc(namespace+"_fd_failure_events_dropped_total", "EMFILE/ENFILE events not handled because the agent was behind.", nil, nil)
+	descAlerts           = prometheus.NewDesc(namespace+"_alerts_firing", "Alerts firing now, by level.", []string{"level"}, nil)
+	descNotify           = prometheus.NewDesc(namespace+"_alert_notifications_total", "Alert batches handed to a sink, by result.", []string{"sink", "result"}, nil)
+	descReady            = prometheus.NewDesc(namespace+"_agent_ready", "1 once the agent has seeded the running processes and evaluated once.", nil, nil)
+	descLastEval         = prometheus.NewDesc(namespace+"_agent_last_evaluation_timestamp_seconds", "When the agent last sampled and evaluated alerts.", nil, nil)
 )
 
 // Collector exports the agent's state, read at scrape time as const metrics:
@@ -54,7 +58,7 @@ func NewCollector(a *Agent) *Collector { return &Collector{a: a} }
 // Describe sends every descriptor.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOpen, descLimit, descRatio, descGrowth, descExhaust, descFailures, descSuspects,
-		descSiteOut, descSiteGrowth, descProcs, descYoung, descExited, descHeld, descEvents, descSettled, descEventBytes, descLost, descUnmatched, descBadRecs, descStacks, descFailDrops,
+		descSiteOut, descSiteGrowth, descSiteMapped, descSiteMappedGrowth, descProcs, descYoung, descExited, descHeld, descEvents, descSettled, descEventBytes, descLost, descUnmatched, descBadRecs, descStacks, descFailDrops,
 		descAlerts, descNotify, descReady, descLastEval} {
 		ch <- d
 	}
@@ -124,6 +128,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descSiteOut, float64(other.Outstanding), l...)
 		gauge(descSiteGrowth, other.GrowthPerSec, l...)
 	}
+	collectMapped(gauge, snap.Sites, top)
 	gauge(descProcs, float64(len(snap.Processes)), "tracked")
 	gauge(descProcs, float64(snap.Untracked), "untracked")
 	gauge(descYoung, float64(snap.Young))
@@ -161,5 +166,36 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descReady, ready)
 	if t := a.lastTick.Load(); t != 0 {
 		gauge(descLastEval, float64(t)/1e9)
+	}
+}
+
+// collectMapped exports the top sites by mapped bytes, the rest summed as
+// site="other": its own ranking, as the sites that map most are seldom those
+// that hold most fds. kind is "mapping" on these series.
+func collectMapped(gauge func(*prometheus.Desc, float64, ...string), sites []SiteStat, top int) {
+	ranked := make([]*SiteStat, 0, len(sites))
+	for i := range sites {
+		if sites[i].MappedBytes > 0 || sites[i].MappedGrowthPerSec != 0 {
+			ranked = append(ranked, &sites[i])
+		}
+	}
+	slices.SortFunc(ranked, func(x, y *SiteStat) int {
+		return cmp.Or(cmp.Compare(y.MappedBytes, x.MappedBytes), cmp.Compare(x.Key, y.Key))
+	})
+	var bytes, growth float64
+	for i, s := range ranked {
+		if i >= top {
+			bytes += float64(s.MappedBytes)
+			growth += s.MappedGrowthPerSec
+			continue
+		}
+		l := []string{s.Key, s.Function(), s.Location(), event.KindMapping.String()}
+		gauge(descSiteMapped, float64(s.MappedBytes), l...)
+		gauge(descSiteMappedGrowth, s.MappedGrowthPerSec, l...)
+	}
+	if len(ranked) > top {
+		l := []string{"other", "", "", event.KindMapping.String()}
+		gauge(descSiteMapped, bytes, l...)
+		gauge(descSiteMappedGrowth, growth, l...)
 	}
 }

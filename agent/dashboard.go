@@ -73,14 +73,18 @@ type dashProcess struct {
 }
 
 type dashSite struct {
-	Key         string      `json:"key"`
-	Function    string      `json:"function"`
-	Location    string      `json:"location"`
-	Kind        string      `json:"kind"`
-	Outstanding int         `json:"outstanding"`
-	Suspects    int         `json:"suspects"`
-	Growth      int         `json:"growth"`
-	GrowthRate  float64     `json:"growth_per_second"`
+	Key         string  `json:"key"`
+	Function    string  `json:"function"`
+	Location    string  `json:"location"`
+	Kind        string  `json:"kind"`
+	Outstanding int     `json:"outstanding"`
+	Suspects    int     `json:"suspects"`
+	Growth      int     `json:"growth"`
+	GrowthRate  float64 `json:"growth_per_second"`
+	// MappedBytes is what the site has mapped (mmap, brk) in live
+	// processes; MappedRate its growth in bytes/s over the window.
+	MappedBytes uint64      `json:"mapped_bytes,omitempty"`
+	MappedRate  float64     `json:"mapped_growth_bytes_per_second,omitempty"`
 	Stack       []dashFrame `json:"stack"`
 }
 
@@ -185,19 +189,37 @@ func (a *Agent) buildDashboard(snap *Snapshot, now time.Time) {
 	slices.SortStableFunc(ranked, func(x, y SiteStat) int {
 		return cmp.Or(cmp.Compare(y.Growth, x.Growth), cmp.Compare(y.Suspects, x.Suspects), cmp.Compare(y.Outstanding, x.Outstanding))
 	})
+	add := func(s SiteStat) {
+		ds := dashSite{Key: s.Key, Function: s.Function(), Location: s.Location(), Kind: s.Kind, Outstanding: s.Outstanding,
+			Suspects: s.Suspects, Growth: s.Growth, GrowthRate: s.GrowthPerSec, MappedBytes: s.MappedBytes, MappedRate: s.MappedGrowthPerSec}
+		if st := a.sites[s.ID]; st != nil {
+			ds.Stack = pythonFirst(st.info.Stack)
+		}
+		sites = append(sites, ds)
+	}
+	// Room is kept for the sites that map most: memory grows at sites that
+	// hold few fds or none.
+	byMapped := slices.Clone(snap.Sites)
+	slices.SortStableFunc(byMapped, func(x, y SiteStat) int {
+		return cmp.Or(cmp.Compare(y.MappedGrowthPerSec, x.MappedGrowthPerSec), cmp.Compare(y.MappedBytes, x.MappedBytes))
+	})
+	mappedRoom := dashSites / 4
 	for _, s := range ranked {
-		if len(sites) == dashSites {
+		if len(sites) == dashSites-mappedRoom {
 			break
 		}
 		if s.Outstanding == 0 && s.Growth == 0 {
 			continue
 		}
-		ds := dashSite{Key: s.Key, Function: s.Function(), Location: s.Location(), Kind: s.Kind, Outstanding: s.Outstanding,
-			Suspects: s.Suspects, Growth: s.Growth, GrowthRate: s.GrowthPerSec}
-		if st := a.sites[s.ID]; st != nil {
-			ds.Stack = pythonFirst(st.info.Stack)
+		add(s)
+	}
+	for _, s := range byMapped {
+		if len(sites) == dashSites || s.MappedBytes == 0 {
+			break
 		}
-		sites = append(sites, ds)
+		if !slices.ContainsFunc(sites, func(d dashSite) bool { return d.Key == s.Key }) {
+			add(s)
+		}
 	}
 	a.mu.Unlock()
 	m.Sites = sites

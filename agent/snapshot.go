@@ -83,6 +83,10 @@ type SiteStat struct {
 	Growth       int // outstanding now minus a growth window ago
 	WindowFull   bool
 	GrowthPerSec float64
+	// MappedBytes is what it has mapped (mmap, brk) in live processes now;
+	// MappedGrowthPerSec the change over the growth window, in bytes/s.
+	MappedBytes        uint64
+	MappedGrowthPerSec float64
 }
 
 // Function and Location label a site.
@@ -113,6 +117,7 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 	}
 	var lives []live
 	var outstanding map[event.StackID]int
+	var mapped map[event.StackID]aggregator.MappedSite
 	suspects := make(map[event.StackID]int)
 	kinds := make(map[event.StackID]event.Kind)
 	zombies := make(map[uint32]int)
@@ -125,6 +130,7 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 			}
 		}
 		outstanding = g.Outstanding()
+		mapped = g.MappedLive()
 		for id := range outstanding {
 			if k, ok := a.stackKinds[id]; ok {
 				kinds[id] = k
@@ -151,6 +157,11 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 		a.mu.Lock()
 		for id := range outstanding {
 			if id != 0 && a.sites[id] == nil {
+				ids = append(ids, id)
+			}
+		}
+		for id := range mapped {
+			if _, ok := outstanding[id]; !ok && id != 0 && a.sites[id] == nil {
 				ids = append(ids, id)
 			}
 		}
@@ -235,12 +246,32 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 			}
 			st.outstanding.add(now, n, span)
 		}
-		for id, st := range a.sites {
-			if _, ok := outstanding[id]; !ok {
-				st.outstanding.add(now, 0, span)
-				if st.outstanding.idle() {
-					delete(a.sites, id)
+		for id, m := range mapped {
+			if id == 0 {
+				continue
+			}
+			st := a.sites[id]
+			if st == nil {
+				info, ok := fresh[id]
+				if !ok {
+					continue
 				}
+				st = &siteState{info: info}
+				a.sites[id] = st
+			}
+			st.mapped.add(now, int(m.Bytes), span)
+		}
+		for id, st := range a.sites {
+			_, fds := outstanding[id]
+			_, maps := mapped[id]
+			if !fds {
+				st.outstanding.add(now, 0, span)
+			}
+			if !maps && len(st.mapped.s) > 0 { // a site that never mapped keeps no samples
+				st.mapped.add(now, 0, span)
+			}
+			if !fds && !maps && st.outstanding.idle() && st.mapped.idle() {
+				delete(a.sites, id)
 			}
 		}
 	}
@@ -250,7 +281,8 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 		}
 		d, _, full := st.outstanding.growth(span)
 		s := SiteStat{ID: id, Key: st.info.Key, Headline: st.info.Headline, Kind: st.kind, Outstanding: outstanding[id],
-			Suspects: suspects[id], Growth: d, WindowFull: full, GrowthPerSec: st.outstanding.rate(span)}
+			Suspects: suspects[id], Growth: d, WindowFull: full, GrowthPerSec: st.outstanding.rate(span),
+			MappedBytes: mapped[id].Bytes, MappedGrowthPerSec: st.mapped.rate(span)}
 		snap.Sites = append(snap.Sites, s)
 	}
 	slices.SortFunc(snap.Sites, func(x, y SiteStat) int {

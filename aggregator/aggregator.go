@@ -112,6 +112,7 @@ type process struct {
 	reconciled bool
 	autoreap   bool
 	started    uint64
+	maps       []mapping // traced memory mappings, sorted by start (mapping.go)
 }
 
 // Aggregator is the state. It is not safe for concurrent use.
@@ -126,6 +127,12 @@ type Aggregator struct {
 	spare  []*Handle             // released fd handles, for reuse
 	now    uint64
 	events uint64
+	// Memory mappings (mapping.go): bytes per creating stack that live
+	// processes have mapped, and that processes had mapped as they exited.
+	mapLive        map[event.StackID]MappedSite
+	mapHeld        map[event.StackID]MappedSite
+	mapHeldTargets map[event.StackID][]string
+	mapScratch     []mapping
 }
 
 // New returns an empty aggregator.
@@ -135,6 +142,10 @@ func New(cfg Config) *Aggregator {
 		procs:  make(map[uint32]*process),
 		tables: make(map[uint64]*table),
 		sites:  make(map[event.StackID]int),
+
+		mapLive:        make(map[event.StackID]MappedSite),
+		mapHeld:        make(map[event.StackID]MappedSite),
+		mapHeldTargets: make(map[event.StackID][]string),
 	}
 }
 
@@ -400,6 +411,14 @@ func (a *Aggregator) Apply(e *event.Event) {
 		if p := a.procs[e.PID]; p != nil {
 			a.exitGroup(p, e.TID, e.Time)
 		}
+	case event.MapNew:
+		a.mapNew(e)
+	case event.MapFree:
+		a.mapFree(e)
+	case event.MapMove:
+		a.mapMove(e)
+	case event.MapProt:
+		a.mapProt(e)
 	case event.Reap:
 		if p := a.procs[e.PID]; p != nil {
 			if h := p.children[e.ChildPID]; h != nil {
@@ -502,6 +521,7 @@ func (a *Aggregator) taskNew(e *event.Event) {
 	}
 	c := a.newProcess(e.ChildPID, parent.pid, parent.comm, e.Time)
 	c.exe = parent.exe
+	a.inheritMaps(parent, c)
 	if e.ChildFiles != 0 && e.ChildFiles == parent.table.id {
 		c.table = parent.table // CLONE_FILES: one table, two processes
 	} else {
@@ -527,6 +547,9 @@ func (a *Aggregator) exec(e *event.Event) {
 	if e.Exe != "" {
 		p.exe = e.Exe
 	}
+	// A new address space: what was mapped before is gone (the kernel's
+	// own mappings of the new image are not followed).
+	a.unmapAll(p, false)
 	// Exec leaves one thread: the others exited before this event.
 	for tid, h := range p.threads {
 		a.dropThread(p, tid, h)
@@ -616,6 +639,7 @@ func (a *Aggregator) finish(p *process, t uint64) {
 	}
 	delete(a.procs, p.pid)
 	a.gone = append(a.gone, p)
+	a.unmapAll(p, true)
 	for tid, h := range p.threads {
 		a.report(p, h, t, ReasonThreadAtExit)
 		a.dropThread(p, tid, h)

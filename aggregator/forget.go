@@ -15,6 +15,8 @@ func (a *Aggregator) TakeExited() ([]ProcessInfo, []Leak) {
 	leaks := a.leaks
 	a.gone, a.leaks = nil, nil
 	a.held = HeldAtExit{}
+	clear(a.mapHeld)
+	clear(a.mapHeldTargets)
 	return gone, leaks
 }
 
@@ -73,6 +75,11 @@ func (a *Aggregator) StacksInUse() map[event.StackID]struct{} {
 	}
 	for _, p := range a.procs {
 		fds(p.table)
+		for i := range p.maps {
+			if id := p.maps[i].stack; id != 0 {
+				in[id] = struct{}{}
+			}
+		}
 		for _, h := range p.threads {
 			use(h)
 		}

@@ -153,4 +153,9 @@ func (a *Aggregator) heldStacks(in map[event.StackID]struct{}) {
 			in[id] = struct{}{}
 		}
 	}
+	for id := range a.mapHeld {
+		if id != 0 {
+			in[id] = struct{}{}
+		}
+	}
 }

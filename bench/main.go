@@ -156,7 +156,7 @@ type step struct {
 // steps are the measurements in the table's order.
 func (b *bench) steps() []step {
 	return []step{
-		{"run", b.overhead}, {"stack", b.stackCost}, {"python", b.pythonOverhead}, {"peers", b.peerOverhead},
+		{"run", b.overhead}, {"mmap", b.mmapOverhead}, {"stack", b.stackCost}, {"python", b.pythonOverhead}, {"peers", b.peerOverhead},
 		{"untraced", b.hostSlowdown}, {"lost", b.lostEvents}, {"ready", b.attachReady}, {"aggregator", b.goBench},
 		{"breakdown", b.breakdown}, {"agent", b.agentHost},
 	}

@@ -100,6 +100,21 @@ func (b *bench) overhead(res *results) error {
 	return nil
 }
 
+// mmapOverhead is leaktrace run's ratio on a memory mapping churn: every
+// mmap sends a record with its stack (never settled in the kernel), every
+// munmap one without.
+func (b *bench) mmapOverhead(res *results) error {
+	n := b.size.churn
+	w := workload{fmt.Sprintf("mmap 64 KiB+munmap ×%s", count(n)), n, 0, []string{"-m", "mmap", "-n", strconv.Itoa(n)}}
+	traced, base, err := b.ratio(b.leaktraceRun(), w)
+	if err != nil {
+		return err
+	}
+	r, s := ratioResult(traced, base, w.rounds)
+	res.add("leaktrace run / untraced: "+w.title(base), r, "x", s, &targetRatio)
+	return nil
+}
+
 // pythonOverhead times a CPython program's open()+close churn traced and
 // untraced: every open walks the Python frames in the kernel, which wait
 // with its record to be settled there. Compared with the C churn's cost per

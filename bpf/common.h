@@ -82,6 +82,7 @@ union scratch {
 	struct lt_task_event task;
 	struct lt_exec_event exec;
 	struct lt_mmap_event mmap;
+	struct lt_map_event map;
 };
 
 struct {

@@ -22,12 +22,14 @@ char LICENSE[] SEC("license") = "GPL";
 #include "fdops.h"
 #include "rights.h"
 #include "task.h"
+#include "mapping.h"
 
 /* Force BTF for the types Go generates. */
 const struct lt_fd_event *unused_fd __attribute__((unused));
 const struct lt_task_event *unused_task __attribute__((unused));
 const struct lt_exec_event *unused_exec __attribute__((unused));
 const struct lt_mmap_event *unused_mmap __attribute__((unused));
+const struct lt_map_event *unused_map __attribute__((unused));
 const struct lt_sys *unused_sys __attribute__((unused));
 const enum lt_counter *unused_counter __attribute__((unused));
 const enum lt_event_type *unused_type __attribute__((unused));
@@ -96,6 +98,8 @@ static __always_inline int on_sys_enter(const bool raw, long id, struct pt_regs 
 	in->args[3] = a[3];
 	in->args[4] = a[4];
 	in->args[5] = a[5];
+	if (cls == LT_SYS_BRK)
+		in->args[1] = brk_now(); /* brk has one argument */
 	return 0;
 }
 
@@ -150,6 +154,13 @@ static __always_inline int on_sys_exit(const bool raw, long id, long ret)
 	switch (sys->class) {
 	case LT_SYS_MMAP:
 		mmap_exit(in, ret);
+		mapping_exit(in, sys->class, ret);
+		break;
+	case LT_SYS_MUNMAP:
+	case LT_SYS_MREMAP:
+	case LT_SYS_BRK:
+	case LT_SYS_MPROTECT:
+		mapping_exit(in, sys->class, ret);
 		break;
 	case LT_SYS_RECVMSG:
 	case LT_SYS_RECVMMSG:

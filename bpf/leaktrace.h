@@ -24,6 +24,10 @@ enum lt_event_type {
 	LT_EV_REAP = 9,        /* wait4/waitid reaped child_pid */
 	LT_EV_FD_UPDATE = 10,  /* fd's description changed: socket bound, connected */
 	LT_EV_FD_FAIL = 11,    /* an fd-creating syscall failed with EMFILE or ENFILE (ret) */
+	LT_EV_MAP_NEW = 12,    /* [addr, addr+len) mapped: mmap, or brk that grew (bpf/mapping.h) */
+	LT_EV_MAP_FREE = 13,   /* [addr, addr+len) unmapped: munmap, or brk that shrank */
+	LT_EV_MAP_MOVE = 14,   /* mremap: [old_addr, +old_len) became [addr, +len) */
+	LT_EV_MAP_PROT = 15,   /* mprotect: [addr, addr+len) is now prot (a stack unless PROT_NONE) */
 	LT_EV_PY_STACK = 32,   /* Python frames of the record that follows (bpf/python.h) */
 	LT_EV_PY_CODE = 33,    /* a code object's names, read when the kernel first saw it */
 };
@@ -122,6 +126,30 @@ struct lt_exec_event {
 	char path[LT_PATH_DEPTH][LT_NAME_LEN]; /* executable, leaf first */
 };
 
+/* Bits of lt_map_event.flags. */
+#define LT_MAP_BRK (1U << 0)       /* the program break moved (brk), not mmap */
+#define LT_MAP_FILE (1U << 1)      /* a file mapping: ino and name say which */
+#define LT_MAP_SHARED (1U << 2)    /* MAP_SHARED */
+#define LT_MAP_DONTUNMAP (1U << 3) /* mremap MREMAP_DONTUNMAP: the old range stays */
+/* LT_FD_PY_SHUTDOWN (1 << 16) on LT_EV_MAP_FREE: unmapped while the Python
+ * interpreter was finalizing (the program still held it at its end). */
+
+/* A memory mapping made, released, moved or re-protected. Sizes are as the
+ * syscall gave them; Go rounds to pages. LT_EV_MAP_NEW and LT_EV_MAP_PROT
+ * (but to PROT_NONE) carry a stack. */
+struct lt_map_event {
+	struct lt_header h;
+	__u64 addr;
+	__u64 len;
+	__u64 old_addr; /* LT_EV_MAP_MOVE */
+	__u64 old_len;
+	__u64 ino;      /* LT_MAP_FILE */
+	__u32 flags;    /* LT_MAP_* */
+	__u32 prot;
+	char name[LT_NAME_LEN]; /* LT_MAP_FILE: the file's dentry name */
+	struct lt_stack stack;  /* last: LT_EV_MAP_NEW's creation stack */
+};
+
 struct lt_mmap_event {
 	struct lt_header h;
 	__u64 addr;
@@ -152,6 +180,10 @@ enum lt_sys_class {
 	LT_SYS_WAIT4 = 13,      /* reaps the child it returns */
 	LT_SYS_WAITID = 14,     /* reaps the child in its siginfo */
 	LT_SYS_EXIT_GROUP = 15,
+	LT_SYS_MUNMAP = 16,     /* mappings released (bpf/mapping.h) */
+	LT_SYS_MREMAP = 17,     /* a mapping moved or resized */
+	LT_SYS_BRK = 18,        /* the program break moved: enter parks the old one in args[1] */
+	LT_SYS_MPROTECT = 19,   /* reserved (PROT_NONE) memory made accessible, or back */
 };
 
 /* Bits of lt_sys.flags. */

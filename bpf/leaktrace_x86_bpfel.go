@@ -56,6 +56,10 @@ const (
 	LeaktraceLtEventTypeLT_EV_REAP        LeaktraceLtEventType = 9
 	LeaktraceLtEventTypeLT_EV_FD_UPDATE   LeaktraceLtEventType = 10
 	LeaktraceLtEventTypeLT_EV_FD_FAIL     LeaktraceLtEventType = 11
+	LeaktraceLtEventTypeLT_EV_MAP_NEW     LeaktraceLtEventType = 12
+	LeaktraceLtEventTypeLT_EV_MAP_FREE    LeaktraceLtEventType = 13
+	LeaktraceLtEventTypeLT_EV_MAP_MOVE    LeaktraceLtEventType = 14
+	LeaktraceLtEventTypeLT_EV_MAP_PROT    LeaktraceLtEventType = 15
 	LeaktraceLtEventTypeLT_EV_PY_STACK    LeaktraceLtEventType = 32
 	LeaktraceLtEventTypeLT_EV_PY_CODE     LeaktraceLtEventType = 33
 )
@@ -103,6 +107,20 @@ type LeaktraceLtHeader struct {
 	Nr    uint16
 	Size  uint32
 	Comm  [16]int8
+}
+
+type LeaktraceLtMapEvent struct {
+	_       structs.HostLayout
+	H       LeaktraceLtHeader
+	Addr    uint64
+	Len     uint64
+	OldAddr uint64
+	OldLen  uint64
+	Ino     uint64
+	Flags   uint32
+	Prot    uint32
+	Name    [64]int8
+	Stack   LeaktraceLtStack
 }
 
 type LeaktraceLtMmapEvent struct {
@@ -235,6 +253,10 @@ const (
 	LeaktraceLtSysClassLT_SYS_WAIT4        LeaktraceLtSysClass = 13
 	LeaktraceLtSysClassLT_SYS_WAITID       LeaktraceLtSysClass = 14
 	LeaktraceLtSysClassLT_SYS_EXIT_GROUP   LeaktraceLtSysClass = 15
+	LeaktraceLtSysClassLT_SYS_MUNMAP       LeaktraceLtSysClass = 16
+	LeaktraceLtSysClassLT_SYS_MREMAP       LeaktraceLtSysClass = 17
+	LeaktraceLtSysClassLT_SYS_BRK          LeaktraceLtSysClass = 18
+	LeaktraceLtSysClassLT_SYS_MPROTECT     LeaktraceLtSysClass = 19
 )
 
 type LeaktraceLtSysFlag uint32
@@ -323,6 +345,7 @@ const (
 	LeaktraceVarUnusedCounter     = "unused_counter"
 	LeaktraceVarUnusedExec        = "unused_exec"
 	LeaktraceVarUnusedFd          = "unused_fd"
+	LeaktraceVarUnusedMap         = "unused_map"
 	LeaktraceVarUnusedMmap        = "unused_mmap"
 	LeaktraceVarUnusedPyCode      = "unused_py_code"
 	LeaktraceVarUnusedPyProc      = "unused_py_proc"
@@ -421,6 +444,7 @@ type LeaktraceVariableSpecs struct {
 	UnusedCounter    *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedExec       *ebpf.VariableSpec `ebpf:"unused_exec"`
 	UnusedFd         *ebpf.VariableSpec `ebpf:"unused_fd"`
+	UnusedMap        *ebpf.VariableSpec `ebpf:"unused_map"`
 	UnusedMmap       *ebpf.VariableSpec `ebpf:"unused_mmap"`
 	UnusedPyCode     *ebpf.VariableSpec `ebpf:"unused_py_code"`
 	UnusedPyProc     *ebpf.VariableSpec `ebpf:"unused_py_proc"`
@@ -502,6 +526,7 @@ type LeaktraceVariables struct {
 	UnusedCounter    *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedExec       *ebpf.Variable `ebpf:"unused_exec"`
 	UnusedFd         *ebpf.Variable `ebpf:"unused_fd"`
+	UnusedMap        *ebpf.Variable `ebpf:"unused_map"`
 	UnusedMmap       *ebpf.Variable `ebpf:"unused_mmap"`
 	UnusedPyCode     *ebpf.Variable `ebpf:"unused_py_code"`
 	UnusedPyProc     *ebpf.Variable `ebpf:"unused_py_proc"`

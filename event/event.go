@@ -22,9 +22,13 @@ const (
 	PyStack                    // Python frames of TID's next FDOpen or TaskNew (session only)
 	FDFail                     // an fd-creating syscall failed: Errno is EMFILE or ENFILE
 	PyCode                     // a Python code object's names, read by the kernel (session only)
+	MapNew                     // [Addr, Addr+Len) mapped by PID (mmap, brk growth)
+	MapFree                    // [Addr, Addr+Len) unmapped (munmap, brk shrinking)
+	MapMove                    // mremap: [OldAddr, OldAddr+OldLen) became [Addr, Addr+Len)
+	MapProt                    // mprotect: [Addr, Addr+Len) accessible now, or reserved (FlagMapReserved)
 )
 
-var typeNames = [...]string{"", "fd_open", "fd_close", "close_range", "task_new", "exec", "task_exit", "mmap", "exit_group", "reap", "fd_update", "py_stack", "fd_fail", "py_code"}
+var typeNames = [...]string{"", "fd_open", "fd_close", "close_range", "task_new", "exec", "task_exit", "mmap", "exit_group", "reap", "fd_update", "py_stack", "fd_fail", "py_code", "map_new", "map_free", "map_move", "map_prot"}
 
 func (t Type) String() string {
 	if int(t) < len(typeNames) && t > 0 {
@@ -54,11 +58,12 @@ const (
 	KindAnon
 	KindThread
 	KindProcess
+	KindMapping // a memory mapping (mmap, brk): not an fd, counted in bytes
 	kindCount
 )
 
 var kindNames = [...]string{"unknown", "file", "dir", "socket", "pipe", "eventfd", "epoll", "memfd",
-	"timerfd", "signalfd", "inotify", "fanotify", "pidfd", "io_uring", "anon", "thread", "process"}
+	"timerfd", "signalfd", "inotify", "fanotify", "pidfd", "io_uring", "anon", "thread", "process", "mapping"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -121,6 +126,14 @@ const (
 	// Set from the Python stack sent with the record, not by the kernel's
 	// fd record itself.
 	FlagPyFinalizing uint32 = 1 << 17
+	// Flags of mapping events (LT_MAP_* in bpf/leaktrace.h).
+	FlagMapBrk       uint32 = 1 << 0 // the program break moved, not mmap
+	FlagMapFile      uint32 = 1 << 1 // a file mapping
+	FlagMapShared    uint32 = 1 << 2 // MAP_SHARED
+	FlagMapDontUnmap uint32 = 1 << 3 // mremap MREMAP_DONTUNMAP: the old range stays
+	// FlagMapReserved: mapped or protected PROT_NONE, address space
+	// reserved, not memory (set by the decoder from the record's prot).
+	FlagMapReserved uint32 = 1 << 8
 )
 
 // Event is one decoded kernel event. Fields not meaningful for a Type are zero.
@@ -159,6 +172,12 @@ type Event struct {
 	OpenFDs         []uint64
 	OpenFDsComplete bool
 	Exe             string
+
+	// MapNew, MapFree, MapMove: the range, as the syscall gave it (the
+	// aggregator rounds to pages). Target names a file mapping's file,
+	// "[heap]" for brk, "[anon]" otherwise.
+	Addr, Len       uint64
+	OldAddr, OldLen uint64
 }
 
 // FDOpenAfterExec reports whether fd was open after the exec (bit set).

@@ -31,6 +31,9 @@ type LiveView struct {
 	// HeldHandles and Young are report.HeldAtExit.Handles and
 	// report.YoungerThanMinAge.Handles, for the header.
 	HeldHandles, Young int
+	// Mapped is the memory the target mapped since attach and still maps
+	// (report.Mapped.Bytes), and MappedGrowth how much of it its sites grew.
+	Mapped, MappedGrowth uint64
 	// Color highlights lost events in red; off under NO_COLOR.
 	Color bool
 	// Width and Height are the terminal's size in columns and rows; 0 means 80×24.
@@ -103,6 +106,13 @@ func liveHeader(v LiveView, width int) string {
 		segs = append(segs, liveSegment{text: fmt.Sprintf("LOST %d, incomplete", v.Lost), priority: 1, highlight: true})
 	} else {
 		segs = append(segs, liveSegment{text: "lost 0", priority: 3})
+	}
+	if v.Mapped > 0 {
+		m := "mapped " + bytesText(v.Mapped)
+		if v.MappedGrowth > 0 {
+			m += " (+" + bytesText(v.MappedGrowth) + ")"
+		}
+		segs = append(segs, liveSegment{text: m, priority: 5})
 	}
 	if v.Young > 0 {
 		segs = append(segs, liveSegment{text: fmt.Sprintf("young %d", v.Young), priority: 7})

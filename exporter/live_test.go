@@ -87,6 +87,12 @@ func TestWriteLive(t *testing.T) {
 			absent:    []string{"/home/builder"},
 		},
 		{
+			name:      "mapped memory in the header",
+			v:         LiveView{PID: 7, Comm: "x", Open: 3, Mapped: 14 << 20, MappedGrowth: 3 << 20, Width: 120, Height: 24},
+			wantLines: 4,
+			header:    []string{"mapped 14.0 MiB (+3.0 MiB)"},
+		},
+		{
 			name:      "very small screen shows only the header",
 			v:         LiveView{PID: 7, Sites: liveSites(), Width: 12, Height: 3},
 			wantLines: 1,

@@ -47,7 +47,7 @@ func TestSchemaDoc(t *testing.T) {
 	}
 
 	for _, v := range []any{report.Report{}, report.Events{}, report.Leak{}, report.Frame{}, report.Site{}, report.Process{}, report.Budget{},
-		report.Executable{}, report.BudgetLimit{}, report.Policy{}, report.HeldAtExit{}, report.Young{}} {
+		report.Executable{}, report.BudgetLimit{}, report.Policy{}, report.HeldAtExit{}, report.Young{}, report.Mapped{}, report.MappedSite{}, report.BudgetBytes{}} {
 		typ := reflect.TypeOf(v)
 		for i := range typ.NumField() {
 			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")

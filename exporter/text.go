@@ -58,6 +58,7 @@ func WriteText(w io.Writer, r *report.Report, opts TextOptions) error {
 	t.preexisting()
 	t.heldAtExit()
 	t.young()
+	t.mapped()
 	t.processes()
 	t.executables()
 	t.summary()
@@ -188,6 +189,7 @@ func (t *textReport) summary() {
 		fmt.Fprintf(&b, ", plus %d not counted (%s)", c.uncounted, notCountedText(c))
 	}
 	b.WriteString(notJudgedText(r.YoungerThanMinAge))
+	b.WriteString(mappedText(r.Mapped, t.live))
 	if h := r.HeldAtExit; h != nil && h.Handles > 0 {
 		fmt.Fprintf(&b, "; %d held at exit by %d exited %s (not leaks)", h.Handles, h.Processes, plural(h.Processes, "process", "processes"))
 	}

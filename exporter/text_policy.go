@@ -96,6 +96,13 @@ func (t *textReport) budgetText(b *report.Budget) string {
 	if within > 0 {
 		parts = append(parts, fmt.Sprintf("%d %s within the site limit", within, plural(within, "site", "sites")))
 	}
+	if m := b.Mapped; m != nil {
+		v := fmt.Sprintf("mapped=%s: ok (%s mapped)", bytesText(m.Limit), bytesText(m.Bytes))
+		if m.Exceeded {
+			v = t.style(ansiRed, fmt.Sprintf("mapped=%s: exceeded (%s mapped)", bytesText(m.Limit), bytesText(m.Bytes)))
+		}
+		parts = append(parts, v)
+	}
 	if len(parts) == 0 {
 		return "budget: ok"
 	}

@@ -60,6 +60,7 @@ func binaries(t *testing.T) string {
 			{"gcc", "-O1", "-g", "-Wall", "-o", filepath.Join(buildDir, "dupparked"), "testdata/dupparked/dupparked.c"},
 			{"gcc", "-O1", "-g", "-Wall", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "fdexhaust"), "testdata/fdexhaust/fdexhaust.c"},
 			{"gcc", "-O1", "-g", "-Wall", "-o", filepath.Join(buildDir, "memgrow"), "testdata/memgrow/memgrow.c"},
+			{"gcc", "-O1", "-g", "-Wall", "-o", filepath.Join(buildDir, "mapgrow"), "testdata/mapgrow/mapgrow.c"},
 			{"gcc", "-O1", "-g", "-Wall", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "pairing"), "testdata/pairing/pairing.c", "-lpthread"},
 		}
 		for _, s := range steps {

@@ -54,6 +54,20 @@ func getJSON(t *testing.T, url string, v any) bool {
 	return json.NewDecoder(resp.Body).Decode(v) == nil
 }
 
+func getText(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return string(b)
+}
+
 // TestAgentMemory runs the agent on a program that grows its resident
 // memory to 50 MiB and holds it: the scraped series must equal
 // /proc/PID/status, LeaktraceMemoryGrowth must fire while it grows and
@@ -302,6 +316,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	script := filepath.Join(repoRoot(), "testdata", "leaksvc", "leaksvc.py")
 	line := markerLine(t, script, "# leak: load_parquet")
+	growLine := markerLine(t, script, "# grows: cache_rows")
 	base := startAgent(t, "--comm", "leaksvc", "--interval", "1s", "--alert.growth-window", "6s", "--alert.growth-min", "20",
 		"--alert.min-age", "1s", "--incidents.dir", filepath.Join(tmp, "incidents"))
 
@@ -321,6 +336,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	type site struct {
 		Function, Location string
 		Growth             int
+		MappedBytes        uint64 `json:"mapped_bytes"`
 	}
 	var dash struct {
 		Processes []struct{ PID int }
@@ -338,6 +354,25 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		return false
 	})
+	// The memory it grows: bytearrays of 256 KiB, each mapped by malloc at
+	// cache_rows's line.
+	growWhere := fmt.Sprintf("leaksvc.py:%d", growLine)
+	waitFor(t, 30*time.Second, "cache_rows with mapped bytes on /api/dashboard", func() bool {
+		if !getJSON(t, base+"/api/dashboard", &dash) {
+			return false
+		}
+		for _, s := range dash.Sites {
+			if s.Function == "cache_rows" && strings.HasSuffix(s.Location, growWhere) && s.MappedBytes >= 10<<20 {
+				return true
+			}
+		}
+		return false
+	})
+	metrics := getText(t, base+"/metrics")
+	mappedSeries := regexp.MustCompile(`leaktrace_site_mapped_bytes\{function="cache_rows",kind="mapping",location="[^"]*` + regexp.QuoteMeta(growWhere) + `",site="[0-9a-f]+"\} [0-9.e+]+`)
+	if !mappedSeries.MatchString(metrics) {
+		t.Errorf("/metrics lacks cache_rows's mapped bytes (%s)", mappedSeries)
+	}
 
 	var incidents []incident.Summary
 	waitFor(t, 30*time.Second, "an incident of the service", func() bool {
@@ -350,12 +385,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	os.Remove(shot)
 	dom := browse(t, browser, filepath.Join(tmp, "profile"), base+"/", "--dump-dom", "--screenshot="+shot)
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(fmt.Sprintf(`<tr data-pid="%d"[^>]*>`, pid)),                                              // the process row
-		regexp.MustCompile(`<summary class="site">load_parquet <span class="muted">[^<]*` + regexp.QuoteMeta(where)), // top sites
-		regexp.MustCompile(`<li class="py">load_parquet [^<]*` + regexp.QuoteMeta(where)),                            // its stack, Python first
-		regexp.MustCompile(`class="frame"[^>]*data-name="load_parquet \([^"]*` + regexp.QuoteMeta(where)),            // the flame graph
-		regexp.MustCompile(`class="incident">.*EMFILE.*load_parquet \([^)]*` + regexp.QuoteMeta(where)),              // recent incidents
-		regexp.MustCompile(`class="alert critical"><span class="name">LeaktraceFDExhausted`),                         // firing alerts
+		regexp.MustCompile(fmt.Sprintf(`<tr data-pid="%d"[^>]*>`, pid)),                                                // the process row
+		regexp.MustCompile(`<summary class="site">load_parquet <span class="muted">[^<]*` + regexp.QuoteMeta(where)),   // top sites
+		regexp.MustCompile(`<li class="py">load_parquet [^<]*` + regexp.QuoteMeta(where)),                              // its stack, Python first
+		regexp.MustCompile(`class="frame"[^>]*data-name="load_parquet \([^"]*` + regexp.QuoteMeta(where)),              // the flame graph
+		regexp.MustCompile(`class="incident">.*EMFILE.*load_parquet \([^)]*` + regexp.QuoteMeta(where)),                // recent incidents
+		regexp.MustCompile(`class="alert critical"><span class="name">LeaktraceFDExhausted`),                           // firing alerts
+		regexp.MustCompile(`<summary class="site">cache_rows <span class="muted">[^<]*` + regexp.QuoteMeta(growWhere)), // the site that maps memory
 	} {
 		if !want.MatchString(dom) {
 			t.Errorf("the dashboard's DOM lacks %s", want)

@@ -30,6 +30,7 @@ func FuzzParseBudget(f *testing.F) {
 	f.Add("5")
 	f.Add("socket=0,file=5")
 	f.Add("site=2,site:db.connect=1,total=3")
+	f.Add("mapped=512MiB,socket=0")
 	f.Fuzz(func(t *testing.T, spec string) {
 		b, err := ParseBudget([]string{spec})
 		if err != nil {

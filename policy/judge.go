@@ -35,6 +35,15 @@ func (b Budget) judge(r *report.Report) *report.Budget {
 		v.Exceeded = v.Exceeded || l.Exceeded
 		v.Kinds = append(v.Kinds, l)
 	}
+	if b.HasMapped {
+		l := &report.BudgetBytes{Limit: b.Mapped}
+		if r.Mapped != nil {
+			l.Bytes = r.Mapped.Bytes
+		}
+		l.Exceeded = l.Bytes > l.Limit
+		v.Exceeded = v.Exceeded || l.Exceeded
+		v.Mapped = l
+	}
 	for _, s := range r.Sites {
 		lim, ok := b.siteLimit(s)
 		if !ok || s.Count == 0 {

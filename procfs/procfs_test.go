@@ -154,3 +154,36 @@ func FuzzClassifyLink(f *testing.F) {
 		}
 	})
 }
+
+func TestParseMapRanges(t *testing.T) {
+	r, err := ParseMapRanges("55d0a0000000-55d0a0001000 r--p 00000000 fd:01 123 /usr/bin/cat\n" +
+		"7f0000000000-7f0000021000 rw-p 00000000 00:00 0 \n7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]\n")
+	if err != nil || len(r) != 3 || r[1] != (Range{0x7f0000000000, 0x7f0000021000}) {
+		t.Fatalf("got %v, %v", r, err)
+	}
+	for _, bad := range []string{"x-1 r--p", "2000-1000 r--p", "1000-2000 r\n1000-3000 r", "1000"} {
+		if _, err := ParseMapRanges(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+	self, err := MapRanges(os.Getpid())
+	if err != nil || len(self) < 5 {
+		t.Fatalf("own maps: %d ranges, %v", len(self), err)
+	}
+}
+
+func FuzzParseMapRanges(f *testing.F) {
+	f.Add("7f0000000000-7f0000021000 rw-p 00000000 00:00 0 \n")
+	f.Add("1000-2000 r\n3000-4000 r\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseMapRanges(s)
+		if err != nil {
+			return
+		}
+		for i, x := range r {
+			if x.Start >= x.End || i > 0 && x.Start < r[i-1].End {
+				t.Fatalf("range %d %+v out of order in %v", i, x, r)
+			}
+		}
+	})
+}

@@ -7,7 +7,7 @@ import "runtime/debug"
 
 // Schema is the version of the JSON document. Bump the minor for additions, the
 // major for anything that changes or removes a field.
-const Schema = "leaktrace.report/v1.3"
+const Schema = "leaktrace.report/v1.4"
 
 // Report is one run's or one attach session's result.
 type Report struct {
@@ -46,6 +46,10 @@ type Report struct {
 	// short processes of a few programs.
 	Executables []Executable `json:"executables,omitempty"`
 	Budget      *Budget      `json:"budget,omitempty"`
+	// Mapped is memory mapped (mmap, brk) by traced processes and not
+	// unmapped, by the site that mapped it: at their exit (run), or now
+	// (attach, agent). Not leaks: never in Leaks, Sites or the leak budget.
+	Mapped *Mapped `json:"mapped,omitempty"`
 	// Policy records what decided which leaks count, so a saved report can be
 	// re-rendered and re-judged the same way.
 	Policy *Policy `json:"policy,omitempty"`
@@ -202,6 +206,49 @@ type Budget struct {
 	Incomplete bool          `json:"incomplete,omitempty"`
 	Kinds      []BudgetLimit `json:"kinds,omitempty"`
 	Sites      []BudgetLimit `json:"sites,omitempty"`
+	// Mapped is the verdict of --budget mapped=SIZE on Mapped.Bytes.
+	Mapped *BudgetBytes `json:"mapped,omitempty"`
+}
+
+// Mapped is outstanding mapped memory by creating site.
+type Mapped struct {
+	// Bytes is what every site had mapped, page-rounded (not only the
+	// sites listed).
+	Bytes uint64 `json:"bytes"`
+	// Mappings counts the ranges those bytes are in.
+	Mappings int `json:"mappings"`
+	// InheritedBytes is what live processes hold as copies made at fork
+	// (the parent's creations, in no site's Bytes).
+	InheritedBytes uint64 `json:"inherited_bytes,omitempty"`
+	// HeldAtExitBytes is, in attach and agent reports, what processes had
+	// mapped when they exited (the kernel released it then).
+	HeldAtExitBytes uint64 `json:"held_at_exit_bytes,omitempty"`
+	// Sites are the sites with the most bytes, largest first (at most
+	// MaxMappedSites).
+	Sites []MappedSite `json:"sites"`
+}
+
+// MaxMappedSites bounds Mapped.Sites.
+const MaxMappedSites = 10
+
+// MappedSite is what one call stack mapped and did not unmap.
+type MappedSite struct {
+	Key      string `json:"key"` // as Site.Key: the same stack has the same key
+	Bytes    uint64 `json:"bytes"`
+	Mappings int    `json:"mappings"`
+	// GrowthBytes is, in attach and agent reports, how many more bytes the
+	// site has mapped now than at its lowest since the session began.
+	GrowthBytes uint64   `json:"growth_bytes,omitempty"`
+	Headline    Frame    `json:"headline"`
+	Targets     []string `json:"targets"` // "[anon]", "[heap]", a file's name
+	Stack       []Frame  `json:"stack"`
+}
+
+// BudgetBytes is the verdict of a limit in bytes (--budget mapped=SIZE).
+type BudgetBytes struct {
+	Limit    uint64 `json:"limit"`
+	Bytes    uint64 `json:"bytes"`
+	Exceeded bool   `json:"exceeded"`
 }
 
 // BudgetLimit is the verdict of one per-kind or per-site limit.

@@ -89,6 +89,14 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 				seed[i] = aggregator.SeedFD{FD: f.FD, Kind: f.Kind, Target: f.Target}
 			}
 			s.agg.Reconcile(pid, seed, now)
+			// Mapped bytes too: what the kernel no longer maps goes.
+			if ranges, err := procfs.MapRanges(int(pid)); err == nil {
+				spans := make([]aggregator.Span, len(ranges))
+				for i, r := range ranges {
+					spans[i] = aggregator.Span{Start: r.Start, End: r.End}
+				}
+				s.agg.ReconcileMaps(pid, spans)
+			}
 		}
 	}
 	defer s.pyNotes(r)
@@ -156,6 +164,7 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 		r.HeldAtExit = heldAtExit(s.agg.Held(), sym)
 		r.YoungerThanMinAge = s.young(now, info, sym)
 	}
+	r.Mapped = s.mapped(info, sym)
 	if info.Mode == "attach" { // the agent's host holds too many to list
 		for _, l := range s.agg.Outside() {
 			r.Preexisting = append(r.Preexisting, leakOf(l, now, sym(0)))
@@ -223,6 +232,69 @@ func heldAtExit(h aggregator.HeldAtExit, sym func(event.StackID) *symbolized) *r
 	}
 	return out
 }
+
+// mapped sums what traced processes left mapped, by site: in run, what
+// they had mapped at exit (and what any still alive has now); in attach and
+// agent, what live processes have mapped now.
+func (s *Session) mapped(info ReportInfo, sym func(event.StackID) *symbolized) *report.Mapped {
+	out := &report.Mapped{Sites: []report.MappedSite{}, InheritedBytes: s.agg.MappedInherited()}
+	live := s.agg.MappedLive()
+	targets := s.agg.MappedTargets(maxMappedTargets)
+	atExit := s.agg.MappedAtExit()
+	exitTargets := s.agg.MappedAtExitTargets()
+	sites := make(map[string]*report.MappedSite)
+	add := func(id event.StackID, ms aggregator.MappedSite, tg []string) {
+		out.Bytes += ms.Bytes
+		out.Mappings += ms.Mappings
+		sy := sym(id)
+		site := sites[sy.key]
+		if site == nil {
+			site = &report.MappedSite{Key: sy.key, Headline: sy.headline, Targets: []string{}, Stack: sy.frames}
+			if site.Stack == nil {
+				site.Stack = []report.Frame{}
+			}
+			sites[sy.key] = site
+		}
+		site.Bytes += ms.Bytes
+		site.Mappings += ms.Mappings
+		if info.Mode != "run" {
+			site.GrowthBytes += s.mgrowth[id] // several stacks can share a key
+		}
+		for _, t := range tg {
+			report.AddExample(&site.Targets, t, maxMappedTargets)
+		}
+	}
+	for id, ms := range live {
+		add(id, ms, targets[id])
+	}
+	if info.Mode == "run" {
+		for id, ms := range atExit {
+			add(id, ms, exitTargets[id])
+		}
+	} else {
+		for _, ms := range atExit {
+			out.HeldAtExitBytes += ms.Bytes
+		}
+	}
+	if out.Bytes == 0 && out.InheritedBytes == 0 && out.HeldAtExitBytes == 0 {
+		return nil
+	}
+	for _, site := range sites {
+		out.Sites = append(out.Sites, *site)
+	}
+	sort.Slice(out.Sites, func(i, j int) bool {
+		if out.Sites[i].Bytes != out.Sites[j].Bytes {
+			return out.Sites[i].Bytes > out.Sites[j].Bytes
+		}
+		return out.Sites[i].Key < out.Sites[j].Key
+	})
+	if len(out.Sites) > report.MaxMappedSites {
+		out.Sites = out.Sites[:report.MaxMappedSites]
+	}
+	return out
+}
+
+const maxMappedTargets = 3
 
 // young counts what live processes hold that would count as a leak but is
 // younger than --min-age (attach, agent).

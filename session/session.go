@@ -74,7 +74,10 @@ type Session struct {
 	// count seen since the session began (attach's growth column).
 	growth map[event.StackID]int
 	low    map[event.StackID]int
-	py     *pyState
+	// mgrowth and mlow are the same for each stack's mapped bytes.
+	mgrowth map[event.StackID]uint64
+	mlow    map[event.StackID]uint64
+	py      *pyState
 }
 
 // New loads the BPF programs. Nothing is traced until Add is called, unless
@@ -100,6 +103,9 @@ func New(opts Options) (*Session, error) {
 		stacks: NewStackTable(opts.MaxStacks),
 		growth: make(map[event.StackID]int),
 		low:    make(map[event.StackID]int),
+
+		mgrowth: make(map[event.StackID]uint64),
+		mlow:    make(map[event.StackID]uint64),
 	}
 	s.py = newPyState(tr, s)
 	// The bench reads this line: how long from leaktrace's start until the
@@ -334,6 +340,18 @@ func (s *Session) SampleGrowth() {
 			s.growth[id] = 0
 		}
 	}
+	mapped := s.agg.MappedLive()
+	for id := range s.mlow {
+		if _, ok := mapped[id]; !ok {
+			s.mlow[id], s.mgrowth[id] = 0, 0
+		}
+	}
+	for id, m := range mapped {
+		low := s.mlow[id] // a site unseen so far had none at the start
+		low = min(low, m.Bytes)
+		s.mlow[id] = low
+		s.mgrowth[id] = m.Bytes - low
+	}
 }
 
 // Compact forgets the stacks that no live handle or untaken leak refers to
@@ -355,6 +373,8 @@ func (s *Session) Compact(now time.Time, idle time.Duration) []event.StackID {
 	for _, id := range gone {
 		delete(s.growth, id)
 		delete(s.low, id)
+		delete(s.mgrowth, id)
+		delete(s.mlow, id)
 	}
 	return gone
 }

@@ -69,6 +69,7 @@ type Decoder struct {
 	task bpf.LeaktraceLtTaskEvent
 	exec bpf.LeaktraceLtExecEvent
 	mmap bpf.LeaktraceLtMmapEvent
+	mapr bpf.LeaktraceLtMapEvent
 	py   bpf.LeaktraceLtPyStackEvent
 	code bpf.LeaktraceLtPyCodeEvent
 }
@@ -80,6 +81,8 @@ const (
 	headerSizeOff = int(unsafe.Offsetof(bpf.LeaktraceLtHeader{}.Size))
 	fdStackOff    = int(unsafe.Offsetof(bpf.LeaktraceLtFdEvent{}.Stack))
 	taskStackOff  = int(unsafe.Offsetof(bpf.LeaktraceLtTaskEvent{}.Stack))
+	mapStackOff   = int(unsafe.Offsetof(bpf.LeaktraceLtMapEvent{}.Stack))
+	mapNameOff    = int(unsafe.Offsetof(bpf.LeaktraceLtMapEvent{}.Name))
 	stackBytesOff = int(unsafe.Offsetof(bpf.LeaktraceLtStack{}.Stack))
 	pyFramesOff   = int(unsafe.Offsetof(bpf.LeaktraceLtPyStackEvent{}.Frames))
 	pyFrameSize   = int(unsafe.Sizeof(bpf.LeaktraceLtPyFrame{}))
@@ -117,6 +120,9 @@ func (dec *Decoder) Decode(raw []byte, d *Decoded) error {
 		return dec.decodeExec(raw, d)
 	case bpf.LeaktraceLtEventTypeLT_EV_MMAP:
 		return dec.decodeMmap(raw, d)
+	case bpf.LeaktraceLtEventTypeLT_EV_MAP_NEW, bpf.LeaktraceLtEventTypeLT_EV_MAP_FREE, bpf.LeaktraceLtEventTypeLT_EV_MAP_MOVE,
+		bpf.LeaktraceLtEventTypeLT_EV_MAP_PROT:
+		return dec.decodeMap(raw, d)
 	case bpf.LeaktraceLtEventTypeLT_EV_PY_STACK:
 		return dec.decodePyStack(raw, d)
 	case bpf.LeaktraceLtEventTypeLT_EV_PY_CODE:
@@ -258,6 +264,63 @@ func (dec *Decoder) decodeMmap(raw []byte, d *Decoded) error {
 	d.Map = Mapping{Addr: r.Addr, Len: r.Len, Offset: r.Pgoff, Path: dentryPath(r.Path[:], r.Depth)}
 	e.Target = d.Map.Path
 	return nil
+}
+
+// decodeMap decodes a mapping made, released or moved. Only a creation
+// carries a name and a stack; the others end before the name.
+func (dec *Decoder) decodeMap(raw []byte, d *Decoded) error {
+	r := &dec.mapr
+	if len(raw) < mapNameOff {
+		return fmt.Errorf("%w: mapping event of %d bytes", errShort, len(raw))
+	}
+	fillUpTo(unsafe.Pointer(r), int(unsafe.Sizeof(*r)), mapStackOff+stackBytesOff, raw)
+	e := &d.Event
+	header(&r.H, e)
+	e.FD, e.FD2 = -1, -1
+	e.Kind = event.KindMapping
+	e.Addr, e.Len = r.Addr, r.Len
+	e.Flags = r.Flags
+	switch bpf.LeaktraceLtEventType(r.H.Type) {
+	case bpf.LeaktraceLtEventTypeLT_EV_MAP_FREE:
+		e.Type = event.MapFree
+		return nil
+	case bpf.LeaktraceLtEventTypeLT_EV_MAP_MOVE:
+		e.Type = event.MapMove
+		e.OldAddr, e.OldLen = r.OldAddr, r.OldLen
+		return nil
+	case bpf.LeaktraceLtEventTypeLT_EV_MAP_PROT:
+		e.Type = event.MapProt
+		if r.Prot&7 == 0 {
+			e.Flags |= event.FlagMapReserved
+			return nil
+		}
+		if len(raw) < mapStackOff {
+			return fmt.Errorf("%w: mprotect record of %d bytes", errShort, len(raw))
+		}
+		return dec.stack(&r.Stack, raw, mapStackOff, d)
+	}
+	e.Type = event.MapNew
+	if r.Prot&7 == 0 {
+		e.Flags |= event.FlagMapReserved
+	}
+	if len(raw) < mapStackOff {
+		return fmt.Errorf("%w: mapping creation of %d bytes", errShort, len(raw))
+	}
+	switch {
+	case r.Flags&uint32(event.FlagMapBrk) != 0:
+		e.Target = "[heap]"
+	case r.Flags&uint32(event.FlagMapFile) != 0:
+		e.Target = cstr(r.Name[:])
+		if e.Target == "" {
+			e.Target = fmt.Sprintf("inode %d", r.Ino)
+		}
+	default:
+		e.Target = "[anon]"
+	}
+	if r.Flags&uint32(event.FlagMapShared) != 0 && r.Flags&uint32(event.FlagMapFile) == 0 {
+		e.Target = "[anon shared]"
+	}
+	return dec.stack(&r.Stack, raw, mapStackOff, d)
 }
 
 func (dec *Decoder) decodePyStack(raw []byte, d *Decoded) error {

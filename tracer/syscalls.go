@@ -34,8 +34,8 @@ type Syscall struct {
 	Kind event.Kind
 	// Enter: the syscall needs its enter hook even where the others read
 	// their arguments at exit (per-syscall hooks): a release's enter time
-	// orders it against a racing open of the same fd, and exit_group never
-	// returns.
+	// orders it against a racing open of the same fd, exit_group never
+	// returns, and brk's enter parks the break it moves from.
 	Enter bool
 }
 
@@ -105,6 +105,11 @@ var Syscalls = func() []Syscall {
 		sysClass(unix.SYS_RECVMSG, "recvmsg", bpf.LeaktraceLtSysClassLT_SYS_RECVMSG),
 		sysClass(unix.SYS_RECVMMSG, "recvmmsg", bpf.LeaktraceLtSysClassLT_SYS_RECVMMSG),
 		sysClass(unix.SYS_MMAP, "mmap", bpf.LeaktraceLtSysClassLT_SYS_MMAP),
+		sysClass(unix.SYS_MUNMAP, "munmap", bpf.LeaktraceLtSysClassLT_SYS_MUNMAP),
+		sysClass(unix.SYS_MREMAP, "mremap", bpf.LeaktraceLtSysClassLT_SYS_MREMAP),
+		{Nr: unix.SYS_BRK, Name: "brk", Class: bpf.LeaktraceLtSysClassLT_SYS_BRK, Cloexec: NoArg, Enter: true},
+		sysClass(unix.SYS_MPROTECT, "mprotect", bpf.LeaktraceLtSysClassLT_SYS_MPROTECT),
+		sysClass(unix.SYS_PKEY_MPROTECT, "pkey_mprotect", bpf.LeaktraceLtSysClassLT_SYS_MPROTECT),
 		sysClass(unix.SYS_WAIT4, "wait4", bpf.LeaktraceLtSysClassLT_SYS_WAIT4),
 		sysClass(unix.SYS_WAITID, "waitid", bpf.LeaktraceLtSysClassLT_SYS_WAITID),
 		{Nr: unix.SYS_EXIT_GROUP, Name: "exit_group", Class: bpf.LeaktraceLtSysClassLT_SYS_EXIT_GROUP, Cloexec: NoArg, Enter: true},

@@ -83,7 +83,7 @@ func writeCpio(w io.Writer, entries []cpioEntry) error {
 
 // guestFiles are the host-built programs the initramfs holds.
 type guestFiles struct {
-	Init, Leaktrace, Leaky, Compat string
+	Init, Leaktrace, Leaky, Compat, Mapgrow string
 }
 
 // buildGuest builds, into dir, the static guest init, the static leaktrace
@@ -95,6 +95,7 @@ func buildGuest(ctx context.Context, repo, dir, leaktrace string) (guestFiles, e
 		Leaktrace: leaktrace,
 		Leaky:     filepath.Join(dir, "leaky"),
 		Compat:    filepath.Join(dir, "compat"),
+		Mapgrow:   filepath.Join(dir, "mapgrow"),
 	}
 	goBuild := func(out, pkg string) []string {
 		return []string{"go", "build", "-trimpath", "-o", out, pkg}
@@ -111,6 +112,9 @@ func buildGuest(ctx context.Context, repo, dir, leaktrace string) (guestFiles, e
 	// 32-bit syscalls through int $0x80: this host may have 32-bit
 	// emulation off, Debian's kernels have it on.
 	cmds = append(cmds, []string{"gcc", "-static", "-no-pie", "-O1", "-o", g.Compat, "testdata/compat/compat.c"})
+	// Memory mapped in known ways: mmap, munmap, a hole, brk (the old
+	// break is read from the task at brk's entry: a CO-RE read per kernel).
+	cmds = append(cmds, []string{"gcc", "-static", "-O1", "-g", "-o", g.Mapgrow, "testdata/mapgrow/mapgrow.c"})
 	for _, c := range cmds {
 		cmd := exec.CommandContext(ctx, c[0], c[1:]...)
 		cmd.Dir = repo
@@ -136,6 +140,7 @@ func writeInitramfs(path string, g guestFiles) error {
 		cpioEntry{Name: "bin/leaktrace", Mode: modeReg | 0o755, Source: g.Leaktrace},
 		cpioEntry{Name: "bin/leaky", Mode: modeReg | 0o755, Source: g.Leaky},
 		cpioEntry{Name: "bin/compat", Mode: modeReg | 0o755, Source: g.Compat},
+		cpioEntry{Name: "bin/mapgrow", Mode: modeReg | 0o755, Source: g.Mapgrow},
 		// leaky opens these two: they are its leaked files.
 		cpioEntry{Name: "etc/hostname", Mode: modeReg | 0o644, Data: []byte("vmtest\n")},
 		cpioEntry{Name: "etc/passwd", Mode: modeReg | 0o644, Data: []byte("root:x:0:0:root:/:/init\n")},

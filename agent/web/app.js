@@ -124,7 +124,10 @@ function renderSites() {
     body.append(el("tr", {},
       el("td", { class: "wrap" }, el("details", {}, el("summary", { class: "site" }, s.function || "?", " ", el("span", { class: "muted" }, s.location)), stack)),
       el("td", {}, s.kind || ""), el("td", { class: "num" }, s.outstanding), el("td", { class: "num" }, s.suspects),
-      el("td", { class: "num" }, (s.growth > 0 ? "+" : "") + s.growth), el("td", { class: "num" }, rate(s.growth_per_second))));
+      el("td", { class: "num" }, (s.growth > 0 ? "+" : "") + s.growth), el("td", { class: "num" }, rate(s.growth_per_second)),
+      el("td", { class: "num" }, bytes(s.mapped_bytes)),
+      el("td", { class: "num" }, s.mapped_growth_bytes_per_second ? (s.mapped_growth_bytes_per_second > 0 ? "+" : "-") +
+        bytes(Math.abs(s.mapped_growth_bytes_per_second) * 3600) : "0")));
   }
   document.querySelector("#sites tbody").replaceChildren(body);
 }

@@ -3,14 +3,16 @@
 // and the number of fds it held, to a file: the tracer's start-up and report
 // are then not part of the figure.
 //
-//   churn -m open|socketpair|interleave -n N [-H HOLD] [-p PAR] [-g] -o OUT
-//   churn -m open|socketpair|interleave -r RATE -d SECONDS [-p PAR] -o OUT
+//   churn -m open|socketpair|interleave|mmap -n N [-H HOLD] [-p PAR] [-g] -o OUT
+//   churn -m open|socketpair|interleave|mmap -r RATE -d SECONDS [-p PAR] -o OUT
 //
 // -m open        open+close /dev/null N times
 // -m socketpair  socketpair+close of both ends N times
 // -m interleave  open a, open b, close a, close b N times: no fd is closed by
 //                the very next syscall, so leaktrace run's in-kernel pairing
 //                settles none and every event reaches user space
+// -m mmap        mmap of 64 KiB anonymous memory + munmap N times: a memory
+//                mapping made and released, each with its record
 // -H HOLD        hold HOLD more open fds during the loop (raises RLIMIT_NOFILE;
 //                capped at its hard limit when raising it is not allowed)
 // -p PAR         PAR processes churn at once, each N times; the time is the
@@ -29,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -50,12 +53,18 @@ static long long now_ns(void)
 	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-enum mode { OPEN, SOCKETPAIR, INTERLEAVE };
+enum mode { OPEN, SOCKETPAIR, INTERLEAVE, MMAP };
 
 static void churn(enum mode m, long n)
 {
 	for (long i = 0; i < n; i++) {
-		if (m == SOCKETPAIR) {
+		if (m == MMAP) {
+			void *p = mmap(NULL, 64 << 10, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			if (p == MAP_FAILED)
+				die("mmap");
+			if (munmap(p, 64 << 10) < 0)
+				die("munmap");
+		} else if (m == SOCKETPAIR) {
 			int sv[2];
 			if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
 				die("socketpair");
@@ -170,10 +179,12 @@ int main(int argc, char **argv)
 		m = SOCKETPAIR;
 	else if (strcmp(mode, "interleave") == 0)
 		m = INTERLEAVE;
+	else if (strcmp(mode, "mmap") == 0)
+		m = MMAP;
 	else
 		n = 0;
 	if (n <= 0 || par <= 0 || !out || (rate > 0) != (secs > 0)) {
-		fprintf(stderr, "usage: churn -m open|socketpair|interleave {-n N | -r RATE -d SECONDS} [-H HOLD] [-p PAR] [-g] -o OUT\n");
+		fprintf(stderr, "usage: churn -m open|socketpair|interleave|mmap {-n N | -r RATE -d SECONDS} [-H HOLD] [-p PAR] [-g] -o OUT\n");
 		return 2;
 	}
 	if (held > 0)

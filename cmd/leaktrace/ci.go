@@ -29,7 +29,7 @@ type policyFlags struct {
 
 func (f *policyFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringArrayVar(&f.budget, "budget", nil, "fail (exit 99; 98 when events were lost) when leaks exceed `LIMITS`: N (total), KIND=N (socket=0,file=5), site=N (each site), site:PATTERN=N; repeatable")
+	fl.StringArrayVar(&f.budget, "budget", nil, "fail (exit 99; 98 when events were lost) when leaks exceed `LIMITS`: N (total), KIND=N (socket=0,file=5), site=N (each site), site:PATTERN=N, mapped=SIZE (bytes left mapped: 512MiB); repeatable")
 	fl.BoolVar(&f.countInherited, "count-inherited", false, "count copies a child inherited at fork and never closed as leaks")
 	fl.DurationVar(&f.minAge, "min-age", 0, "do not count handles younger than `D` when their process exited (closed late by finalizers or exit paths)")
 	fl.StringArrayVar(&f.suppressions, "suppressions", nil, "do not count leaks matching a rule of `FILE` (docs/suppressions.md); repeatable")

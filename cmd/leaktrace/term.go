@@ -75,6 +75,12 @@ func (s *liveScreen) draw(sess *session.Session, pid int, comm string) {
 	if r.YoungerThanMinAge != nil {
 		v.Young = r.YoungerThanMinAge.Handles
 	}
+	if r.Mapped != nil {
+		v.Mapped = r.Mapped.Bytes
+		for _, s := range r.Mapped.Sites {
+			v.MappedGrowth += s.GrowthBytes
+		}
+	}
 	exporter.WriteLive(s.f, v)
 }
 

@@ -56,6 +56,7 @@ func (g *guest) checks() []check {
 	}
 	return append(cs,
 		check{"compat", g.compat},
+		check{"mapped", g.mapped},
 		check{"attach", g.attach},
 		check{"agent", g.agent},
 		check{"verifier-report", g.verifierReport},
