@@ -133,7 +133,6 @@ __noinline int fd_exit(struct inflight *in, const struct lt_sys *sys, long ret)
 		park_flush_fd(current_files(), (int)in->args[1]);
 		/* fall through */
 	case LT_SYS_DUP:
-	case LT_SYS_SOCK_ADDR:
 		park_flush_fd(current_files(), (int)in->args[0]);
 		break;
 	case LT_SYS_FCNTL:
@@ -160,6 +159,10 @@ __noinline int fd_exit(struct inflight *in, const struct lt_sys *sys, long ret)
 		e->fd = (int)in->args[0];
 		e->ret = ret;
 		describe_fd(e, 0);
+		/* A socket still waiting in the kernel (connect right after
+		 * socket, a client's usual way) takes its addresses there. */
+		if (park_update_sock(current_files(), e))
+			return 0;
 		submit(e, offsetof(struct lt_fd_event, path));
 		return 0;
 	case LT_SYS_OPEN_OR_SAME:

@@ -97,6 +97,22 @@ static __always_inline void park_flush_fd(__u64 files, int fd)
 		send_owned(&k, v);
 }
 
+/* park_update_sock gives the parked record of e's fd the socket addresses
+ * e describes; false when nothing is parked there, or it left meanwhile
+ * (then e is sent as well: an update of a handle Go knows). */
+static __always_inline bool park_update_sock(__u64 files, struct lt_fd_event *e)
+{
+	if (!pair_in_kernel || !(e->flags & LT_FD_HAS_SOCK))
+		return false;
+	struct park_key k = {.files = files, .fd = e->fd};
+	struct parked *v = bpf_map_lookup_elem(&parked, &k);
+	if (!v)
+		return false;
+	if (bpf_probe_read_kernel(v->rec + __builtin_offsetof(struct lt_fd_event, sock), sizeof(struct lt_sock), &e->sock))
+		return false;
+	return bpf_map_lookup_elem(&parked, &k) == v;
+}
+
 struct sweep_ctx {
 	__u64 files;  /* only this table's records; 0: every table */
 	__u64 before; /* only records made before this time */

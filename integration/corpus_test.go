@@ -79,6 +79,17 @@ func TestCorpus(t *testing.T) {
 			if !slices.Equal(kinds, c.kinds) {
 				t.Errorf("kinds %v, want %v", kinds, c.kinds)
 			}
+			if c.family == "socket" {
+				// connect right after socket: the creation record waits in
+				// the kernel and takes the addresses there.
+				connected := false
+				for _, l := range byFD {
+					connected = connected || strings.HasPrefix(l.Target, "tcp 127.0.0.1:") && strings.Contains(l.Target, " -> 127.0.0.1:")
+				}
+				if !connected {
+					t.Errorf("no leak names the connected socket's addresses: %+v", byFD)
+				}
+			}
 			for fd, fn := range tr.leaks {
 				l, ok := byFD[fd]
 				if !ok {
