@@ -47,6 +47,9 @@ func (b *bench) agentHost(res *results) error {
 				}
 			}
 			err := func() error {
+				if err := b.warmUp(ng); err != nil {
+					return err
+				}
 				for i, w := range ws {
 					logf("agent %s: churn %s", onOff(agentOn), w.name)
 					s, err := b.once(untraced, w.args)
@@ -237,4 +240,24 @@ func (b *bench) agentWindow(objs *ltObjects, r agentRate) (cpuWindow, error) {
 	w.cores = (s1.cpu - s0.cpu).Seconds() / wall
 	w.eventsPerSec = float64(s1.sent-s0.sent) / wall
 	return w, nil
+}
+
+// warmUp runs each workload briefly before the timed runs, with the agent
+// on and off alike: a fresh agent reads the symbols and line tables of the
+// programs it first sees (libc's compressed DWARF among them), a one-time
+// cost of its start that an agent left on for weeks does not pay per
+// request. The timed runs measure that steady state.
+func (b *bench) warmUp(ng *nginx) error {
+	for _, args := range [][]string{{"-m", "open", "-n", "2000"}, {"-m", "socketpair", "-n", "1000"}} {
+		if _, err := b.once(untraced, args); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	if ng != nil {
+		if _, err := ng.ab(1000); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	time.Sleep(time.Second) // what the warm-up sent is read and symbolized
+	return nil
 }
