@@ -232,14 +232,9 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 			if id == 0 {
 				continue
 			}
-			st := a.sites[id]
+			st := a.siteFor(id, fresh)
 			if st == nil {
-				info, ok := fresh[id]
-				if !ok {
-					continue
-				}
-				st = &siteState{info: info}
-				a.sites[id] = st
+				continue
 			}
 			if k, ok := kinds[id]; ok && st.kind == "" {
 				st.kind = k.String()
@@ -250,14 +245,9 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 			if id == 0 {
 				continue
 			}
-			st := a.sites[id]
+			st := a.siteFor(id, fresh)
 			if st == nil {
-				info, ok := fresh[id]
-				if !ok {
-					continue
-				}
-				st = &siteState{info: info}
-				a.sites[id] = st
+				continue
 			}
 			st.mapped.add(now, int(m.Bytes), span)
 		}
@@ -419,4 +409,19 @@ func (a *Agent) topSites(pid uint32, n int) string {
 		parts = append(parts, fmt.Sprintf("%s (%s) ×%d", st.Function(), st.Location(), counts[id]))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// siteFor is the state of site id, made from fresh when it is new; nil when
+// the site is not known yet.
+func (a *Agent) siteFor(id event.StackID, fresh map[event.StackID]session.SiteInfo) *siteState {
+	if st := a.sites[id]; st != nil {
+		return st
+	}
+	info, ok := fresh[id]
+	if !ok {
+		return nil
+	}
+	st := &siteState{info: info}
+	a.sites[id] = st
+	return st
 }

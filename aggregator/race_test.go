@@ -94,17 +94,7 @@ func TestRacingReleases(t *testing.T) {
 			a := aggregator.New(aggregator.Config{})
 			apply(a, start...)
 			apply(a, c.events...)
-			got := liveFDs(a, P)
-			if !slices.Equal(got, c.want) {
-				t.Fatalf("live fds %v, want %v", got, c.want)
-			}
-			if c.target != "" {
-				for _, h := range a.Live(P) {
-					if h.FD == 5 && h.Target != c.target {
-						t.Errorf("fd 5 is %q, want %q", h.Target, c.target)
-					}
-				}
-			}
+			checkLiveFDs(t, a, c.want, c.target)
 		})
 	}
 }
@@ -220,9 +210,23 @@ func TestRacingReleasesExitOnly(t *testing.T) {
 			a := aggregator.New(aggregator.Config{})
 			apply(a, start...)
 			apply(a, c.events...)
-			if got := liveFDs(a, P); !slices.Equal(got, c.want) {
-				t.Fatalf("live fds %v, want %v", got, c.want)
-			}
+			checkLiveFDs(t, a, c.want, "")
 		})
+	}
+}
+
+// checkLiveFDs checks P's live fds and, when target is set, fd 5's target.
+func checkLiveFDs(t *testing.T, a *aggregator.Aggregator, want []int32, target string) {
+	t.Helper()
+	if got := liveFDs(a, P); !slices.Equal(got, want) {
+		t.Fatalf("live fds %v, want %v", got, want)
+	}
+	if target == "" {
+		return
+	}
+	for _, h := range a.Live(P) {
+		if h.FD == 5 && h.Target != target {
+			t.Errorf("fd 5 is %q, want %q", h.Target, target)
+		}
 	}
 }
