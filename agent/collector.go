@@ -38,7 +38,7 @@ var (
 	descLost             = prometheus.NewDesc(namespace+"_events_lost_total", "Events the kernel side could not deliver, by reason.", []string{"reason"}, nil)
 	descSettled          = prometheus.NewDesc(namespace+"_handles_settled_in_kernel_total", "Handles closed within the pairing window (100 ms) of their creation: paired in the kernel, never sent.", nil, nil)
 	descEventBytes       = prometheus.NewDesc(namespace+"_events_received_bytes_total", "Ring-buffer bytes of the events the kernel side sent.", nil, nil)
-	descUnmatched        = prometheus.NewDesc(namespace+"_syscall_exits_unmatched_total", "Exits of traced fd syscalls that found no parked enter (in flight when tracing began, or the enter was not parked): their result is not seen.", nil, nil)
+	descUnmatched        = prometheus.NewDesc(namespace+"_syscall_exits_unmatched_total", "Exits of followed syscalls (fds, mappings) that needed their enter and found none parked (in flight when tracing began, or the enter was not parked): their result is not seen.", nil, nil)
 	descBadRecs          = prometheus.NewDesc(namespace+"_records_malformed_total", "Ring buffer records that failed to decode.", nil, nil)
 	descStacks           = prometheus.NewDesc(namespace+"_stacks_dropped_total", "Creation stacks not kept because limits.max_stacks was reached; their handles count with no site.", nil, nil)
 	descFailDrops        = prometheus.NewDesc(namespace+"_fd_failure_events_dropped_total", "EMFILE/ENFILE events not handled because the agent was behind.", nil, nil)
