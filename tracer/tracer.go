@@ -43,8 +43,8 @@ type Config struct {
 	// PairInKernel keeps a creation record in the kernel for up to
 	// PairWindow: a close of that fd (any thread) drops both records. What
 	// is still open then is sent, so a handle held longer is live within
-	// 1.5 windows. Python processes, pipes and socketpairs, dup2 and fds
-	// received over sockets are always sent at once.
+	// 1.5 windows. Pipes and socketpairs, copies (dup, dup2, F_DUPFD) and
+	// fds received over sockets are always sent at once (bpf/pair.h).
 	PairInKernel bool
 	// PairWindow is how long a record may wait for its close; 0 means
 	// DefaultPairWindow.
@@ -139,7 +139,7 @@ type Tracer struct {
 	links   []link.Link
 	perfFDs []int // per-syscall hooks
 	rd      *ringbuf.Reader
-	// sweepEvery is half the pairing window; 0 when nothing is parked.
+	// sweepEvery is half the pairing window; 0 when pairing is off.
 	sweepEvery time.Duration
 
 	closeOnce sync.Once

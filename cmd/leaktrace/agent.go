@@ -76,7 +76,7 @@ to get an fd (EMFILE/ENFILE), its whole fd table is kept as an incident in
 	fl.DurationVar(&f.interval, "interval", 5*time.Second, "how often counts are sampled and alerts evaluated")
 	fl.IntVar(&f.ringBuffer, "ring-buffer-size", tracer.DefaultRingBufferBytes, "kernel ring buffer size in `bytes` (a power of two)")
 	fl.IntVar(&f.stackBytes, "stack-bytes", tracer.DefaultStackBytes, "bytes of user stack copied per event for unwinding (0-8192; 0 copies none)")
-	fl.DurationVar(&f.pairWindow, "pair-window", tracer.DefaultPairWindow, "how long a new handle's record may wait in the kernel for its close (closed sooner: neither record is sent); 0 sends every record")
+	fl.DurationVar(&f.pairWindow, "pair-window", tracer.DefaultPairWindow, pairWindowHelp)
 	c := &f.cfg
 	fl.IntSliceVar(&c.Filters.PIDs, "pid", nil, "trace this `pid` and its children (repeatable)")
 	fl.StringSliceVar(&c.Filters.Comms, "comm", nil, "trace processes with this `comm` and their children (repeatable)")

@@ -37,9 +37,13 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.jsonPath, "json", "", "write the report as JSON to `FILE` (schema: docs/json-schema.md)")
 	fl.IntVar(&f.ringBufferSize, "ring-buffer-size", tracer.DefaultRingBufferBytes, "kernel ring buffer size in `bytes` (a power of two)")
 	fl.IntVar(&f.stackBytes, "stack-bytes", tracer.DefaultStackBytes, "bytes of user stack copied per event for unwinding (0-8192; 0 copies none)")
-	fl.DurationVar(&f.pairWindow, "pair-window", tracer.DefaultPairWindow, "how long a new handle's record may wait in the kernel for its close (closed sooner: neither record is sent); 0 sends every record")
+	fl.DurationVar(&f.pairWindow, "pair-window", tracer.DefaultPairWindow, pairWindowHelp)
 	fl.IntVar(&f.maxFrames, "max-frames", 16, "stack frames shown per site in the text report")
 }
+
+// pairWindowHelp describes --pair-window, which run, attach, demo and the
+// agent share.
+const pairWindowHelp = "how long a new handle's record may wait in the kernel for its close (closed sooner: neither record is sent); 0 sends every record"
 
 func (f *traceFlags) tracerConfig() tracer.Config {
 	return tracer.Config{RingBufferBytes: f.ringBufferSize, StackBytes: stackBytes(f.stackBytes),
