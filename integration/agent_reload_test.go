@@ -38,6 +38,17 @@ func fdUsageLevel(t *testing.T, base string, pid int) string {
 	return ""
 }
 
+// inNanosleep says whether pid is blocked in nanosleep or clock_nanosleep
+// as /proc/PID/syscall reports it.
+func inNanosleep(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/syscall")
+	if err != nil {
+		return false
+	}
+	nr, _, _ := strings.Cut(string(b), " ")
+	return nr == strconv.Itoa(unix.SYS_NANOSLEEP) || nr == strconv.Itoa(unix.SYS_CLOCK_NANOSLEEP)
+}
+
 // TestAgentReload: SIGHUP applies a lowered fd-usage threshold from the config
 // file, and refuses bad edits, keeping the configuration in use.
 func TestAgentReload(t *testing.T) {
@@ -62,6 +73,10 @@ func TestAgentReload(t *testing.T) {
 		holder.Wait()
 	}()
 	pid := holder.Process.Pid
+	// Until sleep is in its nanosleep, the child may still hold the test's
+	// close-on-exec fds or the loader's: the count would not be the one the
+	// agent sees a moment later.
+	waitFor(t, 10*time.Second, "the holder asleep", func() bool { return inNanosleep(pid) })
 	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: 100, Max: 4096}, nil); err != nil {
 		t.Fatalf("prlimit: %v", err)
 	}
