@@ -144,18 +144,20 @@ static __always_inline __u64 wakeup_flag(bool now)
 	return BPF_RB_NO_WAKEUP;
 }
 
-/* output sends size bytes of rec (already bounded by the caller). */
-static __always_inline void output(void *rec, __u64 size, bool now)
+/* output sends size bytes of rec (already bounded by the caller); false
+ * when the ring buffer was full. */
+static __always_inline bool output(void *rec, __u64 size, bool now)
 {
 	if (bpf_ringbuf_output(&events, rec, size, wakeup_flag(now))) {
 		count(LT_CNT_RINGBUF_FULL);
-	} else {
-		count(LT_CNT_EVENTS);
-		count_n(LT_CNT_EVENT_BYTES, size);
+		return false;
 	}
+	count(LT_CNT_EVENTS);
+	count_n(LT_CNT_EVENT_BYTES, size);
+	return true;
 }
 
-static __always_inline void submit_flags(void *rec, __u64 size, bool now)
+static __always_inline bool submit_flags(void *rec, __u64 size, bool now)
 {
 	/* Bound for the verifier; the real size is at most the union's. */
 	if (size > sizeof(union scratch))
@@ -163,13 +165,13 @@ static __always_inline void submit_flags(void *rec, __u64 size, bool now)
 	if (size < sizeof(struct lt_header))
 		size = sizeof(struct lt_header);
 	((struct lt_header *)rec)->size = size;
-	output(rec, size, now);
+	return output(rec, size, now);
 }
 
-static __always_inline void submit(void *rec, __u64 size) { submit_flags(rec, size, false); }
+static __always_inline bool submit(void *rec, __u64 size) { return submit_flags(rec, size, false); }
 
 /* Records the reader should see promptly: exec, process exit. */
-static __always_inline void submit_now(void *rec, __u64 size) { submit_flags(rec, size, true); }
+static __always_inline bool submit_now(void *rec, __u64 size) { return submit_flags(rec, size, true); }
 
 /* in_compat reports whether the current task is in a 32-bit syscall, whose
  * numbers and argument layouts are not the ones sys_table describes. */

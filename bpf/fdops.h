@@ -26,6 +26,7 @@ static __always_inline struct lt_fd_event *fd_event(__u16 type, __u16 nr)
 	e->path[0] = 0;
 	e->stack.stack_len = 0;
 	e->stack.kstack_len = 0;
+	e->stack.flags = 0;
 	return e;
 }
 
@@ -37,12 +38,13 @@ __noinline int submit_open(struct lt_fd_event *e, int cls)
 	if (!e)
 		return 0;
 	__u64 py = py_walk(&e->h);
-	__u32 n = capture_stack(&e->stack);
-	__u64 size = offsetof(struct lt_fd_event, stack.stack) + (n > LT_STACK_MAX ? LT_STACK_MAX : n);
+	int n = capture_stack(&e->stack);
+	__u64 size = offsetof(struct lt_fd_event, stack) + stack_part(n);
 	if (may_park(e, cls) && park(e, size, py))
 		return 0;
 	py_send(py); /* the frames go just ahead of their record */
-	submit(e, size);
+	if (submit(e, size))
+		stack_sent(&e->stack);
 	return 0;
 }
 

@@ -35,6 +35,7 @@ const enum lt_counter *unused_counter __attribute__((unused));
 const enum lt_event_type *unused_type __attribute__((unused));
 const enum lt_sys_class *unused_sys_class __attribute__((unused));
 const enum lt_sys_flag *unused_sys_flag __attribute__((unused));
+const enum lt_rule_kind *unused_rule_kind __attribute__((unused));
 
 /* A hook's arguments are in the registers (raw hooks: raw, regs) or in the
  * tracepoint's record (per-syscall hooks: rec). raw is a constant at each

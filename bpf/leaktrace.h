@@ -57,16 +57,66 @@ struct lt_header {
 	char comm[LT_COMM_LEN];
 };
 
-/* A user stack as captured in the kernel: registers, the kernel's frame-pointer
- * walk, and a copy of the top of the stack so that Go can unwind with CFI. */
+/* A user stack as captured in the kernel. The kernel unwinds what it can
+ * with the rules Go learned from earlier stacks of the same address space
+ * (struct lt_rule): a stack unwound whole is named by a site hash, and its
+ * pcs are sent only the first time (LT_STK_NEW), after that only the site
+ * (LT_STK_SITE, the record cut before kstack). Where a rule is missing the
+ * kernel stops, and Go goes on from the registers of that frame: kstack's
+ * first `known` entries are the frames before it, then the kernel's
+ * frame-pointer walk from there, and stack a copy of the stack from sp so
+ * that Go can unwind code without frame pointers through its CFI. */
+#define LT_STK_SITE (1U << 0) /* site: Go has its pcs from an earlier record */
+#define LT_STK_NEW (1U << 1)  /* kstack[:known] is the whole stack of site, first sent */
+
 struct lt_stack {
-	__u64 ip;
+	__u64 ip;          /* registers of the frame Go unwinds from */
 	__u64 sp;
 	__u64 bp;
-	__u32 kstack_len;  /* entries in kstack */
+	__u64 site;        /* LT_STK_SITE, LT_STK_NEW: hash of the stack's pcs */
+	__u64 proc_start;  /* the address space the pcs belong to: the group leader's start time, */
+	__u32 proc_exec;   /* its exec count, */
+	__u32 proc_tgid;   /* and tgid (struct lt_proc_key) */
+	__u32 flags;       /* LT_STK_* */
+	__u32 known;       /* kstack[:known]: pcs unwound by rules, innermost first, before ip */
+	__u32 kstack_len;  /* entries in kstack: the known ones, then the frame-pointer walk from ip */
 	__u32 stack_len;   /* bytes in stack (copy of [sp, sp+stack_len)) */
-	__u64 kstack[LT_KSTACK_MAX];
+	__u64 kstack[LT_KSTACK_MAX]; /* records with neither flag and no stack copy end after kstack_len */
 	__u8 stack[LT_STACK_MAX]; /* last: records are cut after stack_len bytes */
+};
+
+/* Which address space: pcs are absolute, so rules and sites are kept per
+ * process image (a tgid reused, or an exec, starts over). */
+struct lt_proc_key {
+	__u64 start; /* task_struct.start_time of the group leader */
+	__u32 exec;  /* self_exec_id */
+	__u32 tgid;
+};
+
+/* Key of the unwind rules and of the sites the kernel sent. */
+struct lt_proc_pc {
+	struct lt_proc_key proc;
+	__u64 pc; /* a rule: the frame's pc (a return address but the first); a site: its hash */
+};
+
+/* Kinds of lt_rule. */
+enum lt_rule_kind {
+	LT_RULE_STEP = 1, /* the caller's frame is found by the rule */
+	LT_RULE_LAST = 2, /* the outermost frame: the stack ends with this pc */
+	LT_RULE_END = 3,  /* this return address is no frame: the stack ends before it */
+};
+
+/* How to find a caller's frame from a pc, as Go's CFI unwinder found it:
+ * CFA = (sp or bp) + cfa_off, the return address at CFA + ra_off, the
+ * caller's bp at CFA + bp_off (or unchanged when bp_saved is 0). */
+struct lt_rule {
+	__s32 cfa_off;
+	__s16 ra_off;
+	__s16 bp_off;
+	__u8 kind;     /* enum lt_rule_kind */
+	__u8 cfa_bp;   /* CFA from bp, not sp */
+	__u8 bp_saved;
+	__u8 _pad[5];
 };
 
 struct lt_sock {
@@ -219,6 +269,9 @@ enum lt_counter {
 	LT_CNT_PAIRED = 6,        /* opens closed by the same thread's next syscall: never sent */
 	LT_CNT_COMPAT = 7,        /* 32-bit syscalls of traced processes: not followed */
 	LT_CNT_EVENT_BYTES = 8,   /* bytes of records sent */
+	LT_CNT_STACK_SITE = 9,    /* stacks sent as a site Go knows: unwound in the kernel, no pcs, no copy */
+	LT_CNT_STACK_NEW = 10,    /* stacks unwound in the kernel, sent with their pcs the first time */
+	LT_CNT_STACK_COPY = 11,   /* stacks sent as registers and a copy: a frame had no rule yet */
 	LT_CNT_MAX = 16,
 };
 

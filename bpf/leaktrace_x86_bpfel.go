@@ -39,6 +39,9 @@ const (
 	LeaktraceLtCounterLT_CNT_PAIRED         LeaktraceLtCounter = 6
 	LeaktraceLtCounterLT_CNT_COMPAT         LeaktraceLtCounter = 7
 	LeaktraceLtCounterLT_CNT_EVENT_BYTES    LeaktraceLtCounter = 8
+	LeaktraceLtCounterLT_CNT_STACK_SITE     LeaktraceLtCounter = 9
+	LeaktraceLtCounterLT_CNT_STACK_NEW      LeaktraceLtCounter = 10
+	LeaktraceLtCounterLT_CNT_STACK_COPY     LeaktraceLtCounter = 11
 	LeaktraceLtCounterLT_CNT_MAX            LeaktraceLtCounter = 16
 )
 
@@ -135,6 +138,19 @@ type LeaktraceLtMmapEvent struct {
 	Path  [16][64]int8
 }
 
+type LeaktraceLtProcKey struct {
+	_     structs.HostLayout
+	Start uint64
+	Exec  uint32
+	Tgid  uint32
+}
+
+type LeaktraceLtProcPc struct {
+	_    structs.HostLayout
+	Proc LeaktraceLtProcKey
+	Pc   uint64
+}
+
 type LeaktraceLtPyCodeEvent struct {
 	_            structs.HostLayout
 	H            LeaktraceLtHeader
@@ -199,6 +215,25 @@ type LeaktraceLtPyStackEvent struct {
 	Frames [128]LeaktraceLtPyFrame
 }
 
+type LeaktraceLtRule struct {
+	_       structs.HostLayout
+	CfaOff  int32
+	RaOff   int16
+	BpOff   int16
+	Kind    uint8
+	CfaBp   uint8
+	BpSaved uint8
+	Pad     [5]uint8
+}
+
+type LeaktraceLtRuleKind uint32
+
+const (
+	LeaktraceLtRuleKindLT_RULE_STEP LeaktraceLtRuleKind = 1
+	LeaktraceLtRuleKindLT_RULE_LAST LeaktraceLtRuleKind = 2
+	LeaktraceLtRuleKindLT_RULE_END  LeaktraceLtRuleKind = 3
+)
+
 type LeaktraceLtSock struct {
 	_        structs.HostLayout
 	Family   uint16
@@ -217,6 +252,12 @@ type LeaktraceLtStack struct {
 	Ip        uint64
 	Sp        uint64
 	Bp        uint64
+	Site      uint64
+	ProcStart uint64
+	ProcExec  uint32
+	ProcTgid  uint32
+	Flags     uint32
+	Known     uint32
 	KstackLen uint32
 	StackLen  uint32
 	Kstack    [64]uint64
@@ -293,7 +334,7 @@ type LeaktraceParkKey struct {
 
 type LeaktraceParked struct {
 	_   structs.HostLayout
-	Rec [3072]uint8
+	Rec [3104]uint8
 	Py  [1080]uint8
 }
 
@@ -325,8 +366,10 @@ const (
 	LeaktraceMapPySeen            = "py_seen"
 	LeaktraceMapRightsScratch     = "rights_scratch"
 	LeaktraceMapScratch           = "scratch"
+	LeaktraceMapSites             = "sites"
 	LeaktraceMapSysTable          = "sys_table"
 	LeaktraceMapTraced            = "traced"
+	LeaktraceMapUnwindRules       = "unwind_rules"
 	LeaktraceProgSchedProcessExec = "sched_process_exec"
 	LeaktraceProgSchedProcessExit = "sched_process_exit"
 	LeaktraceProgSchedProcessFork = "sched_process_fork"
@@ -341,6 +384,7 @@ const (
 	LeaktraceVarPairWindowNs      = "pair_window_ns"
 	LeaktraceVarSelfTgid          = "self_tgid"
 	LeaktraceVarStackBytes        = "stack_bytes"
+	LeaktraceVarStackSites        = "stack_sites"
 	LeaktraceVarTraceAll          = "trace_all"
 	LeaktraceVarUnusedCounter     = "unused_counter"
 	LeaktraceVarUnusedExec        = "unused_exec"
@@ -350,6 +394,7 @@ const (
 	LeaktraceVarUnusedPyCode      = "unused_py_code"
 	LeaktraceVarUnusedPyProc      = "unused_py_proc"
 	LeaktraceVarUnusedPyStack     = "unused_py_stack"
+	LeaktraceVarUnusedRuleKind    = "unused_rule_kind"
 	LeaktraceVarUnusedSys         = "unused_sys"
 	LeaktraceVarUnusedSysClass    = "unused_sys_class"
 	LeaktraceVarUnusedSysFlag     = "unused_sys_flag"
@@ -426,8 +471,10 @@ type LeaktraceMapSpecs struct {
 	PySeen        *ebpf.MapSpec `ebpf:"py_seen"`
 	RightsScratch *ebpf.MapSpec `ebpf:"rights_scratch"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
+	Sites         *ebpf.MapSpec `ebpf:"sites"`
 	SysTable      *ebpf.MapSpec `ebpf:"sys_table"`
 	Traced        *ebpf.MapSpec `ebpf:"traced"`
+	UnwindRules   *ebpf.MapSpec `ebpf:"unwind_rules"`
 }
 
 // LeaktraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -440,6 +487,7 @@ type LeaktraceVariableSpecs struct {
 	PairWindowNs     *ebpf.VariableSpec `ebpf:"pair_window_ns"`
 	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
 	StackBytes       *ebpf.VariableSpec `ebpf:"stack_bytes"`
+	StackSites       *ebpf.VariableSpec `ebpf:"stack_sites"`
 	TraceAll         *ebpf.VariableSpec `ebpf:"trace_all"`
 	UnusedCounter    *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedExec       *ebpf.VariableSpec `ebpf:"unused_exec"`
@@ -449,6 +497,7 @@ type LeaktraceVariableSpecs struct {
 	UnusedPyCode     *ebpf.VariableSpec `ebpf:"unused_py_code"`
 	UnusedPyProc     *ebpf.VariableSpec `ebpf:"unused_py_proc"`
 	UnusedPyStack    *ebpf.VariableSpec `ebpf:"unused_py_stack"`
+	UnusedRuleKind   *ebpf.VariableSpec `ebpf:"unused_rule_kind"`
 	UnusedSys        *ebpf.VariableSpec `ebpf:"unused_sys"`
 	UnusedSysClass   *ebpf.VariableSpec `ebpf:"unused_sys_class"`
 	UnusedSysFlag    *ebpf.VariableSpec `ebpf:"unused_sys_flag"`
@@ -489,8 +538,10 @@ type LeaktraceMaps struct {
 	PySeen        *ebpf.Map `ebpf:"py_seen"`
 	RightsScratch *ebpf.Map `ebpf:"rights_scratch"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
+	Sites         *ebpf.Map `ebpf:"sites"`
 	SysTable      *ebpf.Map `ebpf:"sys_table"`
 	Traced        *ebpf.Map `ebpf:"traced"`
+	UnwindRules   *ebpf.Map `ebpf:"unwind_rules"`
 }
 
 func (m *LeaktraceMaps) Close() error {
@@ -507,8 +558,10 @@ func (m *LeaktraceMaps) Close() error {
 		m.PySeen,
 		m.RightsScratch,
 		m.Scratch,
+		m.Sites,
 		m.SysTable,
 		m.Traced,
+		m.UnwindRules,
 	)
 }
 
@@ -522,6 +575,7 @@ type LeaktraceVariables struct {
 	PairWindowNs     *ebpf.Variable `ebpf:"pair_window_ns"`
 	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
 	StackBytes       *ebpf.Variable `ebpf:"stack_bytes"`
+	StackSites       *ebpf.Variable `ebpf:"stack_sites"`
 	TraceAll         *ebpf.Variable `ebpf:"trace_all"`
 	UnusedCounter    *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedExec       *ebpf.Variable `ebpf:"unused_exec"`
@@ -531,6 +585,7 @@ type LeaktraceVariables struct {
 	UnusedPyCode     *ebpf.Variable `ebpf:"unused_py_code"`
 	UnusedPyProc     *ebpf.Variable `ebpf:"unused_py_proc"`
 	UnusedPyStack    *ebpf.Variable `ebpf:"unused_py_stack"`
+	UnusedRuleKind   *ebpf.Variable `ebpf:"unused_rule_kind"`
 	UnusedSys        *ebpf.Variable `ebpf:"unused_sys"`
 	UnusedSysClass   *ebpf.Variable `ebpf:"unused_sys_class"`
 	UnusedSysFlag    *ebpf.Variable `ebpf:"unused_sys_flag"`

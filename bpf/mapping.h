@@ -43,8 +43,9 @@ __noinline int map_new(struct lt_map_event *e)
 	if (!e)
 		return 0;
 	py_submit_stack(&e->h);
-	__u32 n = capture_stack(&e->stack);
-	submit(e, offsetof(struct lt_map_event, stack.stack) + (n > LT_STACK_MAX ? LT_STACK_MAX : n));
+	int n = capture_stack(&e->stack);
+	if (submit(e, offsetof(struct lt_map_event, stack) + stack_part(n)))
+		stack_sent(&e->stack);
 	return 0;
 }
 

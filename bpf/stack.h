@@ -33,36 +33,156 @@ static long fp_step(__u64 i, void *ctx)
 	return 0;
 }
 
-/* capture_stack fills s for the current task and returns the bytes of stack
- * copied. A global function, verified once for all its callers; it needs no
- * program context. */
+/* Unwind rules Go learned per address space and pc (struct lt_rule), and
+ * the sites whose pcs Go has: LRU, so a process gone leaves nothing behind
+ * for long. Resized from Go. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 15);
+	__type(key, struct lt_proc_pc);
+	__type(value, struct lt_rule);
+} unwind_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 14);
+	__type(key, struct lt_proc_pc);
+	__type(value, __u8);
+} sites SEC(".maps");
+
+/* Unwind with Go's rules and send sites (0: always registers and a copy). */
+const volatile __u32 stack_sites = 1;
+
+struct rule_walk {
+	__u64 *out;
+	struct lt_proc_pc k;
+	__u64 ip, sp, bp; /* the frame at out[n-1] */
+	__u64 hash, prev_hash;
+	__u32 n;
+	__u32 whole; /* the walk reached the stack's end, else ip has no rule (or its frame is unreadable) */
+};
+
+static __always_inline __u64 site_mix(__u64 h, __u64 pc)
+{
+	h = (h ^ pc) * 0x9e3779b97f4a7c15ULL;
+	return h ^ (h >> 29);
+}
+
+/* rule_step unwinds one frame as Go's unwinder would (symbolize.Unwind):
+ * the same stops, so that the kernel's stack of a site is Go's. */
+static long rule_step(__u64 i, void *ctx)
+{
+	struct rule_walk *w = ctx;
+	w->k.pc = w->ip;
+	struct lt_rule *r = bpf_map_lookup_elem(&unwind_rules, &w->k);
+	if (!r)
+		return 1;
+	if (r->kind == LT_RULE_END) {
+		/* The return address just taken is no frame. */
+		if (w->n > 1) {
+			w->n--;
+			w->hash = w->prev_hash;
+			w->whole = 1;
+		}
+		return 1;
+	}
+	if (r->kind != LT_RULE_STEP || w->n >= LT_KSTACK_MAX) {
+		w->whole = 1;
+		return 1;
+	}
+	__u64 cfa = (r->cfa_bp ? w->bp : w->sp) + (__s64)r->cfa_off;
+	__u64 ra, bp = w->bp;
+	if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa + (__s64)r->ra_off)))
+		return 1;
+	if (r->bp_saved && bpf_probe_read_user(&bp, sizeof(bp), (void *)(cfa + (__s64)r->bp_off)))
+		return 1;
+	if (!ra || cfa <= w->sp) {
+		w->whole = 1;
+		return 1;
+	}
+	w->out[w->n & (LT_KSTACK_MAX - 1)] = ra;
+	w->n++;
+	w->prev_hash = w->hash;
+	w->hash = site_mix(w->hash, ra);
+	w->ip = ra;
+	w->sp = cfa;
+	w->bp = bp;
+	return 0;
+}
+
+static __always_inline void proc_key(struct task_struct *task, struct lt_proc_key *k)
+{
+	k->start = BPF_CORE_READ(task, group_leader, start_time);
+	k->exec = (__u32)BPF_CORE_READ(task, self_exec_id);
+	k->tgid = BPF_CORE_READ(task, tgid);
+}
+
+/* capture_stack fills s for the current task and returns how many bytes of
+ * it the record carries: up to kstack for a known site, the pcs for a new
+ * one, else up to the end of the stack copy. A global function, verified
+ * once for all its callers; it needs no program context. */
 __noinline int capture_stack(struct lt_stack *s)
 {
 	if (!s)
 		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	struct rule_walk rw = {.out = s->kstack, .n = 1};
 
-	s->ip = BPF_CORE_READ(regs, ip);
-	s->sp = BPF_CORE_READ(regs, sp);
-	s->bp = BPF_CORE_READ(regs, bp);
+	rw.ip = s->ip = BPF_CORE_READ(regs, ip);
+	rw.sp = s->sp = BPF_CORE_READ(regs, sp);
+	rw.bp = s->bp = BPF_CORE_READ(regs, bp);
+	s->kstack[0] = rw.ip;
+	s->flags = 0;
+	s->site = 0;
 	s->stack_len = 0;
+	proc_key(task, &rw.k.proc);
+	s->proc_start = rw.k.proc.start;
+	s->proc_exec = rw.k.proc.exec;
+	s->proc_tgid = rw.k.proc.tgid;
+	if (stack_sites) {
+		rw.hash = site_mix(0, rw.ip);
+		bpf_loop(LT_KSTACK_MAX + 1, rule_step, &rw, 0);
+	}
+	if (rw.whole) {
+		s->site = rw.hash;
+		s->known = rw.n;
+		s->kstack_len = rw.n;
+		struct lt_proc_pc k = {.proc = rw.k.proc, .pc = rw.hash};
+		if (bpf_map_lookup_elem(&sites, &k)) {
+			s->flags = LT_STK_SITE;
+			s->known = 0;
+			s->kstack_len = 0;
+			count(LT_CNT_STACK_SITE);
+			return offsetof(struct lt_stack, kstack);
+		}
+		s->flags = LT_STK_NEW;
+		count(LT_CNT_STACK_NEW);
+		return offsetof(struct lt_stack, kstack) + (rw.n & (2 * LT_KSTACK_MAX - 1)) * sizeof(__u64);
+	}
+	count(LT_CNT_STACK_COPY);
 
-	/* As the kernel's walk: the pc first, then return addresses. */
-	s->kstack[0] = s->ip;
-	struct fp_walk w = {.out = s->kstack, .fp = s->bp, .lo = s->sp - 8, .sp = s->sp, .n = 1};
+	/* Go unwinds from the frame without a rule: its registers, the
+	 * kernel's frame-pointer walk from there (as the kernel's own walk:
+	 * the pc first, then return addresses), and a copy of its stack. */
+	__u32 known = rw.n - 1;
+	s->ip = rw.ip;
+	s->sp = rw.sp;
+	s->bp = rw.bp;
+	s->known = known;
+	struct fp_walk w = {.out = s->kstack, .fp = rw.bp, .lo = rw.sp - 8, .sp = rw.sp, .n = rw.n};
 	bpf_loop(LT_KSTACK_MAX, fp_step, &w, 0);
 	s->kstack_len = w.n;
 
 	/* One bounded read of stack_bytes; when that runs past the top of the
 	 * stack (unmapped), retry up to the last page boundary below sp+want,
 	 * then to the end of sp's page. */
-	__u64 want = stack_bytes, sp = s->sp, cut;
+	__u64 want = stack_bytes, sp = rw.sp, cut;
 	__u32 off = 0;
 	if (want > LT_STACK_MAX)
 		want = LT_STACK_MAX;
 	if (!want)
-		return 0;
+		goto out;
 	if (bpf_probe_read_user(s->stack, want, (void *)sp) == 0) {
 		off = want;
 		goto out;
@@ -81,7 +201,29 @@ __noinline int capture_stack(struct lt_stack *s)
 		off = cut;
 out:
 	s->stack_len = off;
-	return off;
+	return offsetof(struct lt_stack, stack) + off;
+}
+
+/* stack_part bounds capture_stack's result for the verifier, in a 64-bit
+ * register of its own (clang otherwise compares a 32-bit copy). */
+static __always_inline __u64 stack_part(int n)
+{
+	__u64 v = (__u32)n;
+	asm volatile("" : "+r"(v));
+	if (v > sizeof(struct lt_stack))
+		v = sizeof(struct lt_stack);
+	return v;
+}
+
+/* stack_sent registers the site of a stack that left with its pcs: the
+ * ring keeps order, so any later record that names it only comes after. */
+static __always_inline void stack_sent(struct lt_stack *s)
+{
+	if (!(s->flags & LT_STK_NEW))
+		return;
+	struct lt_proc_pc k = {.proc = {.start = s->proc_start, .exec = s->proc_exec, .tgid = s->proc_tgid}, .pc = s->site};
+	__u8 one = 1;
+	bpf_map_update_elem(&sites, &k, &one, BPF_ANY);
 }
 
 #endif

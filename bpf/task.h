@@ -92,8 +92,9 @@ __noinline int task_new(struct lt_task_event *e, __u32 ptgid, __u32 ctgid, __u32
 	e->autoreap = 0;
 	py_fork(ptgid, ctgid);
 	py_submit_stack(&e->h);
-	__u32 n = capture_stack(&e->stack);
-	submit(e, offsetof(struct lt_task_event, stack.stack) + (n > LT_STACK_MAX ? LT_STACK_MAX : n));
+	int n = capture_stack(&e->stack);
+	if (submit(e, offsetof(struct lt_task_event, stack) + stack_part(n)))
+		stack_sent(&e->stack);
 	return 0;
 }
 

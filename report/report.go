@@ -7,7 +7,7 @@ import "runtime/debug"
 
 // Schema is the version of the JSON document. Bump the minor for additions, the
 // major for anything that changes or removes a field.
-const Schema = "leaktrace.report/v1.4"
+const Schema = "leaktrace.report/v1.5"
 
 // Report is one run's or one attach session's result.
 type Report struct {
@@ -62,6 +62,21 @@ type Events struct {
 	// PairedInKernel counts handles closed within the pairing window of
 	// their creation and settled in the kernel: never sent.
 	PairedInKernel uint64 `json:"paired_in_kernel,omitempty"`
+	// Stacks says how creation stacks crossed from the kernel.
+	Stacks *StackCounts `json:"stacks,omitempty"`
+}
+
+// StackCounts counts creation stacks by the form they were sent in.
+type StackCounts struct {
+	// Site: unwound in the kernel, sent as the hash of a site Go knew.
+	Site uint64 `json:"site"`
+	// New: unwound in the kernel, sent with their pcs (a site's first).
+	New uint64 `json:"new"`
+	// Copy: registers and a copy of the stack, unwound in Go (a frame the
+	// kernel had no rule for yet).
+	Copy uint64 `json:"copy"`
+	// Unknown: sent as a site Go no longer had; their handles have no stack.
+	Unknown uint64 `json:"unknown,omitempty"`
 }
 
 // Leak is one handle that was never released (run) or is outstanding past the

@@ -58,9 +58,10 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 		PID:              info.PID,
 		Started:          s.start.UTC().Format(time.RFC3339),
 		Duration:         time.Since(s.start).Seconds(),
-		Events:           report.Events{Received: s.agg.Events(), Lost: counters.Lost(), PairedInKernel: counters.Paired},
-		Leaks:            []report.Leak{},
-		Sites:            []report.Site{},
+		Events: report.Events{Received: s.agg.Events(), Lost: counters.Lost(), PairedInKernel: counters.Paired,
+			Stacks: &report.StackCounts{Site: counters.StackSite, New: counters.StackNew, Copy: counters.StackCopy, Unknown: s.stacksUnknown}},
+		Leaks: []report.Leak{},
+		Sites: []report.Site{},
 	}
 	r.Complete = true
 	if lost := counters.Lost(); lost > 0 {

@@ -62,6 +62,10 @@ type Session struct {
 	badRecs uint64
 	// stacksDropped counts stacks not kept because MaxStacks was reached.
 	stacksDropped uint64
+	// stacksUnknown counts stacks sent as a site Go no longer had.
+	stacksUnknown uint64
+	procs         map[uint32]*procStacks // by tgid
+	rules         []symbolize.Rule
 	lastErr       error
 	// mntns caches each process's mount namespace ("" unknown): paths
 	// the kernel gives name files in it.
@@ -100,6 +104,7 @@ func New(opts Options) (*Session, error) {
 		cache:  cache,
 		unw:    symbolize.NewUnwinder(cache),
 		spaces: make(map[uint32]*symbolize.AddressSpace),
+		procs:  make(map[uint32]*procStacks),
 		stacks: NewStackTable(opts.MaxStacks),
 		growth: make(map[event.StackID]int),
 		low:    make(map[event.StackID]int),
@@ -216,7 +221,7 @@ func (s *Session) handle(raw []byte) error {
 	if e.Type == event.FDOpen {
 		resolveTarget(e)
 	}
-	if d.Stack.IP != 0 {
+	if d.Stack.Present {
 		e.Stack = s.intern(e, &d.Stack)
 	}
 	s.agg.Apply(e)
@@ -228,6 +233,7 @@ func (s *Session) handle(raw []byte) error {
 		delete(s.py.pending, e.ChildTID)
 		if e.GroupDead {
 			delete(s.spaces, e.PID)
+			delete(s.procs, e.PID)
 			delete(s.mntns, e.PID)
 			s.py.tracker.Exit(e.PID)
 		}
@@ -278,14 +284,6 @@ func (s *Session) execImage(pid uint32, exe string, atEntry, atBase uint64) {
 			as.Map(m)
 		}
 	}
-}
-
-func (s *Session) intern(e *event.Event, st *tracer.Stack) event.StackID {
-	as := s.space(e.PID)
-	s.pcs = s.unw.Unwind(as, symbolize.Regs{IP: st.IP, SP: st.SP, BP: st.BP}, st.Bytes, st.KernelFP, maxFrames, s.pcs[:0])
-	s.locs = symbolize.Locate(as, s.cache, s.pcs, s.locs[:0])
-	s.locs = s.pyLocations(e, s.locs)
-	return s.keep(s.locs)
 }
 
 // keep interns locs, or counts them dropped when the table is full.

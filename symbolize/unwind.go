@@ -75,17 +75,32 @@ const (
 // a zero return address, a stack pointer that does not grow, or a pc outside every
 // mapping. It never panics, whatever the input.
 func (u *Unwinder) Unwind(s *AddressSpace, regs Regs, stack []byte, kernelFP []uint64, max int, pcs []uint64) []uint64 {
+	return u.UnwindFrom(s, regs, true, stack, kernelFP, max, pcs, nil)
+}
+
+// UnwindFrom is Unwind from a frame that is the syscall's (exact) or a
+// caller's, whose regs.IP is a return address. When rules is not nil, it
+// appends to it how the kernel may take each step it took without a stack
+// copy (see Rule), where the step was simple enough.
+func (u *Unwinder) UnwindFrom(s *AddressSpace, regs Regs, exact bool, stack []byte, kernelFP []uint64, max int, pcs []uint64, rules *[]Rule) []uint64 {
 	if max <= 0 {
 		return pcs
 	}
 	start := len(pcs)
 	u.nmods = 0
+	if !exact {
+		// The kernel stopped at a return address it had no rule for:
+		// where Unwind would not have taken it, neither do we.
+		if _, ok := s.Lookup(regs.IP - 1); !ok {
+			addRule(rules, Rule{PC: regs.IP, Kind: RuleEnd})
+			return pcs
+		}
+	}
 	pcs = append(pcs, regs.IP)
 	mem := stackMem{base: regs.SP, b: stack}
 	rf := regFile{ip: regs.IP, sp: regs.SP, bp: regs.BP}
 	// The first pc is where the thread is; later ones are return addresses, which may
 	// point just past a call that never returns: look those up at pc-1.
-	exact := true
 	for len(pcs)-start < max {
 		look := rf.ip
 		if !exact {
@@ -95,31 +110,42 @@ func (u *Unwinder) Unwind(s *AddressSpace, regs Regs, stack []byte, kernelFP []u
 		if !ok {
 			break
 		}
-		next, signal, res := u.step(m, look, &rf, &mem)
+		next, signal, res, kr := u.step(m, look, &rf, &mem)
 		if res == stepNoCFI && len(pcs)-start == 1 {
 			// glibc's clone3 ends its FDE just before the syscall: a leaf
 			// with the return address still at [sp].
 			if leaf, ok := u.leafStep(s, &rf, &mem); ok {
-				next, signal, res = leaf, false, stepOK
+				next, signal, res, kr = leaf, false, stepOK, leafRule
 			}
 		}
 		if res == stepNoCFI {
 			next, signal, res = fpStep(&rf, &mem)
+			kr = fpRule
+		}
+		if kr.Kind != 0 && res != stepOutermost {
+			kr.PC = rf.ip
+			addRule(rules, kr)
 		}
 		switch res {
 		case stepNeedMem:
 			return joinKernel(s, pcs, start, kernelFP, max)
 		case stepOutermost:
+			addRule(rules, Rule{PC: rf.ip, Kind: RuleLast})
 			return pcs
 		}
 		if next.ip == 0 || next.sp <= rf.sp {
 			break
 		}
 		if _, ok := s.Lookup(next.ip - 1); !ok {
+			addRule(rules, Rule{PC: next.ip, Kind: RuleEnd})
 			break
 		}
-		// After a signal frame the pc is the interrupted instruction, not a return
-		// address.
+		if signal {
+			// After a signal frame the pc is the interrupted instruction, not a
+			// return address; the kernel does not tell the two apart, so it
+			// learns nothing past one.
+			rules = nil
+		}
 		exact = signal
 		pcs = append(pcs, next.ip)
 		rf = next
@@ -127,13 +153,80 @@ func (u *Unwinder) Unwind(s *AddressSpace, regs Regs, stack []byte, kernelFP []u
 	return pcs
 }
 
+// RuleKind says what a Rule tells the kernel.
+type RuleKind uint8
+
+const (
+	RuleStep RuleKind = 1 // the caller's frame is found by the rule
+	RuleLast RuleKind = 2 // the outermost frame: the stack ends with PC
+	RuleEnd  RuleKind = 3 // PC, a return address, is no frame: the stack ends before it
+)
+
+// Rule is a step of the unwinder in a form the kernel can take with live
+// memory: CFA = (SP, or BP when CFAFromBP) + CFAOff, the return address at
+// CFA+RAOff, the caller's BP at CFA+BPOff when BPSaved, else unchanged. PC
+// is the frame's pc as it appears in the stack (a return address but the
+// first), in the address space of the stack it came from.
+type Rule struct {
+	PC        uint64
+	Kind      RuleKind
+	CFAFromBP bool
+	BPSaved   bool
+	CFAOff    int32
+	RAOff     int16
+	BPOff     int16
+}
+
+var (
+	leafRule = Rule{Kind: RuleStep, CFAOff: 8, RAOff: -8}
+	fpRule   = Rule{Kind: RuleStep, CFAFromBP: true, CFAOff: 16, RAOff: -8, BPSaved: true, BPOff: -16}
+)
+
+func addRule(rules *[]Rule, r Rule) {
+	if rules != nil {
+		*rules = append(*rules, r)
+	}
+}
+
+// ruleOf is r as a Rule, or a zero Rule when the kernel cannot take it:
+// a CFA or register given by an expression, a signal frame.
+func ruleOf(r *row) Rule {
+	if r.signal || r.cfa.kind != ruleCFA || (r.cfa.reg != regRSP && r.cfa.reg != regRBP) || r.cfa.off != int64(int32(r.cfa.off)) {
+		return Rule{}
+	}
+	out := Rule{Kind: RuleStep, CFAFromBP: r.cfa.reg == regRBP, CFAOff: int32(r.cfa.off), RAOff: -8}
+	switch r.ra.kind {
+	case ruleUnspecified:
+	case ruleOffset:
+		if r.ra.off != int64(int16(r.ra.off)) {
+			return Rule{}
+		}
+		out.RAOff = int16(r.ra.off)
+	default:
+		return Rule{}
+	}
+	switch r.rbp.kind {
+	case ruleUnspecified, ruleSame, ruleUndefined:
+	case ruleOffset:
+		if r.rbp.off != int64(int16(r.rbp.off)) {
+			return Rule{}
+		}
+		out.BPSaved, out.BPOff = true, int16(r.rbp.off)
+	default:
+		return Rule{}
+	}
+	return out
+}
+
 // step unwinds one frame with the CFI of the module mapped at m. look is the address
-// used to find the row (the pc, or pc-1 for return addresses).
-func (u *Unwinder) step(m Mapping, look uint64, rf *regFile, mem *stackMem) (regFile, bool, stepResult) {
+// used to find the row (the pc, or pc-1 for return addresses). rule is the step in
+// the kernel's form, zero when it has none.
+func (u *Unwinder) step(m Mapping, look uint64, rf *regFile, mem *stackMem) (regFile, bool, stepResult, Rule) {
 	r := u.rowAt(m, look)
 	if r == nil {
-		return regFile{}, false, stepNoCFI
+		return regFile{}, false, stepNoCFI, Rule{}
 	}
+	kr := ruleOf(r)
 	var cfa uint64
 	switch r.cfa.kind {
 	case ruleCFA:
@@ -142,7 +235,7 @@ func (u *Unwinder) step(m Mapping, look uint64, rf *regFile, mem *stackMem) (reg
 	case ruleCFAExpr:
 		v, res := evalExpr(r.cfa.expr, rf, mem, 0, false)
 		if res != exprOK {
-			return regFile{}, false, exprStep(res)
+			return regFile{}, false, exprStep(res), kr
 		}
 		cfa = v
 	}
@@ -151,17 +244,17 @@ func (u *Unwinder) step(m Mapping, look uint64, rf *regFile, mem *stackMem) (reg
 		raRule = rule{kind: ruleOffset, off: -8} // the x86-64 call pushes it there
 	}
 	if raRule.kind == ruleUndefined {
-		return regFile{}, false, stepOutermost
+		return regFile{}, false, stepOutermost, kr
 	}
 	ra, res := recoverReg(raRule, cfa, 0, false, rf, mem)
 	if res != stepOK {
-		return regFile{}, false, res
+		return regFile{}, false, res, kr
 	}
 	bp, res := recoverReg(r.rbp, cfa, rf.bp, true, rf, mem)
 	if res != stepOK {
-		return regFile{}, false, res
+		return regFile{}, false, res, kr
 	}
-	return regFile{ip: ra, sp: cfa, bp: bp}, r.signal, stepOK
+	return regFile{ip: ra, sp: cfa, bp: bp}, r.signal, stepOK, kr
 }
 
 // recoverReg applies one register rule. cur is the register's value in the current

@@ -14,12 +14,31 @@ import (
 	"github.com/leaktrace/leaktrace/event"
 )
 
-// Stack is a user stack as the kernel captured it, before unwinding. Its
-// slices alias the decoder's buffer: valid until the next Decode.
+// Stack is a user stack as the kernel captured it. The kernel unwinds what
+// it can with the rules Go gave it (see Tracer.LearnRules): a stack it
+// unwound whole comes as a site, with its pcs the first time (New) and
+// without after that (Site known). Else Known holds the frames the kernel
+// unwound, and Go unwinds the rest from the registers of the frame where the
+// kernel stopped, with its copy of the stack there. Its slices alias the
+// decoder's buffer: valid until the next Decode.
 type Stack struct {
-	IP, SP, BP uint64
-	KernelFP   []uint64 // the kernel's frame-pointer walk
+	Present    bool
+	IP, SP, BP uint64   // registers of the frame Go unwinds from
+	Proc       ProcKey  // the address space the pcs are in
+	Site       uint64   // hash of the pcs, when the kernel unwound them all
+	SiteKnown  bool     // ... and Go has them from an earlier record
+	New        bool     // Known is the whole stack of Site, sent once
+	Known      []uint64 // pcs the kernel unwound, innermost first, before IP
+	KernelFP   []uint64 // the kernel's frame-pointer walk from IP
 	Bytes      []byte   // copy of user memory from SP
+}
+
+// ProcKey names an address space: pcs, rules and sites belong to one
+// process image (a tgid reused, or an exec, is another).
+type ProcKey struct {
+	Start uint64 // the group leader's start time
+	Exec  uint32 // its exec count
+	TGID  uint32
 }
 
 // Mapping is an executable file mapping seen at mmap or exec.
@@ -84,6 +103,7 @@ const (
 	mapStackOff   = int(unsafe.Offsetof(bpf.LeaktraceLtMapEvent{}.Stack))
 	mapNameOff    = int(unsafe.Offsetof(bpf.LeaktraceLtMapEvent{}.Name))
 	stackBytesOff = int(unsafe.Offsetof(bpf.LeaktraceLtStack{}.Stack))
+	kstackOff     = int(unsafe.Offsetof(bpf.LeaktraceLtStack{}.Kstack))
 	pyFramesOff   = int(unsafe.Offsetof(bpf.LeaktraceLtPyStackEvent{}.Frames))
 	pyFrameSize   = int(unsafe.Sizeof(bpf.LeaktraceLtPyFrame{}))
 )
@@ -141,19 +161,37 @@ func header(h *bpf.LeaktraceLtHeader, e *event.Event) {
 }
 
 func (dec *Decoder) stack(s *bpf.LeaktraceLtStack, raw []byte, off int, d *Decoded) error {
-	if len(raw) < off+stackBytesOff {
+	if len(raw) < off+kstackOff {
 		return nil // no stack in this record
 	}
-	if s.KstackLen > uint32(len(s.Kstack)) {
-		return fmt.Errorf("kernel stack length %d out of range", s.KstackLen)
+	st := Stack{Present: true, IP: s.Ip, SP: s.Sp, BP: s.Bp, Proc: ProcKey{Start: s.ProcStart, Exec: s.ProcExec, TGID: s.ProcTgid}}
+	have := len(raw) - off - kstackOff
+	switch {
+	case s.Flags&stackSite != 0:
+		st.Site, st.SiteKnown = s.Site, true
+	case s.Flags&stackNew != 0:
+		if s.Known == 0 || s.Known > uint32(len(s.Kstack)) || int(s.Known)*8 > have {
+			return fmt.Errorf("new site of %d frames beyond record (%d bytes)", s.Known, have)
+		}
+		st.Site, st.New, st.Known = s.Site, true, s.Kstack[:s.Known]
+	default:
+		if s.KstackLen > uint32(len(s.Kstack)) || s.Known >= s.KstackLen && s.Known > 0 {
+			return fmt.Errorf("kernel stack of %d frames (%d known) out of range", s.KstackLen, s.Known)
+		}
+		have = len(raw) - off - stackBytesOff
+		if have < 0 || int(s.StackLen) > have || s.StackLen > uint32(len(s.Stack)) {
+			return fmt.Errorf("stack length %d beyond record (%d bytes)", s.StackLen, len(raw)-off)
+		}
+		st.Known, st.KernelFP, st.Bytes = s.Kstack[:s.Known], s.Kstack[s.Known:s.KstackLen], s.Stack[:s.StackLen]
 	}
-	have := len(raw) - off - stackBytesOff
-	if int(s.StackLen) > have || s.StackLen > uint32(len(s.Stack)) {
-		return fmt.Errorf("stack length %d beyond record (%d bytes)", s.StackLen, have)
-	}
-	d.Stack = Stack{IP: s.Ip, SP: s.Sp, BP: s.Bp, KernelFP: s.Kstack[:s.KstackLen], Bytes: s.Stack[:s.StackLen]}
+	d.Stack = st
 	return nil
 }
+
+const (
+	stackSite = uint32(1) << 0 // LT_STK_SITE
+	stackNew  = uint32(1) << 1 // LT_STK_NEW
+)
 
 func (dec *Decoder) decodeFD(raw []byte, d *Decoded) error {
 	r := &dec.fd

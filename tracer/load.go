@@ -121,6 +121,9 @@ func loadSpec(cfg Config, k *kernelInfo) (*ebpf.CollectionSpec, error) {
 	if k.exitGroupDead {
 		set["exit_has_group_dead"] = 1
 	}
+	if cfg.NoStackSites {
+		set["stack_sites"] = 0
+	}
 	if cfg.PairInKernel {
 		set["pair_in_kernel"] = 1
 		spec.Maps["parked"].MaxEntries = uint32(cfg.PairSlots)

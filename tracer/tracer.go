@@ -54,6 +54,9 @@ type Config struct {
 	PairSlots int
 	// Hooks selects how syscalls are hooked (HooksRaw by default).
 	Hooks Hooks
+	// NoStackSites turns off unwinding in the kernel: every stack is sent
+	// as registers and a copy, as Go needs none of its rules (LearnRules).
+	NoStackSites bool
 }
 
 // normalize applies defaults and checks ranges.
@@ -344,6 +347,10 @@ type Counters struct {
 	Compat uint64
 	// Bytes is the ring-buffer bytes of the records sent.
 	Bytes uint64
+	// StackSite, StackNew and StackCopy count stacks sent as a site Go
+	// knew (a hash), as a site's pcs sent once, and as registers with a
+	// copy of the stack (a frame had no rule yet, or Config.NoStackSites).
+	StackSite, StackNew, StackCopy uint64
 }
 
 // Lost is every event the kernel side could not deliver or follow.
@@ -379,6 +386,9 @@ func (t *Tracer) Counters() (Counters, error) {
 		{bpf.LeaktraceLtCounterLT_CNT_PAIRED, &c.Paired},
 		{bpf.LeaktraceLtCounterLT_CNT_COMPAT, &c.Compat},
 		{bpf.LeaktraceLtCounterLT_CNT_EVENT_BYTES, &c.Bytes},
+		{bpf.LeaktraceLtCounterLT_CNT_STACK_SITE, &c.StackSite},
+		{bpf.LeaktraceLtCounterLT_CNT_STACK_NEW, &c.StackNew},
+		{bpf.LeaktraceLtCounterLT_CNT_STACK_COPY, &c.StackCopy},
 	} {
 		if *f.dst, err = read(f.idx); err != nil {
 			return c, err

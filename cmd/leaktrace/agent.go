@@ -34,6 +34,7 @@ type agentFlags struct {
 	interval      time.Duration
 	ringBuffer    int
 	stackBytes    int
+	noStackSites  bool
 	pairWindow    time.Duration
 	cfg           agent.Config // flags write here; only those set override the file
 	webhook       string
@@ -77,6 +78,7 @@ to get an fd (EMFILE/ENFILE), its whole fd table is kept as an incident in
 	fl.IntVar(&f.ringBuffer, "ring-buffer-size", tracer.DefaultRingBufferBytes, "kernel ring buffer size in `bytes` (a power of two)")
 	fl.IntVar(&f.stackBytes, "stack-bytes", tracer.DefaultStackBytes, "bytes of user stack copied per event for unwinding (0-8192; 0 copies none)")
 	fl.DurationVar(&f.pairWindow, "pair-window", tracer.DefaultPairWindow, pairWindowHelp)
+	fl.BoolVar(&f.noStackSites, "no-stack-sites", false, noStackSitesHelp)
 	c := &f.cfg
 	fl.IntSliceVar(&c.Filters.PIDs, "pid", nil, "trace this `pid` and its children (repeatable)")
 	fl.StringSliceVar(&c.Filters.Comms, "comm", nil, "trace processes with this `comm` and their children (repeatable)")
@@ -207,7 +209,7 @@ func runAgent(cmd *cobra.Command, f *agentFlags) error {
 	}
 	a, err := agent.New(agent.Options{Config: cfg, Interval: f.interval, Log: log,
 		Tracer: tracer.Config{RingBufferBytes: f.ringBuffer, StackBytes: stackBytes(f.stackBytes),
-			PairInKernel: f.pairWindow > 0, PairWindow: f.pairWindow},
+			PairInKernel: f.pairWindow > 0, PairWindow: f.pairWindow, NoStackSites: f.noStackSites},
 		ExternalURL: extURL})
 	if err != nil {
 		var te *tracer.Error

@@ -29,6 +29,7 @@ type traceFlags struct {
 	ringBufferSize int
 	stackBytes     int
 	pairWindow     time.Duration
+	noStackSites   bool
 	maxFrames      int
 }
 
@@ -38,6 +39,7 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.ringBufferSize, "ring-buffer-size", tracer.DefaultRingBufferBytes, "kernel ring buffer size in `bytes` (a power of two)")
 	fl.IntVar(&f.stackBytes, "stack-bytes", tracer.DefaultStackBytes, "bytes of user stack copied per event for unwinding (0-8192; 0 copies none)")
 	fl.DurationVar(&f.pairWindow, "pair-window", tracer.DefaultPairWindow, pairWindowHelp)
+	fl.BoolVar(&f.noStackSites, "no-stack-sites", false, noStackSitesHelp)
 	fl.IntVar(&f.maxFrames, "max-frames", 16, "stack frames shown per site in the text report")
 }
 
@@ -45,9 +47,12 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 // agent share.
 const pairWindowHelp = "how long a new handle's record may wait in the kernel for its close (closed sooner: neither record is sent); 0 sends every record"
 
+// noStackSitesHelp describes --no-stack-sites, shared like pairWindowHelp.
+const noStackSitesHelp = "never unwind in the kernel: send every stack as registers and a copy for leaktrace to unwind (slower; to compare)"
+
 func (f *traceFlags) tracerConfig() tracer.Config {
 	return tracer.Config{RingBufferBytes: f.ringBufferSize, StackBytes: stackBytes(f.stackBytes),
-		PairInKernel: f.pairWindow > 0, PairWindow: f.pairWindow}
+		PairInKernel: f.pairWindow > 0, PairWindow: f.pairWindow, NoStackSites: f.noStackSites}
 }
 
 type runFlags struct {

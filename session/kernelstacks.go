@@ -1,0 +1,96 @@
+//go:build linux
+
+package session
+
+import (
+	"slices"
+
+	"github.com/leaktrace/leaktrace/event"
+	"github.com/leaktrace/leaktrace/symbolize"
+	"github.com/leaktrace/leaktrace/tracer"
+)
+
+// procStacks is what the kernel and Go share of one address space: the
+// sites whose stacks the kernel sends as a hash, and the pcs it has a rule
+// for. The kernel keeps its side in LRU maps; Go's side goes with the
+// process (exec, exit).
+type procStacks struct {
+	key   tracer.ProcKey
+	sites map[uint64][]symbolize.Location // native frames of each site
+	ruled map[uint64]struct{}
+}
+
+// Bounds of what Go keeps per address space: past them a site's stack is
+// symbolized again (maxSites), or the kernel hears a rule again (maxRuled).
+const (
+	maxSites = 1 << 14
+	maxRuled = 1 << 15
+)
+
+// intern turns the stack of e, in whichever form the kernel sent it, into a
+// stack id: a known site's frames from the table, a new site's pcs
+// symbolized once, else an unwind in Go from where the kernel stopped,
+// whose steps the kernel learns.
+func (s *Session) intern(e *event.Event, st *tracer.Stack) event.StackID {
+	as := s.space(e.PID)
+	ps := s.procStacks(st.Proc)
+	switch {
+	case st.SiteKnown:
+		locs, ok := ps.sites[st.Site]
+		if !ok {
+			// Its first record went to an image Go has already let go of.
+			s.stacksUnknown++
+			return 0
+		}
+		s.locs = append(s.locs[:0], locs...)
+	case st.New:
+		s.locs = symbolize.Locate(as, s.cache, st.Known, s.locs[:0])
+		if len(ps.sites) >= maxSites {
+			clear(ps.sites)
+		}
+		ps.sites[st.Site] = slices.Clone(s.locs)
+	default:
+		s.pcs = append(s.pcs[:0], st.Known...)
+		s.rules = s.rules[:0]
+		regs := symbolize.Regs{IP: st.IP, SP: st.SP, BP: st.BP}
+		s.pcs = s.unw.UnwindFrom(as, regs, len(st.Known) == 0, st.Bytes, st.KernelFP, maxFrames-len(st.Known), s.pcs, &s.rules)
+		s.learn(ps, s.rules)
+		s.locs = symbolize.Locate(as, s.cache, s.pcs, s.locs[:0])
+	}
+	s.locs = s.pyLocations(e, s.locs)
+	return s.keep(s.locs)
+}
+
+// procStacks returns the table of address space k, a fresh one when the
+// process exec'd or its tgid was reused since.
+func (s *Session) procStacks(k tracer.ProcKey) *procStacks {
+	ps := s.procs[k.TGID]
+	if ps == nil || ps.key != k {
+		ps = &procStacks{key: k, sites: make(map[uint64][]symbolize.Location), ruled: make(map[uint64]struct{})}
+		s.procs[k.TGID] = ps
+	}
+	return ps
+}
+
+// learn gives the kernel the rules it does not have yet.
+func (s *Session) learn(ps *procStacks, rules []symbolize.Rule) {
+	fresh := rules[:0]
+	for _, r := range rules {
+		if _, ok := ps.ruled[r.PC]; !ok {
+			fresh = append(fresh, r)
+		}
+	}
+	if len(fresh) == 0 || s.opts.Tracer.NoStackSites {
+		return
+	}
+	if len(ps.ruled)+len(fresh) > maxRuled {
+		clear(ps.ruled) // the kernel's LRU has dropped the oldest by now too
+	}
+	if err := s.tr.LearnRules(ps.key, fresh); err != nil {
+		s.log.Debug("unwind rules", "pid", ps.key.TGID, "err", err)
+		return
+	}
+	for _, r := range fresh {
+		ps.ruled[r.PC] = struct{}{}
+	}
+}
