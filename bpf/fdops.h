@@ -43,8 +43,7 @@ __noinline int submit_open(struct lt_fd_event *e, int cls)
 	if (may_park(e, cls) && park(e, size, py))
 		return 0;
 	py_send(py); /* the frames go just ahead of their record */
-	if (submit(e, size))
-		stack_sent(&e->stack);
+	submit_stacked(e, size, &e->stack);
 	return 0;
 }
 

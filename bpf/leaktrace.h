@@ -68,6 +68,7 @@ struct lt_header {
  * that Go can unwind code without frame pointers through its CFI. */
 #define LT_STK_SITE (1U << 0) /* site: Go has its pcs from an earlier record */
 #define LT_STK_NEW (1U << 1)  /* kstack[:known] is the whole stack of site, first sent */
+#define LT_STK_TEACH (1U << 2) /* a copy from a frame Go has not taught the kernel yet: never parked */
 
 struct lt_stack {
 	__u64 ip;          /* registers of the frame Go unwinds from */

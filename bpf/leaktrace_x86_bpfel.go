@@ -368,6 +368,7 @@ const (
 	LeaktraceMapScratch           = "scratch"
 	LeaktraceMapSites             = "sites"
 	LeaktraceMapSysTable          = "sys_table"
+	LeaktraceMapTeach             = "teach"
 	LeaktraceMapTraced            = "traced"
 	LeaktraceMapUnwindRules       = "unwind_rules"
 	LeaktraceProgSchedProcessExec = "sched_process_exec"
@@ -473,6 +474,7 @@ type LeaktraceMapSpecs struct {
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
 	Sites         *ebpf.MapSpec `ebpf:"sites"`
 	SysTable      *ebpf.MapSpec `ebpf:"sys_table"`
+	Teach         *ebpf.MapSpec `ebpf:"teach"`
 	Traced        *ebpf.MapSpec `ebpf:"traced"`
 	UnwindRules   *ebpf.MapSpec `ebpf:"unwind_rules"`
 }
@@ -540,6 +542,7 @@ type LeaktraceMaps struct {
 	Scratch       *ebpf.Map `ebpf:"scratch"`
 	Sites         *ebpf.Map `ebpf:"sites"`
 	SysTable      *ebpf.Map `ebpf:"sys_table"`
+	Teach         *ebpf.Map `ebpf:"teach"`
 	Traced        *ebpf.Map `ebpf:"traced"`
 	UnwindRules   *ebpf.Map `ebpf:"unwind_rules"`
 }
@@ -560,6 +563,7 @@ func (m *LeaktraceMaps) Close() error {
 		m.Scratch,
 		m.Sites,
 		m.SysTable,
+		m.Teach,
 		m.Traced,
 		m.UnwindRules,
 	)

@@ -44,8 +44,7 @@ __noinline int map_new(struct lt_map_event *e)
 		return 0;
 	py_submit_stack(&e->h);
 	int n = capture_stack(&e->stack);
-	if (submit(e, offsetof(struct lt_map_event, stack) + stack_part(n)))
-		stack_sent(&e->stack);
+	submit_stacked(e, offsetof(struct lt_map_event, stack) + stack_part(n), &e->stack);
 	return 0;
 }
 

@@ -166,8 +166,8 @@ static __always_inline bool may_park(struct lt_fd_event *e, __u8 cls)
 		return false; /* a copy is of its source as it is now; dup2 may have closed the fd it replaced */
 	if (e->flags & LT_FD_RECEIVED)
 		return false; /* one recvmsg can install many */
-	if (e->stack.flags & LT_STK_NEW)
-		return false; /* Go learns a site's pcs once: from a record that surely leaves */
+	if (e->stack.flags & (LT_STK_NEW | LT_STK_TEACH))
+		return false; /* Go learns a site's pcs, or how to unwind, from records that leave */
 	return true;
 }
 

@@ -50,6 +50,18 @@ struct {
 	__type(value, __u8);
 } sites SEC(".maps");
 
+/* When the kernel last sent a copy to learn from, per frame it stopped at:
+ * such a record is never parked (Go learns only from records that leave),
+ * one per frame per LT_TEACH_NS, so a frame Go cannot describe costs its
+ * pairing little. */
+#define LT_TEACH_NS 20000000ULL
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 12);
+	__type(key, struct lt_proc_pc);
+	__type(value, __u64);
+} teach SEC(".maps");
+
 /* Unwind with Go's rules and send sites (0: always registers and a copy). */
 const volatile __u32 stack_sites = 1;
 
@@ -161,6 +173,15 @@ __noinline int capture_stack(struct lt_stack *s)
 		return offsetof(struct lt_stack, kstack) + (rw.n & (2 * LT_KSTACK_MAX - 1)) * sizeof(__u64);
 	}
 	count(LT_CNT_STACK_COPY);
+	if (stack_sites) {
+		__u64 now = bpf_ktime_get_ns();
+		rw.k.pc = rw.ip;
+		__u64 *last = bpf_map_lookup_elem(&teach, &rw.k);
+		if (!last || *last + LT_TEACH_NS < now) {
+			bpf_map_update_elem(&teach, &rw.k, &now, BPF_ANY);
+			s->flags = LT_STK_TEACH;
+		}
+	}
 
 	/* Go unwinds from the frame without a rule: its registers, the
 	 * kernel's frame-pointer walk from there (as the kernel's own walk:
@@ -215,11 +236,12 @@ static __always_inline __u64 stack_part(int n)
 	return v;
 }
 
-/* stack_sent registers the site of a stack that left with its pcs: the
- * ring keeps order, so any later record that names it only comes after. */
-static __always_inline void stack_sent(struct lt_stack *s)
+/* submit_stacked sends a record that carries stack s: one Go learns from
+ * wakes it at once. A site whose pcs left is registered: the ring keeps
+ * order, so any later record that names it only comes after. */
+static __always_inline void submit_stacked(void *rec, __u64 size, struct lt_stack *s)
 {
-	if (!(s->flags & LT_STK_NEW))
+	if (!submit_flags(rec, size, s->flags & LT_STK_TEACH) || !(s->flags & LT_STK_NEW))
 		return;
 	struct lt_proc_pc k = {.proc = {.start = s->proc_start, .exec = s->proc_exec, .tgid = s->proc_tgid}, .pc = s->site};
 	__u8 one = 1;

@@ -93,8 +93,7 @@ __noinline int task_new(struct lt_task_event *e, __u32 ptgid, __u32 ctgid, __u32
 	py_fork(ptgid, ctgid);
 	py_submit_stack(&e->h);
 	int n = capture_stack(&e->stack);
-	if (submit(e, offsetof(struct lt_task_event, stack) + stack_part(n)))
-		stack_sent(&e->stack);
+	submit_stacked(e, offsetof(struct lt_task_event, stack) + stack_part(n), &e->stack);
 	return 0;
 }
 

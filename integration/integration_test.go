@@ -501,3 +501,72 @@ func startSlowLeaker(t *testing.T, dir string) (*exec.Cmd, int) {
 	}
 	return prog, pre
 }
+
+// TestRunStackSites: stacks the kernel unwinds with the rules it learned
+// name the same code as stacks Go unwinds from a copy. Each program runs
+// with and without --no-stack-sites; every intentional leak's stack must
+// agree frame for frame, but that one may go deeper (the kernel reads the
+// live stack; Go's copy has an end). Most of the threaded program's stacks
+// must have crossed as a site's hash.
+func TestRunStackSites(t *testing.T) {
+	requireRoot(t)
+	dir := binaries(t)
+	for _, argv := range [][]string{
+		{filepath.Join(dir, "leaky-c-nofp")},
+		{filepath.Join(dir, "pairing"), "2000"},
+	} {
+		t.Run(filepath.Base(argv[0]), func(t *testing.T) {
+			withSites, tr, _ := runTraced(t, nil, argv...)
+			checkExact(t, withSites, tr)
+			copies, trCopies, _ := runTraced(t, []string{"--no-stack-sites"}, argv...)
+			checkExact(t, copies, trCopies)
+			st, sc := withSites.Events.Stacks, copies.Events.Stacks
+			if st == nil || sc == nil {
+				t.Fatal("reports without events.stacks")
+			}
+			if sc.Site+sc.New != 0 || sc.Copy == 0 {
+				t.Errorf("--no-stack-sites: %+v, want copies only", *sc)
+			}
+			if st.Unknown != 0 {
+				t.Errorf("%d stacks named a site leaktrace did not have", st.Unknown)
+			}
+			all := st.Site + st.New + st.Copy
+			if filepath.Base(argv[0]) == "pairing" && st.Site < all*8/10 {
+				t.Errorf("stacks %+v: want at least 80 %% sent as a known site", *st)
+			}
+			t.Logf("stacks with sites %+v, without %+v", *st, *sc)
+			// A stack per leaking function (threads race for fd numbers).
+			byFunc := func(r *report.Report, tr truth) map[string][]report.Frame {
+				m := map[string][]report.Frame{}
+				for _, l := range r.Leaks {
+					if fn, ok := tr.leaks[l.FD]; ok && l.PID == r.RootPID() && m[fn] == nil {
+						m[fn] = l.Stack
+					}
+				}
+				return m
+			}
+			sa, sb := byFunc(withSites, tr), byFunc(copies, trCopies)
+			if len(sa) == 0 {
+				t.Fatal("no intentional leak with a stack")
+			}
+			for fn, a := range sa {
+				b := sb[fn]
+				if len(a) == 0 || len(b) == 0 {
+					t.Errorf("%s: no stack in one of the reports (%d, %d frames)", fn, len(a), len(b))
+					continue
+				}
+				n := min(len(a), len(b))
+				for i := range n {
+					if a[i].Function != b[i].Function || a[i].Line != b[i].Line || a[i].File != b[i].File {
+						t.Errorf("%s frame %d: kernel-unwound %s %s:%d, Go-unwound %s %s:%d", fn, i,
+							a[i].Function, a[i].File, a[i].Line, b[i].Function, b[i].File, b[i].Line)
+						break
+					}
+				}
+				if len(a) < len(b) {
+					t.Errorf("%s: kernel-unwound stack of %d frames, shorter than Go's %d", fn, len(a), len(b))
+				}
+			}
+		})
+	}
+}

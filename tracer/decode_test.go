@@ -53,6 +53,48 @@ func TestDecodeFDOpen(t *testing.T) {
 	}
 }
 
+// TestDecodeStackForms: a known site carries no pcs; a new one its pcs; a
+// copy the pcs the kernel unwound before the frame Go starts from.
+func TestDecodeStackForms(t *testing.T) {
+	var dec Decoder
+	var d Decoded
+	var r bpf.LeaktraceLtFdEvent
+	r.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_FD_OPEN)
+	r.Stack.Ip, r.Stack.ProcStart, r.Stack.ProcExec, r.Stack.ProcTgid = 0x1000, 77, 2, 10
+
+	r.Stack.Flags, r.Stack.Site = uint32(stackSite), 0xabc
+	if err := dec.Decode(rawOf(&r, fdStackOff+kstackOff), &d); err != nil {
+		t.Fatal(err)
+	}
+	if !d.Stack.Present || !d.Stack.SiteKnown || d.Stack.Site != 0xabc || len(d.Stack.Known) != 0 || d.Stack.Proc != (ProcKey{77, 2, 10}) {
+		t.Fatalf("known site: %+v", d.Stack)
+	}
+
+	r.Stack.Flags, r.Stack.Known = uint32(stackNew), 3
+	r.Stack.Kstack[0], r.Stack.Kstack[1], r.Stack.Kstack[2] = 0x1000, 0x2000, 0x3000
+	if err := dec.Decode(rawOf(&r, fdStackOff+kstackOff+3*8), &d); err != nil {
+		t.Fatal(err)
+	}
+	if !d.Stack.New || d.Stack.SiteKnown || !slices.Equal(d.Stack.Known, []uint64{0x1000, 0x2000, 0x3000}) {
+		t.Fatalf("new site: %+v", d.Stack)
+	}
+	if err := dec.Decode(rawOf(&r, fdStackOff+kstackOff+2*8), &d); err == nil {
+		t.Fatal("a new site's pcs past the record decoded")
+	}
+
+	r.Stack.Flags, r.Stack.Known, r.Stack.KstackLen, r.Stack.StackLen = 0, 2, 4, 8
+	if err := dec.Decode(rawOf(&r, fdStackOff+stackBytesOff+8), &d); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(d.Stack.Known, []uint64{0x1000, 0x2000}) || len(d.Stack.KernelFP) != 2 || d.Stack.KernelFP[0] != 0x3000 || len(d.Stack.Bytes) != 8 {
+		t.Fatalf("copy after known frames: %+v", d.Stack)
+	}
+	r.Stack.Known = 4 // the frame Go starts from must be in the walk
+	if err := dec.Decode(rawOf(&r, fdStackOff+stackBytesOff+8), &d); err == nil {
+		t.Fatal("known frames past the kernel walk decoded")
+	}
+}
+
 func TestDecodeRejects(t *testing.T) {
 	var dec Decoder
 	var d Decoded
@@ -100,14 +142,18 @@ func FuzzDecode(f *testing.F) {
 	var tk bpf.LeaktraceLtTaskEvent
 	tk.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_TASK_NEW)
 	f.Add(rawOf(&tk, taskStackOff+stackBytesOff+8))
+	r.Stack.Flags, r.Stack.Known = uint32(stackNew), 2
+	f.Add(rawOf(&r, fdStackOff+kstackOff+16))
+	r.Stack.Flags = uint32(stackSite)
+	f.Add(rawOf(&r, fdStackOff+kstackOff))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		var dec Decoder
 		var d Decoded
 		if err := dec.Decode(raw, &d); err != nil {
 			return
 		}
-		if len(d.Stack.Bytes) > MaxStackBytes || len(d.Stack.KernelFP) > 64 {
-			t.Fatalf("stack beyond bounds: %d bytes, %d frames", len(d.Stack.Bytes), len(d.Stack.KernelFP))
+		if len(d.Stack.Bytes) > MaxStackBytes || len(d.Stack.KernelFP)+len(d.Stack.Known) > 64 {
+			t.Fatalf("stack beyond bounds: %d bytes, %d+%d frames", len(d.Stack.Bytes), len(d.Stack.Known), len(d.Stack.KernelFP))
 		}
 	})
 }
