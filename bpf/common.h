@@ -115,6 +115,13 @@ static __always_inline union scratch *scratch_get(void)
 	return bpf_map_lookup_elem(&scratch, &zero);
 }
 
+/* site_mix folds a word into a site's hash (struct lt_stack.site). */
+static __always_inline __u64 site_mix(__u64 h, __u64 pc)
+{
+	h = (h ^ pc) * 0x9e3779b97f4a7c15ULL;
+	return h ^ (h >> 29);
+}
+
 /* current_files is the current task's fd table: the identity records carry. */
 static __always_inline __u64 current_files(void)
 {

@@ -370,6 +370,7 @@ struct lt_py_stack_event {
 	struct lt_header h;
 	__u32 depth;  /* frames sent, innermost first */
 	__u32 status; /* LT_PY_* */
+	__u64 hash;   /* of the frames and status: part of the record's site (struct lt_stack) */
 	struct lt_py_frame frames[LT_PY_FRAMES_MAX]; /* last: cut after depth */
 };
 

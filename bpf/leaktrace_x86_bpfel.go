@@ -212,6 +212,7 @@ type LeaktraceLtPyStackEvent struct {
 	H      LeaktraceLtHeader
 	Depth  uint32
 	Status uint32
+	Hash   uint64
 	Frames [128]LeaktraceLtPyFrame
 }
 
@@ -335,7 +336,7 @@ type LeaktraceParkKey struct {
 type LeaktraceParked struct {
 	_   structs.HostLayout
 	Rec [3104]uint8
-	Py  [1080]uint8
+	Py  [1088]uint8
 }
 
 type LeaktraceRights struct {

@@ -42,8 +42,10 @@ __noinline int map_new(struct lt_map_event *e)
 {
 	if (!e)
 		return 0;
-	py_submit_stack(&e->h);
-	int n = capture_stack(&e->stack);
+	__u64 py = py_walk(&e->h);
+	int n = capture_stack(&e->stack, py_hash(py));
+	if (!(e->stack.flags & LT_STK_SITE))
+		py_send(py); /* the frames go just ahead of their record */
 	submit_stacked(e, offsetof(struct lt_map_event, stack) + stack_part(n), &e->stack);
 	return 0;
 }

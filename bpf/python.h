@@ -189,6 +189,7 @@ static long py_frame_step(__u64 i, void *ctx)
 	if (marked && (pp->flags & LT_PY_L_SHIM)) {
 		if (e->depth > 0)
 			e->frames[(e->depth - 1) & (LT_PY_FRAMES_MAX - 1)].flags |= LT_PY_FRAME_ENTRY;
+		e->hash = site_mix(e->hash, LT_PY_FRAME_ENTRY);
 		w->frame = py_read_ptr(w->frame + pp->frame_previous);
 		return 0;
 	}
@@ -215,6 +216,8 @@ static long py_frame_step(__u64 i, void *ctx)
 		py_send_code(pp, &e->h, f->code, f->ident, f->firstlineno);
 		w->fresh = 1;
 	}
+	e->hash = site_mix(site_mix(site_mix(e->hash, f->code), f->prev_instr),
+			   f->ident ^ ((__u64)(__u32)f->firstlineno << 32) ^ f->flags);
 	e->depth++;
 	w->frame = py_read_ptr(w->frame + pp->frame_previous);
 	return 0;
@@ -243,6 +246,7 @@ __noinline int py_walk(const struct lt_header *h)
 	e->h.type = LT_EV_PY_STACK;
 	e->depth = 0;
 	e->status = 0;
+	e->hash = 0;
 	/* A handle made once finalization began is the exit-time code's own
 	 * (C destructors, preloaded libraries): its close then is no leak. */
 	if (py_read_ptr(pp->runtime + pp->rt_finalizing))
@@ -269,6 +273,8 @@ __noinline int py_walk(const struct lt_header *h)
 		bpf_loop(2 * LT_PY_FRAMES_MAX + 1, py_frame_step, &fw, 0);
 		fresh = fw.fresh;
 	}
+	/* What Go learns from the frames but the fresh bit is in the hash. */
+	e->hash = site_mix(e->hash, e->status | 0x100000000ULL);
 	if (fresh)
 		e->status |= LT_PY_FRESH;
 	__u64 size = offsetof(struct lt_py_stack_event, frames) +
@@ -293,11 +299,13 @@ static __always_inline void py_send(__u64 size)
 	output(e, size, e->status & LT_PY_FRESH);
 }
 
-/* py_submit_stack sends the Python frames of the current thread ahead of the
- * record whose header is h. */
-static __always_inline void py_submit_stack(const struct lt_header *h)
+/* py_hash is the hash of the frames py_walk built (size bytes), 0 for none. */
+static __always_inline __u64 py_hash(__u64 size)
 {
-	py_send(py_walk(h));
+	__u32 zero = 0;
+	struct lt_py_stack_event *e = bpf_map_lookup_elem(&py_scratch, &zero);
+
+	return e && size ? e->hash : 0;
 }
 
 /* py_close_flags marks a close made while the interpreter finalizes: the

@@ -9,30 +9,6 @@
  * addresses, and each such read costs a page fault, microseconds under a
  * hypervisor. A frame here must be aligned, above the one before it and
  * within 8 MiB of sp, so a garbage %rbp ends the walk without a fault. */
-struct fp_walk {
-	__u64 *out;
-	__u64 fp;
-	__u64 lo; /* the next frame must lie above this */
-	__u64 sp;
-	__u32 n;
-};
-
-static long fp_step(__u64 i, void *ctx)
-{
-	struct fp_walk *w = ctx;
-	__u64 frame[2]; /* saved %rbp, return address */
-
-	if (w->n >= LT_KSTACK_MAX || (w->fp & 7) || w->fp <= w->lo || w->fp - w->sp > (8 << 20))
-		return 1;
-	if (bpf_probe_read_user(frame, sizeof(frame), (void *)w->fp) || !frame[1])
-		return 1;
-	w->out[w->n & (LT_KSTACK_MAX - 1)] = frame[1];
-	w->n++;
-	w->lo = w->fp;
-	w->fp = frame[0];
-	return 0;
-}
-
 /* Unwind rules Go learned per address space and pc (struct lt_rule), and
  * the sites whose pcs Go has: LRU, so a process gone leaves nothing behind
  * for long. Resized from Go. */
@@ -65,20 +41,40 @@ struct {
 /* Unwind with Go's rules and send sites (0: always registers and a copy). */
 const volatile __u32 stack_sites = 1;
 
+/* One walk's state, for the rule walk and then the frame-pointer walk: one
+ * struct, as Linux 6.1 bounds the stack of a whole call chain. */
 struct rule_walk {
 	__u64 *out;
 	struct lt_proc_pc k;
-	__u64 ip, sp, bp; /* the frame at out[n-1] */
+	__u64 ip, sp, bp; /* the frame at out[n-1]; the frame-pointer walk's next frame is at bp */
 	__u64 hash, prev_hash;
+	__u64 lo;         /* the frame-pointer walk's next frame must lie above this */
 	__u32 n;
 	__u32 whole; /* the walk reached the stack's end, else ip has no rule (or its frame is unreadable) */
 };
 
-static __always_inline __u64 site_mix(__u64 h, __u64 pc)
+/* Our own frame-pointer walk. The kernel's (bpf_get_task_stack) follows
+ * %rbp wherever it points: code that reuses %rbp as a general register
+ * (gcc -O2, glibc's syscall wrappers' callers) sends it to unmapped
+ * addresses, and each such read costs a page fault, microseconds under a
+ * hypervisor. A frame here must be aligned, above the one before it and
+ * within 8 MiB of sp, so a garbage %rbp ends the walk without a fault. */
+static long fp_step(__u64 i, void *ctx)
 {
-	h = (h ^ pc) * 0x9e3779b97f4a7c15ULL;
-	return h ^ (h >> 29);
+	struct rule_walk *w = ctx;
+	__u64 frame[2]; /* saved %rbp, return address */
+
+	if (w->n >= LT_KSTACK_MAX || (w->bp & 7) || w->bp <= w->lo || w->bp - w->sp > (8 << 20))
+		return 1;
+	if (bpf_probe_read_user(frame, sizeof(frame), (void *)w->bp) || !frame[1])
+		return 1;
+	w->out[w->n & (LT_KSTACK_MAX - 1)] = frame[1];
+	w->n++;
+	w->lo = w->bp;
+	w->bp = frame[0];
+	return 0;
 }
+
 
 /* rule_step unwinds one frame as Go's unwinder would (symbolize.Unwind):
  * the same stops, so that the kernel's stack of a site is Go's. */
@@ -130,10 +126,10 @@ static __always_inline void proc_key(struct task_struct *task, struct lt_proc_ke
 }
 
 /* capture_stack fills s for the current task and returns how many bytes of
- * it the record carries: up to kstack for a known site, the pcs for a new
+ * it the record carries (seed: the hash of its Python frames, 0 for none): up to kstack for a known site, the pcs for a new
  * one, else up to the end of the stack copy. A global function, verified
  * once for all its callers; it needs no program context. */
-__noinline int capture_stack(struct lt_stack *s)
+__noinline int capture_stack(struct lt_stack *s, __u64 seed)
 {
 	if (!s)
 		return 0;
@@ -153,15 +149,15 @@ __noinline int capture_stack(struct lt_stack *s)
 	s->proc_exec = rw.k.proc.exec;
 	s->proc_tgid = rw.k.proc.tgid;
 	if (stack_sites) {
-		rw.hash = site_mix(0, rw.ip);
+		rw.hash = site_mix(seed, rw.ip);
 		bpf_loop(LT_KSTACK_MAX + 1, rule_step, &rw, 0);
 	}
 	if (rw.whole) {
 		s->site = rw.hash;
 		s->known = rw.n;
 		s->kstack_len = rw.n;
-		struct lt_proc_pc k = {.proc = rw.k.proc, .pc = rw.hash};
-		if (bpf_map_lookup_elem(&sites, &k)) {
+		rw.k.pc = rw.hash;
+		if (bpf_map_lookup_elem(&sites, &rw.k)) {
 			s->flags = LT_STK_SITE;
 			s->known = 0;
 			s->kstack_len = 0;
@@ -191,14 +187,14 @@ __noinline int capture_stack(struct lt_stack *s)
 	s->sp = rw.sp;
 	s->bp = rw.bp;
 	s->known = known;
-	struct fp_walk w = {.out = s->kstack, .fp = rw.bp, .lo = rw.sp - 8, .sp = rw.sp, .n = rw.n};
-	bpf_loop(LT_KSTACK_MAX, fp_step, &w, 0);
-	s->kstack_len = w.n;
+	rw.lo = rw.sp - 8;
+	bpf_loop(LT_KSTACK_MAX, fp_step, &rw, 0);
+	s->kstack_len = rw.n;
 
 	/* One bounded read of stack_bytes; when that runs past the top of the
 	 * stack (unmapped), retry up to the last page boundary below sp+want,
 	 * then to the end of sp's page. */
-	__u64 want = stack_bytes, sp = rw.sp, cut;
+	__u64 want = stack_bytes, sp = s->sp, cut;
 	__u32 off = 0;
 	if (want > LT_STACK_MAX)
 		want = LT_STACK_MAX;

@@ -91,8 +91,10 @@ __noinline int task_new(struct lt_task_event *e, __u32 ptgid, __u32 ctgid, __u32
 	e->ppid = ptgid;
 	e->autoreap = 0;
 	py_fork(ptgid, ctgid);
-	py_submit_stack(&e->h);
-	int n = capture_stack(&e->stack);
+	__u64 py = py_walk(&e->h);
+	int n = capture_stack(&e->stack, py_hash(py));
+	if (!(e->stack.flags & LT_STK_SITE))
+		py_send(py); /* the frames go just ahead of their record */
 	submit_stacked(e, offsetof(struct lt_task_event, stack) + stack_part(n), &e->stack);
 	return 0;
 }

@@ -16,8 +16,15 @@ import (
 // process (exec, exit).
 type procStacks struct {
 	key   tracer.ProcKey
-	sites map[uint64][]symbolize.Location // native frames of each site
+	sites map[uint64]siteStack
 	ruled map[uint64]struct{}
+}
+
+// siteStack is a site's frames, native and Python merged, as the record
+// that first sent them gave them.
+type siteStack struct {
+	locs       []symbolize.Location
+	finalizing bool // made once Python finalization had begun
 }
 
 // Bounds of what Go keeps per address space: past them a site's stack is
@@ -28,35 +35,41 @@ const (
 )
 
 // intern turns the stack of e, in whichever form the kernel sent it, into a
-// stack id: a known site's frames from the table, a new site's pcs
-// symbolized once, else an unwind in Go from where the kernel stopped,
-// whose steps the kernel learns.
+// stack id: a known site's frames (native and Python) from the table, a new
+// site's pcs symbolized once, else an unwind in Go from where the kernel
+// stopped, whose steps the kernel learns.
 func (s *Session) intern(e *event.Event, st *tracer.Stack) event.StackID {
 	as := s.space(e.PID)
 	ps := s.procStacks(st.Proc)
 	switch {
 	case st.SiteKnown:
-		locs, ok := ps.sites[st.Site]
+		// The site's Python frames were not sent either.
+		delete(s.py.pending, e.TID)
+		site, ok := ps.sites[st.Site]
 		if !ok {
 			// Its first record went to an image Go has already let go of.
 			s.stacksUnknown++
 			return 0
 		}
-		s.locs = append(s.locs[:0], locs...)
+		if site.finalizing {
+			e.Flags |= event.FlagPyFinalizing
+		}
+		return s.keep(site.locs)
 	case st.New:
 		s.locs = symbolize.Locate(as, s.cache, st.Known, s.locs[:0])
+		s.locs = s.pyLocations(e, s.locs)
 		if len(ps.sites) >= maxSites {
 			clear(ps.sites)
 		}
-		ps.sites[st.Site] = slices.Clone(s.locs)
-	default:
-		s.pcs = append(s.pcs[:0], st.Known...)
-		s.rules = s.rules[:0]
-		regs := symbolize.Regs{IP: st.IP, SP: st.SP, BP: st.BP}
-		s.pcs = s.unw.UnwindFrom(as, regs, len(st.Known) == 0, st.Bytes, st.KernelFP, maxFrames-len(st.Known), s.pcs, &s.rules)
-		s.learn(ps, s.rules)
-		s.locs = symbolize.Locate(as, s.cache, s.pcs, s.locs[:0])
+		ps.sites[st.Site] = siteStack{locs: slices.Clone(s.locs), finalizing: e.Flags&event.FlagPyFinalizing != 0}
+		return s.keep(s.locs)
 	}
+	s.pcs = append(s.pcs[:0], st.Known...)
+	s.rules = s.rules[:0]
+	regs := symbolize.Regs{IP: st.IP, SP: st.SP, BP: st.BP}
+	s.pcs = s.unw.UnwindFrom(as, regs, len(st.Known) == 0, st.Bytes, st.KernelFP, maxFrames-len(st.Known), s.pcs, &s.rules)
+	s.learn(ps, s.rules)
+	s.locs = symbolize.Locate(as, s.cache, s.pcs, s.locs[:0])
 	s.locs = s.pyLocations(e, s.locs)
 	return s.keep(s.locs)
 }
@@ -66,7 +79,7 @@ func (s *Session) intern(e *event.Event, st *tracer.Stack) event.StackID {
 func (s *Session) procStacks(k tracer.ProcKey) *procStacks {
 	ps := s.procs[k.TGID]
 	if ps == nil || ps.key != k {
-		ps = &procStacks{key: k, sites: make(map[uint64][]symbolize.Location), ruled: make(map[uint64]struct{})}
+		ps = &procStacks{key: k, sites: make(map[uint64]siteStack), ruled: make(map[uint64]struct{})}
 		s.procs[k.TGID] = ps
 	}
 	return ps
