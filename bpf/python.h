@@ -189,7 +189,6 @@ static long py_frame_step(__u64 i, void *ctx)
 	if (marked && (pp->flags & LT_PY_L_SHIM)) {
 		if (e->depth > 0)
 			e->frames[(e->depth - 1) & (LT_PY_FRAMES_MAX - 1)].flags |= LT_PY_FRAME_ENTRY;
-		e->hash = site_mix(e->hash, LT_PY_FRAME_ENTRY);
 		w->frame = py_read_ptr(w->frame + pp->frame_previous);
 		return 0;
 	}
@@ -216,10 +215,24 @@ static long py_frame_step(__u64 i, void *ctx)
 		py_send_code(pp, &e->h, f->code, f->ident, f->firstlineno);
 		w->fresh = 1;
 	}
-	e->hash = site_mix(site_mix(site_mix(e->hash, f->code), f->prev_instr),
-			   f->ident ^ ((__u64)(__u32)f->firstlineno << 32) ^ f->flags);
 	e->depth++;
 	w->frame = py_read_ptr(w->frame + pp->frame_previous);
+	return 0;
+}
+
+/* py_hash_step folds frame i into e->hash; a loop of its own after the
+ * walk, as the walk's frames are at Linux 6.1's bound of a call chain's
+ * stack. */
+static long py_hash_step(__u64 i, void *ctx)
+{
+	struct lt_py_stack_event *e = *(struct lt_py_stack_event **)ctx;
+	struct lt_py_frame *f = &e->frames[i & (LT_PY_FRAMES_MAX - 1)];
+
+	if (i >= e->depth)
+		return 1;
+	e->hash = site_mix(e->hash, f->code);
+	e->hash = site_mix(e->hash, f->prev_instr);
+	e->hash = site_mix(e->hash, f->ident ^ ((__u64)(__u32)f->firstlineno << 32) ^ f->flags);
 	return 0;
 }
 
@@ -274,6 +287,7 @@ __noinline int py_walk(const struct lt_header *h)
 		fresh = fw.fresh;
 	}
 	/* What Go learns from the frames but the fresh bit is in the hash. */
+	bpf_loop(LT_PY_FRAMES_MAX, py_hash_step, &e, 0);
 	e->hash = site_mix(e->hash, e->status | 0x100000000ULL);
 	if (fresh)
 		e->status |= LT_PY_FRESH;

@@ -47,8 +47,11 @@ struct rule_walk {
 	__u64 *out;
 	struct lt_proc_pc k;
 	__u64 ip, sp, bp; /* the frame at out[n-1]; the frame-pointer walk's next frame is at bp */
-	__u64 hash, prev_hash;
-	__u64 lo;         /* the frame-pointer walk's next frame must lie above this */
+	__u64 hash;
+	union {
+		__u64 prev_hash; /* the rule walk's hash before the last frame */
+		__u64 lo;        /* the frame-pointer walk's next frame must lie above this */
+	};
 	__u32 n;
 	__u32 whole; /* the walk reached the stack's end, else ip has no rule (or its frame is unreadable) */
 };
@@ -120,9 +123,10 @@ static long rule_step(__u64 i, void *ctx)
 
 static __always_inline void proc_key(struct task_struct *task, struct lt_proc_key *k)
 {
-	k->start = BPF_CORE_READ(task, group_leader, start_time);
-	k->exec = (__u32)BPF_CORE_READ(task, self_exec_id);
-	k->tgid = BPF_CORE_READ(task, tgid);
+	/* BTF pointers: direct loads, no stack for a probe read. */
+	k->start = task->group_leader->start_time;
+	k->exec = (__u32)task->self_exec_id;
+	k->tgid = task->tgid;
 }
 
 /* capture_stack fills s for the current task and returns how many bytes of
@@ -133,23 +137,23 @@ __noinline int capture_stack(struct lt_stack *s, __u64 seed)
 {
 	if (!s)
 		return 0;
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-	struct rule_walk rw = {.out = s->kstack, .n = 1};
+	/* Few locals: Linux 6.1 bounds the stack of the whole call chain. */
+	struct rule_walk rw = {.out = s->kstack, .n = 1, .hash = seed};
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 
-	rw.ip = s->ip = BPF_CORE_READ(regs, ip);
-	rw.sp = s->sp = BPF_CORE_READ(regs, sp);
-	rw.bp = s->bp = BPF_CORE_READ(regs, bp);
+	rw.ip = s->ip = regs->ip;
+	rw.sp = s->sp = regs->sp;
+	rw.bp = s->bp = regs->bp;
 	s->kstack[0] = rw.ip;
 	s->flags = 0;
 	s->site = 0;
 	s->stack_len = 0;
-	proc_key(task, &rw.k.proc);
+	proc_key(bpf_get_current_task_btf(), &rw.k.proc);
 	s->proc_start = rw.k.proc.start;
 	s->proc_exec = rw.k.proc.exec;
 	s->proc_tgid = rw.k.proc.tgid;
 	if (stack_sites) {
-		rw.hash = site_mix(seed, rw.ip);
+		rw.hash = site_mix(rw.hash, rw.ip);
 		bpf_loop(LT_KSTACK_MAX + 1, rule_step, &rw, 0);
 	}
 	if (rw.whole) {
@@ -170,11 +174,11 @@ __noinline int capture_stack(struct lt_stack *s, __u64 seed)
 	}
 	count(LT_CNT_STACK_COPY);
 	if (stack_sites) {
-		__u64 now = bpf_ktime_get_ns();
+		rw.hash = bpf_ktime_get_ns(); /* the hash is done with: its slot holds the time */
 		rw.k.pc = rw.ip;
 		__u64 *last = bpf_map_lookup_elem(&teach, &rw.k);
-		if (!last || *last + LT_TEACH_NS < now) {
-			bpf_map_update_elem(&teach, &rw.k, &now, BPF_ANY);
+		if (!last || *last + LT_TEACH_NS < rw.hash) {
+			bpf_map_update_elem(&teach, &rw.k, &rw.hash, BPF_ANY);
 			s->flags = LT_STK_TEACH;
 		}
 	}
