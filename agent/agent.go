@@ -92,6 +92,7 @@ type tracing interface {
 	SampleGrowth()
 	Compact(now time.Time, idle time.Duration) []event.StackID
 	Counters() (tracer.Counters, error)
+	TakeSettled() (map[event.StackID]uint64, error)
 	BadRecords() uint64
 	StacksDropped() uint64
 	Report(info session.ReportInfo) (*report.Report, error)
@@ -124,7 +125,9 @@ type siteState struct {
 	info        session.SiteInfo
 	kind        string // its stack's first kind, kept once known: a changed label starts a new series
 	outstanding window
-	mapped      window // bytes it has mapped (mmap, brk) in live processes
+	mapped      window    // bytes it has mapped (mmap, brk) in live processes
+	settled     uint64    // handles settled in the kernel since the site appeared
+	settledAt   time.Time // when it last settled one: the site is not idle for a growth window after
 }
 
 type fdFailure struct {

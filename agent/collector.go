@@ -28,6 +28,7 @@ var (
 	descSuspects         = prometheus.NewDesc(namespace+"_site_leak_suspects", "Handles from a call site outstanding longer than min_age, top sites by suspects; site=\"other\" sums the rest.", siteLabels, nil)
 	descSiteOut          = prometheus.NewDesc(namespace+"_site_outstanding_handles", "Handles from a call site open now, top sites; site=\"other\" sums the rest.", siteLabels, nil)
 	descSiteGrowth       = prometheus.NewDesc(namespace+"_site_growth_per_second", "Change of a site's outstanding handles per second over the growth window, top sites.", siteLabels, nil)
+	descSiteSettled      = prometheus.NewDesc(namespace+"_site_settled_in_kernel_total", "Handles from a call site closed within the pairing window of their creation, settled in the kernel without a record, top sites by this count; site=\"other\" sums the rest. Handles whose stack the kernel could not yet unwind alone count only in leaktrace_handles_settled_in_kernel_total.", siteLabels, nil)
 	descSiteMapped       = prometheus.NewDesc(namespace+"_site_mapped_bytes", "Memory a call site has mapped (mmap, brk) and not unmapped in live processes, top sites by bytes; site=\"other\" sums the rest.", siteLabels, nil)
 	descSiteMappedGrowth = prometheus.NewDesc(namespace+"_site_mapped_growth_bytes_per_second", "Change of a site's mapped bytes per second over the growth window, top sites by bytes.", siteLabels, nil)
 	descProcs            = prometheus.NewDesc(namespace+"_processes", "Live processes the agent traces, by whether they have per-process series (tracked) or are past limits.max_processes (untracked).", []string{"state"}, nil)
@@ -58,7 +59,7 @@ func NewCollector(a *Agent) *Collector { return &Collector{a: a} }
 // Describe sends every descriptor.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOpen, descLimit, descRatio, descGrowth, descExhaust, descFailures, descSuspects,
-		descSiteOut, descSiteGrowth, descSiteMapped, descSiteMappedGrowth, descProcs, descYoung, descExited, descHeld, descEvents, descSettled, descEventBytes, descLost, descUnmatched, descBadRecs, descStacks, descFailDrops,
+		descSiteOut, descSiteGrowth, descSiteSettled, descSiteMapped, descSiteMappedGrowth, descProcs, descYoung, descExited, descHeld, descEvents, descSettled, descEventBytes, descLost, descUnmatched, descBadRecs, descStacks, descFailDrops,
 		descAlerts, descNotify, descReady, descLastEval} {
 		ch <- d
 	}
@@ -129,6 +130,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descSiteGrowth, other.GrowthPerSec, l...)
 	}
 	collectMapped(gauge, snap.Sites, top)
+	collectSettled(counter, snap.Sites, top)
 	gauge(descProcs, float64(len(snap.Processes)), "tracked")
 	gauge(descProcs, float64(snap.Untracked), "untracked")
 	gauge(descYoung, float64(snap.Young))
@@ -172,6 +174,32 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 // collectMapped exports the top sites by mapped bytes, the rest summed as
 // site="other": its own ranking, as the sites that map most are seldom those
 // that hold most fds. kind is "mapping" on these series.
+// collectSettled ranks sites by their handles settled in the kernel: a busy
+// site of short-lived handles has none outstanding, and would never be
+// among the top sites by suspects.
+func collectSettled(counter func(*prometheus.Desc, float64, ...string), sites []SiteStat, top int) {
+	ranked := make([]*SiteStat, 0, len(sites))
+	for i := range sites {
+		if sites[i].Settled > 0 {
+			ranked = append(ranked, &sites[i])
+		}
+	}
+	slices.SortFunc(ranked, func(x, y *SiteStat) int {
+		return cmp.Or(cmp.Compare(y.Settled, x.Settled), cmp.Compare(x.Key, y.Key))
+	})
+	var other uint64
+	for i, s := range ranked {
+		if i >= top {
+			other += s.Settled
+			continue
+		}
+		counter(descSiteSettled, float64(s.Settled), s.Key, s.Function(), s.Location(), s.Kind)
+	}
+	if len(ranked) > top {
+		counter(descSiteSettled, float64(other), "other", "", "", "")
+	}
+}
+
 func collectMapped(gauge func(*prometheus.Desc, float64, ...string), sites []SiteStat, top int) {
 	ranked := make([]*SiteStat, 0, len(sites))
 	for i := range sites {

@@ -87,6 +87,9 @@ type SiteStat struct {
 	// MappedGrowthPerSec the change over the growth window, in bytes/s.
 	MappedBytes        uint64
 	MappedGrowthPerSec float64
+	// Settled counts its handles settled in the kernel (closed within the
+	// pairing window, never sent) since the site appeared.
+	Settled uint64
 }
 
 // Function and Location label a site.
@@ -152,7 +155,12 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 	// DWARF, and scrapes and fd-failure alerts must not wait on it. Only
 	// sampling (the tick) adds sites, so none appears in between.
 	var fresh map[event.StackID]session.SiteInfo
+	var settled map[event.StackID]uint64
 	if sample {
+		var err error
+		if settled, err = a.sess.TakeSettled(); err != nil {
+			a.log.Debug("settled counts", "err", err)
+		}
 		var ids []event.StackID
 		a.mu.Lock()
 		for id := range outstanding {
@@ -162,6 +170,13 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 		}
 		for id := range mapped {
 			if _, ok := outstanding[id]; !ok && id != 0 && a.sites[id] == nil {
+				ids = append(ids, id)
+			}
+		}
+		for id := range settled {
+			_, o := outstanding[id]
+			_, m := mapped[id]
+			if !o && !m && id != 0 && a.sites[id] == nil {
 				ids = append(ids, id)
 			}
 		}
@@ -251,9 +266,18 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 			}
 			st.mapped.add(now, int(m.Bytes), span)
 		}
+		for id, n := range settled {
+			if st := a.siteFor(id, fresh); st != nil {
+				st.settled += n
+				st.settledAt = now
+			}
+		}
 		for id, st := range a.sites {
 			_, fds := outstanding[id]
 			_, maps := mapped[id]
+			if now.Sub(st.settledAt) < span {
+				continue // busy with short-lived handles lately: not idle
+			}
 			if !fds {
 				st.outstanding.add(now, 0, span)
 			}
@@ -272,7 +296,7 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 		d, _, full := st.outstanding.growth(span)
 		s := SiteStat{ID: id, Key: st.info.Key, Headline: st.info.Headline, Kind: st.kind, Outstanding: outstanding[id],
 			Suspects: suspects[id], Growth: d, WindowFull: full, GrowthPerSec: st.outstanding.rate(span),
-			MappedBytes: mapped[id].Bytes, MappedGrowthPerSec: st.mapped.rate(span)}
+			MappedBytes: mapped[id].Bytes, MappedGrowthPerSec: st.mapped.rate(span), Settled: st.settled}
 		snap.Sites = append(snap.Sites, s)
 	}
 	slices.SortFunc(snap.Sites, func(x, y SiteStat) int {

@@ -33,6 +33,8 @@ type fakeSession struct {
 	underLock  int
 	// stacks is a real table holding ids 1..9, for Compact.
 	stacks *session.StackTable
+	// settled is what the next TakeSettled returns.
+	settled map[event.StackID]uint64
 }
 
 func (f *fakeSession) Add(int) error { return nil }
@@ -66,8 +68,13 @@ func (f *fakeSession) Compact(now time.Time, idle time.Duration) []event.StackID
 	})
 }
 func (f *fakeSession) Counters() (tracer.Counters, error) { return f.counters, nil }
-func (f *fakeSession) BadRecords() uint64                 { return 2 }
-func (f *fakeSession) StacksDropped() uint64              { return 3 }
+func (f *fakeSession) TakeSettled() (map[event.StackID]uint64, error) {
+	s := f.settled
+	f.settled = nil
+	return s, nil
+}
+func (f *fakeSession) BadRecords() uint64    { return 2 }
+func (f *fakeSession) StacksDropped() uint64 { return 3 }
 func (f *fakeSession) Report(session.ReportInfo) (*report.Report, error) {
 	return &report.Report{}, nil
 }
@@ -237,6 +244,48 @@ func TestObserveSiteKindIsStableAndSymbolizedOutsideTheLock(t *testing.T) {
 	snap := a.observe(now.Add(time.Second), false)
 	if snap.Sites[0].Key != "site4" || snap.Sites[0].Suspects != 2 {
 		t.Errorf("first site = %+v, want site4 with 2 suspects (the socket and its dup)", snap.Sites[0])
+	}
+}
+
+// TestObserveSettledBySite: a site whose handles are all settled in the
+// kernel is listed, its count adds up across samples, and it is not dropped
+// as idle while it keeps settling handles.
+func TestObserveSettledBySite(t *testing.T) {
+	a, _ := testAgent(t, DefaultConfig())
+	f := withFake(t, a, map[uint32]uint64{200: 1024})
+	f.apply(openEv(200, 3, event.KindFile, 1, monotonicNow()))
+	now := time.Now()
+	settledOf := func(snap *Snapshot, key string) (uint64, bool) {
+		for _, s := range snap.Sites {
+			if s.Key == key {
+				return s.Settled, true
+			}
+		}
+		return 0, false
+	}
+	f.settled = map[event.StackID]uint64{5: 40, 1: 2}
+	snap := a.observe(now, true)
+	if n, ok := settledOf(snap, "site5"); !ok || n != 40 {
+		t.Fatalf("site5 settled %d (listed %v), want 40", n, ok)
+	}
+	if n, _ := settledOf(snap, "site1"); n != 2 {
+		t.Errorf("site1 settled %d, want 2", n)
+	}
+	f.settled = map[event.StackID]uint64{5: 60}
+	if n, _ := settledOf(a.observe(now.Add(time.Second), true), "site5"); n != 100 {
+		t.Errorf("site5 settled %d after a second sample, want 100", n)
+	}
+	// A scrape (no sample) takes nothing from the kernel and changes nothing.
+	if n, _ := settledOf(a.observe(now.Add(time.Second), false), "site5"); n != 100 {
+		t.Errorf("site5 settled %d after a scrape, want 100", n)
+	}
+	// Quiet since: kept for a growth window, then forgotten as idle.
+	span := a.cfg.Thresholds.GrowthWindow
+	if _, ok := settledOf(a.observe(now.Add(span/2), true), "site5"); !ok {
+		t.Error("site5 forgotten within a growth window of its last settled handle")
+	}
+	if _, ok := settledOf(a.observe(now.Add(2*span), true), "site5"); ok {
+		t.Error("site5 still listed two growth windows after its last settled handle")
 	}
 }
 

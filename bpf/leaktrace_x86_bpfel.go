@@ -367,6 +367,7 @@ const (
 	LeaktraceMapPySeen            = "py_seen"
 	LeaktraceMapRightsScratch     = "rights_scratch"
 	LeaktraceMapScratch           = "scratch"
+	LeaktraceMapSettled           = "settled"
 	LeaktraceMapSites             = "sites"
 	LeaktraceMapSysTable          = "sys_table"
 	LeaktraceMapTeach             = "teach"
@@ -473,6 +474,7 @@ type LeaktraceMapSpecs struct {
 	PySeen        *ebpf.MapSpec `ebpf:"py_seen"`
 	RightsScratch *ebpf.MapSpec `ebpf:"rights_scratch"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
+	Settled       *ebpf.MapSpec `ebpf:"settled"`
 	Sites         *ebpf.MapSpec `ebpf:"sites"`
 	SysTable      *ebpf.MapSpec `ebpf:"sys_table"`
 	Teach         *ebpf.MapSpec `ebpf:"teach"`
@@ -541,6 +543,7 @@ type LeaktraceMaps struct {
 	PySeen        *ebpf.Map `ebpf:"py_seen"`
 	RightsScratch *ebpf.Map `ebpf:"rights_scratch"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
+	Settled       *ebpf.Map `ebpf:"settled"`
 	Sites         *ebpf.Map `ebpf:"sites"`
 	SysTable      *ebpf.Map `ebpf:"sys_table"`
 	Teach         *ebpf.Map `ebpf:"teach"`
@@ -562,6 +565,7 @@ func (m *LeaktraceMaps) Close() error {
 		m.PySeen,
 		m.RightsScratch,
 		m.Scratch,
+		m.Settled,
 		m.Sites,
 		m.SysTable,
 		m.Teach,

@@ -138,6 +138,34 @@ static __always_inline void park_flush_table(__u64 files)
 	bpf_for_each_map_elem(&parked, sweep_one, &c, 0);
 }
 
+/* Handles settled in the kernel by site (struct lt_proc_pc: the site's
+ * hash), for Go to read and clear: a site's rate of short-lived handles
+ * without a record per handle. Handles whose stack was not a site Go knew
+ * count only in LT_CNT_PAIRED. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 1 << 12);
+	__type(key, struct lt_proc_pc);
+	__type(value, __u64);
+} settled SEC(".maps");
+
+/* settled_at counts one handle settled at a site. Global: its key lives in
+ * a frame of its own, off the close path's call chain. */
+__noinline int settled_at(__u32 flags, __u64 site, __u64 start, __u64 exec_tgid)
+{
+	if (!(flags & LT_STK_SITE))
+		return 0;
+	struct lt_proc_pc k = {.proc = {.start = start, .exec = exec_tgid >> 32, .tgid = (__u32)exec_tgid}, .pc = site};
+	__u64 *n = bpf_map_lookup_elem(&settled, &k);
+	if (n) {
+		*n += 1;
+		return 0;
+	}
+	__u64 one = 1;
+	bpf_map_update_elem(&settled, &k, &one, BPF_NOEXIST);
+	return 0;
+}
+
 /* park_take_close settles a close of fd in files, entered at enter: both
  * records are dropped when the handle was parked before the close began (a
  * close that began earlier released an older handle at that number). */
@@ -152,6 +180,9 @@ static __always_inline bool park_take_close(__u64 files, int fd, __u64 enter)
 	if (bpf_map_delete_elem(&parked, &k))
 		return false; /* swept or flushed meanwhile: its record is sent */
 	count(LT_CNT_PAIRED);
+	/* Ours now, and this CPU's until the program ends: still readable. */
+	struct lt_stack *st = (struct lt_stack *)(v->rec + offsetof(struct lt_fd_event, stack));
+	settled_at(st->flags, st->site, st->proc_start, (__u64)st->proc_exec << 32 | st->proc_tgid);
 	return true;
 }
 

@@ -237,3 +237,42 @@ func TestAgentWholeHostDupOntoParked(t *testing.T) {
 		return len(got) == 1 && int(got[0]) == procPipes
 	})
 }
+
+// TestAgentSettledBySite: the whole-host agent keeps most short-lived
+// handles in the kernel, yet still counts them by call site: the threaded
+// program's open_short and socket_short sites show their counts, and
+// together they come close to what it made (most of 4 threads × 3 per
+// round), though the program has exited by the time the agent samples.
+func TestAgentSettledBySite(t *testing.T) {
+	requireRoot(t)
+	base := startAgent(t, "--interval", "500ms")
+	const rounds = 3000
+	out, err := exec.Command(filepath.Join(binaries(t), "pairing"), strconv.Itoa(rounds)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pairing: %v\n%s", err, out)
+	}
+	bySite := func() map[string]float64 {
+		got := map[string]float64{}
+		mfs := scrape(t, base)
+		if mf := mfs["leaktrace_site_settled_in_kernel_total"]; mf != nil {
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "function" {
+						got[l.GetValue()] += m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return got
+	}
+	made := float64(rounds * 4 * 3)
+	var got map[string]float64
+	waitFor(t, 10*time.Second, "settled counts of open_short and socket_short", func() bool {
+		got = bySite()
+		return got["open_short"] > 0 && got["socket_short"] > 0 && got["open_short"]+got["socket_short"] > made/2
+	})
+	t.Logf("settled in the kernel by site: %v (the program made %v short-lived handles)", got, made)
+	if got["open_short"]+got["socket_short"] > made {
+		t.Errorf("more settled (%v) than the program made (%v)", got["open_short"]+got["socket_short"], made)
+	}
+}

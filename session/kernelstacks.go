@@ -107,3 +107,53 @@ func (s *Session) learn(ps *procStacks, rules []symbolize.Rule) {
 		ps.ruled[r.PC] = struct{}{}
 	}
 }
+
+// TakeSettled returns, per stack, the handles settled in the kernel (closed
+// within the pairing window, no record sent) since the last call, for the
+// sites Go knows; the rest are in Counters().Paired only.
+func (s *Session) TakeSettled() (map[event.StackID]uint64, error) {
+	type count struct {
+		proc tracer.ProcKey
+		site uint64
+		n    uint64
+	}
+	var got []count
+	if err := s.tr.TakeSettled(func(proc tracer.ProcKey, site, n uint64) { got = append(got, count{proc, site, n}) }); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.takesSettled = true
+	out := make(map[event.StackID]uint64, len(got))
+	for _, c := range got {
+		ps := s.procs[c.proc.TGID]
+		if ps == nil || ps.key != c.proc {
+			ps = s.goneProcs[c.proc]
+		}
+		if ps == nil {
+			continue // exited or exec'd before the last call
+		}
+		if site, ok := ps.sites[c.site]; ok {
+			if id := s.keep(site.locs); id != 0 {
+				out[id] += c.n
+			}
+		}
+	}
+	clear(s.goneProcs)
+	return out, nil
+}
+
+// maxGoneProcs bounds the exited processes whose sites are kept for
+// TakeSettled, once someone calls it (the agent).
+const maxGoneProcs = 4096
+
+// procGone moves the site table of an exited process aside until the next
+// TakeSettled: its handles settled in the kernel are still to be counted.
+func (s *Session) procGone(pid uint32) {
+	ps := s.procs[pid]
+	delete(s.procs, pid)
+	if ps == nil || len(ps.sites) == 0 || !s.takesSettled || len(s.goneProcs) >= maxGoneProcs {
+		return
+	}
+	s.goneProcs[ps.key] = ps
+}

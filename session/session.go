@@ -65,6 +65,8 @@ type Session struct {
 	// stacksUnknown counts stacks sent as a site Go no longer had.
 	stacksUnknown uint64
 	procs         map[uint32]*procStacks // by tgid
+	goneProcs     map[tracer.ProcKey]*procStacks
+	takesSettled  bool
 	rules         []symbolize.Rule
 	lastErr       error
 	// mntns caches each process's mount namespace ("" unknown): paths
@@ -105,9 +107,11 @@ func New(opts Options) (*Session, error) {
 		unw:    symbolize.NewUnwinder(cache),
 		spaces: make(map[uint32]*symbolize.AddressSpace),
 		procs:  make(map[uint32]*procStacks),
-		stacks: NewStackTable(opts.MaxStacks),
-		growth: make(map[event.StackID]int),
-		low:    make(map[event.StackID]int),
+
+		goneProcs: make(map[tracer.ProcKey]*procStacks),
+		stacks:    NewStackTable(opts.MaxStacks),
+		growth:    make(map[event.StackID]int),
+		low:       make(map[event.StackID]int),
 
 		mgrowth: make(map[event.StackID]uint64),
 		mlow:    make(map[event.StackID]uint64),
@@ -233,7 +237,7 @@ func (s *Session) handle(raw []byte) error {
 		delete(s.py.pending, e.ChildTID)
 		if e.GroupDead {
 			delete(s.spaces, e.PID)
-			delete(s.procs, e.PID)
+			s.procGone(e.PID)
 			delete(s.mntns, e.PID)
 			s.py.tracker.Exit(e.PID)
 		}

@@ -38,3 +38,36 @@ func b2u8(b bool) uint8 {
 	}
 	return 0
 }
+
+// TakeSettled reads and clears the kernel's counts of handles settled in
+// the kernel per site since the last call, and calls fn with each. Handles
+// whose stack was not a site Go knew are only in Counters().Paired.
+func (t *Tracer) TakeSettled(fn func(proc ProcKey, site, n uint64)) error {
+	if t.maps.Settled == nil {
+		return nil
+	}
+	var keys []bpf.LeaktraceLtProcPc
+	var k bpf.LeaktraceLtProcPc
+	it := t.maps.Settled.Iterate()
+	var per []uint64
+	for it.Next(&k, &per) {
+		keys = append(keys, k)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("reading settled counts: %w", err)
+	}
+	for _, k := range keys {
+		// Read and delete at once: a count made in between is not lost.
+		if err := t.maps.Settled.LookupAndDelete(&k, &per); err != nil {
+			continue // evicted meanwhile
+		}
+		var n uint64
+		for _, v := range per {
+			n += v
+		}
+		if n > 0 {
+			fn(ProcKey{Start: k.Proc.Start, Exec: k.Proc.Exec, TGID: k.Proc.Tgid}, k.Pc, n)
+		}
+	}
+	return nil
+}
