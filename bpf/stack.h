@@ -103,10 +103,19 @@ static long rule_step(__u64 i, void *ctx)
 	}
 	__u64 cfa = (r->cfa_bp ? w->bp : w->sp) + (__s64)r->cfa_off;
 	__u64 ra, bp = w->bp;
-	if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa + (__s64)r->ra_off)))
-		return 1;
-	if (r->bp_saved && bpf_probe_read_user(&bp, sizeof(bp), (void *)(cfa + (__s64)r->bp_off)))
-		return 1;
+	if (r->bp_saved && r->bp_off + 8 == r->ra_off) {
+		/* The usual frame: bp saved just below the return address, one read. */
+		__u64 pair[2];
+		if (bpf_probe_read_user(pair, sizeof(pair), (void *)(cfa + (__s64)r->bp_off)))
+			return 1;
+		bp = pair[0];
+		ra = pair[1];
+	} else {
+		if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa + (__s64)r->ra_off)))
+			return 1;
+		if (r->bp_saved && bpf_probe_read_user(&bp, sizeof(bp), (void *)(cfa + (__s64)r->bp_off)))
+			return 1;
+	}
 	if (!ra || cfa <= w->sp) {
 		w->whole = 1;
 		return 1;

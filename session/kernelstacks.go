@@ -27,8 +27,9 @@ type siteStack struct {
 	finalizing bool // made once Python finalization had begun
 }
 
-// Bounds of what Go keeps per address space: past them a site's stack is
-// symbolized again (maxSites), or the kernel hears a rule again (maxRuled).
+// Bounds of what Go keeps per address space: past them the sites are
+// forgotten on both sides (maxSites), or the kernel hears a rule again
+// (maxRuled).
 const (
 	maxSites = 1 << 14
 	maxRuled = 1 << 15
@@ -59,7 +60,7 @@ func (s *Session) intern(e *event.Event, st *tracer.Stack) event.StackID {
 		s.locs = symbolize.Locate(as, s.cache, st.Known, s.locs[:0])
 		s.locs = s.pyLocations(e, s.locs)
 		if len(ps.sites) >= maxSites {
-			clear(ps.sites)
+			s.forgetSites(ps)
 		}
 		ps.sites[st.Site] = siteStack{locs: slices.Clone(s.locs), finalizing: e.Flags&event.FlagPyFinalizing != 0}
 		return s.keep(s.locs)
@@ -83,6 +84,19 @@ func (s *Session) procStacks(k tracer.ProcKey) *procStacks {
 		s.procs[k.TGID] = ps
 	}
 	return ps
+}
+
+// forgetSites empties ps's site table, the kernel's side first: a record
+// already sent as one of them is counted unknown.
+func (s *Session) forgetSites(ps *procStacks) {
+	hashes := make([]uint64, 0, len(ps.sites))
+	for h := range ps.sites {
+		hashes = append(hashes, h)
+	}
+	if err := s.tr.ForgetSites(ps.key, hashes); err != nil {
+		s.log.Debug("forgetting sites", "pid", ps.key.TGID, "err", err)
+	}
+	clear(ps.sites)
 }
 
 // learn gives the kernel the rules it does not have yet.

@@ -3,7 +3,10 @@
 package tracer
 
 import (
+	"errors"
 	"fmt"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/leaktrace/leaktrace/bpf"
 	"github.com/leaktrace/leaktrace/symbolize"
@@ -67,6 +70,27 @@ func (t *Tracer) TakeSettled(fn func(proc ProcKey, site, n uint64)) error {
 		}
 		if n > 0 {
 			fn(ProcKey{Start: k.Proc.Start, Exec: k.Proc.Exec, TGID: k.Proc.Tgid}, k.Pc, n)
+		}
+	}
+	return nil
+}
+
+// ForgetSites removes sites of proc from the kernel's table: their next
+// record carries their pcs again. Go calls it before it forgets them.
+func (t *Tracer) ForgetSites(proc ProcKey, sites []uint64) error {
+	if len(sites) == 0 || t.maps.Sites == nil {
+		return nil
+	}
+	pk := bpf.LeaktraceLtProcKey{Start: proc.Start, Exec: proc.Exec, Tgid: proc.TGID}
+	keys := make([]bpf.LeaktraceLtProcPc, len(sites))
+	for i, s := range sites {
+		keys[i] = bpf.LeaktraceLtProcPc{Proc: pk, Pc: s}
+	}
+	// Keys the LRU has already evicted make the batch stop early: delete
+	// one by one, ignoring those.
+	for i := range keys {
+		if err := t.maps.Sites.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("forgetting sites of pid %d: %w", proc.TGID, err)
 		}
 	}
 	return nil
