@@ -42,7 +42,7 @@ __noinline int submit_open(struct lt_fd_event *e, int cls)
 	if (e->stack.flags & LT_STK_SITE)
 		py = 0; /* Go has the site's Python frames as well */
 	__u64 size = offsetof(struct lt_fd_event, stack) + stack_part(n);
-	if (may_park(e, cls) && park(e, size, py))
+	if (may_park(e, cls) && park(e, size))
 		return 0;
 	py_send(py); /* the frames go just ahead of their record */
 	submit_stacked(e, size, &e->stack);

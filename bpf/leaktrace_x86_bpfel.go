@@ -335,8 +335,7 @@ type LeaktraceParkKey struct {
 
 type LeaktraceParked struct {
 	_   structs.HostLayout
-	Rec [3104]uint8
-	Py  [1088]uint8
+	Rec [544]uint8
 }
 
 type LeaktraceRights struct {

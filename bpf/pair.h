@@ -19,13 +19,11 @@
 /* How long a handle may wait in the kernel for its close. */
 const volatile __u64 pair_window_ns = 100000000;
 
-/* A parked record: a creation record with at most LT_PARK_STACK stack bytes,
- * then its Python frames (at most LT_PARK_PY_FRAMES; a header of size 0 when
- * none). Bigger ones are sent at once. */
-#define LT_PARK_STACK 2048
-#define LT_PARK_BYTES (__builtin_offsetof(struct lt_fd_event, stack.stack) + LT_PARK_STACK)
-#define LT_PARK_PY_FRAMES 32
-#define LT_PARK_PY (__builtin_offsetof(struct lt_py_stack_event, frames) + LT_PARK_PY_FRAMES * sizeof(struct lt_py_frame))
+/* A parked record: a creation record whose stack is a site Go knows (its
+ * Python frames are in the site too), cut before the stack's pcs: a few
+ * hundred bytes to copy and allocate. A stack sent whole (a copy, a new
+ * site's pcs) leaves at once: Go learns from it. */
+#define LT_PARK_BYTES (__builtin_offsetof(struct lt_fd_event, stack.kstack))
 
 struct park_key {
 	__u64 files;
@@ -35,7 +33,6 @@ struct park_key {
 
 struct parked {
 	__u8 rec[LT_PARK_BYTES];
-	__u8 py[LT_PARK_PY];
 };
 
 _Static_assert(sizeof(struct parked) <= sizeof(union scratch), "a parked value is built in the scratch");
@@ -53,37 +50,29 @@ struct {
 
 /* send_owned sends the parked record v of key k if this caller is the one
  * that deletes it. The copy is taken before the delete (a freed element
- * may be reused at once) and thrown away if another caller won. Python
- * frames and their record share one ring record, so that nothing of the
- * same thread falls between them (Go splits it by the headers' sizes). */
+ * may be reused at once) and thrown away if another caller won. */
 static __always_inline void send_owned(struct park_key *k, struct parked *v)
 {
 	__u32 size = ((struct lt_header *)v->rec)->size;
-	__u32 py = ((struct lt_header *)v->py)->size;
 	struct bpf_dynptr dp;
 
-	if (size < sizeof(struct lt_header) || size > LT_PARK_BYTES)
-		size = 0;
-	if (py > LT_PARK_PY)
-		py = 0;
-	if (!size) {
+	if (size < sizeof(struct lt_header) || size > LT_PARK_BYTES) {
 		bpf_map_delete_elem(&parked, k);
 		return;
 	}
-	if (bpf_ringbuf_reserve_dynptr(&events, py + size, 0, &dp)) {
+	if (bpf_ringbuf_reserve_dynptr(&events, size, 0, &dp)) {
 		bpf_ringbuf_discard_dynptr(&dp, 0);
 		if (!bpf_map_delete_elem(&parked, k))
 			count(LT_CNT_RINGBUF_FULL);
 		return;
 	}
-	if ((py && bpf_dynptr_write(&dp, 0, v->py, py, 0)) || bpf_dynptr_write(&dp, py, v->rec, size, 0) ||
-	    bpf_map_delete_elem(&parked, k)) {
+	if (bpf_dynptr_write(&dp, 0, v->rec, size, 0) || bpf_map_delete_elem(&parked, k)) {
 		bpf_ringbuf_discard_dynptr(&dp, 0);
 		return;
 	}
 	bpf_ringbuf_submit_dynptr(&dp, wakeup_flag(false));
-	count_n(LT_CNT_EVENTS, py ? 2 : 1);
-	count_n(LT_CNT_EVENT_BYTES, py + size);
+	count(LT_CNT_EVENTS);
+	count_n(LT_CNT_EVENT_BYTES, size);
 }
 
 /* park_flush_fd sends the parked record of (files, fd), if any. */
@@ -197,41 +186,28 @@ static __always_inline bool may_park(struct lt_fd_event *e, __u8 cls)
 		return false; /* a copy is of its source as it is now; dup2 may have closed the fd it replaced */
 	if (e->flags & LT_FD_RECEIVED)
 		return false; /* one recvmsg can install many */
-	if (e->stack.flags & (LT_STK_NEW | LT_STK_TEACH))
+	if (!(e->stack.flags & LT_STK_SITE))
 		return false; /* Go learns a site's pcs, or how to unwind, from records that leave */
 	return true;
 }
 
-/* park parks e (size bytes) with the Python frames py_walk built (py
- * bytes); false when it could not, and both must be sent. A record already
- * parked at this fd means its close is still in flight on another thread:
- * it is sent, and so is e, for Go to order by their times. */
-static __always_inline bool park(struct lt_fd_event *e, __u64 size, __u64 py)
+/* park parks e (size bytes, its stack a known site); false when it could
+ * not, and it must be sent. A record already parked at this fd means its
+ * close is still in flight on another thread: it is sent, and so is e, for
+ * Go to order by their times. */
+static __always_inline bool park(struct lt_fd_event *e, __u64 size)
 {
-	if (size > LT_PARK_BYTES || py > LT_PARK_PY)
+	if (size > LT_PARK_BYTES)
 		return false;
 	/* Linux 6.1 copies a map value only from the stack or another map's
 	 * value: e is this CPU's scratch record (fd_event), read through the
-	 * map again. The Python frames go in the scratch right after the
-	 * parked part (stack bytes past LT_PARK_STACK, unused here). */
+	 * map again. */
 	union scratch *s = scratch_get();
 	if (!s || (void *)&s->fd != (void *)e)
 		return false;
-	struct parked *pv = (struct parked *)s;
-	if (py) {
-		__u32 zero = 0;
-		struct lt_py_stack_event *pe = bpf_map_lookup_elem(&py_scratch, &zero);
-		/* A code object seen for the first time is read by Go now. */
-		if (!pe || (pe->status & LT_PY_FRESH))
-			return false;
-		if (bpf_probe_read_kernel(pv->py, py, pe))
-			return false;
-	} else {
-		((struct lt_header *)pv->py)->size = 0;
-	}
 	s->fd.h.size = size;
 	struct park_key k = {.files = s->fd.h.files, .fd = s->fd.fd};
-	if (bpf_map_update_elem(&parked, &k, pv, BPF_NOEXIST) == 0)
+	if (bpf_map_update_elem(&parked, &k, (struct parked *)s, BPF_NOEXIST) == 0)
 		return true;
 	park_flush_fd(k.files, k.fd);
 	return false;

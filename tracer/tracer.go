@@ -43,8 +43,9 @@ type Config struct {
 	// PairInKernel keeps a creation record in the kernel for up to
 	// PairWindow: a close of that fd (any thread) drops both records. What
 	// is still open then is sent, so a handle held longer is live within
-	// 1.5 windows. Pipes and socketpairs, copies (dup, dup2, F_DUPFD) and
-	// fds received over sockets are always sent at once (bpf/pair.h).
+	// 1.5 windows. Only a record whose stack is a site Go knows waits;
+	// pipes and socketpairs, copies (dup, dup2, F_DUPFD) and fds received
+	// over sockets are always sent at once (bpf/pair.h).
 	PairInKernel bool
 	// PairWindow is how long a record may wait for its close; 0 means
 	// DefaultPairWindow.
@@ -55,7 +56,8 @@ type Config struct {
 	// Hooks selects how syscalls are hooked (HooksRaw by default).
 	Hooks Hooks
 	// NoStackSites turns off unwinding in the kernel: every stack is sent
-	// as registers and a copy, as Go needs none of its rules (LearnRules).
+	// as registers and a copy (Go gives no rules, LearnRules), and so no
+	// record waits for its close.
 	NoStackSites bool
 }
 

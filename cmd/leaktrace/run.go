@@ -48,7 +48,7 @@ func (f *traceFlags) register(cmd *cobra.Command) {
 const pairWindowHelp = "how long a new handle's record may wait in the kernel for its close (closed sooner: neither record is sent); 0 sends every record"
 
 // noStackSitesHelp describes --no-stack-sites, shared like pairWindowHelp.
-const noStackSitesHelp = "never unwind in the kernel: send every stack as registers and a copy for leaktrace to unwind (slower; to compare)"
+const noStackSitesHelp = "never unwind in the kernel: send every stack as registers and a copy for leaktrace to unwind, and settle no handle in the kernel (slower; to compare)"
 
 func (f *traceFlags) tracerConfig() tracer.Config {
 	return tracer.Config{RingBufferBytes: f.ringBufferSize, StackBytes: stackBytes(f.stackBytes),
