@@ -114,7 +114,7 @@ func TestWriteJSONEmptyLists(t *testing.T) {
 		t.Errorf("output has null:\n%s", out)
 	}
 	for _, want := range []string{
-		`"schema": "leaktrace.report/v1.4"`,
+		`"schema": "leaktrace.report/v1.5"`,
 		`"processes": []`,
 		`"stack": []`,
 		`"kinds": {}`,
