@@ -74,8 +74,9 @@ type breakdownJSON struct {
 
 // bdConfigs are the breakdown's configurations: run and agent, each on the
 // open churn (settled in the kernel) and on the interleaved one with pairing
-// off (every event sent), the latter again with --stack-bytes 0. bare[i] is the index of
-// configuration i's --stack-bytes 0 twin, or -1.
+// off (every event sent), the latter again with --no-stack-sites (every
+// stack a copy). bare[i] is the index of configuration i's --no-stack-sites
+// twin, or -1.
 func (b *bench) bdConfigs() (all []bdConfig, bare []int) {
 	n := b.size.churn
 	itoa := strconv.Itoa
@@ -97,7 +98,7 @@ func (b *bench) bdConfigs() (all []bdConfig, bare []int) {
 			bdConfig{mode.name + ", " + openName, mode.agent, mode.flags, open, n, 2},
 			bdConfig{mode.name + ", " + interName, mode.agent, sent, inter, n / 2, 4})
 		noStack := all[len(all)-1]
-		noStack.flags = append(append([]string{}, sent...), "--stack-bytes", "0")
+		noStack.flags = append(append([]string{}, sent...), "--no-stack-sites")
 		all = append(all, noStack)
 		bare = append(bare, -1, len(all)-1, -1)
 	}
@@ -105,7 +106,7 @@ func (b *bench) bdConfigs() (all []bdConfig, bare []int) {
 }
 
 // breakdown measures each configuration cfg.repeat times (the default and
-// --stack-bytes 0 taking turns) with the kernel's BPF accounting on, and adds
+// --no-stack-sites taking turns) with the kernel's BPF accounting on, and adds
 // per configuration: the programs' run time per followed syscall, ring
 // buffer bytes per event, leaktrace's CPU per event, and the stack capture's
 // share of each.
@@ -135,7 +136,7 @@ func (b *bench) breakdown(res *results) error {
 		res.Breakdown = append(res.Breakdown, sums[i].json(c, b.cfg.repeat))
 	}
 	for i, c := range all {
-		if c.flags == nil || !slices.Contains(c.flags, "--stack-bytes") {
+		if c.flags == nil || !slices.Contains(c.flags, "--no-stack-sites") {
 			b.breakdownRows(res, c, sums[i])
 		}
 	}
@@ -292,20 +293,21 @@ func progSummary(w window) string {
 	return s + " per followed syscall; ns per run × runs"
 }
 
-// stackShare compares c at the default --stack-bytes with --stack-bytes 0.
-func stackShare(res *results, c bdConfig, full, bare window) {
-	kf, kb := float64(full.ns)/float64(full.syscalls), float64(bare.ns)/float64(bare.syscalls)
-	parts := []string{fmt.Sprintf("kernel %s of %s ns per followed syscall (%.0f %%)", count(int(kf-kb)), count(int(kf)), pct(kf-kb, kf))}
-	if full.sent > 0 && bare.sent > 0 {
-		bf, bb := float64(full.bytes)/float64(full.sent), float64(bare.bytes)/float64(bare.sent)
-		cf, cb := full.cpu.Seconds()/float64(full.sent)*1e6, bare.cpu.Seconds()/float64(bare.sent)*1e6
-		parts = append(parts, fmt.Sprintf("ring %s of %s B per event (%.0f %%)", count(int(bf-bb)), count(int(bf)), pct(bf-bb, bf)),
-			fmt.Sprintf("leaktrace CPU %.2f of %.2f µs per event (%.0f %%)", cf-cb, cf, pct(cf-cb, cf)))
+// stackShare compares c's stacks sent as sites (the default) with stacks
+// sent as copies (--no-stack-sites): what sending sites saves.
+func stackShare(res *results, c bdConfig, sites, copies window) {
+	ks, kc := float64(sites.ns)/float64(sites.syscalls), float64(copies.ns)/float64(copies.syscalls)
+	parts := []string{fmt.Sprintf("kernel %s ns per followed syscall with copies, %s with sites (%.0f %% less)", count(int(kc)), count(int(ks)), pct(kc-ks, kc))}
+	if sites.sent > 0 && copies.sent > 0 {
+		bs, bc := float64(sites.bytes)/float64(sites.sent), float64(copies.bytes)/float64(copies.sent)
+		cs, cc := sites.cpu.Seconds()/float64(sites.sent)*1e6, copies.cpu.Seconds()/float64(copies.sent)*1e6
+		parts = append(parts, fmt.Sprintf("ring %s B per event with copies, %s with sites (%.0f %% less)", count(int(bc)), count(int(bs)), pct(bc-bs, bc)),
+			fmt.Sprintf("leaktrace CPU %.2f µs per event with copies, %.2f with sites (%.0f %% less)", cc, cs, pct(cc-cs, cc)))
 	}
-	lf := full.loop.Seconds() / float64(full.syscalls) * 1e9
-	lb := bare.loop.Seconds() / float64(bare.syscalls) * 1e9
-	parts = append(parts, fmt.Sprintf("loop %s of %s ns per followed syscall", count(int(lf-lb)), count(int(lf))))
-	res.add("stack capture's share (default --stack-bytes vs 0) — "+c.label, pct(kf-kb, kf), "%",
+	ls := sites.loop.Seconds() / float64(sites.syscalls) * 1e9
+	lc := copies.loop.Seconds() / float64(copies.syscalls) * 1e9
+	parts = append(parts, fmt.Sprintf("loop %s ns per followed syscall with copies, %s with sites", count(int(lc)), count(int(ls))))
+	res.add("stacks sent as call sites (default) against copies (--no-stack-sites) — "+c.label, pct(kc-ks, kc), "%",
 		strings.Join(parts, "; "), nil)
 }
 

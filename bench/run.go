@@ -40,9 +40,11 @@ func (b *bench) leaktraceRun(flags ...string) tracerCmd {
 	}}
 }
 
-// leaktraceNoStack copies no user stack (the kernel's frame-pointer walk
-// still runs).
-func (b *bench) leaktraceNoStack() tracerCmd { return b.leaktraceRun("--stack-bytes", "0") }
+// leaktraceCopies sends every stack as registers and a copy, unwound in Go,
+// as leaktrace did before the kernel unwound sites; every record is sent.
+func (b *bench) leaktraceCopies() tracerCmd {
+	return b.leaktraceRun("--pair-window", "0", "--no-stack-sites")
+}
 
 // sample is one run of the workload.
 type sample struct {

@@ -92,7 +92,7 @@ func TestRulesReproduceUnwind(t *testing.T) {
 			want := u.Unwind(&s, c.cp.regs, c.cp.stack, c.cp.kernelFP, 64, nil)
 			mem := &stackMem{base: c.cp.regs.SP, b: c.cp.stack}
 			rules := map[uint64]Rule{}
-			const copyBytes = 256 // far less than the stack: several rounds to learn it
+			const copyBytes = 1024 // less than the stack: several rounds to learn it
 			for round := 1; ; round++ {
 				known, at, whole := kernelWalk(rules, c.cp.regs, mem, 64)
 				if whole {

@@ -122,7 +122,10 @@ func (u *Unwinder) UnwindFrom(s *AddressSpace, regs Regs, exact bool, stack []by
 			next, signal, res = fpStep(&rf, &mem)
 			kr = fpRule
 		}
-		if kr.Kind != 0 && res != stepOutermost {
+		if kr.Kind != 0 && res == stepOK {
+			// Not where the step needed memory outside the copy: the kernel
+			// would take it, Go goes on with the kernel's frame-pointer walk
+			// (and Go's vfork reads below sp), and the two stacks would differ.
 			kr.PC = rf.ip
 			addRule(rules, kr)
 		}

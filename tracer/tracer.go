@@ -120,7 +120,10 @@ const MaxFilterEntries = 256
 
 const (
 	DefaultRingBufferBytes = 32 << 20
-	DefaultStackBytes      = 2048
+	// DefaultStackBytes is all a record may carry: a copy is sent only
+	// while the kernel learns a site (Config.NoStackSites aside), and a
+	// short one would unwind it less deep than the kernel later does.
+	DefaultStackBytes = 8192
 	// DefaultPairWindow: far below any --min-age, far above a request.
 	DefaultPairWindow = 100 * time.Millisecond
 	// DefaultPairSlots: a table-wide flush (fork, exec, exit) walks every
