@@ -53,10 +53,15 @@ struct {
  * may be reused at once) and thrown away if another caller won. */
 static __always_inline void send_owned(struct park_key *k, struct parked *v)
 {
-	__u32 size = ((struct lt_header *)v->rec)->size;
+	__u64 size = ((struct lt_header *)v->rec)->size;
 	struct bpf_dynptr dp;
 
-	if (size < sizeof(struct lt_header) || size > LT_PARK_BYTES) {
+	/* Two tests on the 64-bit value: Linux 6.1 loses the bounds of
+	 * clang's one-compare range check on a 32-bit copy. */
+	if (size > LT_PARK_BYTES)
+		size = 0;
+	asm volatile("" : "+r"(size));
+	if (size < sizeof(struct lt_header)) {
 		bpf_map_delete_elem(&parked, k);
 		return;
 	}
