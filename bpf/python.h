@@ -75,12 +75,17 @@ static __always_inline __u64 py_current_frame(const struct lt_py_proc *pp, __u64
 	return f;
 }
 
-struct py_thread_walk {
+/* The state of py_walk's loops, one struct for all of them: Linux 6.1
+ * bounds the stack of a whole call chain, and this one is at the bound. */
+struct py_walk_state {
 	const struct lt_py_proc *pp;
-	__u64 ts;
-	__u64 frame; /* innermost frame of the thread state found */
+	struct lt_py_stack_event *e;
+	__u64 ts;    /* the thread state looked at */
+	__u64 frame; /* innermost frame of the thread state found, then the frame walked */
 	__u32 tid;
+	__u32 tgid;
 	__u32 found;
+	__u32 fresh; /* a code object not seen before */
 };
 
 /* A thread state another thread is creating carries its creator's tid until
@@ -88,7 +93,7 @@ struct py_thread_walk {
  * state is the one with frames, so a match without frames is passed over. */
 static long py_thread_step(__u64 i, void *ctx)
 {
-	struct py_thread_walk *w = ctx;
+	struct py_walk_state *w = ctx;
 
 	if (!w->ts)
 		return 1;
@@ -101,14 +106,6 @@ static long py_thread_step(__u64 i, void *ctx)
 	w->ts = py_read_ptr(w->ts + w->pp->tstate_next);
 	return 0;
 }
-
-struct py_frame_walk {
-	const struct lt_py_proc *pp;
-	struct lt_py_stack_event *e;
-	__u64 frame;
-	__u32 tgid;
-	__u32 fresh; /* a code object not seen before */
-};
 
 /* py_read_str copies a compact ASCII str's bytes (every identifier and most
  * paths the compiler makes) into dst; false for anything else or too long. */
@@ -176,7 +173,7 @@ static __always_inline void py_send_code(const struct lt_py_proc *pp, const stru
  * frame sent before it is marked instead. */
 static long py_frame_step(__u64 i, void *ctx)
 {
-	struct py_frame_walk *w = ctx;
+	struct py_walk_state *w = ctx;
 	const struct lt_py_proc *pp = w->pp;
 	struct lt_py_stack_event *e = w->e;
 	struct lt_py_frame *f;
@@ -225,7 +222,7 @@ static long py_frame_step(__u64 i, void *ctx)
  * stack. */
 static long py_hash_step(__u64 i, void *ctx)
 {
-	struct lt_py_stack_event *e = *(struct lt_py_stack_event **)ctx;
+	struct lt_py_stack_event *e = ((struct py_walk_state *)ctx)->e;
 	struct lt_py_frame *f = &e->frames[i & (LT_PY_FRAMES_MAX - 1)];
 
 	if (i >= e->depth)
@@ -266,28 +263,24 @@ __noinline int py_walk(const struct lt_header *h)
 		e->status |= LT_PY_FINALIZING;
 
 	__u64 interp = py_read_ptr(pp->runtime + pp->rt_interp_head);
-	struct py_thread_walk tw = {
+	struct py_walk_state w = {
 		.pp = pp,
+		.e = e,
 		.ts = interp ? py_read_ptr(interp + pp->interp_tstate_head) : 0,
 		.tid = h->tid,
+		.tgid = pid,
 	};
-	bpf_loop(LT_PY_THREADS_MAX, py_thread_step, &tw, 0);
+	bpf_loop(LT_PY_THREADS_MAX, py_thread_step, &w, 0);
 	bool fresh = true;
-	if (!tw.found) {
+	if (!w.found) {
 		e->status |= LT_PY_NO_TSTATE;
 	} else {
-		struct py_frame_walk fw = {
-			.pp = pp,
-			.e = e,
-			.frame = tw.frame,
-			.tgid = pid,
-		};
 		/* Shims take a step each: at most one per frame sent. */
-		bpf_loop(2 * LT_PY_FRAMES_MAX + 1, py_frame_step, &fw, 0);
-		fresh = fw.fresh;
+		bpf_loop(2 * LT_PY_FRAMES_MAX + 1, py_frame_step, &w, 0);
+		fresh = w.fresh;
 	}
 	/* What Go learns from the frames but the fresh bit is in the hash. */
-	bpf_loop(LT_PY_FRAMES_MAX, py_hash_step, &e, 0);
+	bpf_loop(LT_PY_FRAMES_MAX, py_hash_step, &w, 0);
 	e->hash = site_mix(e->hash, e->status | 0x100000000ULL);
 	if (fresh)
 		e->status |= LT_PY_FRESH;

@@ -120,10 +120,11 @@ const MaxFilterEntries = 256
 
 const (
 	DefaultRingBufferBytes = 32 << 20
-	// DefaultStackBytes is all a record may carry: a copy is sent only
-	// while the kernel learns a site (Config.NoStackSites aside), and a
-	// short one would unwind it less deep than the kernel later does.
-	DefaultStackBytes = 8192
+	// DefaultStackBytes: a copy is sent while the kernel learns a site,
+	// by every new process for each of its sites (an exec's loader and libc
+	// among them), so it stays short; the kernel learns the deeper frames
+	// from the next copies, taken where it stopped.
+	DefaultStackBytes = 2048
 	// DefaultPairWindow: far below any --min-age, far above a request.
 	DefaultPairWindow = 100 * time.Millisecond
 	// DefaultPairSlots: a table-wide flush (fork, exec, exit) walks every
