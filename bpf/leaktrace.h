@@ -58,8 +58,8 @@ struct lt_header {
 };
 
 /* A user stack as captured in the kernel. The kernel unwinds what it can
- * with the rules Go learned from earlier stacks of the same address space
- * (struct lt_rule): a stack unwound whole is named by a site hash, and its
+ * with the rules Go learned from earlier stacks of the same process image
+ * (struct lt_rule, struct lt_image): a stack unwound whole is named by a site hash, and its
  * pcs are sent only the first time (LT_STK_NEW), after that only the site
  * (LT_STK_SITE, the record cut before kstack). Where a rule is missing the
  * kernel stops, and Go goes on from the registers of that frame: kstack's
@@ -75,10 +75,9 @@ struct lt_stack {
 	__u64 sp;
 	__u64 bp;
 	__u64 site;        /* LT_STK_SITE, LT_STK_NEW: hash of the stack's pcs */
-	__u64 proc_start;  /* the address space the pcs belong to: the group leader's start time, */
-	__u32 proc_exec;   /* its exec count, */
-	__u32 proc_tgid;   /* and tgid (struct lt_proc_key) */
+	__u64 img;         /* the process image the pcs belong to (struct lt_image) */
 	__u32 flags;       /* LT_STK_* */
+	__u32 _pad;
 	__u32 known;       /* kstack[:known]: pcs unwound by rules, innermost first, before ip */
 	__u32 kstack_len;  /* entries in kstack: the known ones, then the frame-pointer walk from ip */
 	__u32 stack_len;   /* bytes in stack (copy of [sp, sp+stack_len)) */
@@ -86,17 +85,20 @@ struct lt_stack {
 	__u8 stack[LT_STACK_MAX]; /* last: records are cut after stack_len bytes */
 };
 
-/* Which address space: pcs are absolute, so rules and sites are kept per
- * process image (a tgid reused, or an exec, starts over). */
-struct lt_proc_key {
-	__u64 start; /* task_struct.start_time of the group leader */
-	__u32 exec;  /* self_exec_id */
-	__u32 tgid;
+/* A process image: pcs are absolute, so rules and sites are kept per
+ * layout of executable code. An exec (or a tgid reused) starts a new one; a
+ * forked child shares its parent's (the same code at the same addresses)
+ * until either maps executable code from a file, which gives that one a
+ * new image. */
+struct lt_image {
+	__u64 img;
+	__u32 shared; /* another process may have this image (fork) */
+	__u32 _pad;
 };
 
 /* Key of the unwind rules and of the sites the kernel sent. */
 struct lt_proc_pc {
-	struct lt_proc_key proc;
+	__u64 img;
 	__u64 pc; /* a rule: the frame's pc (a return address but the first); a site: its hash */
 };
 

@@ -112,6 +112,13 @@ type LeaktraceLtHeader struct {
 	Comm  [16]int8
 }
 
+type LeaktraceLtImage struct {
+	_      structs.HostLayout
+	Img    uint64
+	Shared uint32
+	Pad    uint32
+}
+
 type LeaktraceLtMapEvent struct {
 	_       structs.HostLayout
 	H       LeaktraceLtHeader
@@ -138,17 +145,10 @@ type LeaktraceLtMmapEvent struct {
 	Path  [16][64]int8
 }
 
-type LeaktraceLtProcKey struct {
-	_     structs.HostLayout
-	Start uint64
-	Exec  uint32
-	Tgid  uint32
-}
-
 type LeaktraceLtProcPc struct {
-	_    structs.HostLayout
-	Proc LeaktraceLtProcKey
-	Pc   uint64
+	_   structs.HostLayout
+	Img uint64
+	Pc  uint64
 }
 
 type LeaktraceLtPyCodeEvent struct {
@@ -254,13 +254,13 @@ type LeaktraceLtStack struct {
 	Sp        uint64
 	Bp        uint64
 	Site      uint64
-	ProcStart uint64
-	ProcExec  uint32
-	ProcTgid  uint32
+	Img       uint64
 	Flags     uint32
+	Pad       uint32
 	Known     uint32
 	KstackLen uint32
 	StackLen  uint32
+	_         [4]byte
 	Kstack    [64]uint64
 	Stack     [8192]uint8
 }
@@ -359,6 +359,7 @@ const (
 	LeaktraceMapCounters          = "counters"
 	LeaktraceMapEvents            = "events"
 	LeaktraceMapExeFilter         = "exe_filter"
+	LeaktraceMapImages            = "images"
 	LeaktraceMapInflight          = "inflight"
 	LeaktraceMapParked            = "parked"
 	LeaktraceMapPyProcs           = "py_procs"
@@ -466,6 +467,7 @@ type LeaktraceMapSpecs struct {
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	ExeFilter     *ebpf.MapSpec `ebpf:"exe_filter"`
+	Images        *ebpf.MapSpec `ebpf:"images"`
 	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
 	Parked        *ebpf.MapSpec `ebpf:"parked"`
 	PyProcs       *ebpf.MapSpec `ebpf:"py_procs"`
@@ -535,6 +537,7 @@ type LeaktraceMaps struct {
 	Counters      *ebpf.Map `ebpf:"counters"`
 	Events        *ebpf.Map `ebpf:"events"`
 	ExeFilter     *ebpf.Map `ebpf:"exe_filter"`
+	Images        *ebpf.Map `ebpf:"images"`
 	Inflight      *ebpf.Map `ebpf:"inflight"`
 	Parked        *ebpf.Map `ebpf:"parked"`
 	PyProcs       *ebpf.Map `ebpf:"py_procs"`
@@ -557,6 +560,7 @@ func (m *LeaktraceMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.ExeFilter,
+		m.Images,
 		m.Inflight,
 		m.Parked,
 		m.PyProcs,

@@ -145,11 +145,11 @@ struct {
 
 /* settled_at counts one handle settled at a site. Global: its key lives in
  * a frame of its own, off the close path's call chain. */
-__noinline int settled_at(__u32 flags, __u64 site, __u64 start, __u64 exec_tgid)
+__noinline int settled_at(__u32 flags, __u64 site, __u64 img)
 {
 	if (!(flags & LT_STK_SITE))
 		return 0;
-	struct lt_proc_pc k = {.proc = {.start = start, .exec = exec_tgid >> 32, .tgid = (__u32)exec_tgid}, .pc = site};
+	struct lt_proc_pc k = {.img = img, .pc = site};
 	__u64 *n = bpf_map_lookup_elem(&settled, &k);
 	if (n) {
 		*n += 1;
@@ -176,7 +176,7 @@ static __always_inline bool park_take_close(__u64 files, int fd, __u64 enter)
 	count(LT_CNT_PAIRED);
 	/* Ours now, and this CPU's until the program ends: still readable. */
 	struct lt_stack *st = (struct lt_stack *)(v->rec + offsetof(struct lt_fd_event, stack));
-	settled_at(st->flags, st->site, st->proc_start, (__u64)st->proc_exec << 32 | st->proc_tgid);
+	settled_at(st->flags, st->site, st->img);
 	return true;
 }
 

@@ -130,13 +130,53 @@ static long rule_step(__u64 i, void *ctx)
 	return 0;
 }
 
-static __always_inline void proc_key(struct task_struct *task, struct lt_proc_key *k)
+/* Process images by tgid: made on first use, shared with a forked child,
+ * dropped at exec and at the process's end. LRU: a missing entry is made
+ * again the same way. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u32);
+	__type(value, struct lt_image);
+} images SEC(".maps");
+
+/* img_of is the current process's image id, made on first use from what
+ * names the image (its leader's start time, tgid and exec count): threads
+ * that race to make it agree. Global: its frame is off the callers' chain. */
+__noinline __u64 img_of(__u32 tgid)
 {
-	/* BTF pointers: direct loads, no stack for a probe read. */
-	k->start = task->group_leader->start_time;
-	k->exec = (__u32)task->self_exec_id;
-	k->tgid = task->tgid;
+	struct lt_image *v = bpf_map_lookup_elem(&images, &tgid);
+	if (v)
+		return v->img;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct lt_image nv = {.img = site_mix(site_mix(task->group_leader->start_time, tgid), task->self_exec_id)};
+	bpf_map_update_elem(&images, &tgid, &nv, BPF_NOEXIST);
+	return nv.img;
 }
+
+/* img_fork gives the child the parent's image (the caller is the parent). */
+static __always_inline void img_fork(__u32 ptgid, __u32 ctgid)
+{
+	struct lt_image cv = {.img = img_of(ptgid), .shared = 1};
+	bpf_map_update_elem(&images, &ctgid, &cv, BPF_ANY);
+	struct lt_image *pv = bpf_map_lookup_elem(&images, &ptgid);
+	if (pv)
+		pv->shared = 1;
+}
+
+/* img_mapped: tgid mapped executable code from a file. Its image is its
+ * own again if a forked process shared it (whose layout this one leaves);
+ * if not, its rules stay good for the code already there. */
+static __always_inline void img_mapped(__u32 tgid)
+{
+	struct lt_image *v = bpf_map_lookup_elem(&images, &tgid);
+	if (v && v->shared) {
+		v->img = site_mix(v->img, bpf_ktime_get_ns());
+		v->shared = 0;
+	}
+}
+
+static __always_inline void img_forget(__u32 tgid) { bpf_map_delete_elem(&images, &tgid); }
 
 /* capture_stack fills s for the current task and returns how many bytes of
  * it the record carries (seed: the hash of its Python frames, 0 for none): up to kstack for a known site, the pcs for a new
@@ -157,10 +197,7 @@ __noinline int capture_stack(struct lt_stack *s, __u64 seed)
 	s->flags = 0;
 	s->site = 0;
 	s->stack_len = 0;
-	proc_key(bpf_get_current_task_btf(), &rw.k.proc);
-	s->proc_start = rw.k.proc.start;
-	s->proc_exec = rw.k.proc.exec;
-	s->proc_tgid = rw.k.proc.tgid;
+	s->img = rw.k.img = img_of(bpf_get_current_pid_tgid() >> 32);
 	if (stack_sites) {
 		rw.hash = site_mix(rw.hash, rw.ip);
 		bpf_loop(LT_KSTACK_MAX + 1, rule_step, &rw, 0);
@@ -252,7 +289,7 @@ static __always_inline void submit_stacked(void *rec, __u64 size, struct lt_stac
 {
 	if (!submit_flags(rec, size, s->flags & LT_STK_TEACH) || !(s->flags & LT_STK_NEW))
 		return;
-	struct lt_proc_pc k = {.proc = {.start = s->proc_start, .exec = s->proc_exec, .tgid = s->proc_tgid}, .pc = s->site};
+	struct lt_proc_pc k = {.img = s->img, .pc = s->site};
 	__u8 one = 1;
 	bpf_map_update_elem(&sites, &k, &one, BPF_ANY);
 }

@@ -31,6 +31,7 @@ static __always_inline int mmap_exit(struct inflight *in, long ret)
 	struct file *f = fd_file(bpf_get_current_task_btf(), (int)in->args[4]);
 	if (!f)
 		return 0;
+	img_mapped(bpf_get_current_pid_tgid() >> 32);
 	union scratch *s = scratch_get();
 	if (!s)
 		return 0;
@@ -108,6 +109,8 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 	__u32 ctgid = child->tgid;
 	if (ctgid != ptgid && (!trace_all || filter_active))
 		set_traced(ctgid, 1);
+	if (ctgid != ptgid)
+		img_fork(ptgid, ctgid); /* the same code at the same addresses */
 	/* A child with a copy of the parent's table: parked opens go first. */
 	__u64 pfiles = (__u64)parent->files;
 	if (pfiles != (__u64)BPF_CORE_READ(child, files))
@@ -169,8 +172,10 @@ int sched_process_exit(__u64 *ctx)
 	e->ppid = BPF_CORE_READ(parent, tgid);
 	e->autoreap = group_dead ? autoreaps(parent) : 0;
 	submit_flags(e, offsetof(struct lt_task_event, stack), group_dead);
-	if (group_dead)
+	if (group_dead) {
 		py_forget(tgid);
+		img_forget(tgid);
+	}
 	return 0;
 }
 
@@ -190,6 +195,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct
 	fill_header(&e->h, LT_EV_EXEC, 0);
 	e->old_tid = old_pid;
 	py_forget(tgid);
+	img_forget(tgid);
 
 	/* The new image's auxv: where the executable and ld.so were loaded. */
 	struct mm_struct *mm = BPF_CORE_READ(task, mm);

@@ -62,6 +62,7 @@ func binaries(t *testing.T) string {
 			{"gcc", "-O1", "-g", "-Wall", "-o", filepath.Join(buildDir, "memgrow"), "testdata/memgrow/memgrow.c"},
 			{"gcc", "-O1", "-g", "-Wall", "-o", filepath.Join(buildDir, "mapgrow"), "testdata/mapgrow/mapgrow.c"},
 			{"gcc", "-O1", "-g", "-Wall", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "pairing"), "testdata/pairing/pairing.c", "-lpthread"},
+			{"gcc", "-O2", "-g", "-Wall", "-o", filepath.Join(buildDir, "forksites"), "testdata/forksites/forksites.c"},
 		}
 		for _, s := range steps {
 			cmd := exec.Command(s[0], s[1:]...)
@@ -500,6 +501,39 @@ func startSlowLeaker(t *testing.T, dir string) (*exec.Cmd, int) {
 		t.Fatalf("program not ready: %v", err)
 	}
 	return prog, pre
+}
+
+// TestRunForkedChildrenShareSites: a forked child runs its parent's code at
+// the same addresses, so it shares the parent's image: the sites the parent
+// taught the kernel are the child's from its first creation. Fifty children
+// make 20 short-lived files each at the parent's site, too few and too fast
+// to learn anything from alone: none may send the site anew (each would, in
+// an image of its own), and their handles settle in the kernel.
+func TestRunForkedChildrenShareSites(t *testing.T) {
+	requireRoot(t)
+	const children, rounds = 50, 20
+	r, _, code := runTraced(t, nil, filepath.Join(binaries(t), "forksites"), strconv.Itoa(children), strconv.Itoa(rounds))
+	if code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	st := r.Events.Stacks
+	if st == nil {
+		t.Fatal("no events.stacks in the report")
+	}
+	if st.New >= children/2 {
+		t.Errorf("%d sites sent anew for %d forked children: they learned the parent's site again", st.New, children)
+	}
+	// The parent's 500 creations and its start (the loader) may be copies.
+	if st.Copy > 700 {
+		t.Errorf("%d stacks sent as copies: more than the parent's learning", st.Copy)
+	}
+	if st.Site < children*rounds {
+		t.Errorf("%d stacks sent as a known site, want at least the children's %d", st.Site, children*rounds)
+	}
+	if r.Events.PairedInKernel < children*rounds*8/10 {
+		t.Errorf("%d handles settled in the kernel, want most of the children's %d", r.Events.PairedInKernel, children*rounds)
+	}
+	t.Logf("stacks %+v, %d settled in the kernel", *st, r.Events.PairedInKernel)
 }
 
 // TestRunStackSites: stacks the kernel unwinds with the rules it learned

@@ -10,12 +10,14 @@ import (
 	"github.com/leaktrace/leaktrace/tracer"
 )
 
-// procStacks is what the kernel and Go share of one address space: the
+// imageStacks is what the kernel and Go share of one process image: the
 // sites whose stacks the kernel sends as a hash, and the pcs it has a rule
-// for. The kernel keeps its side in LRU maps; Go's side goes with the
-// process (exec, exit).
-type procStacks struct {
-	key   tracer.ProcKey
+// for. A forked child shares its parent's image (bpf/stack.h). The kernel
+// keeps its side in LRU maps; Go's side goes with the last process that
+// has the image.
+type imageStacks struct {
+	img   uint64
+	pids  int // live processes with this image
 	sites map[uint64]siteStack
 	ruled map[uint64]struct{}
 }
@@ -27,7 +29,7 @@ type siteStack struct {
 	finalizing bool // made once Python finalization had begun
 }
 
-// Bounds of what Go keeps per address space: past them the sites are
+// Bounds of what Go keeps per image: past them the sites are
 // forgotten on both sides (maxSites), or the kernel hears a rule again
 // (maxRuled).
 const (
@@ -41,7 +43,7 @@ const (
 // stopped, whose steps the kernel learns.
 func (s *Session) intern(e *event.Event, st *tracer.Stack) event.StackID {
 	as := s.space(e.PID)
-	ps := s.procStacks(st.Proc)
+	ps := s.imageFor(e.PID, st.Img)
 	switch {
 	case st.SiteKnown:
 		// The site's Python frames were not sent either.
@@ -75,32 +77,57 @@ func (s *Session) intern(e *event.Event, st *tracer.Stack) event.StackID {
 	return s.keep(s.locs)
 }
 
-// procStacks returns the table of address space k, a fresh one when the
-// process exec'd or its tgid was reused since.
-func (s *Session) procStacks(k tracer.ProcKey) *procStacks {
-	ps := s.procs[k.TGID]
-	if ps == nil || ps.key != k {
-		ps = &procStacks{key: k, sites: make(map[uint64]siteStack), ruled: make(map[uint64]struct{})}
-		s.procs[k.TGID] = ps
+// imageFor returns the table of image img, which pid has now: a pid whose
+// image changed (exec) lets go of its old one.
+func (s *Session) imageFor(pid uint32, img uint64) *imageStacks {
+	if old, ok := s.imageOf[pid]; ok && old != img {
+		delete(s.imageOf, pid)
+		s.unrefImage(old)
 	}
-	return ps
+	is := s.images[img]
+	if is == nil {
+		is = &imageStacks{img: img, sites: make(map[uint64]siteStack), ruled: make(map[uint64]struct{})}
+		s.images[img] = is
+	}
+	if _, ok := s.imageOf[pid]; !ok {
+		s.imageOf[pid] = img
+		is.pids++
+	}
+	return is
+}
+
+// unrefImage drops a process's hold on image img; the last one's table is
+// kept until the next TakeSettled, its handles settled in the kernel still
+// to be counted.
+func (s *Session) unrefImage(img uint64) {
+	is := s.images[img]
+	if is == nil {
+		return
+	}
+	if is.pids--; is.pids > 0 {
+		return
+	}
+	delete(s.images, img)
+	if len(is.sites) > 0 && s.takesSettled && len(s.goneImages) < maxGoneImages {
+		s.goneImages[img] = is
+	}
 }
 
 // forgetSites empties ps's site table, the kernel's side first: a record
 // already sent as one of them is counted unknown.
-func (s *Session) forgetSites(ps *procStacks) {
+func (s *Session) forgetSites(ps *imageStacks) {
 	hashes := make([]uint64, 0, len(ps.sites))
 	for h := range ps.sites {
 		hashes = append(hashes, h)
 	}
-	if err := s.tr.ForgetSites(ps.key, hashes); err != nil {
-		s.log.Debug("forgetting sites", "pid", ps.key.TGID, "err", err)
+	if err := s.tr.ForgetSites(ps.img, hashes); err != nil {
+		s.log.Debug("forgetting sites", "image", ps.img, "err", err)
 	}
 	clear(ps.sites)
 }
 
 // learn gives the kernel the rules it does not have yet.
-func (s *Session) learn(ps *procStacks, rules []symbolize.Rule) {
+func (s *Session) learn(ps *imageStacks, rules []symbolize.Rule) {
 	fresh := rules[:0]
 	for _, r := range rules {
 		if _, ok := ps.ruled[r.PC]; !ok {
@@ -113,8 +140,8 @@ func (s *Session) learn(ps *procStacks, rules []symbolize.Rule) {
 	if len(ps.ruled)+len(fresh) > maxRuled {
 		clear(ps.ruled) // the kernel's LRU has dropped the oldest by now too
 	}
-	if err := s.tr.LearnRules(ps.key, fresh); err != nil {
-		s.log.Debug("unwind rules", "pid", ps.key.TGID, "err", err)
+	if err := s.tr.LearnRules(ps.img, fresh); err != nil {
+		s.log.Debug("unwind rules", "image", ps.img, "err", err)
 		return
 	}
 	for _, r := range fresh {
@@ -126,13 +153,9 @@ func (s *Session) learn(ps *procStacks, rules []symbolize.Rule) {
 // within the pairing window, no record sent) since the last call, for the
 // sites Go knows; the rest are in Counters().Paired only.
 func (s *Session) TakeSettled() (map[event.StackID]uint64, error) {
-	type count struct {
-		proc tracer.ProcKey
-		site uint64
-		n    uint64
-	}
+	type count struct{ img, site, n uint64 }
 	var got []count
-	if err := s.tr.TakeSettled(func(proc tracer.ProcKey, site, n uint64) { got = append(got, count{proc, site, n}) }); err != nil {
+	if err := s.tr.TakeSettled(func(img, site, n uint64) { got = append(got, count{img, site, n}) }); err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -140,12 +163,12 @@ func (s *Session) TakeSettled() (map[event.StackID]uint64, error) {
 	s.takesSettled = true
 	out := make(map[event.StackID]uint64, len(got))
 	for _, c := range got {
-		ps := s.procs[c.proc.TGID]
-		if ps == nil || ps.key != c.proc {
-			ps = s.goneProcs[c.proc]
+		ps := s.images[c.img]
+		if ps == nil {
+			ps = s.goneImages[c.img]
 		}
 		if ps == nil {
-			continue // exited or exec'd before the last call
+			continue // its processes were gone before the last call
 		}
 		if site, ok := ps.sites[c.site]; ok {
 			if id := s.keep(site.locs); id != 0 {
@@ -153,21 +176,18 @@ func (s *Session) TakeSettled() (map[event.StackID]uint64, error) {
 			}
 		}
 	}
-	clear(s.goneProcs)
+	clear(s.goneImages)
 	return out, nil
 }
 
-// maxGoneProcs bounds the exited processes whose sites are kept for
+// maxGoneImages bounds the images of exited processes kept for
 // TakeSettled, once someone calls it (the agent).
-const maxGoneProcs = 4096
+const maxGoneImages = 4096
 
-// procGone moves the site table of an exited process aside until the next
-// TakeSettled: its handles settled in the kernel are still to be counted.
+// procGone lets go of an exited process's image.
 func (s *Session) procGone(pid uint32) {
-	ps := s.procs[pid]
-	delete(s.procs, pid)
-	if ps == nil || len(ps.sites) == 0 || !s.takesSettled || len(s.goneProcs) >= maxGoneProcs {
-		return
+	if img, ok := s.imageOf[pid]; ok {
+		delete(s.imageOf, pid)
+		s.unrefImage(img)
 	}
-	s.goneProcs[ps.key] = ps
 }

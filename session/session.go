@@ -64,8 +64,9 @@ type Session struct {
 	stacksDropped uint64
 	// stacksUnknown counts stacks sent as a site Go no longer had.
 	stacksUnknown uint64
-	procs         map[uint32]*procStacks // by tgid
-	goneProcs     map[tracer.ProcKey]*procStacks
+	images        map[uint64]*imageStacks // by image id
+	imageOf       map[uint32]uint64       // each process's image
+	goneImages    map[uint64]*imageStacks
 	takesSettled  bool
 	rules         []symbolize.Rule
 	lastErr       error
@@ -98,20 +99,20 @@ func New(opts Options) (*Session, error) {
 	}
 	cache := symbolize.NewCache(256)
 	s := &Session{
-		opts:   opts,
-		log:    opts.Log,
-		tr:     tr,
-		start:  time.Now(),
-		agg:    aggregator.New(aggregator.Config{Mode: opts.Mode, MinAge: uint64(opts.MinAge)}),
-		cache:  cache,
-		unw:    symbolize.NewUnwinder(cache),
-		spaces: make(map[uint32]*symbolize.AddressSpace),
-		procs:  make(map[uint32]*procStacks),
-
-		goneProcs: make(map[tracer.ProcKey]*procStacks),
-		stacks:    NewStackTable(opts.MaxStacks),
-		growth:    make(map[event.StackID]int),
-		low:       make(map[event.StackID]int),
+		opts:       opts,
+		log:        opts.Log,
+		tr:         tr,
+		start:      time.Now(),
+		agg:        aggregator.New(aggregator.Config{Mode: opts.Mode, MinAge: uint64(opts.MinAge)}),
+		cache:      cache,
+		unw:        symbolize.NewUnwinder(cache),
+		spaces:     make(map[uint32]*symbolize.AddressSpace),
+		images:     make(map[uint64]*imageStacks),
+		imageOf:    make(map[uint32]uint64),
+		goneImages: make(map[uint64]*imageStacks),
+		stacks:     NewStackTable(opts.MaxStacks),
+		growth:     make(map[event.StackID]int),
+		low:        make(map[event.StackID]int),
 
 		mgrowth: make(map[event.StackID]uint64),
 		mlow:    make(map[event.StackID]uint64),

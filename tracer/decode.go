@@ -24,7 +24,7 @@ import (
 type Stack struct {
 	Present    bool
 	IP, SP, BP uint64   // registers of the frame Go unwinds from
-	Proc       ProcKey  // the address space the pcs are in
+	Img        uint64   // the process image the pcs are in (a forked child shares its parent's)
 	Site       uint64   // hash of the pcs, when the kernel unwound them all
 	SiteKnown  bool     // ... and Go has them from an earlier record
 	New        bool     // Known is the whole stack of Site, sent once
@@ -33,13 +33,6 @@ type Stack struct {
 	Bytes      []byte   // copy of user memory from SP
 }
 
-// ProcKey names an address space: pcs, rules and sites belong to one
-// process image (a tgid reused, or an exec, is another).
-type ProcKey struct {
-	Start uint64 // the group leader's start time
-	Exec  uint32 // its exec count
-	TGID  uint32
-}
 
 // Mapping is an executable file mapping seen at mmap or exec.
 type Mapping struct {
@@ -164,7 +157,7 @@ func (dec *Decoder) stack(s *bpf.LeaktraceLtStack, raw []byte, off int, d *Decod
 	if len(raw) < off+kstackOff {
 		return nil // no stack in this record
 	}
-	st := Stack{Present: true, IP: s.Ip, SP: s.Sp, BP: s.Bp, Proc: ProcKey{Start: s.ProcStart, Exec: s.ProcExec, TGID: s.ProcTgid}}
+	st := Stack{Present: true, IP: s.Ip, SP: s.Sp, BP: s.Bp, Img: s.Img}
 	have := len(raw) - off - kstackOff
 	switch {
 	case s.Flags&stackSite != 0:

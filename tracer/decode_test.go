@@ -60,13 +60,13 @@ func TestDecodeStackForms(t *testing.T) {
 	var d Decoded
 	var r bpf.LeaktraceLtFdEvent
 	r.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_FD_OPEN)
-	r.Stack.Ip, r.Stack.ProcStart, r.Stack.ProcExec, r.Stack.ProcTgid = 0x1000, 77, 2, 10
+	r.Stack.Ip, r.Stack.Img = 0x1000, 77
 
 	r.Stack.Flags, r.Stack.Site = uint32(stackSite), 0xabc
 	if err := dec.Decode(rawOf(&r, fdStackOff+kstackOff), &d); err != nil {
 		t.Fatal(err)
 	}
-	if !d.Stack.Present || !d.Stack.SiteKnown || d.Stack.Site != 0xabc || len(d.Stack.Known) != 0 || d.Stack.Proc != (ProcKey{77, 2, 10}) {
+	if !d.Stack.Present || !d.Stack.SiteKnown || d.Stack.Site != 0xabc || len(d.Stack.Known) != 0 || d.Stack.Img != 77 {
 		t.Fatalf("known site: %+v", d.Stack)
 	}
 

@@ -12,25 +12,24 @@ import (
 	"github.com/leaktrace/leaktrace/symbolize"
 )
 
-// LearnRules gives the kernel unwind rules of proc's address space, found
+// LearnRules gives the kernel unwind rules of process image img, found
 // by Go's unwinder (symbolize.UnwindFrom) on a stack the kernel could not unwind itself. Once every
 // frame of a call site has one, the kernel unwinds that site's stacks alone
 // and sends them as a site (Stack.Site). A full table evicts its least used
 // rules: the kernel then sends a copy again, never a wrong stack.
-func (t *Tracer) LearnRules(proc ProcKey, rules []symbolize.Rule) error {
+func (t *Tracer) LearnRules(img uint64, rules []symbolize.Rule) error {
 	if len(rules) == 0 || t.maps.UnwindRules == nil {
 		return nil
 	}
 	keys := make([]bpf.LeaktraceLtProcPc, len(rules))
 	vals := make([]bpf.LeaktraceLtRule, len(rules))
-	pk := bpf.LeaktraceLtProcKey{Start: proc.Start, Exec: proc.Exec, Tgid: proc.TGID}
 	for i, r := range rules {
-		keys[i] = bpf.LeaktraceLtProcPc{Proc: pk, Pc: r.PC}
+		keys[i] = bpf.LeaktraceLtProcPc{Img: img, Pc: r.PC}
 		vals[i] = bpf.LeaktraceLtRule{CfaOff: r.CFAOff, RaOff: r.RAOff, BpOff: r.BPOff, Kind: uint8(r.Kind),
 			CfaBp: b2u8(r.CFAFromBP), BpSaved: b2u8(r.BPSaved)}
 	}
 	if _, err := t.maps.UnwindRules.BatchUpdate(keys, vals, nil); err != nil {
-		return fmt.Errorf("writing %d unwind rules of pid %d: %w", len(rules), proc.TGID, err)
+		return fmt.Errorf("writing %d unwind rules of image %#x: %w", len(rules), img, err)
 	}
 	return nil
 }
@@ -45,7 +44,7 @@ func b2u8(b bool) uint8 {
 // TakeSettled reads and clears the kernel's counts of handles settled in
 // the kernel per site since the last call, and calls fn with each. Handles
 // whose stack was not a site Go knew are only in Counters().Paired.
-func (t *Tracer) TakeSettled(fn func(proc ProcKey, site, n uint64)) error {
+func (t *Tracer) TakeSettled(fn func(img, site, n uint64)) error {
 	if t.maps.Settled == nil {
 		return nil
 	}
@@ -69,28 +68,27 @@ func (t *Tracer) TakeSettled(fn func(proc ProcKey, site, n uint64)) error {
 			n += v
 		}
 		if n > 0 {
-			fn(ProcKey{Start: k.Proc.Start, Exec: k.Proc.Exec, TGID: k.Proc.Tgid}, k.Pc, n)
+			fn(k.Img, k.Pc, n)
 		}
 	}
 	return nil
 }
 
-// ForgetSites removes sites of proc from the kernel's table: their next
-// record carries their pcs again. Go calls it before it forgets them.
-func (t *Tracer) ForgetSites(proc ProcKey, sites []uint64) error {
+// ForgetSites removes sites of image img from the kernel's table: their
+// next record carries their pcs again. Go calls it before it forgets them.
+func (t *Tracer) ForgetSites(img uint64, sites []uint64) error {
 	if len(sites) == 0 || t.maps.Sites == nil {
 		return nil
 	}
-	pk := bpf.LeaktraceLtProcKey{Start: proc.Start, Exec: proc.Exec, Tgid: proc.TGID}
 	keys := make([]bpf.LeaktraceLtProcPc, len(sites))
 	for i, s := range sites {
-		keys[i] = bpf.LeaktraceLtProcPc{Proc: pk, Pc: s}
+		keys[i] = bpf.LeaktraceLtProcPc{Img: img, Pc: s}
 	}
 	// Keys the LRU has already evicted make the batch stop early: delete
 	// one by one, ignoring those.
 	for i := range keys {
 		if err := t.maps.Sites.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("forgetting sites of pid %d: %w", proc.TGID, err)
+			return fmt.Errorf("forgetting sites of image %#x: %w", img, err)
 		}
 	}
 	return nil
