@@ -33,7 +33,6 @@ type Stack struct {
 	Bytes      []byte   // copy of user memory from SP
 }
 
-
 // Mapping is an executable file mapping seen at mmap or exec.
 type Mapping struct {
 	Addr, Len, Offset uint64
