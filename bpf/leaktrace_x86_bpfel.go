@@ -345,6 +345,16 @@ type LeaktraceRights struct {
 	Dropped uint32
 }
 
+type LeaktraceRuleCache struct {
+	_ structs.HostLayout
+	E [512]struct {
+		_   structs.HostLayout
+		Img uint64
+		Pc  uint64
+		R   LeaktraceLtRule
+	}
+}
+
 type LeaktraceScratch struct {
 	_  structs.HostLayout
 	Fd LeaktraceLtFdEvent
@@ -366,6 +376,7 @@ const (
 	LeaktraceMapPyScratch         = "py_scratch"
 	LeaktraceMapPySeen            = "py_seen"
 	LeaktraceMapRightsScratch     = "rights_scratch"
+	LeaktraceMapRuleCache         = "rule_cache"
 	LeaktraceMapScratch           = "scratch"
 	LeaktraceMapSettled           = "settled"
 	LeaktraceMapSites             = "sites"
@@ -385,6 +396,7 @@ const (
 	LeaktraceVarFilterActive      = "filter_active"
 	LeaktraceVarPairInKernel      = "pair_in_kernel"
 	LeaktraceVarPairWindowNs      = "pair_window_ns"
+	LeaktraceVarRuleCacheKey      = "rule_cache_key"
 	LeaktraceVarSelfTgid          = "self_tgid"
 	LeaktraceVarStackBytes        = "stack_bytes"
 	LeaktraceVarStackSites        = "stack_sites"
@@ -474,6 +486,7 @@ type LeaktraceMapSpecs struct {
 	PyScratch     *ebpf.MapSpec `ebpf:"py_scratch"`
 	PySeen        *ebpf.MapSpec `ebpf:"py_seen"`
 	RightsScratch *ebpf.MapSpec `ebpf:"rights_scratch"`
+	RuleCache     *ebpf.MapSpec `ebpf:"rule_cache"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
 	Settled       *ebpf.MapSpec `ebpf:"settled"`
 	Sites         *ebpf.MapSpec `ebpf:"sites"`
@@ -491,6 +504,7 @@ type LeaktraceVariableSpecs struct {
 	FilterActive     *ebpf.VariableSpec `ebpf:"filter_active"`
 	PairInKernel     *ebpf.VariableSpec `ebpf:"pair_in_kernel"`
 	PairWindowNs     *ebpf.VariableSpec `ebpf:"pair_window_ns"`
+	RuleCacheKey     *ebpf.VariableSpec `ebpf:"rule_cache_key"`
 	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
 	StackBytes       *ebpf.VariableSpec `ebpf:"stack_bytes"`
 	StackSites       *ebpf.VariableSpec `ebpf:"stack_sites"`
@@ -544,6 +558,7 @@ type LeaktraceMaps struct {
 	PyScratch     *ebpf.Map `ebpf:"py_scratch"`
 	PySeen        *ebpf.Map `ebpf:"py_seen"`
 	RightsScratch *ebpf.Map `ebpf:"rights_scratch"`
+	RuleCache     *ebpf.Map `ebpf:"rule_cache"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
 	Settled       *ebpf.Map `ebpf:"settled"`
 	Sites         *ebpf.Map `ebpf:"sites"`
@@ -567,6 +582,7 @@ func (m *LeaktraceMaps) Close() error {
 		m.PyScratch,
 		m.PySeen,
 		m.RightsScratch,
+		m.RuleCache,
 		m.Scratch,
 		m.Settled,
 		m.Sites,
@@ -585,6 +601,7 @@ type LeaktraceVariables struct {
 	FilterActive     *ebpf.Variable `ebpf:"filter_active"`
 	PairInKernel     *ebpf.Variable `ebpf:"pair_in_kernel"`
 	PairWindowNs     *ebpf.Variable `ebpf:"pair_window_ns"`
+	RuleCacheKey     *ebpf.Variable `ebpf:"rule_cache_key"`
 	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
 	StackBytes       *ebpf.Variable `ebpf:"stack_bytes"`
 	StackSites       *ebpf.Variable `ebpf:"stack_sites"`

@@ -79,13 +79,57 @@ static long fp_step(__u64 i, void *ctx)
 }
 
 
+/* A per-CPU direct-mapped cache of rules in front of unwind_rules: a hot
+ * call site's few rules stay in this CPU's cache lines, where a lookup in
+ * the big hash misses on its bucket. A rule never changes meaning for its
+ * (image, pc), so an entry needs no invalidation. */
+#define LT_RULE_CACHE 512
+struct rule_cache_ent {
+	__u64 img;
+	__u64 pc;
+	struct lt_rule r;
+};
+
+struct rule_cache {
+	struct rule_cache_ent e[LT_RULE_CACHE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rule_cache);
+} rule_cache SEC(".maps");
+
+/* The cache's key from .rodata, not the stack: rule_step's frame is on
+ * Linux 6.1's bound for a call chain. */
+const __u32 rule_cache_key = 0;
+
+static __always_inline struct lt_rule *rule_of(struct rule_walk *w)
+{
+	struct rule_cache *c = bpf_map_lookup_elem(&rule_cache, &rule_cache_key);
+	struct rule_cache_ent *ce = NULL;
+	if (c) {
+		ce = &c->e[(w->ip ^ (w->ip >> 9) ^ w->k.img) & (LT_RULE_CACHE - 1)];
+		if (ce->pc == w->ip && ce->img == w->k.img)
+			return &ce->r;
+	}
+	w->k.pc = w->ip;
+	struct lt_rule *r = bpf_map_lookup_elem(&unwind_rules, &w->k);
+	if (r && ce) {
+		ce->img = w->k.img;
+		ce->pc = w->ip;
+		ce->r = *r;
+	}
+	return r;
+}
+
 /* rule_step unwinds one frame as Go's unwinder would (symbolize.Unwind):
  * the same stops, so that the kernel's stack of a site is Go's. */
 static long rule_step(__u64 i, void *ctx)
 {
 	struct rule_walk *w = ctx;
-	w->k.pc = w->ip;
-	struct lt_rule *r = bpf_map_lookup_elem(&unwind_rules, &w->k);
+	struct lt_rule *r = rule_of(w);
 	if (!r)
 		return 1;
 	if (r->kind == LT_RULE_END) {
@@ -102,20 +146,18 @@ static long rule_step(__u64 i, void *ctx)
 		return 1;
 	}
 	__u64 cfa = (r->cfa_bp ? w->bp : w->sp) + (__s64)r->cfa_off;
-	__u64 ra, bp = w->bp;
+	__u64 f[2] = {w->bp, 0}; /* the caller's bp, the return address */
 	if (r->bp_saved && r->bp_off + 8 == r->ra_off) {
 		/* The usual frame: bp saved just below the return address, one read. */
-		__u64 pair[2];
-		if (bpf_probe_read_user(pair, sizeof(pair), (void *)(cfa + (__s64)r->bp_off)))
+		if (bpf_probe_read_user(f, sizeof(f), (void *)(cfa + (__s64)r->bp_off)))
 			return 1;
-		bp = pair[0];
-		ra = pair[1];
 	} else {
-		if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa + (__s64)r->ra_off)))
+		if (bpf_probe_read_user(&f[1], sizeof(f[1]), (void *)(cfa + (__s64)r->ra_off)))
 			return 1;
-		if (r->bp_saved && bpf_probe_read_user(&bp, sizeof(bp), (void *)(cfa + (__s64)r->bp_off)))
+		if (r->bp_saved && bpf_probe_read_user(&f[0], sizeof(f[0]), (void *)(cfa + (__s64)r->bp_off)))
 			return 1;
 	}
+	__u64 ra = f[1];
 	if (!ra || cfa <= w->sp) {
 		w->whole = 1;
 		return 1;
@@ -126,7 +168,7 @@ static long rule_step(__u64 i, void *ctx)
 	w->hash = site_mix(w->hash, ra);
 	w->ip = ra;
 	w->sp = cfa;
-	w->bp = bp;
+	w->bp = f[0];
 	return 0;
 }
 
