@@ -1,17 +1,15 @@
-/* The creating stack of a handle: user registers, a frame-pointer walk, and a copy of the top of the user stack so that Go can
- * unwind code without frame pointers through its CFI. */
+/* The creating stack of a handle. The kernel walks it with the unwind
+ * rules Go learned from earlier stacks of the same process image, and sends
+ * a stack walked whole as a call site (its pcs once, then a hash); where a
+ * frame has no rule yet it sends that frame's registers, its frame-pointer
+ * walk and a copy of the stack from there, for Go to unwind through its CFI
+ * and teach the kernel. */
 #ifndef LEAKTRACE_STACK_H
 #define LEAKTRACE_STACK_H
 
-/* Our own frame-pointer walk. The kernel's (bpf_get_task_stack) follows
- * %rbp wherever it points: code that reuses %rbp as a general register
- * (gcc -O2, glibc's syscall wrappers' callers) sends it to unmapped
- * addresses, and each such read costs a page fault, microseconds under a
- * hypervisor. A frame here must be aligned, above the one before it and
- * within 8 MiB of sp, so a garbage %rbp ends the walk without a fault. */
-/* Unwind rules Go learned per address space and pc (struct lt_rule), and
- * the sites whose pcs Go has: LRU, so a process gone leaves nothing behind
- * for long. Resized from Go. */
+/* Unwind rules Go learned per process image and pc (struct lt_rule), and
+ * the sites whose pcs Go has: LRU, so an image gone leaves nothing behind
+ * for long. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1 << 15);
@@ -77,7 +75,6 @@ static long fp_step(__u64 i, void *ctx)
 	w->bp = frame[0];
 	return 0;
 }
-
 
 /* A per-CPU direct-mapped cache of rules in front of unwind_rules: a hot
  * call site's few rules stay in this CPU's cache lines, where a lookup in

@@ -75,6 +75,9 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 	if counters.MissedExit > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d fd syscall exits had no recorded entry (begun before tracing started): those calls were not followed", counters.MissedExit))
 	}
+	if s.stacksUnknown > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d creation stacks named a call site leaktrace no longer had (its first record was lost, or its process image was let go of): those handles have no stack", s.stacksUnknown))
+	}
 	if lost := counters.Lost(); lost > s.reconciledAt {
 		// Lost events leave tables wrong: take the kernel's word for every
 		// process still alive, once per new loss (a report every scrape must
