@@ -92,8 +92,8 @@ struct lt_stack {
  * new image. */
 struct lt_image {
 	__u64 img;
-	__u32 shared; /* another process may have this image (fork) */
-	__u32 _pad;
+	__u32 shared;      /* another process may have this image (fork) */
+	__u32 maps_parked; /* its mappings waiting in the kernel for their munmap (bpf/pair.h) */
 };
 
 /* Key of the unwind rules and of the sites the kernel sent. */

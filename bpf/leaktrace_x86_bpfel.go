@@ -113,10 +113,10 @@ type LeaktraceLtHeader struct {
 }
 
 type LeaktraceLtImage struct {
-	_      structs.HostLayout
-	Img    uint64
-	Shared uint32
-	Pad    uint32
+	_          structs.HostLayout
+	Img        uint64
+	Shared     uint32
+	MapsParked uint32
 }
 
 type LeaktraceLtMapEvent struct {
@@ -328,9 +328,8 @@ type LeaktraceLtTaskEvent struct {
 
 type LeaktraceParkKey struct {
 	_     structs.HostLayout
-	Files uint64
-	Fd    int32
-	Pad   uint32
+	Owner uint64
+	Id    uint64
 }
 
 type LeaktraceParked struct {

@@ -7,6 +7,7 @@
 #define LEAKTRACE_MAPPING_H
 
 #define MAP_SHARED 0x01
+#define MAP_FIXED 0x10
 #define MAP_ANONYMOUS 0x20
 #define MREMAP_DONTUNMAP 4
 
@@ -44,9 +45,12 @@ __noinline int map_new(struct lt_map_event *e)
 		return 0;
 	__u64 py = py_walk(&e->h);
 	int n = capture_stack(&e->stack, py_hash(py));
+	__u64 size = offsetof(struct lt_map_event, stack) + stack_part(n);
+	if (may_park_map(e) && park_map(e, size))
+		return 0;
 	if (!(e->stack.flags & LT_STK_SITE))
 		py_send(py); /* the frames go just ahead of their record */
-	submit_stacked(e, offsetof(struct lt_map_event, stack) + stack_part(n), &e->stack);
+	submit_stacked(e, size, &e->stack);
 	return 0;
 }
 
@@ -61,6 +65,8 @@ __noinline int mapping_exit(struct inflight *in, __u8 cls, long ret)
 	case LT_SYS_MMAP:
 		if (ret < 0 && ret > -4096)
 			return 0;
+		if (in->args[3] & MAP_FIXED)
+			park_flush_maps(bpf_get_current_pid_tgid() >> 32); /* it may have replaced one */
 		e = map_event(LT_EV_MAP_NEW, in->nr);
 		if (!e)
 			return 0;
@@ -78,9 +84,13 @@ __noinline int mapping_exit(struct inflight *in, __u8 cls, long ret)
 			}
 		}
 		return map_new(e);
-	case LT_SYS_MUNMAP:
+	case LT_SYS_MUNMAP: {
 		if (ret != 0)
 			return 0;
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+		if (park_take_munmap(tgid, in->args[0], in->args[1], in->ts))
+			return 0;
+		park_flush_maps(tgid);
 		e = map_event(LT_EV_MAP_FREE, in->nr);
 		if (!e)
 			return 0;
@@ -89,9 +99,11 @@ __noinline int mapping_exit(struct inflight *in, __u8 cls, long ret)
 		e->flags |= py_close_flags(e->h.pid);
 		submit(e, offsetof(struct lt_map_event, name));
 		return 0;
+	}
 	case LT_SYS_MREMAP:
 		if (ret < 0 && ret > -4096)
 			return 0;
+		park_flush_maps(bpf_get_current_pid_tgid() >> 32);
 		e = map_event(LT_EV_MAP_MOVE, in->nr);
 		if (!e)
 			return 0;
@@ -109,6 +121,7 @@ __noinline int mapping_exit(struct inflight *in, __u8 cls, long ret)
 		 * were reserved is known in Go, so every change is sent. */
 		if (ret != 0)
 			return 0;
+		park_flush_maps(bpf_get_current_pid_tgid() >> 32);
 		e = map_event(LT_EV_MAP_PROT, in->nr);
 		if (!e)
 			return 0;
@@ -124,6 +137,7 @@ __noinline int mapping_exit(struct inflight *in, __u8 cls, long ret)
 		__u64 old = in->args[1], now = (__u64)ret;
 		if (now == old || !old)
 			return 0;
+		park_flush_maps(bpf_get_current_pid_tgid() >> 32);
 		if (now > old) {
 			e = map_event(LT_EV_MAP_NEW, in->nr);
 			if (!e)

@@ -25,11 +25,14 @@ const volatile __u64 pair_window_ns = 100000000;
  * site's pcs) leaves at once: Go learns from it. */
 #define LT_PARK_BYTES (__builtin_offsetof(struct lt_fd_event, stack.kstack))
 
+/* An fd's record: (its table, the fd). A mapping's: (LT_MAP_OWNER(tgid),
+ * its address), which no table's kernel address can equal. */
 struct park_key {
-	__u64 files;
-	__s32 fd;
-	__u32 _pad;
+	__u64 owner;
+	__u64 id;
 };
+
+#define LT_MAP_OWNER(tgid) (0x8000000000000000ULL | (__u32)(tgid))
 
 struct parked {
 	__u8 rec[LT_PARK_BYTES];
@@ -48,6 +51,19 @@ struct {
 	__type(value, struct parked);
 } parked SEC(".maps");
 
+/* maps_left counts a mapping's record out of the map: h is the header of
+ * a record that left (an fd's: nothing to count). From the record, not the
+ * key: a table's key holds a kernel pointer. */
+static __always_inline void maps_left(struct lt_header *h)
+{
+	if (h->type != LT_EV_MAP_NEW)
+		return;
+	__u32 tgid = h->pid;
+	struct lt_image *v = bpf_map_lookup_elem(&images, &tgid);
+	if (v)
+		__sync_fetch_and_add(&v->maps_parked, -1);
+}
+
 /* send_owned sends the parked record v of key k if this caller is the one
  * that deletes it. The copy is taken before the delete (a freed element
  * may be reused at once) and thrown away if another caller won. */
@@ -62,19 +78,23 @@ static __always_inline void send_owned(struct park_key *k, struct parked *v)
 		size = 0;
 	asm volatile("" : "+r"(size));
 	if (size < sizeof(struct lt_header)) {
-		bpf_map_delete_elem(&parked, k);
+		if (!bpf_map_delete_elem(&parked, k))
+			maps_left((struct lt_header *)v->rec);
 		return;
 	}
 	if (bpf_ringbuf_reserve_dynptr(&events, size, 0, &dp)) {
 		bpf_ringbuf_discard_dynptr(&dp, 0);
-		if (!bpf_map_delete_elem(&parked, k))
+		if (!bpf_map_delete_elem(&parked, k)) {
+			maps_left((struct lt_header *)v->rec);
 			count(LT_CNT_RINGBUF_FULL);
+		}
 		return;
 	}
 	if (bpf_dynptr_write(&dp, 0, v->rec, size, 0) || bpf_map_delete_elem(&parked, k)) {
 		bpf_ringbuf_discard_dynptr(&dp, 0);
 		return;
 	}
+	maps_left((struct lt_header *)v->rec);
 	bpf_ringbuf_submit_dynptr(&dp, wakeup_flag(false));
 	count(LT_CNT_EVENTS);
 	count_n(LT_CNT_EVENT_BYTES, size);
@@ -85,7 +105,7 @@ static __always_inline void park_flush_fd(__u64 files, int fd)
 {
 	if (!pair_in_kernel || fd < 0)
 		return;
-	struct park_key k = {.files = files, .fd = fd};
+	struct park_key k = {.owner = files, .id = (__u32)fd};
 	struct parked *v = bpf_map_lookup_elem(&parked, &k);
 	if (v)
 		send_owned(&k, v);
@@ -98,7 +118,7 @@ static __always_inline bool park_update_sock(__u64 files, struct lt_fd_event *e)
 {
 	if (!pair_in_kernel || !(e->flags & LT_FD_HAS_SOCK))
 		return false;
-	struct park_key k = {.files = files, .fd = e->fd};
+	struct park_key k = {.owner = files, .id = (__u32)e->fd};
 	struct parked *v = bpf_map_lookup_elem(&parked, &k);
 	if (!v)
 		return false;
@@ -114,7 +134,7 @@ struct sweep_ctx {
 
 static long sweep_one(struct bpf_map *map, struct park_key *k, struct parked *v, struct sweep_ctx *c)
 {
-	if (c->files && k->files != c->files)
+	if (c->files && k->owner != c->files)
 		return 0;
 	if (((struct lt_header *)v->rec)->ts >= c->before)
 		return 0;
@@ -167,7 +187,7 @@ static __always_inline bool park_take_close(__u64 files, int fd, __u64 enter)
 {
 	if (!pair_in_kernel)
 		return false;
-	struct park_key k = {.files = files, .fd = fd};
+	struct park_key k = {.owner = files, .id = (__u32)fd};
 	struct parked *v = bpf_map_lookup_elem(&parked, &k);
 	if (!v || ((struct lt_header *)v->rec)->ts >= enter)
 		return false;
@@ -211,11 +231,78 @@ static __always_inline bool park(struct lt_fd_event *e, __u64 size)
 	if (!s || (void *)&s->fd != (void *)e)
 		return false;
 	s->fd.h.size = size;
-	struct park_key k = {.files = s->fd.h.files, .fd = s->fd.fd};
+	struct park_key k = {.owner = s->fd.h.files, .id = (__u32)s->fd.fd};
 	if (bpf_map_update_elem(&parked, &k, (struct parked *)s, BPF_NOEXIST) == 0)
 		return true;
-	park_flush_fd(k.files, k.fd);
+	park_flush_fd(s->fd.h.files, s->fd.fd);
 	return false;
+}
+
+/* Mappings pair too: an mmap's record waits, keyed by (LT_MAP_OWNER(tgid),
+ * address), for a munmap of exactly that range. Any other change to a
+ * process's mappings (a partial munmap, mremap, mprotect, MAP_FIXED, brk),
+ * and its fork, exec and end, first sends every mapping it has waiting:
+ * Go applies ranges in order. images counts them, so a process with none
+ * pays no walk. A process sharing its memory with another (vfork,
+ * CLONE_VM) is never paired: the other's munmap would not find it. */
+static __always_inline bool may_park_map(struct lt_map_event *e)
+{
+	if (!pair_in_kernel || e->h.type != LT_EV_MAP_NEW || (e->flags & LT_MAP_BRK) || !(e->stack.flags & LT_STK_SITE))
+		return false;
+	struct task_struct *task = bpf_get_current_task_btf();
+	return task->mm->mm_users.counter == task->signal->nr_threads;
+}
+
+static __always_inline bool park_map(struct lt_map_event *e, __u64 size)
+{
+	if (size > LT_PARK_BYTES)
+		return false;
+	union scratch *s = scratch_get();
+	if (!s || (void *)&s->map != (void *)e)
+		return false;
+	__u32 tgid = s->map.h.pid;
+	struct lt_image *img = bpf_map_lookup_elem(&images, &tgid);
+	if (!img)
+		return false; /* no count to keep: it would be walked for on every change */
+	s->map.h.size = size;
+	struct park_key k = {.owner = LT_MAP_OWNER(tgid), .id = s->map.addr};
+	if (bpf_map_update_elem(&parked, &k, (struct parked *)s, BPF_NOEXIST))
+		return false;
+	__sync_fetch_and_add(&img->maps_parked, 1);
+	return true;
+}
+
+/* park_flush_maps sends every mapping of tgid still waiting. */
+static __always_inline void park_flush_maps(__u32 tgid)
+{
+	if (!pair_in_kernel)
+		return;
+	struct lt_image *img = bpf_map_lookup_elem(&images, &tgid);
+	if (img && img->maps_parked == 0)
+		return;
+	struct sweep_ctx c = {.files = LT_MAP_OWNER(tgid), .before = ~0ULL};
+	bpf_for_each_map_elem(&parked, sweep_one, &c, 0);
+}
+
+/* park_take_munmap settles a munmap of [addr, addr+len) entered at enter
+ * when it is exactly a mapping made before it began, still waiting. */
+static __always_inline bool park_take_munmap(__u32 tgid, __u64 addr, __u64 len, __u64 enter)
+{
+	if (!pair_in_kernel || !enter)
+		return false;
+	struct park_key k = {.owner = LT_MAP_OWNER(tgid), .id = addr};
+	struct parked *v = bpf_map_lookup_elem(&parked, &k);
+	if (!v)
+		return false;
+	struct lt_map_event *m = (struct lt_map_event *)v->rec;
+	if (m->h.ts >= enter || ((m->len + 4095) & ~4095ULL) != ((len + 4095) & ~4095ULL))
+		return false;
+	if (bpf_map_delete_elem(&parked, &k))
+		return false;
+	maps_left(&m->h);
+	count(LT_CNT_PAIRED);
+	settled_at(m->stack.flags, m->stack.site, m->stack.img);
+	return true;
 }
 
 /* sweep_parked sends what has waited a whole window (ctx[0] == 0), or

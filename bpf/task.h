@@ -109,8 +109,10 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 	__u32 ctgid = child->tgid;
 	if (ctgid != ptgid && (!trace_all || filter_active))
 		set_traced(ctgid, 1);
-	if (ctgid != ptgid)
+	if (ctgid != ptgid) {
+		park_flush_maps(ptgid); /* the child has copies of its mappings */
 		img_fork(ptgid, ctgid); /* the same code at the same addresses */
+	}
 	/* A child with a copy of the parent's table: parked opens go first. */
 	__u64 pfiles = (__u64)parent->files;
 	if (pfiles != (__u64)BPF_CORE_READ(child, files))
@@ -148,8 +150,10 @@ int sched_process_exit(__u64 *ctx)
 		group_dead = BPF_CORE_READ(task, signal, live.counter) == 0;
 	bool traced = is_traced(tgid);
 	/* The table ends with its process: what is parked was held to the end. */
-	if (group_dead && traced)
+	if (group_dead && traced) {
 		park_flush_table((__u64)task->files);
+		park_flush_maps(tgid);
+	}
 	/* The pid may be reused: whatever filter state it had goes with it
 	 * (the filtered agent's cached verdicts too, traced or not). */
 	if (group_dead && (!trace_all || filter_active))
@@ -186,8 +190,10 @@ int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct
 	forget_verdict(tgid);
 	if (!is_traced(tgid))
 		return 0;
-	/* Before the exec record, whose table has cloexec fds closed. */
+	/* Before the exec record, whose table has cloexec fds closed, and
+	 * whose image has none of the old one's mappings. */
 	park_flush_table((__u64)task->files);
+	park_flush_maps(tgid);
 	union scratch *s = scratch_get();
 	if (!s)
 		return 0;

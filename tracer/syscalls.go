@@ -105,7 +105,8 @@ var Syscalls = func() []Syscall {
 		sysClass(unix.SYS_RECVMSG, "recvmsg", bpf.LeaktraceLtSysClassLT_SYS_RECVMSG),
 		sysClass(unix.SYS_RECVMMSG, "recvmmsg", bpf.LeaktraceLtSysClassLT_SYS_RECVMMSG),
 		sysClass(unix.SYS_MMAP, "mmap", bpf.LeaktraceLtSysClassLT_SYS_MMAP),
-		sysClass(unix.SYS_MUNMAP, "munmap", bpf.LeaktraceLtSysClassLT_SYS_MUNMAP),
+		// munmap's enter time: a waiting mmap pairs with it only when made before it began.
+		{Nr: unix.SYS_MUNMAP, Name: "munmap", Class: bpf.LeaktraceLtSysClassLT_SYS_MUNMAP, Cloexec: NoArg, Enter: true},
 		sysClass(unix.SYS_MREMAP, "mremap", bpf.LeaktraceLtSysClassLT_SYS_MREMAP),
 		{Nr: unix.SYS_BRK, Name: "brk", Class: bpf.LeaktraceLtSysClassLT_SYS_BRK, Cloexec: NoArg, Enter: true},
 		sysClass(unix.SYS_MPROTECT, "mprotect", bpf.LeaktraceLtSysClassLT_SYS_MPROTECT),
