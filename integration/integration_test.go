@@ -63,6 +63,7 @@ func binaries(t *testing.T) string {
 			{"gcc", "-O1", "-g", "-Wall", "-o", filepath.Join(buildDir, "mapgrow"), "testdata/mapgrow/mapgrow.c"},
 			{"gcc", "-O1", "-g", "-Wall", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "pairing"), "testdata/pairing/pairing.c", "-lpthread"},
 			{"gcc", "-O2", "-g", "-Wall", "-o", filepath.Join(buildDir, "forksites"), "testdata/forksites/forksites.c"},
+			{"gcc", "-O2", "-g", "-Wall", "-o", filepath.Join(buildDir, "churn"), "bench/workloads/churn.c"},
 		}
 		for _, s := range steps {
 			cmd := exec.Command(s[0], s[1:]...)

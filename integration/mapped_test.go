@@ -104,6 +104,28 @@ func mappedSite(r *report.Report, fn string) (report.MappedSite, bool) {
 	return report.MappedSite{}, false
 }
 
+// TestRunMappedPairs: an mmap and the munmap of exactly its range settle in
+// the kernel (neither record sent), and nothing of them is left counted.
+func TestRunMappedPairs(t *testing.T) {
+	requireRoot(t)
+	const rounds = 5000
+	out := filepath.Join(t.TempDir(), "churn.out")
+	r, _, code := runTraced(t, nil, filepath.Join(binaries(t), "churn"), "-m", "mmap", "-n", strconv.Itoa(rounds), "-o", out)
+	if code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if !r.Complete {
+		t.Errorf("report incomplete: %v", r.Notes)
+	}
+	if r.Events.PairedInKernel < rounds*8/10 {
+		t.Errorf("%d mappings settled in the kernel, want most of the %d made and unmapped", r.Events.PairedInKernel, rounds)
+	}
+	if s, ok := mappedSite(r, "churn"); ok {
+		t.Errorf("churn's mmap site left %d bytes in %d mappings counted, want none", s.Bytes, s.Mappings)
+	}
+	t.Logf("%d of %d settled in the kernel, %d records received", r.Events.PairedInKernel, rounds, r.Events.Received)
+}
+
 // TestRunMappedBytes: the bytes `run` reports left mapped by each site are
 // the ranges the program left, and /proc/PID/maps shows each of them mapped.
 func TestRunMappedBytes(t *testing.T) {
