@@ -406,7 +406,11 @@ func (s *Session) hostPath(pid uint32, path string) string {
 	}
 	if s.mntns == nil {
 		s.mntns = make(map[uint32]mountNS)
-		s.selfNS, _ = os.Readlink("/proc/self/ns/mnt")
+		// This thread's, not /proc/self's (the main thread's): the tracer
+		// may have left the main thread wedged in a private namespace
+		// (tracer.syscallTracepointIDs), and every process would then look
+		// like a container's, its files read again under /proc/PID/root.
+		s.selfNS, _ = os.Readlink("/proc/thread-self/ns/mnt")
 	}
 	m, ok := s.mntns[pid]
 	if !ok {
