@@ -43,7 +43,8 @@ func TestCollect(t *testing.T) {
 	cfg.Limits.TopSites = 1
 	a, _ := testAgent(t, cfg)
 	f := withFake(t, a, map[uint32]uint64{501: 100, 502: 100, 503: 100})
-	f.counters = tracer.Counters{Sent: 1000, RingbufFull: 1, InflightFull: 2, TracedFull: 3, RightsDropped: 4, MissedExit: 5, Paired: 6}
+	f.counters = tracer.Counters{Sent: 1000, RingbufFull: 1, InflightFull: 2, TracedFull: 3, RightsDropped: 4, MissedExit: 5, Paired: 6,
+		StackSite: 900, StackNew: 7, StackCopy: 40}
 	mono := monotonicNow()
 	f.apply(opens(501, 3, 80, event.KindFile, 1, mono)...)
 	f.apply(opens(502, 3, 2, event.KindSocket, 2, mono)...)
@@ -71,6 +72,9 @@ func TestCollect(t *testing.T) {
 		`leaktrace_syscall_exits_unmatched_total{}`:                                              5,
 		`leaktrace_records_malformed_total{}`:                                                    2,
 		`leaktrace_stacks_dropped_total{}`:                                                       3,
+		`leaktrace_stacks_sent_total{form=site}`:                                                 900,
+		`leaktrace_stacks_sent_total{form=new}`:                                                  7,
+		`leaktrace_stacks_sent_total{form=copy}`:                                                 40,
 		`leaktrace_alerts_firing{level=critical}`:                                                1, // EMFILE
 		`leaktrace_alerts_firing{level=warning}`:                                                 1, // 80% fds
 	}
