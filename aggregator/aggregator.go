@@ -283,6 +283,14 @@ func (a *Aggregator) install(t *table, h *Handle, e *event.Event, allocated bool
 			t.superseded = make(map[int32]supersede)
 		}
 		s := t.superseded[h.FD]
+		if !old.Outside && old.Created > e.Time {
+			// e's record comes after that of a newer handle at its number
+			// (records of different CPUs cross): the kernel gave the
+			// number again, so e's handle was released in between, by a
+			// release whose record is yet to come.
+			t.superseded[h.FD] = supersede{n: s.n + 1, before: max(s.before, old.Created)}
+			return
+		}
 		t.superseded[h.FD] = supersede{n: s.n + 1, before: e.Time}
 	}
 	a.add(t, h)

@@ -204,6 +204,19 @@ func TestRacingReleasesExitOnly(t *testing.T) {
 			checked(open(P, T2, fl, 5, event.KindFile, "/later", 2, 0), 40),
 		},
 		want: []int32{5},
+}, {
+		// T2 opened 5 and closed it; T1's open then got 5 again. T1's
+		// record (a stack Go knew: sent at once) came before T2's (a copy,
+		// slower to make), and T2's close last: T2's open is the older
+		// handle, already released, and its close must not release T1's.
+		name: "older open record after a newer one, its close last",
+		events: []event.Event{
+			at(closeOwn(P, 5, 0), 4, 5),
+			checked(open(P, T1, fl, 5, event.KindFile, "/new", 2, 0), 20),
+			checked(open(P, T2, fl, 5, event.KindEventfd, "", 2, 0), 10),
+			at(closeFD(P, T2, fl, 5, 0), 15, 30),
+		},
+		want: []int32{5},
 	}}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
