@@ -204,7 +204,7 @@ func TestRacingReleasesExitOnly(t *testing.T) {
 			checked(open(P, T2, fl, 5, event.KindFile, "/later", 2, 0), 40),
 		},
 		want: []int32{5},
-}, {
+	}, {
 		// T2 opened 5 and closed it; T1's open then got 5 again. T1's
 		// record (a stack Go knew: sent at once) came before T2's (a copy,
 		// slower to make), and T2's close last: T2's open is the older
