@@ -92,7 +92,13 @@ static __always_inline int fd_release(struct inflight *in, __u8 cls, long ret)
 
 	if (cls == LT_SYS_CLOSE) {
 		/* close releases the fd on every outcome but EBADF. */
-		if (ret == -EBADF || park_take_close(current_files(), (int)in->args[0], in->ts))
+		if (ret == -EBADF)
+			return 0;
+		/* A close by Python's finalization is no pair: the program held
+		 * the handle to its end. Its open goes first, then the close. */
+		if (py_close_flags(bpf_get_current_pid_tgid() >> 32))
+			park_flush_fd(current_files(), (int)in->args[0]);
+		else if (park_take_close(current_files(), (int)in->args[0], in->ts))
 			return 0;
 		e = fd_event(LT_EV_FD_CLOSE, in->nr);
 		if (!e)

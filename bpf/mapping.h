@@ -88,7 +88,9 @@ __noinline int mapping_exit(struct inflight *in, __u8 cls, long ret)
 		if (ret != 0)
 			return 0;
 		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-		if (park_take_munmap(tgid, in->args[0], in->args[1], in->ts))
+		/* Python's finalization unmapping is no pair: the program held
+		 * the memory to its end. */
+		if (!py_close_flags(tgid) && park_take_munmap(tgid, in->args[0], in->args[1], in->ts))
 			return 0;
 		park_flush_maps(tgid);
 		e = map_event(LT_EV_MAP_FREE, in->nr);
