@@ -30,6 +30,25 @@ static __always_inline struct lt_fd_event *fd_event(__u16 type, __u16 nr)
 	return e;
 }
 
+/* park_pair parks a pipe's or a socketpair's ends apart: they are released
+ * apart, so each waits as a record of its own (fd2 -1) for its own close,
+ * and one that cannot wait leaves alone. Global: the second fd lives in a
+ * frame of its own, off the deepest call chain (Linux 6.1 allows 512
+ * bytes for all of it). */
+__noinline int park_pair(struct lt_fd_event *e, __u64 size)
+{
+	if (!e)
+		return 0;
+	int fd2 = e->fd2;
+	e->fd2 = -1;
+	if (!park(size))
+		submit_stacked(e, size, &e->stack);
+	e->fd = fd2;
+	if (!park(size))
+		submit_stacked(e, size, &e->stack);
+	return 1;
+}
+
 /* submit_open sends (or parks, pair.h) a creation record with the Python
  * frames and the user stack that made it. A global function: one copy of
  * the stack capture and the Python walk for the verifier. */
@@ -42,7 +61,7 @@ __noinline int submit_open(struct lt_fd_event *e, int cls)
 	if (e->stack.flags & LT_STK_SITE)
 		py = 0; /* Go has the site's Python frames as well */
 	__u64 size = offsetof(struct lt_fd_event, stack) + stack_part(n);
-	if (may_park(e, cls) && park(e, size))
+	if (may_park(e, cls) && (cls == LT_SYS_PAIR ? park_pair(e, size) : park(size)))
 		return 0;
 	py_send(py); /* the frames go just ahead of their record */
 	submit_stacked(e, size, &e->stack);

@@ -46,7 +46,7 @@ __noinline int map_new(struct lt_map_event *e)
 	__u64 py = py_walk(&e->h);
 	int n = capture_stack(&e->stack, py_hash(py));
 	__u64 size = offsetof(struct lt_map_event, stack) + stack_part(n);
-	if (may_park_map(e) && park_map(e, size))
+	if (may_park_map(e) && park_map(size))
 		return 0;
 	if (!(e->stack.flags & LT_STK_SITE))
 		py_send(py); /* the frames go just ahead of their record */

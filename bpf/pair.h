@@ -205,8 +205,6 @@ static __always_inline bool may_park(struct lt_fd_event *e, __u8 cls)
 {
 	if (!pair_in_kernel)
 		return false;
-	if (cls == LT_SYS_PAIR)
-		return false; /* two fds: one key */
 	if (cls == LT_SYS_DUP || cls == LT_SYS_DUP_ONTO || cls == LT_SYS_FCNTL)
 		return false; /* a copy is of its source as it is now; dup2 may have closed the fd it replaced */
 	if (e->flags & LT_FD_RECEIVED)
@@ -216,19 +214,19 @@ static __always_inline bool may_park(struct lt_fd_event *e, __u8 cls)
 	return true;
 }
 
-/* park parks e (size bytes, its stack a known site); false when it could
- * not, and it must be sent. A record already parked at this fd means its
- * close is still in flight on another thread: it is sent, and so is e, for
- * Go to order by their times. */
-static __always_inline bool park(struct lt_fd_event *e, __u64 size)
+/* park parks the creation record in this CPU's scratch (fd_event's; size
+ * bytes, its stack a known site); false when it could not, and it must be
+ * sent. A record already parked at its fd means its close is still in
+ * flight on another thread: it is sent, and so is this one, for Go to order
+ * by their times. Read from the scratch map, not through a caller's
+ * pointer: on Linux 6.1 a map update copies only from the stack or another
+ * map's value, and a global function's pointer argument is neither. */
+static __always_inline bool park(__u64 size)
 {
 	if (size > LT_PARK_BYTES)
 		return false;
-	/* Linux 6.1 copies a map value only from the stack or another map's
-	 * value: e is this CPU's scratch record (fd_event), read through the
-	 * map again. */
 	union scratch *s = scratch_get();
-	if (!s || (void *)&s->fd != (void *)e)
+	if (!s)
 		return false;
 	s->fd.h.size = size;
 	struct park_key k = {.owner = s->fd.h.files, .id = (__u32)s->fd.fd};
@@ -253,12 +251,13 @@ static __always_inline bool may_park_map(struct lt_map_event *e)
 	return task->mm->mm_users.counter == task->signal->nr_threads;
 }
 
-static __always_inline bool park_map(struct lt_map_event *e, __u64 size)
+/* park_map parks the mapping record in this CPU's scratch, as park. */
+static __always_inline bool park_map(__u64 size)
 {
 	if (size > LT_PARK_BYTES)
 		return false;
 	union scratch *s = scratch_get();
-	if (!s || (void *)&s->map != (void *)e)
+	if (!s)
 		return false;
 	__u32 tgid = s->map.h.pid;
 	struct lt_image *img = bpf_map_lookup_elem(&images, &tgid);

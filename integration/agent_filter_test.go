@@ -240,9 +240,10 @@ func TestAgentWholeHostDupOntoParked(t *testing.T) {
 
 // TestAgentSettledBySite: the whole-host agent keeps most short-lived
 // handles in the kernel, yet still counts them by call site: the threaded
-// program's open_short and socket_short sites show their counts, and
-// together they come close to what it made (most of 4 threads × 3 per
-// round), though the program has exited by the time the agent samples.
+// program's open_short, socket_short and pipe_short sites show their
+// counts, which come close to what it made (most of 4 threads × 3 per
+// round, and a pipe's two ends), though the program has exited by the time
+// the agent samples.
 func TestAgentSettledBySite(t *testing.T) {
 	requireRoot(t)
 	base := startAgent(t, "--interval", "500ms")
@@ -265,14 +266,21 @@ func TestAgentSettledBySite(t *testing.T) {
 		}
 		return got
 	}
+	// Per thread and round: two files and a socket, and a pipe's two ends
+	// (each settled by its own close).
 	made := float64(rounds * 4 * 3)
+	madePipes := float64(rounds * 4 * 2)
 	var got map[string]float64
-	waitFor(t, 10*time.Second, "settled counts of open_short and socket_short", func() bool {
+	waitFor(t, 10*time.Second, "settled counts of open_short, socket_short and pipe_short", func() bool {
 		got = bySite()
-		return got["open_short"] > 0 && got["socket_short"] > 0 && got["open_short"]+got["socket_short"] > made/2
+		return got["open_short"] > 0 && got["socket_short"] > 0 && got["open_short"]+got["socket_short"] > made/2 &&
+			got["pipe_short"] > madePipes/2
 	})
-	t.Logf("settled in the kernel by site: %v (the program made %v short-lived handles)", got, made)
+	t.Logf("settled in the kernel by site: %v (the program made %v short-lived files and sockets, %v pipe ends)", got, made, madePipes)
 	if got["open_short"]+got["socket_short"] > made {
 		t.Errorf("more settled (%v) than the program made (%v)", got["open_short"]+got["socket_short"], made)
+	}
+	if got["pipe_short"] > madePipes {
+		t.Errorf("more pipe ends settled (%v) than the program made (%v)", got["pipe_short"], madePipes)
 	}
 }

@@ -228,14 +228,15 @@ func TestRunLeakyC(t *testing.T) {
 	}
 }
 
-// TestRunPairsAcrossThreads: four threads make short-lived files and
-// sockets, closed at once, after blocking, or by another thread, and hold one
+// TestRunPairsAcrossThreads: four threads make short-lived files, sockets
+// and pipes (each end waits for its own close), closed at once, after
+// blocking, or by another thread, leak one end of a pipe, and hold one
 // past the pairing window. The report is exactly the kernel's table at exit
 // (the leaks made on purpose), and most handles were settled in the kernel:
 // pairing is not only for a single thread's next syscall.
 func TestRunPairsAcrossThreads(t *testing.T) {
 	requireRoot(t)
-	const rounds, threads, perRound = 2000, 4, 3
+	const rounds, threads, perRound = 2000, 4, 5
 	r, tr, code := runTraced(t, nil, filepath.Join(binaries(t), "pairing"), strconv.Itoa(rounds))
 	if code != 0 {
 		t.Errorf("exit code %d, want the program's 0 (no budget given)", code)

@@ -1,5 +1,6 @@
 /* Short-lived handles in a multi-threaded process, for in-kernel pairing:
- * four threads open and close files and sockets, some closed right away,
+ * four threads open and close files, sockets and pipes (whose ends are
+ * released apart), some closed right away,
  * some after blocking, some by another thread, some held past the pairing
  * window and then closed; each thread also leaks a few on purpose. The
  * leaks, and only they, must be reported; most of the rest should never
@@ -41,6 +42,20 @@ NOINLINE int open_short(void) { return open("/dev/null", O_RDONLY | O_CLOEXEC); 
 
 NOINLINE int socket_short(void) { return socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0); }
 
+NOINLINE int pipe_short(int p[2]) { return pipe2(p, O_CLOEXEC); }
+
+/* A pipe whose read end is closed at once and whose write end leaks. */
+NOINLINE void leak_pipe_end(void)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC))
+		return;
+	close(p[0]);
+	pthread_mutex_lock(&truth_mu);
+	truth_leak(p[1], "leak_pipe_end");
+	pthread_mutex_unlock(&truth_mu);
+}
+
 static void *worker(void *arg)
 {
 	int me = (int)(long)arg;
@@ -51,6 +66,11 @@ static void *worker(void *arg)
 		close(fd);
 		int s = socket_short();
 		close(s);
+		int p[2];
+		if (pipe_short(p) == 0) {
+			close(p[i % 2]);
+			close(p[1 - i % 2]);
+		}
 		/* The next thread closes what this one opened. */
 		int h = open_short();
 		int prev = atomic_exchange(&handoff[(me + 1) % THREADS], h);
@@ -66,6 +86,7 @@ static void *worker(void *arg)
 	close(held);
 	for (int i = 0; i < LEAKS; i++)
 		leak_in_thread();
+	leak_pipe_end();
 	return NULL;
 }
 
