@@ -105,38 +105,50 @@ static __always_inline bool sys_cloexec(const struct inflight *in, const struct 
 	return v & sys->cloexec_mask;
 }
 
-static __always_inline int fd_release(struct inflight *in, __u8 cls, long ret)
+/* close_enter settles or sends a close of fd, wholly at its enter: the fd
+ * is released on every outcome but EBADF (the fd not open, which the table
+ * says now), and nothing the exit would add is needed. An open that gets
+ * this number again returns after this time, so a record parked at the fd
+ * now is the handle this close releases. A global function: enter hooks
+ * stay small for the syscalls that only park their arguments. */
+__noinline int close_enter(int fd, __u32 nr)
 {
-	struct lt_fd_event *e;
+	if (!fd_file(bpf_get_current_task_btf(), fd))
+		return 0;
+	__u64 files = current_files();
+	__u64 now = bpf_ktime_get_ns();
+	/* A close by Python's finalization is no pair: the program held the
+	 * handle to its end. Its open goes first, then the close. */
+	__u32 py = py_close_flags(bpf_get_current_pid_tgid() >> 32);
+	if (py)
+		park_flush_fd(files, fd);
+	else if (park_take_close(files, fd, now))
+		return 0;
+	struct lt_fd_event *e = fd_event(LT_EV_FD_CLOSE, nr);
+	if (!e)
+		return 0;
+	e->fd = fd;
+	e->enter_ts = now;
+	e->flags |= py;
+	submit(e, offsetof(struct lt_fd_event, sock));
+	return 0;
+}
 
-	if (cls == LT_SYS_CLOSE) {
-		/* close releases the fd on every outcome but EBADF. */
-		if (ret == -EBADF)
-			return 0;
-		/* A close by Python's finalization is no pair: the program held
-		 * the handle to its end. Its open goes first, then the close. */
-		if (py_close_flags(bpf_get_current_pid_tgid() >> 32))
-			park_flush_fd(current_files(), (int)in->args[0]);
-		else if (park_take_close(current_files(), (int)in->args[0], in->ts))
-			return 0;
-		e = fd_event(LT_EV_FD_CLOSE, in->nr);
-		if (!e)
-			return 0;
-		e->fd = (int)in->args[0];
-	} else {
-		if (ret != 0)
-			return 0;
-		park_flush_table(current_files());
-		e = fd_event(LT_EV_CLOSE_RANGE, in->nr);
-		if (!e)
-			return 0;
-		e->fd = (int)in->args[0];
-		e->fd2 = in->args[1] > 0x7fffffff ? 0x7fffffff : (int)in->args[1];
-		if (in->args[2] & CLOSE_RANGE_UNSHARE)
-			e->flags |= LT_FD_UNSHARE;
-		if (in->args[2] & CLOSE_RANGE_CLOEXEC)
-			e->flags |= LT_FD_ONLY_CLOEXEC;
-	}
+/* close_range_exit sends a close_range that succeeded. */
+static __always_inline int close_range_exit(struct inflight *in, long ret)
+{
+	if (ret != 0)
+		return 0;
+	park_flush_table(current_files());
+	struct lt_fd_event *e = fd_event(LT_EV_CLOSE_RANGE, in->nr);
+	if (!e)
+		return 0;
+	e->fd = (int)in->args[0];
+	e->fd2 = in->args[1] > 0x7fffffff ? 0x7fffffff : (int)in->args[1];
+	if (in->args[2] & CLOSE_RANGE_UNSHARE)
+		e->flags |= LT_FD_UNSHARE;
+	if (in->args[2] & CLOSE_RANGE_CLOEXEC)
+		e->flags |= LT_FD_ONLY_CLOEXEC;
 	e->enter_ts = in->ts;
 	e->ret = ret;
 	e->flags |= py_close_flags(e->h.pid);
@@ -170,9 +182,8 @@ __noinline int fd_exit(struct inflight *in, const struct lt_sys *sys, long ret)
 	}
 
 	switch (cls) {
-	case LT_SYS_CLOSE:
 	case LT_SYS_CLOSE_RANGE:
-		return fd_release(in, cls, ret);
+		return close_range_exit(in, ret);
 	case LT_SYS_FCNTL:
 		if (in->args[1] != F_DUPFD && in->args[1] != F_DUPFD_CLOEXEC)
 			return 0;

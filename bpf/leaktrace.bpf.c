@@ -82,6 +82,8 @@ static __always_inline int on_sys_enter(const bool raw, long id, struct pt_regs 
 	load_args(raw, regs, rec, a);
 	if (cls == LT_SYS_EXIT_GROUP)
 		return exit_group_enter(a[0]);
+	if (cls == LT_SYS_CLOSE)
+		return close_enter((int)a[0], id);
 	if (cls == LT_SYS_RECVMSG && !msghdr_has_control(a[1]))
 		return 0;
 
@@ -127,7 +129,8 @@ static __always_inline void args_at_exit(struct inflight *in, long id)
 static __always_inline int on_sys_exit(const bool raw, long id, long ret)
 {
 	const struct lt_sys *sys = sys_row(id);
-	if (!sys || sys->class == LT_SYS_NONE)
+	/* close is done at its enter (close_enter). */
+	if (!sys || sys->class == LT_SYS_NONE || sys->class == LT_SYS_CLOSE)
 		return 0;
 	if (!is_traced(bpf_get_current_pid_tgid() >> 32))
 		return 0;

@@ -86,6 +86,9 @@ func (t *Tracer) attachPerSyscall(enter, exit *ebpf.Program, ids map[string]uint
 			if h.prog == enter && !Syscalls[i].Enter {
 				continue // its exit reads the arguments (bpf/leaktrace.bpf.c)
 			}
+			if h.prog == exit && Syscalls[i].AtEnter {
+				continue // its enter does all of it
+			}
 			id, ok := ids[h.prefix+Syscalls[i].Name]
 			if !ok {
 				// Not built into this kernel (memfd_secret, …): nothing can

@@ -37,6 +37,9 @@ type Syscall struct {
 	// orders it against a racing open of the same fd, exit_group never
 	// returns, and brk's enter parks the break it moves from.
 	Enter bool
+	// AtEnter: the enter hook does all of it and the syscall has no exit
+	// hook (close: bpf/fdops.h close_enter).
+	AtEnter bool
 }
 
 // NoArg marks an absent argument index.
@@ -97,7 +100,7 @@ var Syscalls = func() []Syscall {
 		{Nr: unix.SYS_DUP2, Name: "dup2", Class: bpf.LeaktraceLtSysClassLT_SYS_DUP_ONTO, Cloexec: NoArg, Enter: true},
 		{Nr: unix.SYS_DUP3, Name: "dup3", Class: bpf.LeaktraceLtSysClassLT_SYS_DUP_ONTO, Cloexec: 2, CloexecMask: oCloexec, Enter: true},
 		sysClass(unix.SYS_FCNTL, "fcntl", bpf.LeaktraceLtSysClassLT_SYS_FCNTL),
-		{Nr: unix.SYS_CLOSE, Name: "close", Class: bpf.LeaktraceLtSysClassLT_SYS_CLOSE, Cloexec: NoArg, Enter: true},
+		{Nr: unix.SYS_CLOSE, Name: "close", Class: bpf.LeaktraceLtSysClassLT_SYS_CLOSE, Cloexec: NoArg, Enter: true, AtEnter: true},
 		{Nr: unix.SYS_CLOSE_RANGE, Name: "close_range", Class: bpf.LeaktraceLtSysClassLT_SYS_CLOSE_RANGE, Cloexec: NoArg, Enter: true},
 		sysClass(unix.SYS_CONNECT, "connect", bpf.LeaktraceLtSysClassLT_SYS_SOCK_ADDR),
 		sysClass(unix.SYS_BIND, "bind", bpf.LeaktraceLtSysClassLT_SYS_SOCK_ADDR),
