@@ -337,6 +337,15 @@ type LeaktraceParked struct {
 	Rec [544]uint8
 }
 
+type LeaktraceProcMemo struct {
+	_    structs.HostLayout
+	Kgen uint64
+	Ugen uint64
+	Img  uint64
+	Tgid uint32
+	Py   uint32
+}
+
 type LeaktraceRights struct {
 	_       structs.HostLayout
 	Fds     [64]int32
@@ -371,6 +380,8 @@ const (
 	LeaktraceMapImages            = "images"
 	LeaktraceMapInflight          = "inflight"
 	LeaktraceMapParked            = "parked"
+	LeaktraceMapProcGen           = "proc_gen"
+	LeaktraceMapProcMemos         = "proc_memos"
 	LeaktraceMapPyProcs           = "py_procs"
 	LeaktraceMapPyScratch         = "py_scratch"
 	LeaktraceMapPySeen            = "py_seen"
@@ -481,6 +492,8 @@ type LeaktraceMapSpecs struct {
 	Images        *ebpf.MapSpec `ebpf:"images"`
 	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
 	Parked        *ebpf.MapSpec `ebpf:"parked"`
+	ProcGen       *ebpf.MapSpec `ebpf:"proc_gen"`
+	ProcMemos     *ebpf.MapSpec `ebpf:"proc_memos"`
 	PyProcs       *ebpf.MapSpec `ebpf:"py_procs"`
 	PyScratch     *ebpf.MapSpec `ebpf:"py_scratch"`
 	PySeen        *ebpf.MapSpec `ebpf:"py_seen"`
@@ -553,6 +566,8 @@ type LeaktraceMaps struct {
 	Images        *ebpf.Map `ebpf:"images"`
 	Inflight      *ebpf.Map `ebpf:"inflight"`
 	Parked        *ebpf.Map `ebpf:"parked"`
+	ProcGen       *ebpf.Map `ebpf:"proc_gen"`
+	ProcMemos     *ebpf.Map `ebpf:"proc_memos"`
 	PyProcs       *ebpf.Map `ebpf:"py_procs"`
 	PyScratch     *ebpf.Map `ebpf:"py_scratch"`
 	PySeen        *ebpf.Map `ebpf:"py_seen"`
@@ -577,6 +592,8 @@ func (m *LeaktraceMaps) Close() error {
 		m.Images,
 		m.Inflight,
 		m.Parked,
+		m.ProcGen,
+		m.ProcMemos,
 		m.PyProcs,
 		m.PyScratch,
 		m.PySeen,

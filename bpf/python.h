@@ -233,6 +233,9 @@ static long py_hash_step(__u64 i, void *ctx)
 	return 0;
 }
 
+/* Defined with the process memo (stack.h). */
+int py_absent(__u32 tgid);
+
 /* py_walk builds in py_scratch the Python frames of the current thread for
  * the record whose header is h, and returns the record's size: 0 for a
  * process not known to run Python. A global function: verified once, not
@@ -246,6 +249,8 @@ __noinline int py_walk(const struct lt_header *h)
 	if (!h)
 		return 0;
 	__u32 pid = h->pid;
+	if (py_absent(pid))
+		return 0;
 	pp = bpf_map_lookup_elem(&py_procs, &pid);
 	if (!pp)
 		return 0;
@@ -320,6 +325,8 @@ static __always_inline __u64 py_hash(__u64 size)
  * interpreter's shutdown, not the program, that releases it. */
 static __always_inline __u32 py_close_flags(__u32 tgid)
 {
+	if (py_absent(tgid))
+		return 0;
 	const struct lt_py_proc *pp = bpf_map_lookup_elem(&py_procs, &tgid);
 
 	if (!pp)
@@ -329,12 +336,11 @@ static __always_inline __u32 py_close_flags(__u32 tgid)
 
 /* A forked child runs the same interpreter at the same addresses until it
  * execs. */
-static __always_inline void py_fork(__u32 ptgid, __u32 ctgid)
+static __always_inline bool py_fork(__u32 ptgid, __u32 ctgid)
 {
 	const struct lt_py_proc *pp = bpf_map_lookup_elem(&py_procs, &ptgid);
 
-	if (pp && ptgid != ctgid)
-		bpf_map_update_elem(&py_procs, &ctgid, pp, BPF_ANY);
+	return pp && ptgid != ctgid && !bpf_map_update_elem(&py_procs, &ctgid, pp, BPF_ANY);
 }
 
 /* exec replaces the image; exit ends the process. */

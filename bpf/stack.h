@@ -179,18 +179,101 @@ struct {
 	__type(value, struct lt_image);
 } images SEC(".maps");
 
-/* img_of is the current process's image id, made on first use from what
- * names the image (its leader's start time, tgid and exec count): threads
- * that race to make it agree. Global: its frame is off the callers' chain. */
-__noinline __u64 img_of(__u32 tgid)
+/* proc_gen: [0] moves whenever the kernel changes, drops or makes a
+ * process's image or drops its interpreter; [1] whenever Go adds a Python
+ * interpreter (Tracer.SetPython). A CPU's memo of the last process it saw
+ * holds while both stand still: most creations then need no hash lookup to
+ * know the image and that no interpreter is there. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} proc_gen SEC(".maps");
+
+struct proc_memo {
+	__u64 kgen;
+	__u64 ugen;
+	__u64 img;
+	__u32 tgid;
+	__u32 py; /* py_procs had an entry */
+};
+
+/* A few per CPU, by tgid: processes taking turns on a CPU (a server and
+ * its client) keep theirs. */
+#define LT_PROC_MEMOS 8
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LT_PROC_MEMOS);
+	__type(key, __u32);
+	__type(value, struct proc_memo);
+} proc_memos SEC(".maps");
+
+static __always_inline void proc_changed(void)
+{
+	__u32 k = 0;
+	__u64 *g = bpf_map_lookup_elem(&proc_gen, &k);
+	if (g)
+		__sync_fetch_and_add(g, 1);
+}
+
+/* img_make is the image of tgid (the current process) from the map, made
+ * on first use from what names the image (its leader's start time, tgid
+ * and exec count): threads that race to make it agree. */
+static __always_inline __u64 img_make(__u32 tgid)
 {
 	struct lt_image *v = bpf_map_lookup_elem(&images, &tgid);
 	if (v)
 		return v->img;
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct lt_image nv = {.img = site_mix(site_mix(task->group_leader->start_time, tgid), task->self_exec_id)};
+	/* Made again after the LRU dropped it, it may differ from a memo's. */
+	proc_changed();
 	bpf_map_update_elem(&images, &tgid, &nv, BPF_NOEXIST);
 	return nv.img;
+}
+
+/* proc_memo is this CPU's memo for tgid (the current process), filled
+ * again when it was another process's or a generation moved; NULL only
+ * when the maps cannot be read. The generations are read before the maps,
+ * so a change made meanwhile leaves a memo that is already stale. */
+static __always_inline struct proc_memo *proc_memo(__u32 tgid)
+{
+	__u32 k0 = 0, k1 = 1, slot = tgid & (LT_PROC_MEMOS - 1);
+	__u64 *kg = bpf_map_lookup_elem(&proc_gen, &k0);
+	__u64 *ug = bpf_map_lookup_elem(&proc_gen, &k1);
+	struct proc_memo *m = bpf_map_lookup_elem(&proc_memos, &slot);
+	if (!kg || !ug || !m)
+		return NULL;
+	__u64 kgen = *kg, ugen = *ug;
+	if (m->tgid == tgid && m->kgen == kgen && m->ugen == ugen && tgid)
+		return m;
+	asm volatile("" ::: "memory");
+	m->tgid = 0;
+	m->img = img_make(tgid);
+	m->py = bpf_map_lookup_elem(&py_procs, &tgid) != NULL;
+	m->kgen = kgen;
+	m->ugen = ugen;
+	m->tgid = tgid;
+	return m;
+}
+
+/* img_of is the current process's image id. Global: its frame is off the
+ * callers' chain. */
+__noinline __u64 img_of(__u32 tgid)
+{
+	struct proc_memo *m = proc_memo(tgid);
+	return m ? m->img : img_make(tgid);
+}
+
+/* py_absent: the current process tgid certainly has no interpreter
+ * known to the kernel side (its memo says so). Global, as img_of: the
+ * Python walk is on the deepest call chain. */
+__noinline int py_absent(__u32 tgid)
+{
+	struct proc_memo *m = proc_memo(tgid);
+	return m && !m->py;
 }
 
 /* img_fork gives the child the parent's image (the caller is the parent). */
@@ -198,6 +281,7 @@ static __always_inline void img_fork(__u32 ptgid, __u32 ctgid)
 {
 	struct lt_image cv = {.img = img_of(ptgid), .shared = 1};
 	bpf_map_update_elem(&images, &ctgid, &cv, BPF_ANY);
+	proc_changed(); /* a memo of a process gone may still name ctgid */
 	struct lt_image *pv = bpf_map_lookup_elem(&images, &ptgid);
 	if (pv)
 		pv->shared = 1;
@@ -212,10 +296,16 @@ static __always_inline void img_mapped(__u32 tgid)
 	if (v && v->shared) {
 		v->img = site_mix(v->img, bpf_ktime_get_ns());
 		v->shared = 0;
+		proc_changed();
 	}
 }
 
-static __always_inline void img_forget(__u32 tgid) { bpf_map_delete_elem(&images, &tgid); }
+/* img_forget: exec or the end; the interpreter goes with the image. */
+static __always_inline void img_forget(__u32 tgid)
+{
+	bpf_map_delete_elem(&images, &tgid);
+	proc_changed();
+}
 
 /* capture_stack fills s for the current task and returns how many bytes of
  * it the record carries (seed: the hash of its Python frames, 0 for none): up to kstack for a known site, the pcs for a new

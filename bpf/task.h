@@ -91,7 +91,8 @@ __noinline int task_new(struct lt_task_event *e, __u32 ptgid, __u32 ctgid, __u32
 	e->exit_code = 0;
 	e->ppid = ptgid;
 	e->autoreap = 0;
-	py_fork(ptgid, ctgid);
+	if (py_fork(ptgid, ctgid))
+		proc_changed(); /* a memo may say the child's tgid has none */
 	__u64 py = py_walk(&e->h);
 	int n = capture_stack(&e->stack, py_hash(py));
 	if (!(e->stack.flags & LT_STK_SITE))

@@ -151,6 +151,12 @@ type Tracer struct {
 	// sweepEvery is half the pairing window; 0 when pairing is off.
 	sweepEvery time.Duration
 
+	// pyMu orders SetPython's entry before its generation (pyGen): the
+	// kernel's per-CPU process memos must see the entry once they see
+	// the generation move.
+	pyMu  sync.Mutex
+	pyGen uint64
+
 	closeOnce sync.Once
 }
 
@@ -279,8 +285,15 @@ func (t *Tracer) Trace(pid uint32) error {
 // its Python frames are walked at fd creation and its closes during
 // interpreter shutdown are marked.
 func (t *Tracer) SetPython(pid uint32, p bpf.LeaktraceLtPyProc) error {
+	t.pyMu.Lock()
+	defer t.pyMu.Unlock()
 	if err := t.maps.PyProcs.Put(pid, &p); err != nil {
 		return fmt.Errorf("adding python interpreter of pid %d: %w", pid, err)
+	}
+	// A CPU's memo may say pid has no interpreter (bpf/stack.h proc_memo).
+	t.pyGen++
+	if err := t.maps.ProcGen.Put(uint32(1), t.pyGen); err != nil {
+		return fmt.Errorf("adding python interpreter of pid %d: telling the kernel's memos: %w", pid, err)
 	}
 	return nil
 }
