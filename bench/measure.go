@@ -253,14 +253,17 @@ func (b *bench) untracedBeside(res *results, who, key string, start startTracer)
 		res.skip(label, err.Error(), &targetSlowdown)
 		return nil
 	}
-	if progRuns > 0 {
-		// Each syscall runs an enter and an exit program; a round is two
-		// syscalls.
+	if progRuns > 0 && w.rounds > 0 {
+		// Runs per round from the count: raw hooks run two programs per
+		// syscall, the agent's per-syscall hooks one for an open and one
+		// for a close (done at its enter).
 		perRun := float64(progNs) / float64(progRuns)
+		perRound := float64(progNs) / float64(w.rounds)
+		runs := float64(progRuns) / float64(w.rounds)
 		pair := a.loop.Seconds() / float64(w.rounds) * 1e9
-		share := 4 * perRun / pair * 100
+		share := perRound / pair * 100
 		res.add(label, share, "%",
-			fmt.Sprintf("%.0f ns per program run, %.0f ns per open+close round: %+.1f %% of the %.2f µs round", perRun, 4*perRun, share, pair/1e3), &targetSlowdown)
+			fmt.Sprintf("%.0f ns per program run × %.2f runs per open+close round = %.0f ns: %+.1f %% of the %.2f µs round", perRun, runs, perRound, share, pair/1e3), &targetSlowdown)
 	}
 	return nil
 }
