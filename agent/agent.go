@@ -102,15 +102,16 @@ type tracing interface {
 type procState struct {
 	pid            uint32
 	comm, exe      string
-	cgroup         string
+	cgroup         string // cgroup v2 path
+	memCgroupV1    string // cgroup v1 path of the memory controller
 	limit          uint64
 	open           window
 	failures       map[int32]uint64 // errno -> EMFILE/ENFILE failures seen
 	lastFail       time.Time
 	lastErrno      int32
 	limitReadError bool
-	// Memory, sampled at each evaluation; memLimit is the lowest memory.max
-	// of its cgroup and their ancestors (0: none).
+	// Memory, sampled at each evaluation; memLimit is the lowest memory
+	// limit of its cgroup and their ancestors (0: none).
 	mem      procfs.Memory
 	memOK    bool
 	memLimit uint64
@@ -274,7 +275,7 @@ func (a *Agent) selects(f Filters, pids map[int]bool, pid int) bool {
 		}
 	}
 	if len(f.Cgroups) > 0 {
-		cg := readCgroup(pid)
+		cg, _ := readCgroups(pid)
 		for _, c := range f.Cgroups {
 			if cg == c {
 				return true
@@ -511,7 +512,8 @@ func (a *Agent) fdFailure(f fdFailure) {
 }
 
 func (a *Agent) newProc(pid uint32, comm string) *procState {
-	p := &procState{pid: pid, comm: comm, exe: procfs.Exe(int(pid)), cgroup: readCgroup(int(pid)), failures: make(map[int32]uint64)}
+	p := &procState{pid: pid, comm: comm, exe: procfs.Exe(int(pid)), failures: make(map[int32]uint64)}
+	p.cgroup, p.memCgroupV1 = readCgroups(int(pid))
 	return p
 }
 

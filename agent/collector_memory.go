@@ -12,7 +12,7 @@ import (
 var (
 	descResident  = prometheus.NewDesc(namespace+"_process_resident_memory_bytes", "A process's resident memory by kind (anon, file, shmem; their sum is VmRSS), from /proc/PID/status at the last evaluation.", append(procLabels, "kind"), nil)
 	descVirtual   = prometheus.NewDesc(namespace+"_process_virtual_memory_bytes", "A process's virtual memory size (VmSize) at the last evaluation.", procLabels, nil)
-	descMemLimit  = prometheus.NewDesc(namespace+"_process_memory_limit_bytes", "The lowest memory.max of the process's cgroup v2 and its ancestors; absent when none is set.", procLabels, nil)
+	descMemLimit  = prometheus.NewDesc(namespace+"_process_memory_limit_bytes", "The lowest memory limit of the process's cgroup and its ancestors (memory.max on cgroup v2, else memory.limit_in_bytes of v1's memory controller); absent when none is set.", procLabels, nil)
 	descMemGrowth = prometheus.NewDesc(namespace+"_process_resident_memory_growth_bytes_per_second", "Change of the process's resident memory per second over the growth window.", procLabels, nil)
 	descIncidents = prometheus.NewDesc(namespace+"_fd_incidents_total", "fd-exhaustion incidents written since the agent started, and those removed to stay within incidents.max.", []string{"result"}, nil)
 

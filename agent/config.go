@@ -55,8 +55,9 @@ type Thresholds struct {
 	// An EMFILE/ENFILE failure keeps its alert firing this long after the last.
 	FDFailureHold time.Duration `yaml:"fd_failure_hold"`
 	// A process's resident memory (RSS): absolute levels, and fractions of
-	// the lowest memory.max of its cgroup v2 and their ancestors when one
-	// is set. The higher of the two levels fires.
+	// the lowest memory limit of its cgroup and their ancestors when one is
+	// set (v2 memory.max, else v1 memory.limit_in_bytes). The higher of the
+	// two levels fires.
 	MemWarn             ByteSize `yaml:"memory_warn_bytes"`
 	MemError            ByteSize `yaml:"memory_error_bytes"`
 	MemCritical         ByteSize `yaml:"memory_critical_bytes"`

@@ -113,6 +113,45 @@ func cgroupMemoryMax(root, path string) uint64 {
 	return lowest
 }
 
+// memoryV1MountOnce finds the cgroup v1 memory controller's mount point
+// once; "" when it is not on v1.
+var memoryV1MountOnce = sync.OnceValue(func() string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	return memoryV1MountPoint(string(b))
+})
+
+// unlimitedV1 is where cgroup v1's memory.limit_in_bytes means no limit:
+// the kernel shows "unlimited" as the largest page count in bytes, just
+// under 2^63.
+const unlimitedV1 = uint64(1) << 62
+
+// cgroupMemoryLimitV1 returns the lowest memory.limit_in_bytes of a cgroup
+// v1 path and of its ancestors under root (the memory controller's mount
+// point); 0 when none sets one.
+func cgroupMemoryLimitV1(root, path string) uint64 {
+	if root == "" || path == "" {
+		return 0
+	}
+	lowest := uint64(0)
+	dir := filepath.Clean("/" + path)
+	for {
+		b, err := os.ReadFile(filepath.Join(root, dir, "memory.limit_in_bytes"))
+		if err == nil {
+			n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+			if err == nil && n < unlimitedV1 && (lowest == 0 || n < lowest) {
+				lowest = n
+			}
+		}
+		if dir == "/" {
+			return lowest
+		}
+		dir = filepath.Dir(dir)
+	}
+}
+
 // memoryLevel is the alert level of a resident size: by the absolute
 // thresholds and, when a cgroup limit is set, by its fractions; the higher.
 func memoryLevel(th Thresholds, resident, limit uint64) string {
@@ -179,6 +218,15 @@ func (p *procState) sampleMemory(now time.Time, span time.Duration, limits map[s
 		lim = cgroupMemoryMax(cgroupMountOnce(), p.cgroup)
 		limits[p.cgroup] = lim
 	}
+	if lim == 0 && p.memCgroupV1 != "" {
+		// A host whose memory controller is on cgroup v1 (hybrid, or v1
+		// only) limits the process there.
+		key := "v1:" + p.memCgroupV1
+		if lim, ok = limits[key]; !ok {
+			lim = cgroupMemoryLimitV1(memoryV1MountOnce(), p.memCgroupV1)
+			limits[key] = lim
+		}
+	}
 	p.mem, p.memOK, p.memLimit = m, true, lim
 	p.resident.add(now, int(m.Resident), span)
 }
@@ -204,7 +252,7 @@ func memoryRules(snap *Snapshot, th Thresholds) []alert.Alert {
 		if level := memoryLevel(th, res, p.MemoryLimit); level != "" {
 			of := ""
 			if p.MemoryLimit > 0 {
-				of = fmt.Sprintf(", %.0f%% of its cgroup's memory.max %v", 100*float64(res)/float64(p.MemoryLimit), ByteSize(p.MemoryLimit))
+				of = fmt.Sprintf(", %.0f%% of its cgroup's memory limit %v", 100*float64(res)/float64(p.MemoryLimit), ByteSize(p.MemoryLimit))
 			}
 			out = append(out, alert.Alert{Name: AlertMemoryHigh, Level: level, Labels: labels(), Annotations: map[string]string{
 				"summary": fmt.Sprintf("pid %d (%s) has %v resident (anon %v, file %v, shmem %v)%s", p.PID, p.Comm,

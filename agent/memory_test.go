@@ -201,3 +201,29 @@ func TestMemorySeriesAndAlerts(t *testing.T) {
 		t.Error("series for a process whose memory is unreadable")
 	}
 }
+
+func TestCgroupMemoryLimitV1IsTheLowestAncestor(t *testing.T) {
+	root := t.TempDir()
+	const unlimited = "9223372036854771712" // what v1 shows for no limit
+	for dir, v := range map[string]string{"/": unlimited, "/docker": "2000", "/docker/ctr": "5000",
+		"/sys": unlimited, "/sys/svc": "300", "/free": unlimited, "/free/x": "", "/bad": "lots"} {
+		d := filepath.Join(root, dir)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if v != "" {
+			if err := os.WriteFile(filepath.Join(d, "memory.limit_in_bytes"), []byte(v+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for path, want := range map[string]uint64{"/docker/ctr": 2000, "/docker": 2000, "/sys/svc": 300, "/free/x": 0,
+		"/": 0, "/bad": 0, "": 0, "/gone": 0} {
+		if got := cgroupMemoryLimitV1(root, path); got != want {
+			t.Errorf("cgroupMemoryLimitV1(%q) = %d, want %d", path, got, want)
+		}
+	}
+	if got := cgroupMemoryLimitV1("", "/docker"); got != 0 {
+		t.Errorf("no v1 memory hierarchy: %d, want 0", got)
+	}
+}

@@ -26,13 +26,36 @@ func ParseCgroup(s string) string {
 	return ""
 }
 
-// readCgroup reads pid's cgroup v2 path; "" when unknown.
-func readCgroup(pid int) string {
+// ParseMemoryCgroupV1 returns the path of the cgroup v1 hierarchy with the
+// memory controller in the text of /proc/PID/cgroup (its "N:…memory…:/path"
+// line), or "" when there is none (cgroup v2 only).
+func ParseMemoryCgroupV1(s string) string {
+	for line := range strings.SplitSeq(s, "\n") {
+		id, rest, ok := strings.Cut(line, ":")
+		if !ok || id == "0" {
+			continue
+		}
+		ctrls, path, ok := strings.Cut(rest, ":")
+		if !ok {
+			continue
+		}
+		for c := range strings.SplitSeq(ctrls, ",") {
+			if c == "memory" {
+				return path
+			}
+		}
+	}
+	return ""
+}
+
+// readCgroups reads pid's cgroup v2 path and its cgroup v1 memory path; ""
+// for what is unknown.
+func readCgroups(pid int) (v2, memV1 string) {
 	b, err := os.ReadFile(filepath.Join(procfs.Root, strconv.Itoa(pid), "cgroup"))
 	if err != nil {
-		return ""
+		return "", ""
 	}
-	return ParseCgroup(string(b))
+	return ParseCgroup(string(b)), ParseMemoryCgroupV1(string(b))
 }
 
 // cgroupRoot is where cgroup v2 is mounted when /proc/self/mountinfo does
@@ -48,6 +71,25 @@ func cgroup2MountPoint(mountinfo string) string {
 		f, g := strings.Fields(pre), strings.Fields(post)
 		if ok && len(f) >= 5 && len(g) >= 1 && g[0] == "cgroup2" {
 			return f[4]
+		}
+	}
+	return ""
+}
+
+// memoryV1MountPoint is where mountinfo shows the cgroup v1 hierarchy of
+// the memory controller (fstype cgroup, "memory" among its super options),
+// or "".
+func memoryV1MountPoint(mountinfo string) string {
+	for line := range strings.SplitSeq(mountinfo, "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 3 || g[0] != "cgroup" {
+			continue
+		}
+		for o := range strings.SplitSeq(g[2], ",") {
+			if o == "memory" {
+				return f[4]
+			}
 		}
 	}
 	return ""

@@ -75,3 +75,52 @@ func TestCgroup2MountPoint(t *testing.T) {
 		}
 	}
 }
+
+func TestParseMemoryCgroupV1(t *testing.T) {
+	tests := map[string]string{
+		// this machine's kind: systemd hybrid, memory on v1
+		"12:memory:/leaktrace-test\n11:pids:/\n1:name=systemd:/user.slice\n0::/user.slice\n": "/leaktrace-test",
+		// controllers co-mounted on one hierarchy
+		"4:cpu,cpuacct,memory:/docker/abc\n": "/docker/abc",
+		// v2 only: no v1 memory hierarchy
+		"0::/system.slice/nginx.service\n": "",
+		// "memory" as part of a name is no controller
+		"2:name=memoryless:/x\n": "",
+		"":                       "",
+		"garbage":                "",
+	}
+	for in, want := range tests {
+		if got := ParseMemoryCgroupV1(in); got != want {
+			t.Errorf("ParseMemoryCgroupV1(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzParseMemoryCgroupV1(f *testing.F) {
+	f.Add("12:memory:/a\n0::/\n")
+	f.Add("4:cpu,memory:/b\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		if got := ParseMemoryCgroupV1(s); len(got) > len(s) {
+			t.Fatalf("path %q longer than its input", got)
+		}
+	})
+}
+
+func TestMemoryV1MountPoint(t *testing.T) {
+	tests := map[string]string{
+		"31 24 0:27 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n" +
+			"33 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n" +
+			"36 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n" +
+			"41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n": "/sys/fs/cgroup/memory",
+		"36 31 0:32 / /cg/mem rw - cgroup cgroup rw,cpu,memory\n": "/cg/mem",
+		// v2 only
+		"29 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n": "",
+		"36 31 0:32 / /x rw - cgroup cgroup\n":                             "",
+		"":                                                                 "",
+	}
+	for in, want := range tests {
+		if got := memoryV1MountPoint(in); got != want {
+			t.Errorf("memoryV1MountPoint(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -49,7 +49,8 @@ type ProcessStat struct {
 	LastFail       time.Time
 	LastErrno      int32
 	// Memory as last sampled (MemoryOK false when unreadable: a zombie);
-	// MemoryLimit is the cgroup's memory.max, 0 when none.
+	// MemoryLimit is the cgroup's memory limit (v2 memory.max, else v1
+	// memory.limit_in_bytes), 0 when none.
 	Memory       procfs.Memory
 	MemoryOK     bool
 	MemoryLimit  uint64
@@ -194,7 +195,7 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 	// Untracked is counted afresh from the live set: processes come and go.
 	snap := &Snapshot{Exited: a.exited, HeldAtExit: a.heldAtExit, Young: young}
 	alive := make(map[uint32]bool, len(lives))
-	cgLimits := make(map[string]uint64) // memory.max by cgroup, read once per sample
+	cgLimits := make(map[string]uint64) // memory limits by cgroup, read once per sample
 	for _, l := range lives {
 		pid := l.info.PID
 		alive[pid] = true

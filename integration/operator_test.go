@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -451,4 +452,115 @@ func TestDashboardBehindWebConfig(t *testing.T) {
 			}
 		}
 	}
+}
+
+// memoryCgroup makes a cgroup limited to limit bytes of memory on this
+// host's memory controller (cgroup v1's hierarchy, or v2 where the root
+// delegates memory) and returns the file a pid is written to to move it in.
+// In CI the host has one of them (hybrid systemd: memory on v1).
+func memoryCgroup(t *testing.T, limit uint64) string {
+	t.Helper()
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v1, v2 string
+	for _, line := range strings.Split(string(mi), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(f) < 5 || len(g) < 3 {
+			continue
+		}
+		switch {
+		case g[0] == "cgroup" && slices.Contains(strings.Split(g[2], ","), "memory"):
+			v1 = f[4]
+		case g[0] == "cgroup2":
+			if b, err := os.ReadFile(filepath.Join(f[4], "cgroup.subtree_control")); err == nil && slices.Contains(strings.Fields(string(b)), "memory") {
+				v2 = f[4]
+			}
+		}
+	}
+	file := "memory.limit_in_bytes"
+	root := v1
+	if root == "" {
+		root, file = v2, "memory.max"
+	}
+	if root == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no memory controller to make a cgroup with (neither v1's hierarchy nor v2 delegating memory)")
+		}
+		t.Skip("skipping: no memory controller to make a cgroup with")
+	}
+	dir := filepath.Join(root, fmt.Sprintf("leaktrace-test-%d", os.Getpid()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Empty once its processes are reaped; the kernel may take a moment.
+		for i := 0; i < 50 && os.Remove(dir) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(strconv.FormatUint(limit, 10)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cgroup %s, %s = %d", dir, file, limit)
+	return filepath.Join(dir, "cgroup.procs")
+}
+
+// TestAgentMemoryCgroupLimit: a process in a memory-limited cgroup (a real
+// one: v1's memory.limit_in_bytes on this host's kind, v2's memory.max
+// elsewhere) shows the limit in its series, and holding 50 MiB of a 60 MiB
+// limit (83 %) fires LeaktraceMemoryHigh at warning by the fraction alone.
+func TestAgentMemoryCgroupLimit(t *testing.T) {
+	requireRoot(t)
+	dir := binaries(t)
+	const limit = 60 << 20
+	procs := memoryCgroup(t, limit)
+	base := startAgent(t, "--comm", "memgrow", "--interval", "500ms",
+		"--alert.memory-warn", "100GiB", "--alert.memory-error", "200GiB", "--alert.memory-critical", "300GiB",
+		"--alert.memory-growth-per-hour", "1TiB", "--incidents.dir", t.TempDir())
+
+	// The shell moves itself in, then becomes memgrow: all of it is charged there.
+	prog := exec.Command("sh", "-c", "echo $$ > "+procs+" && exec "+filepath.Join(dir, "memgrow")+" 1024 20 50")
+	out, err := prog.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := prog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { prog.Process.Kill(); prog.Wait() }()
+	spid := strconv.Itoa(prog.Process.Pid)
+	holding := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if sc.Text() == "holding" {
+				close(holding)
+			}
+		}
+	}()
+	select {
+	case <-holding:
+	case <-time.After(30 * time.Second):
+		t.Fatal("memgrow did not reach 50 MiB within 30s")
+	}
+	waitFor(t, 10*time.Second, "leaktrace_process_memory_limit_bytes of memgrow", func() bool {
+		got := series(scrape(t, base), "leaktrace_process_memory_limit_bytes", map[string]string{"pid": spid})
+		return len(got) == 1 && got[0] == limit
+	})
+	var firing []alert.Alert
+	waitFor(t, 15*time.Second, "LeaktraceMemoryHigh at warning by the cgroup's limit", func() bool {
+		getJSON(t, base+"/debug/alerts", &firing)
+		for _, a := range firing {
+			if a.Name == "LeaktraceMemoryHigh" && a.Labels["pid"] == spid {
+				if a.Level != alert.LevelWarning || !strings.Contains(a.Annotations["summary"]+a.Annotations["description"], "of its cgroup's memory limit") {
+					t.Fatalf("alert %+v: want level warning, naming the cgroup's limit", a)
+				}
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -58,7 +58,8 @@ flushes the alert queues. Endpoints: the metrics path, /healthz, /readyz, /debug
 (the live report as JSON), /debug/alerts, /debug/incidents, and a dashboard at /.
 
 Each process's resident memory is sampled too, with alerts on its size (absolute, or
-a fraction of its cgroup's memory.max) and on sustained growth. When a process fails
+a fraction of its cgroup's memory limit: memory.max, or memory.limit_in_bytes
+where the memory controller is on cgroup v1) and on sustained growth. When a process fails
 to get an fd (EMFILE/ENFILE), its whole fd table is kept as an incident in
 --incidents.dir: render one with 'leaktrace report FILE'.`,
 		Example: `  sudo leaktrace agent
