@@ -128,6 +128,7 @@ type siteState struct {
 	outstanding window
 	mapped      window    // bytes it has mapped (mmap, brk) in live processes
 	settled     uint64    // handles settled in the kernel since the site appeared
+	settledW    window    // settled over the growth window: the site's rate of short-lived handles
 	settledAt   time.Time // when it last settled one: the site is not idle for a growth window after
 }
 

@@ -83,8 +83,12 @@ type dashSite struct {
 	GrowthRate  float64 `json:"growth_per_second"`
 	// MappedBytes is what the site has mapped (mmap, brk) in live
 	// processes; MappedRate its growth in bytes/s over the window.
-	MappedBytes uint64      `json:"mapped_bytes,omitempty"`
-	MappedRate  float64     `json:"mapped_growth_bytes_per_second,omitempty"`
+	MappedBytes uint64  `json:"mapped_bytes,omitempty"`
+	MappedRate  float64 `json:"mapped_growth_bytes_per_second,omitempty"`
+	// Settled counts handles closed within the pairing window, settled in
+	// the kernel; SettledRate is their rate over the growth window.
+	Settled     uint64      `json:"settled_in_kernel,omitempty"`
+	SettledRate float64     `json:"settled_per_second,omitempty"`
 	Stack       []dashFrame `json:"stack"`
 }
 
@@ -191,7 +195,8 @@ func (a *Agent) buildDashboard(snap *Snapshot, now time.Time) {
 	})
 	add := func(s SiteStat) {
 		ds := dashSite{Key: s.Key, Function: s.Function(), Location: s.Location(), Kind: s.Kind, Outstanding: s.Outstanding,
-			Suspects: s.Suspects, Growth: s.Growth, GrowthRate: s.GrowthPerSec, MappedBytes: s.MappedBytes, MappedRate: s.MappedGrowthPerSec}
+			Suspects: s.Suspects, Growth: s.Growth, GrowthRate: s.GrowthPerSec, MappedBytes: s.MappedBytes, MappedRate: s.MappedGrowthPerSec,
+			Settled: s.Settled, SettledRate: s.SettledPerSec}
 		if st := a.sites[s.ID]; st != nil {
 			ds.Stack = pythonFirst(st.info.Stack)
 		}
@@ -203,9 +208,18 @@ func (a *Agent) buildDashboard(snap *Snapshot, now time.Time) {
 	slices.SortStableFunc(byMapped, func(x, y SiteStat) int {
 		return cmp.Or(cmp.Compare(y.MappedGrowthPerSec, x.MappedGrowthPerSec), cmp.Compare(y.MappedBytes, x.MappedBytes))
 	})
-	mappedRoom := dashSites / 4
+	// And for the busiest sites of short-lived handles, which hold none
+	// for long: a connection made and closed per request instead of pooled.
+	bySettled := slices.Clone(snap.Sites)
+	slices.SortStableFunc(bySettled, func(x, y SiteStat) int {
+		return cmp.Or(cmp.Compare(y.SettledPerSec, x.SettledPerSec), cmp.Compare(y.Settled, x.Settled))
+	})
+	mappedRoom, settledRoom := dashSites/4, dashSites/8
+	listed := func(key string) bool {
+		return slices.ContainsFunc(sites, func(d dashSite) bool { return d.Key == key })
+	}
 	for _, s := range ranked {
-		if len(sites) == dashSites-mappedRoom {
+		if len(sites) == dashSites-mappedRoom-settledRoom {
 			break
 		}
 		if s.Outstanding == 0 && s.Growth == 0 {
@@ -214,10 +228,18 @@ func (a *Agent) buildDashboard(snap *Snapshot, now time.Time) {
 		add(s)
 	}
 	for _, s := range byMapped {
-		if len(sites) == dashSites || s.MappedBytes == 0 {
+		if len(sites) == dashSites-settledRoom || s.MappedBytes == 0 {
 			break
 		}
-		if !slices.ContainsFunc(sites, func(d dashSite) bool { return d.Key == s.Key }) {
+		if !listed(s.Key) {
+			add(s)
+		}
+	}
+	for _, s := range bySettled {
+		if len(sites) == dashSites || s.Settled == 0 {
+			break
+		}
+		if !listed(s.Key) {
 			add(s)
 		}
 	}

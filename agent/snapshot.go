@@ -89,8 +89,10 @@ type SiteStat struct {
 	MappedBytes        uint64
 	MappedGrowthPerSec float64
 	// Settled counts its handles settled in the kernel (closed within the
-	// pairing window, never sent) since the site appeared.
-	Settled uint64
+	// pairing window, never sent) since the site appeared; SettledPerSec
+	// is their rate over the growth window (a pool that does not pool).
+	Settled       uint64
+	SettledPerSec float64
 }
 
 // Function and Location label a site.
@@ -276,6 +278,9 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 		for id, st := range a.sites {
 			_, fds := outstanding[id]
 			_, maps := mapped[id]
+			if st.settled > 0 {
+				st.settledW.add(now, int(min(st.settled, math.MaxInt)), span)
+			}
 			if now.Sub(st.settledAt) < span {
 				continue // busy with short-lived handles lately: not idle
 			}
@@ -297,7 +302,7 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 		d, _, full := st.outstanding.growth(span)
 		s := SiteStat{ID: id, Key: st.info.Key, Headline: st.info.Headline, Kind: st.kind, Outstanding: outstanding[id],
 			Suspects: suspects[id], Growth: d, WindowFull: full, GrowthPerSec: st.outstanding.rate(span),
-			MappedBytes: mapped[id].Bytes, MappedGrowthPerSec: st.mapped.rate(span), Settled: st.settled}
+			MappedBytes: mapped[id].Bytes, MappedGrowthPerSec: st.mapped.rate(span), Settled: st.settled, SettledPerSec: st.settledW.rate(span)}
 		snap.Sites = append(snap.Sites, s)
 	}
 	slices.SortFunc(snap.Sites, func(x, y SiteStat) int {

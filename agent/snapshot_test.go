@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -387,4 +388,31 @@ func TestAlertsFireAndResolve(t *testing.T) {
 	for _, al := range a.Firing() {
 		t.Errorf("still firing: %+v", al)
 	}
+}
+
+// TestDashboardListsShortLivedSites: a site whose handles all settle in the
+// kernel holds none, yet the dashboard lists it with its rate: a connection
+// made and closed per request is what a pool that does not pool looks like.
+func TestDashboardListsShortLivedSites(t *testing.T) {
+	a, _ := testAgent(t, DefaultConfig())
+	f := withFake(t, a, map[uint32]uint64{200: 1024})
+	f.apply(openEv(200, 3, event.KindFile, 1, monotonicNow()))
+	now := time.Now()
+	f.settled = map[event.StackID]uint64{5: 100}
+	a.tick(now)
+	f.settled = map[event.StackID]uint64{5: 400}
+	a.tick(now.Add(2 * time.Second))
+	var m dashModel
+	if err := json.Unmarshal(get(t, a.Handler("/metrics", "test"), "/api/dashboard").Body.Bytes(), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range m.Sites {
+		if s.Key == "site5" {
+			if s.Settled != 500 || s.SettledRate != 200 || s.Outstanding != 0 {
+				t.Errorf("site5 %+v: want 500 settled at 200/s, none outstanding", s)
+			}
+			return
+		}
+	}
+	t.Fatalf("sites %+v: site5, busy with short-lived handles, not listed", m.Sites)
 }

@@ -127,7 +127,9 @@ function renderSites() {
       el("td", { class: "num" }, (s.growth > 0 ? "+" : "") + s.growth), el("td", { class: "num" }, rate(s.growth_per_second)),
       el("td", { class: "num" }, bytes(s.mapped_bytes)),
       el("td", { class: "num" }, s.mapped_growth_bytes_per_second ? (s.mapped_growth_bytes_per_second > 0 ? "+" : "-") +
-        bytes(Math.abs(s.mapped_growth_bytes_per_second) * 3600) : "0")));
+        bytes(Math.abs(s.mapped_growth_bytes_per_second) * 3600) : "0"),
+      el("td", { class: "num settled", title: (s.settled_in_kernel || 0) + " since the site appeared" },
+        s.settled_per_second >= 10 ? s.settled_per_second.toFixed(0) : (s.settled_per_second || 0).toFixed(2))));
   }
   document.querySelector("#sites tbody").replaceChildren(body);
 }
