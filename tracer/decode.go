@@ -89,7 +89,6 @@ var errShort = errors.New("record too short")
 
 const (
 	headerSize    = int(unsafe.Sizeof(bpf.LeaktraceLtHeader{}))
-	headerSizeOff = int(unsafe.Offsetof(bpf.LeaktraceLtHeader{}.Size))
 	fdStackOff    = int(unsafe.Offsetof(bpf.LeaktraceLtFdEvent{}.Stack))
 	taskStackOff  = int(unsafe.Offsetof(bpf.LeaktraceLtTaskEvent{}.Stack))
 	mapStackOff   = int(unsafe.Offsetof(bpf.LeaktraceLtMapEvent{}.Stack))
@@ -563,22 +562,4 @@ func sockTarget(r *bpf.LeaktraceLtFdEvent) string {
 		return fmt.Sprintf("netlink socket:[%d]", r.Ino)
 	}
 	return fmt.Sprintf("socket family %d:[%d]", s.Family, r.Ino)
-}
-
-// splitRecords calls fn with each record of one ring buffer record: a
-// parked record leaves with its Python frames in one (bpf/pair.h), each
-// record's header saying its own size. A header whose size does not fit
-// ends the split: fn gets the rest whole, for the decoder to judge.
-func splitRecords(raw []byte, fn func(raw []byte) error) error {
-	for len(raw) >= headerSize {
-		n := int(binary.LittleEndian.Uint32(raw[headerSizeOff:]))
-		if n < headerSize || n >= len(raw) {
-			break
-		}
-		if err := fn(raw[:n]); err != nil {
-			return err
-		}
-		raw = raw[n:]
-	}
-	return fn(raw)
 }

@@ -1,8 +1,6 @@
 package tracer
 
 import (
-	"bytes"
-	"encoding/binary"
 	"slices"
 	"testing"
 	"unsafe"
@@ -230,64 +228,3 @@ func TestDecodeTmpfile(t *testing.T) {
 	}
 }
 
-// TestSplitRecords: a parked record leaves with its Python frames in one
-// ring record; each part is decoded on its own, in order.
-func TestSplitRecords(t *testing.T) {
-	var py bpf.LeaktraceLtPyStackEvent
-	py.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_PY_STACK)
-	py.H.Tid = 7
-	py.Depth = 1
-	pyRaw := rawOf(&py, pyFramesOff+pyFrameSize)
-	binary.LittleEndian.PutUint32(pyRaw[headerSizeOff:], uint32(len(pyRaw)))
-	var fd bpf.LeaktraceLtFdEvent
-	fd.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_FD_OPEN)
-	fd.H.Tid = 7
-	fdRaw := rawOf(&fd, fdStackOff+stackBytesOff+16)
-	binary.LittleEndian.PutUint32(fdRaw[headerSizeOff:], uint32(len(fdRaw)))
-
-	var types []bpf.LeaktraceLtEventType
-	collect := func(raw []byte) error {
-		var dec Decoder
-		var d Decoded
-		if err := dec.Decode(raw, &d); err != nil {
-			return err
-		}
-		types = append(types, bpf.LeaktraceLtEventType(binary.LittleEndian.Uint16(raw[24:])))
-		return nil
-	}
-	if err := splitRecords(append(append([]byte{}, pyRaw...), fdRaw...), collect); err != nil {
-		t.Fatal(err)
-	}
-	if err := splitRecords(fdRaw, collect); err != nil {
-		t.Fatal(err)
-	}
-	want := []bpf.LeaktraceLtEventType{bpf.LeaktraceLtEventTypeLT_EV_PY_STACK, bpf.LeaktraceLtEventTypeLT_EV_FD_OPEN, bpf.LeaktraceLtEventTypeLT_EV_FD_OPEN}
-	if !slices.Equal(types, want) {
-		t.Fatalf("records %v, want %v", types, want)
-	}
-}
-
-// FuzzSplitRecords: whatever the sizes in the headers say, the parts cover
-// the record exactly, in order, and none is empty.
-func FuzzSplitRecords(f *testing.F) {
-	f.Add(make([]byte, headerSize))
-	b := make([]byte, 3*headerSize)
-	binary.LittleEndian.PutUint32(b[headerSizeOff:], uint32(headerSize))
-	f.Add(b)
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		total := 0
-		err := splitRecords(raw, func(part []byte) error {
-			if len(part) == 0 && len(raw) > 0 {
-				t.Fatalf("empty part of a %d-byte record", len(raw))
-			}
-			if !bytes.Equal(part, raw[total:total+len(part)]) {
-				t.Fatalf("part at %d is not the record's bytes there", total)
-			}
-			total += len(part)
-			return nil
-		})
-		if err != nil || total != len(raw) {
-			t.Fatalf("parts cover %d of %d bytes (err %v)", total, len(raw), err)
-		}
-	})
-}

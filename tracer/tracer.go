@@ -457,7 +457,7 @@ func (t *Tracer) ReadUntil(stop <-chan struct{}, fn func(raw []byte) error) erro
 		err := t.rd.ReadInto(&rec)
 		switch {
 		case err == nil:
-			if err := splitRecords(rec.RawSample, fn); err != nil {
+			if err := fn(rec.RawSample); err != nil {
 				return err
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
