@@ -29,13 +29,18 @@ type agentProc struct {
 // returns once it answers /readyz: its programs are attached, the running
 // processes seeded and its first evaluation done.
 func (b *bench) startAgent(flags ...string) (*agentProc, error) {
+	return b.startAgentBin(b.cfg.leaktrace, flags...)
+}
+
+// startAgentBin starts the agent of the leaktrace binary bin.
+func (b *bench) startAgentBin(bin string, flags ...string) (*agentProc, error) {
 	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
 	}
 	a := &agentProc{tail: &tailBuffer{}, exited: make(chan error, 1), addr: addr}
 	argv := append([]string{"agent", "--web.listen-address", addr}, flags...)
-	a.cmd = exec.Command(b.cfg.leaktrace, argv...)
+	a.cmd = exec.Command(bin, argv...)
 	a.cmd.Stdout, a.cmd.Stderr = a.tail, a.tail
 	if err := a.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting leaktrace agent: %w", err)

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -23,7 +24,8 @@ type bdConfig struct {
 	flags    []string // leaktrace's flags
 	args     []string // the churn's
 	rounds   int
-	perRound int // followed syscalls per round
+	perRound int    // followed syscalls per round
+	bin      string // the leaktrace binary; "": -leaktrace's
 }
 
 // window is the accounting over one gated loop, or the sum of several.
@@ -95,14 +97,36 @@ func (b *bench) bdConfigs() (all []bdConfig, bare []int) {
 		// The sent path: pairing off, so every record crosses the ring.
 		sent := append(append([]string{}, mode.flags...), "--pair-window", "0")
 		all = append(all,
-			bdConfig{mode.name + ", " + openName, mode.agent, mode.flags, open, n, 2},
-			bdConfig{mode.name + ", " + interName, mode.agent, sent, inter, n / 2, 4})
+			bdConfig{label: mode.name + ", " + openName, agent: mode.agent, flags: mode.flags, args: open, rounds: n, perRound: 2},
+			bdConfig{label: mode.name + ", " + interName, agent: mode.agent, flags: sent, args: inter, rounds: n / 2, perRound: 4})
 		noStack := all[len(all)-1]
 		noStack.flags = append(append([]string{}, sent...), "--no-stack-sites")
 		all = append(all, noStack)
 		bare = append(bare, -1, len(all)-1, -1)
 	}
+	if b.cfg.versus != "" {
+		// The -versus binary's twins of the default configurations, measured
+		// in the same turns.
+		for i := range len(all) {
+			if !slices.Contains(all[i].flags, "--no-stack-sites") {
+				twin := all[i]
+				twin.bin = b.cfg.versus
+				all = append(all, twin)
+				bare = append(bare, -1)
+			}
+		}
+	}
 	return all, bare
+}
+
+// versusOf is the index in all of the -versus twin of configuration i, or -1.
+func versusOf(all []bdConfig, i int) int {
+	for j, c := range all {
+		if c.bin != "" && all[i].bin == "" && c.label == all[i].label && slices.Equal(c.flags, all[i].flags) {
+			return j
+		}
+	}
+	return -1
 }
 
 // breakdown measures each configuration cfg.repeat times (the default and
@@ -136,8 +160,13 @@ func (b *bench) breakdown(res *results) error {
 		res.Breakdown = append(res.Breakdown, sums[i].json(c, b.cfg.repeat))
 	}
 	for i, c := range all {
-		if c.flags == nil || !slices.Contains(c.flags, "--no-stack-sites") {
+		if c.bin == "" && !slices.Contains(c.flags, "--no-stack-sites") {
 			b.breakdownRows(res, c, sums[i])
+		}
+	}
+	for i, c := range all {
+		if j := versusOf(all, i); j >= 0 {
+			versusRow(res, c, sums[i], sums[j], filepath.Base(b.cfg.versus))
 		}
 	}
 	for i, c := range all {
@@ -165,14 +194,15 @@ func (b *bench) gatedWindow(c bdConfig) (window, error) {
 			return window{}, err
 		}
 		flags := append([]string{"--pid", strconv.Itoa(g.cmd.Process.Pid)}, c.flags...)
-		if agent, err = b.startAgent(flags...); err != nil {
+		if agent, err = b.startAgentBin(cmp.Or(c.bin, b.cfg.leaktrace), flags...); err != nil {
 			g.kill()
 			return window{}, err
 		}
 		defer agent.stop()
 		ltPID = agent.pid()
 	} else {
-		argv := append([]string{b.cfg.leaktrace, "run", "--json", b.reportPath()}, c.flags...)
+		bin := cmp.Or(c.bin, b.cfg.leaktrace)
+		argv := append([]string{bin, "run", "--json", b.reportPath()}, c.flags...)
 		if g, err = startGated(append(append(argv, "--"), churn...), out); err != nil {
 			return window{}, err
 		}
@@ -223,7 +253,11 @@ func gatedLoop(g *gatedChurn, ltPID int) (window, error) {
 }
 
 func (w window) json(c bdConfig, runs int) breakdownJSON {
-	j := breakdownJSON{Config: strings.TrimSpace(c.label + " " + strings.Join(c.flags, " ")), Runs: runs,
+	name := c.label + " " + strings.Join(c.flags, " ")
+	if c.bin != "" {
+		name += " (-versus " + c.bin + ")"
+	}
+	j := breakdownJSON{Config: strings.TrimSpace(name), Runs: runs,
 		FollowedSyscalls: w.syscalls, LoopSeconds: w.loop.Seconds(), Programs: w.progs,
 		EventsSent: w.sent, RingBytes: w.bytes, CPUSeconds: w.cpu.Seconds()}
 	if w.syscalls > 0 {
@@ -309,6 +343,24 @@ func stackShare(res *results, c bdConfig, sites, copies window) {
 	parts = append(parts, fmt.Sprintf("loop %s ns per followed syscall with copies, %s with sites", count(int(lc)), count(int(ls))))
 	res.add("stacks sent as call sites (default) against copies (--no-stack-sites) — "+c.label, pct(kc-ks, kc), "%",
 		strings.Join(parts, "; "), nil)
+}
+
+// versusRow compares configuration c measured with -leaktrace (w) and with
+// the -versus binary named name (v), taking turns.
+func versusRow(res *results, c bdConfig, w, v window, name string) {
+	if w.syscalls == 0 || v.syscalls == 0 {
+		return
+	}
+	kw, kv := float64(w.ns)/float64(w.syscalls), float64(v.ns)/float64(v.syscalls)
+	parts := []string{fmt.Sprintf("kernel %s ns per followed syscall, %s with %s (%+.0f %%)", count(int(kw)), count(int(kv)), name, pct(kw-kv, kv))}
+	if w.sent > 0 && v.sent > 0 {
+		cw, cv := w.cpu.Seconds()/float64(w.sent)*1e6, v.cpu.Seconds()/float64(v.sent)*1e6
+		parts = append(parts, fmt.Sprintf("leaktrace CPU %.2f µs per event, %.2f with %s", cw, cv, name))
+	}
+	lw := w.loop.Seconds() / float64(w.syscalls) * 1e9
+	lv := v.loop.Seconds() / float64(v.syscalls) * 1e9
+	parts = append(parts, fmt.Sprintf("loop %s ns per followed syscall, %s with %s", count(int(lw)), count(int(lv)), name))
+	res.add("against "+name+", taking turns — "+c.label, pct(kw-kv, kv), "%", strings.Join(parts, "; "), nil)
 }
 
 func pct(part, whole float64) float64 {

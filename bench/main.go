@@ -28,6 +28,7 @@ import (
 
 type config struct {
 	leaktrace    string
+	versus       string // another leaktrace binary the breakdown takes turns with
 	goTool       string
 	jsonPath     string
 	smoke        bool
@@ -77,6 +78,7 @@ func main() {
 func run() error {
 	var cfg config
 	flag.StringVar(&cfg.leaktrace, "leaktrace", "bin/leaktrace", "the leaktrace binary to measure (make build)")
+	flag.StringVar(&cfg.versus, "versus", "", "the breakdown also measures this leaktrace binary, taking turns with -leaktrace, and compares the two (wall time swings too much on a VM for two separate runs to tell)")
 	flag.StringVar(&cfg.goTool, "go", "go", "the go command, to build the aggregator's benchmarks")
 	flag.StringVar(&cfg.jsonPath, "json", "bin/bench-results.json", "write the results as JSON to this file")
 	flag.BoolVar(&cfg.smoke, "smoke", os.Getenv("BENCH_SMOKE") == "1", "reduced sizes and one repetition, under a minute (also BENCH_SMOKE=1)")
@@ -114,6 +116,14 @@ func run() error {
 	}
 	if _, err := os.Stat(b.cfg.leaktrace); err != nil {
 		return fmt.Errorf("no leaktrace binary at %s (make build): %w", b.cfg.leaktrace, err)
+	}
+	if b.cfg.versus != "" {
+		if b.cfg.versus, err = filepath.Abs(b.cfg.versus); err != nil {
+			return fmt.Errorf("resolving the -versus path: %w", err)
+		}
+		if _, err := os.Stat(b.cfg.versus); err != nil {
+			return fmt.Errorf("-versus: no leaktrace binary at %s: %w", b.cfg.versus, err)
+		}
 	}
 	if b.dir, err = os.MkdirTemp("", "leaktrace-bench-"); err != nil {
 		return fmt.Errorf("creating a temp dir: %w", err)
