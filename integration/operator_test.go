@@ -26,6 +26,23 @@ import (
 	"github.com/leaktrace/leaktrace/procfs"
 )
 
+// lineSeen is closed once r yields the line want; the rest of r is read
+// and dropped, so that the writer never blocks on a full pipe.
+func lineSeen(r io.Reader, want string) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if sc.Text() == want {
+				close(ch)
+				io.Copy(io.Discard, r)
+				return
+			}
+		}
+	}()
+	return ch
+}
+
 // markerLine is the line of the first line of file that contains marker.
 func markerLine(t *testing.T, file, marker string) int {
 	t.Helper()
@@ -98,15 +115,7 @@ func TestAgentMemory(t *testing.T) {
 	defer prog.Process.Kill()
 	pid := prog.Process.Pid
 	spid := strconv.Itoa(pid)
-	holding := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if sc.Text() == "holding" {
-				close(holding)
-			}
-		}
-	}()
+	holding := lineSeen(out, "holding")
 
 	waitFor(t, 20*time.Second, "LeaktraceMemoryGrowth firing while it grows", func() bool {
 		_, ok := hook.find("LeaktraceMemoryGrowth", "firing", spid)
@@ -532,15 +541,7 @@ func TestAgentMemoryCgroupLimit(t *testing.T) {
 	}
 	defer func() { prog.Process.Kill(); prog.Wait() }()
 	spid := strconv.Itoa(prog.Process.Pid)
-	holding := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if sc.Text() == "holding" {
-				close(holding)
-			}
-		}
-	}()
+	holding := lineSeen(out, "holding")
 	select {
 	case <-holding:
 	case <-time.After(30 * time.Second):
