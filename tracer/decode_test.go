@@ -227,4 +227,3 @@ func TestDecodeTmpfile(t *testing.T) {
 		t.Errorf("target %q, want %q", d.Event.Target, want)
 	}
 }
-
