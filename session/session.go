@@ -415,7 +415,12 @@ func (s *Session) hostPath(pid uint32, path string) string {
 	m, ok := s.mntns[pid]
 	if !ok {
 		m.ns, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
-		m.root, _ = os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
+		if m.ns != "" && m.ns != s.selfNS {
+			// Only a process of another namespace needs its root: most
+			// share ours, and a host of short-lived processes asks for
+			// each new one.
+			m.root, _ = os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
+		}
 		s.mntns[pid] = m
 	}
 	if m.ns == "" || m.ns == s.selfNS {
