@@ -69,6 +69,10 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d events lost in the kernel (ring buffer full %d, syscall not parked %d, pid filter full %d, SCM_RIGHTS fds past one record %d, 32-bit syscalls %d): leaks may be missing or wrong; raise --ring-buffer-size",
 			lost, counters.RingbufFull, counters.InflightFull, counters.TracedFull, counters.RightsDropped, counters.Compat))
 	}
+	if counters.UnreadBytes > 0 {
+		r.Complete = false
+		r.Notes = append(r.Notes, fmt.Sprintf("%d bytes of records were still unread when the drain at the end had to stop: the last events are missing, leaks may be wrong", counters.UnreadBytes))
+	}
 	if counters.Compat > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d 32-bit (compat) syscalls were made by traced processes: leaktrace follows x86-64 syscalls only, so what those did to fd tables is unknown", counters.Compat))
 	}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -156,6 +157,10 @@ type Tracer struct {
 	// the generation move.
 	pyMu  sync.Mutex
 	pyGen uint64
+
+	// unread is the ring-buffer bytes ReadUntil left when its drain was
+	// cut short (atomic: Counters may be read from another goroutine).
+	unread atomic.Uint64
 
 	closeOnce sync.Once
 }
@@ -370,6 +375,9 @@ type Counters struct {
 	// knew (a hash), as a site's pcs sent once, and as registers with a
 	// copy of the stack (a frame had no rule yet, or Config.NoStackSites).
 	StackSite, StackNew, StackCopy uint64
+	// UnreadBytes is what was still in the ring buffer when ReadUntil's
+	// drain had to end: records that were sent but never read.
+	UnreadBytes uint64
 }
 
 // Lost is every event the kernel side could not deliver or follow.
@@ -379,7 +387,7 @@ func (c Counters) Lost() uint64 {
 
 // Counters reads the kernel counters.
 func (t *Tracer) Counters() (Counters, error) {
-	var c Counters
+	c := Counters{UnreadBytes: t.unread.Load()}
 	read := func(idx bpf.LeaktraceLtCounter) (uint64, error) {
 		var per []uint64
 		if err := t.maps.Counters.Lookup(uint32(idx), &per); err != nil {
@@ -420,23 +428,30 @@ func (t *Tracer) Counters() (Counters, error) {
 var ErrClosed = errors.New("tracer closed")
 
 // ReadUntil calls fn with every record, in ring buffer order, until stop is
-// closed and then the ring buffer is empty, or fn fails. A process that keeps
-// producing never empties it: the drain then ends after drainLimit. The
-// record's bytes are only valid during the call.
+// closed and then the ring buffer is empty, or fn fails. Everything in the
+// ring when stop is closed is read, however slowly fn goes (a slow machine
+// may lag the kernel by seconds at a process's end, and its last closes are
+// there); what arrives after it only until drainLimit, since a process that
+// keeps producing never empties the ring. A drain cut short leaves its
+// bytes in Counters.UnreadBytes. The record's bytes are only valid during
+// the call.
 func (t *Tracer) ReadUntil(stop <-chan struct{}, fn func(raw []byte) error) error {
 	var rec ringbuf.Record
-	var drainEnd time.Time
+	var drainEnd, hardEnd time.Time
+	owed := 0 // bytes in the ring at stop not read yet
 	lastSweep := time.Now()
 	for {
 		if drainEnd.IsZero() {
 			select {
 			case <-stop:
-				drainEnd = time.Now().Add(drainLimit)
 				// What is still parked is open now: it goes in the ring
 				// ahead of the drain.
 				if err := t.sweep(true); err != nil {
 					return err
 				}
+				now := time.Now()
+				drainEnd, hardEnd = now.Add(drainLimit), now.Add(drainHardLimit)
+				owed = t.rd.AvailableBytes()
 			default:
 			}
 		}
@@ -447,7 +462,8 @@ func (t *Tracer) ReadUntil(stop <-chan struct{}, fn func(raw []byte) error) erro
 			lastSweep = time.Now()
 		}
 		if !drainEnd.IsZero() {
-			if time.Now().After(drainEnd) {
+			if now := time.Now(); now.After(hardEnd) || owed <= 0 && now.After(drainEnd) {
+				t.unread.Store(uint64(t.rd.AvailableBytes()))
 				return nil
 			}
 			t.rd.SetDeadline(time.Now()) // return at once when empty
@@ -470,6 +486,13 @@ func (t *Tracer) ReadUntil(stop <-chan struct{}, fn func(raw []byte) error) erro
 			return fmt.Errorf("reading ring buffer: %w", err)
 		}
 	}
+}
+
+// ringRecordBytes is the ring-buffer space of a record of n bytes: an
+// 8-byte header, rounded up to 8. (A discarded record is skipped unseen, so
+// owed may stay above zero a little longer than needed; hardEnd bounds it.)
+func ringRecordBytes(n int) int {
+	return (n + 8 + 7) &^ 7
 }
 
 // sweep sends the parked records older than the pairing window, or all of
@@ -502,8 +525,12 @@ func (t *Tracer) pollFor() time.Duration {
 	return pollInterval
 }
 
-// drainLimit bounds how long ReadUntil drains after stop.
-const drainLimit = 500 * time.Millisecond
+// drainLimit bounds how long ReadUntil reads, after stop, what arrived
+// after stop; drainHardLimit how long it reads what was there at stop.
+const (
+	drainLimit     = 500 * time.Millisecond
+	drainHardLimit = 60 * time.Second
+)
 
 // Close detaches everything. It unblocks Read.
 func (t *Tracer) Close() error {
