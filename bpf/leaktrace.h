@@ -102,6 +102,20 @@ struct lt_proc_pc {
 	__u64 pc; /* a rule: the frame's pc (a return address but the first); a site: its hash */
 };
 
+/* Key of the unwind rules by file: the code at a file offset unwinds the
+ * same in every process that maps it, so a new process (a shell's every
+ * command) finds its rules without a stack copy. The file is named as the
+ * kernel knows its inode; size and modification time tell a file from a
+ * later one that got its inode number. */
+struct lt_file_pc {
+	__u64 ino;
+	__u64 off; /* the pc's offset in the file */
+	__s64 mtime_sec;
+	__u64 size;
+	__u32 dev; /* s_dev: major << 20 | minor */
+	__u32 mtime_nsec;
+};
+
 /* Kinds of lt_rule. */
 enum lt_rule_kind {
 	LT_RULE_STEP = 1, /* the caller's frame is found by the rule */
@@ -275,6 +289,7 @@ enum lt_counter {
 	LT_CNT_STACK_SITE = 9,    /* stacks sent as a site Go knows: unwound in the kernel, no pcs, no copy */
 	LT_CNT_STACK_NEW = 10,    /* stacks unwound in the kernel, sent with their pcs the first time */
 	LT_CNT_STACK_COPY = 11,   /* stacks sent as registers and a copy: a frame had no rule yet */
+	LT_CNT_FILE_RULE = 12,    /* rules an image got from its file's (taught for another process) */
 	LT_CNT_MAX = 16,
 };
 

@@ -42,6 +42,7 @@ const (
 	LeaktraceLtCounterLT_CNT_STACK_SITE     LeaktraceLtCounter = 9
 	LeaktraceLtCounterLT_CNT_STACK_NEW      LeaktraceLtCounter = 10
 	LeaktraceLtCounterLT_CNT_STACK_COPY     LeaktraceLtCounter = 11
+	LeaktraceLtCounterLT_CNT_FILE_RULE      LeaktraceLtCounter = 12
 	LeaktraceLtCounterLT_CNT_MAX            LeaktraceLtCounter = 16
 )
 
@@ -98,6 +99,16 @@ type LeaktraceLtFdEvent struct {
 	Name    [64]int8
 	Path    [256]int8
 	Stack   LeaktraceLtStack
+}
+
+type LeaktraceLtFilePc struct {
+	_         structs.HostLayout
+	Ino       uint64
+	Off       uint64
+	MtimeSec  int64
+	Size      uint64
+	Dev       uint32
+	MtimeNsec uint32
 }
 
 type LeaktraceLtHeader struct {
@@ -377,6 +388,8 @@ const (
 	LeaktraceMapCounters          = "counters"
 	LeaktraceMapEvents            = "events"
 	LeaktraceMapExeFilter         = "exe_filter"
+	LeaktraceMapFileKey           = "file_key"
+	LeaktraceMapFileRules         = "file_rules"
 	LeaktraceMapImages            = "images"
 	LeaktraceMapInflight          = "inflight"
 	LeaktraceMapParked            = "parked"
@@ -403,6 +416,7 @@ const (
 	LeaktraceProgSysExit          = "sys_exit"
 	LeaktraceProgSysExitTp        = "sys_exit_tp"
 	LeaktraceVarExitHasGroupDead  = "exit_has_group_dead"
+	LeaktraceVarFileKeySlot       = "file_key_slot"
 	LeaktraceVarFilterActive      = "filter_active"
 	LeaktraceVarPairInKernel      = "pair_in_kernel"
 	LeaktraceVarPairWindowNs      = "pair_window_ns"
@@ -489,6 +503,8 @@ type LeaktraceMapSpecs struct {
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	ExeFilter     *ebpf.MapSpec `ebpf:"exe_filter"`
+	FileKey       *ebpf.MapSpec `ebpf:"file_key"`
+	FileRules     *ebpf.MapSpec `ebpf:"file_rules"`
 	Images        *ebpf.MapSpec `ebpf:"images"`
 	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
 	Parked        *ebpf.MapSpec `ebpf:"parked"`
@@ -513,6 +529,7 @@ type LeaktraceMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type LeaktraceVariableSpecs struct {
 	ExitHasGroupDead *ebpf.VariableSpec `ebpf:"exit_has_group_dead"`
+	FileKeySlot      *ebpf.VariableSpec `ebpf:"file_key_slot"`
 	FilterActive     *ebpf.VariableSpec `ebpf:"filter_active"`
 	PairInKernel     *ebpf.VariableSpec `ebpf:"pair_in_kernel"`
 	PairWindowNs     *ebpf.VariableSpec `ebpf:"pair_window_ns"`
@@ -563,6 +580,8 @@ type LeaktraceMaps struct {
 	Counters      *ebpf.Map `ebpf:"counters"`
 	Events        *ebpf.Map `ebpf:"events"`
 	ExeFilter     *ebpf.Map `ebpf:"exe_filter"`
+	FileKey       *ebpf.Map `ebpf:"file_key"`
+	FileRules     *ebpf.Map `ebpf:"file_rules"`
 	Images        *ebpf.Map `ebpf:"images"`
 	Inflight      *ebpf.Map `ebpf:"inflight"`
 	Parked        *ebpf.Map `ebpf:"parked"`
@@ -589,6 +608,8 @@ func (m *LeaktraceMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.ExeFilter,
+		m.FileKey,
+		m.FileRules,
 		m.Images,
 		m.Inflight,
 		m.Parked,
@@ -614,6 +635,7 @@ func (m *LeaktraceMaps) Close() error {
 // It can be passed to LoadLeaktraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LeaktraceVariables struct {
 	ExitHasGroupDead *ebpf.Variable `ebpf:"exit_has_group_dead"`
+	FileKeySlot      *ebpf.Variable `ebpf:"file_key_slot"`
 	FilterActive     *ebpf.Variable `ebpf:"filter_active"`
 	PairInKernel     *ebpf.Variable `ebpf:"pair_in_kernel"`
 	PairWindowNs     *ebpf.Variable `ebpf:"pair_window_ns"`

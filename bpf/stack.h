@@ -17,12 +17,32 @@ struct {
 	__type(value, struct lt_rule);
 } unwind_rules SEC(".maps");
 
+/* The same rules by file and offset (Go teaches a rule here when it knows
+ * the frame's file): a rule missing for an image is looked for here and
+ * copied to unwind_rules. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, struct lt_file_pc);
+	__type(value, struct lt_rule);
+} file_rules SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1 << 14);
 	__type(key, struct lt_proc_pc);
 	__type(value, __u8);
 } sites SEC(".maps");
+
+/* struct inode's modification time before Linux 6.11 (i_mtime_sec and
+ * i_mtime_nsec): a timespec64 named __i_mtime in 6.6-6.10, i_mtime before. */
+struct inode___mtime_6_6 {
+	struct timespec64 __i_mtime;
+} __attribute__((preserve_access_index));
+
+struct inode___mtime_6_1 {
+	struct timespec64 i_mtime;
+} __attribute__((preserve_access_index));
 
 /* When the kernel last sent a copy to learn from, per frame it stopped at:
  * such a record is never parked (Go learns only from records that leave),
@@ -53,6 +73,52 @@ struct rule_walk {
 	__u32 n;
 	__u32 whole; /* the walk reached the stack's end, else ip has no rule (or its frame is unreadable) */
 };
+
+/* The file key being looked up (bpf_find_vma's callback has no stack to
+ * spare: Linux 6.1 bounds the stack of the whole call chain). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lt_file_pc);
+} file_key SEC(".maps");
+
+const __u32 file_key_slot = 0;
+
+/* file_rule_of_vma (bpf_find_vma's callback, ctx the rule walk at a pc with
+ * no rule for its image) gives the image the rule Go taught for the pc's
+ * file and offset, if any. */
+static long file_rule_of_vma(struct task_struct *task, struct vm_area_struct *vma, void *ctx)
+{
+	struct rule_walk *w = ctx;
+	struct file *file = vma->vm_file;
+	if (!file)
+		return 0;
+	struct inode *ino = file->f_inode;
+	struct lt_file_pc *k = bpf_map_lookup_elem(&file_key, &file_key_slot);
+	if (!ino || !k)
+		return 0;
+	if (bpf_core_field_exists(ino->i_mtime_sec)) {
+		k->mtime_sec = BPF_CORE_READ(ino, i_mtime_sec);
+		k->mtime_nsec = BPF_CORE_READ(ino, i_mtime_nsec);
+	} else if (bpf_core_field_exists(((struct inode___mtime_6_6 *)ino)->__i_mtime)) {
+		struct inode___mtime_6_6 *o = (void *)ino;
+		k->mtime_sec = BPF_CORE_READ(o, __i_mtime.tv_sec);
+		k->mtime_nsec = BPF_CORE_READ(o, __i_mtime.tv_nsec);
+	} else {
+		struct inode___mtime_6_1 *o = (void *)ino;
+		k->mtime_sec = BPF_CORE_READ(o, i_mtime.tv_sec);
+		k->mtime_nsec = BPF_CORE_READ(o, i_mtime.tv_nsec);
+	}
+	k->ino = BPF_CORE_READ(ino, i_ino);
+	k->size = BPF_CORE_READ(ino, i_size);
+	k->dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	k->off = w->k.pc - BPF_CORE_READ(vma, vm_start) + (BPF_CORE_READ(vma, vm_pgoff) << 12);
+	struct lt_rule *r = bpf_map_lookup_elem(&file_rules, k);
+	if (r && bpf_map_update_elem(&unwind_rules, &w->k, r, BPF_ANY) == 0)
+		count(LT_CNT_FILE_RULE);
+	return 0;
+}
 
 /* Our own frame-pointer walk. The kernel's (bpf_get_task_stack) follows
  * %rbp wherever it points: code that reuses %rbp as a general register
@@ -113,6 +179,8 @@ static __always_inline struct lt_rule *rule_of(struct rule_walk *w)
 	}
 	w->k.pc = w->ip;
 	struct lt_rule *r = bpf_map_lookup_elem(&unwind_rules, &w->k);
+	if (!r && bpf_find_vma(bpf_get_current_task_btf(), w->ip, file_rule_of_vma, w, 0) == 0)
+		r = bpf_map_lookup_elem(&unwind_rules, &w->k);
 	if (r && ce) {
 		ce->img = w->k.img;
 		ce->pc = w->ip;

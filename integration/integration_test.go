@@ -606,3 +606,92 @@ func TestRunStackSites(t *testing.T) {
 		})
 	}
 }
+
+// TestNewProcessesShareFileRules: a program run again and again, as CI
+// scripts and cron jobs do. Each run is a new process image at new
+// addresses, but the code is the same files: from the second run on the
+// kernel unwinds with the rules taught for the files (the dynamic loader's
+// opens too), and every run's leaks still name the function that made them
+// (the program has no frame pointers: only CFI rules unwind it). An agent
+// counts the copies the later runs cost, after the first has been learned
+// (how many the first sends depends on how soon Go teaches it: 30-250).
+func TestNewProcessesShareFileRules(t *testing.T) {
+	requireRoot(t)
+	bin := filepath.Join(binaries(t), "leaky-c-nofp")
+	const runs = 8
+
+	t.Run("run", func(t *testing.T) {
+		r, _, code := runTraced(t, nil, "sh", "-c", strings.Repeat(bin+"; ", runs))
+		if code != 0 {
+			t.Fatalf("exit code %d", code)
+		}
+		if st := r.Events.Stacks; st == nil || st.FileRules == 0 {
+			t.Fatalf("no rule was found by file: %+v", st)
+		}
+		named := map[int]int{}
+		for _, l := range r.Leaks {
+			if l.PID == r.RootPID() || l.FD < 0 || l.Inherited {
+				continue
+			}
+			for _, fn := range []string{"leak_open_file", "leak_fopen", "leak_socket", "leak_pipe", "leak_dup", "leak_eventfd"} {
+				if report.HasFunction(l.Stack, fn) {
+					named[l.PID]++
+					break
+				}
+			}
+		}
+		if len(named) != runs {
+			t.Fatalf("leaks named by function in %d processes, want %d: %v", len(named), runs, named)
+		}
+		for pid, n := range named {
+			if n != 7 {
+				t.Errorf("pid %d: %d of its 7 leaks name their function", pid, n)
+			}
+		}
+		t.Logf("stacks %+v", *r.Events.Stacks)
+	})
+
+	t.Run("agent", func(t *testing.T) {
+		base := startAgent(t, "--comm", filepath.Base(bin), "--interval", "1s")
+		counts := func() (copies, fromFile, all float64) {
+			mfs := scrape(t, base)
+			copies = sum(series(mfs, "leaktrace_stacks_sent_total", map[string]string{"form": "copy"}))
+			all = sum(series(mfs, "leaktrace_stacks_sent_total", nil))
+			fromFile = sum(series(mfs, "leaktrace_unwind_rules_from_file_total", nil))
+			return
+		}
+		// settled waits until the agent has read what the runs sent.
+		settled := func(min float64) {
+			last := -1.0
+			waitFor(t, 30*time.Second, "the runs' stacks", func() bool {
+				_, _, all := counts()
+				done := all >= min && all == last
+				last = all
+				if !done {
+					time.Sleep(400 * time.Millisecond)
+				}
+				return done
+			})
+		}
+		if out, err := exec.Command(bin).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", bin, err, out)
+		}
+		settled(1)
+		c0, f0, a0 := counts()
+		for range runs {
+			if out, err := exec.Command(bin).CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v\n%s", bin, err, out)
+			}
+		}
+		settled(a0 + runs*7)
+		c1, f1, a1 := counts()
+		t.Logf("first run: %.0f stacks, %.0f copies; %d more runs: %.0f stacks, %.0f copies, %.0f rules from files", a0, c0, runs, a1-a0, c1-c0, f1-f0)
+		// Without rules by file each run sent 40 copies or more.
+		if c1-c0 > 2*runs {
+			t.Errorf("%d later runs sent %.0f stack copies: new processes did not use the rules of their files", runs, c1-c0)
+		}
+		if f1 == f0 {
+			t.Error("no rule was found by file")
+		}
+	})
+}

@@ -77,6 +77,9 @@ type StackCounts struct {
 	Copy uint64 `json:"copy"`
 	// Unknown: sent as a site Go no longer had; their handles have no stack.
 	Unknown uint64 `json:"unknown,omitempty"`
+	// FileRules: unwind rules a process got from its file's, taught from
+	// another process that maps the same file (each saves a copy).
+	FileRules uint64 `json:"file_rules,omitempty"`
 }
 
 // Leak is one handle that was never released (run) or is outstanding past the

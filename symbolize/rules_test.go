@@ -120,12 +120,41 @@ func TestRulesReproduceUnwind(t *testing.T) {
 				n := len(rules)
 				for _, r := range learned {
 					rules[r.PC] = r
+					checkFileRule(t, &s, r)
 				}
 				if len(rules) == n {
 					t.Fatalf("round %d: nothing learned at %#x; stack so far %#x, Unwind's %#x", round, at.IP, known, want)
 				}
 			}
 		})
+	}
+}
+
+// checkFileRule: a rule for code in a file names that file as stat does
+// and the pc's offset in it as /proc/PID/maps gives it; one where nothing
+// is mapped (the end of the stack) names none.
+func checkFileRule(t *testing.T, s *AddressSpace, r Rule) {
+	t.Helper()
+	m, ok := s.Lookup(r.PC)
+	if !ok {
+		if r.InFile {
+			t.Errorf("rule at %#x: names a file (%+v) where nothing is mapped", r.PC, r.File)
+		}
+		return
+	}
+	if r.Kind == RuleEnd {
+		return
+	}
+	if !r.InFile {
+		t.Errorf("rule at %#x in %s: names no file", r.PC, m.Path)
+		return
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(m.Path, &st); err != nil {
+		t.Fatal(err)
+	}
+	if want := m.Offset + r.PC - m.Start; r.File.Off != want || r.File.Ino != st.Ino || r.File.Dev != st.Dev || r.File.Size != st.Size {
+		t.Errorf("rule at %#x: file %+v, want %s (dev %d ino %d size %d) at offset %#x", r.PC, r.File, m.Path, st.Dev, st.Ino, st.Size, want)
 	}
 }
 

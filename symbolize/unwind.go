@@ -127,13 +127,16 @@ func (u *Unwinder) UnwindFrom(s *AddressSpace, regs Regs, exact bool, stack []by
 			// would take it, Go goes on with the kernel's frame-pointer walk
 			// (and Go's vfork reads below sp), and the two stacks would differ.
 			kr.PC = rf.ip
+			u.fileRule(&kr, m)
 			addRule(rules, kr)
 		}
 		switch res {
 		case stepNeedMem:
 			return joinKernel(s, pcs, start, kernelFP, max)
 		case stepOutermost:
-			addRule(rules, Rule{PC: rf.ip, Kind: RuleLast})
+			last := Rule{PC: rf.ip, Kind: RuleLast}
+			u.fileRule(&last, m)
+			addRule(rules, last)
 			return pcs
 		}
 		if next.ip == 0 || next.sp <= rf.sp {
@@ -178,6 +181,35 @@ type Rule struct {
 	CFAOff    int32
 	RAOff     int16
 	BPOff     int16
+	// InFile: File names the code at PC, whose rule holds in any process
+	// that maps that file (a rule that ends the stack where nothing is
+	// mapped depends on the process, and has none).
+	InFile bool
+	File   FileOffset
+}
+
+// FileOffset is a place in a file as stat names the file: device (as
+// stat gives it), inode, size and modification time, and the offset.
+type FileOffset struct {
+	Dev, Ino  uint64
+	Size      int64
+	MtimeNano int64
+	Off       uint64
+}
+
+// fileRule adds to r the file and offset of r.PC, when m maps r.PC from a
+// file the unwinder parsed (the rule came from that file's CFI).
+func (u *Unwinder) fileRule(r *Rule, m Mapping) {
+	if r.PC < m.Start || r.PC >= m.End {
+		return // a return address just past its mapping: the kernel finds the next one
+	}
+	mod := u.module(m.Path)
+	if mod == nil || mod.ident.ino == 0 {
+		return
+	}
+	r.InFile = true
+	r.File = FileOffset{Dev: mod.ident.dev, Ino: mod.ident.ino, Size: mod.ident.size, MtimeNano: mod.ident.mtime,
+		Off: m.Offset + (r.PC - m.Start)}
 }
 
 var (
@@ -327,7 +359,12 @@ func (u *Unwinder) leafStep(s *AddressSpace, rf *regFile, mem *stackMem) (regFil
 // fpStep unwinds one frame by the frame-pointer convention: [bp] is the caller's bp
 // and [bp+8] the return address.
 func fpStep(rf *regFile, mem *stackMem) (regFile, bool, stepResult) {
-	if rf.bp > ^uint64(0)-16 {
+	// A zero bp ends the chain: the kernel starts a process with every
+	// register zero, and _start and new threads clear it. The kernel
+	// learns the frame as the last (without this a new process's dynamic
+	// loader, under ld.so's own _start, which has no CFI, sent a copy per
+	// open).
+	if rf.bp == 0 || rf.bp > ^uint64(0)-16 {
 		return regFile{}, false, stepOutermost
 	}
 	savedBP, ok1 := mem.read(rf.bp)

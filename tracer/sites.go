@@ -7,31 +7,62 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/leaktrace/leaktrace/bpf"
 	"github.com/leaktrace/leaktrace/symbolize"
 )
 
 // LearnRules gives the kernel unwind rules of process image img, found
-// by Go's unwinder (symbolize.UnwindFrom) on a stack the kernel could not unwind itself. Once every
-// frame of a call site has one, the kernel unwinds that site's stacks alone
-// and sends them as a site (Stack.Site). A full table evicts its least used
-// rules: the kernel then sends a copy again, never a wrong stack.
+// by Go's unwinder (symbolize.UnwindFrom) on a stack the kernel could not
+// unwind itself. Once every frame of a call site has one, the kernel
+// unwinds that site's stacks alone and sends them as a site (Stack.Site). A
+// rule that names its file and offset is taught for that file, so every
+// process that maps the file has it (a shell's next command unwinds its
+// dynamic loader's opens without a copy); the rest for img alone. A full
+// table evicts its least used rules: the kernel then sends a copy again,
+// never a wrong stack.
 func (t *Tracer) LearnRules(img uint64, rules []symbolize.Rule) error {
 	if len(rules) == 0 || t.maps.UnwindRules == nil {
 		return nil
 	}
-	keys := make([]bpf.LeaktraceLtProcPc, len(rules))
-	vals := make([]bpf.LeaktraceLtRule, len(rules))
-	for i, r := range rules {
-		keys[i] = bpf.LeaktraceLtProcPc{Img: img, Pc: r.PC}
-		vals[i] = bpf.LeaktraceLtRule{CfaOff: r.CFAOff, RaOff: r.RAOff, BpOff: r.BPOff, Kind: uint8(r.Kind),
+	var keys []bpf.LeaktraceLtProcPc
+	var vals, fileVals []bpf.LeaktraceLtRule
+	var fileKeys []bpf.LeaktraceLtFilePc
+	for _, r := range rules {
+		v := bpf.LeaktraceLtRule{CfaOff: r.CFAOff, RaOff: r.RAOff, BpOff: r.BPOff, Kind: uint8(r.Kind),
 			CfaBp: b2u8(r.CFAFromBP), BpSaved: b2u8(r.BPSaved)}
+		if r.InFile {
+			fileKeys = append(fileKeys, fileKey(r.File))
+			fileVals = append(fileVals, v)
+			continue
+		}
+		keys = append(keys, bpf.LeaktraceLtProcPc{Img: img, Pc: r.PC})
+		vals = append(vals, v)
 	}
-	if _, err := t.maps.UnwindRules.BatchUpdate(keys, vals, nil); err != nil {
-		return fmt.Errorf("writing %d unwind rules of image %#x: %w", len(rules), img, err)
+	if len(keys) > 0 {
+		if _, err := t.maps.UnwindRules.BatchUpdate(keys, vals, nil); err != nil {
+			return fmt.Errorf("writing %d unwind rules of image %#x: %w", len(keys), img, err)
+		}
+	}
+	if len(fileKeys) > 0 {
+		if _, err := t.maps.FileRules.BatchUpdate(fileKeys, fileVals, nil); err != nil {
+			return fmt.Errorf("writing %d unwind rules by file: %w", len(fileKeys), err)
+		}
 	}
 	return nil
+}
+
+// fileKey is f as the kernel names it (bpf/stack.h file_of_vma): the
+// device as the kernel's s_dev, the modification time split in seconds and
+// nanoseconds.
+func fileKey(f symbolize.FileOffset) bpf.LeaktraceLtFilePc {
+	sec, nsec := f.MtimeNano/1e9, f.MtimeNano%1e9
+	if nsec < 0 {
+		sec, nsec = sec-1, nsec+1e9
+	}
+	return bpf.LeaktraceLtFilePc{Ino: f.Ino, Off: f.Off, MtimeSec: sec, Size: uint64(f.Size),
+		Dev: unix.Major(f.Dev)<<20 | unix.Minor(f.Dev), MtimeNsec: uint32(nsec)}
 }
 
 func b2u8(b bool) uint8 {

@@ -375,6 +375,9 @@ type Counters struct {
 	// knew (a hash), as a site's pcs sent once, and as registers with a
 	// copy of the stack (a frame had no rule yet, or Config.NoStackSites).
 	StackSite, StackNew, StackCopy uint64
+	// FileRules counts unwind rules a process image got from its file's,
+	// taught from another process's stack (no copy needed).
+	FileRules uint64
 	// UnreadBytes is what was still in the ring buffer when ReadUntil's
 	// drain had to end: records that were sent but never read.
 	UnreadBytes uint64
@@ -416,6 +419,7 @@ func (t *Tracer) Counters() (Counters, error) {
 		{bpf.LeaktraceLtCounterLT_CNT_STACK_SITE, &c.StackSite},
 		{bpf.LeaktraceLtCounterLT_CNT_STACK_NEW, &c.StackNew},
 		{bpf.LeaktraceLtCounterLT_CNT_STACK_COPY, &c.StackCopy},
+		{bpf.LeaktraceLtCounterLT_CNT_FILE_RULE, &c.FileRules},
 	} {
 		if *f.dst, err = read(f.idx); err != nil {
 			return c, err
