@@ -55,6 +55,7 @@ func (g *guest) checks() []check {
 		)
 	}
 	return append(cs,
+		check{"file-rules", g.fileRules},
 		check{"compat", g.compat},
 		check{"mapped", g.mapped},
 		check{"attach", g.attach},
@@ -290,6 +291,32 @@ func (g *guest) runBalanced(stackBytes int) result.Check {
 		return fail("report incomplete: %v", r.Notes)
 	}
 	return pass("0 leaks, %d events", r.Events.Received)
+}
+
+// fileRules: a program run three times in turn, each a new process image of
+// the same file: the later runs take the unwind rules the first taught for
+// the file (the kernel reads the file's inode from the pc's mapping, its
+// modification time as this kernel's struct inode has it), and leak nothing.
+func (g *guest) fileRules() result.Check {
+	r, _, c, ok := g.runTraced(-1, "again", "3")
+	if !ok {
+		return c
+	}
+	st := r.Events.Stacks
+	switch {
+	case !r.Complete:
+		return fail("report incomplete: %v", r.Notes)
+	case st == nil:
+		return fail("the report has no stack counts")
+	case st.FileRules == 0:
+		return fail("no unwind rule was taken from a file (stacks %+v)", *st)
+	}
+	for _, l := range r.Leaks {
+		if l.Counted {
+			return fail("leak reported: fd %d %s %s", l.FD, l.Kind, l.Target)
+		}
+	}
+	return pass("%d rules taken from files; stacks: %d site, %d new, %d copies", st.FileRules, st.Site, st.New, st.Copy)
 }
 
 // compat runs a program making 32-bit syscalls (int $0x80): the report must
