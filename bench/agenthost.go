@@ -5,6 +5,7 @@ package main
 import (
 	"cmp"
 	"fmt"
+	"os/exec"
 	"slices"
 	"strconv"
 	"time"
@@ -33,6 +34,7 @@ func (b *bench) agentHost(res *results) error {
 	}
 	off, on := make([][]sample, len(ws)), make([][]sample, len(ws))
 	var reqOff, reqOn []sample
+	var execOff, execOn []execWindow
 	var cpu [][]cpuWindow
 	for r := range b.cfg.repeat {
 		// Off first in even rounds, on first in odd ones: neither always
@@ -77,6 +79,20 @@ func (b *bench) agentHost(res *results) error {
 						reqOff = append(reqOff, s)
 					}
 				}
+				logf("agent %s: exec churn for %v", onOff(agentOn), b.size.execs)
+				agentPID := 0
+				if agentOn {
+					agentPID = agent.pid()
+				}
+				ew, err := execChurn(b.size.execs, agentPID)
+				if err != nil {
+					return err
+				}
+				if agentOn {
+					execOn = append(execOn, ew)
+				} else {
+					execOff = append(execOff, ew)
+				}
 				// Last, so that no backlog of its churns reaches the
 				// requests: the agent's CPU, in the last round it is on.
 				if agentOn && r == b.cfg.repeat-1 {
@@ -120,6 +136,7 @@ func (b *bench) agentHost(res *results) error {
 		lost := (1 - onRPS/offRPS) * 100
 		res.add(label, lost, "% lost", fmt.Sprintf("%+.1f %% (%s vs %s req/s)", -lost, count(int(onRPS)), count(int(offRPS))), &targetAgentLoss)
 	}
+	execRows(res, execOff, execOn)
 	cpuRows(res, cpu)
 
 	idle, err := startIdle()
@@ -135,6 +152,78 @@ func (b *bench) agentHost(res *results) error {
 		}
 		return a.pid(), a.stop, nil
 	})
+}
+
+// execScript is a round of a host of short-lived processes: three execs
+// (a shell, cat, ls), each a new process image with the dynamic loader's
+// opens and mappings.
+const execScript = "cat /etc/hostname >/dev/null; ls / >/dev/null"
+
+// execWindow is an exec churn's rounds per second and the agent's CPU over
+// it (zero when off).
+type execWindow struct {
+	perSec float64
+	cpu    time.Duration
+	took   time.Duration
+}
+
+// execChurn runs execScript's rounds one after another for d.
+func execChurn(d time.Duration, agentPID int) (execWindow, error) {
+	var cpu0 time.Duration
+	if agentPID != 0 {
+		var err error
+		if cpu0, err = processCPU(agentPID); err != nil {
+			return execWindow{}, err
+		}
+	}
+	start := time.Now()
+	n := 0
+	for time.Since(start) < d {
+		if out, err := exec.Command("sh", "-c", execScript).CombinedOutput(); err != nil {
+			return execWindow{}, fmt.Errorf("exec churn: %w: %s", err, out)
+		}
+		n++
+	}
+	w := execWindow{took: time.Since(start)}
+	w.perSec = float64(n) / w.took.Seconds()
+	if agentPID != 0 {
+		cpu1, err := processCPU(agentPID)
+		if err != nil {
+			return execWindow{}, err
+		}
+		w.cpu = cpu1 - cpu0
+	}
+	return w, nil
+}
+
+// execRows: the exec churn's rounds lost to the agent (medians of the
+// rounds) and the agent's CPU over them.
+func execRows(res *results, off, on []execWindow) {
+	if len(off) == 0 || len(on) == 0 {
+		return
+	}
+	rate := func(ws []execWindow) float64 {
+		v := make([]float64, len(ws))
+		for i, w := range ws {
+			v[i] = w.perSec
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	offR, onR := rate(off), rate(on)
+	lost := (1 - onR/offR) * 100
+	res.add("agent on vs off, whole host: exec churn (sh -c 'cat; ls': 3 execs a round), rounds/s", lost, "% lost",
+		fmt.Sprintf("%+.1f %% (%.1f vs %.1f rounds/s)", -lost, onR, offR), nil)
+	var cpu, took time.Duration
+	execs := 0.0
+	for _, w := range on {
+		cpu += w.cpu
+		took += w.took
+		execs += 3 * w.perSec * w.took.Seconds()
+	}
+	cores := cpu.Seconds() / took.Seconds()
+	res.add("agent CPU during the exec churn, cores", cores, "cores",
+		fmt.Sprintf("%.1f %% of a core (%.2f ms per exec)", cores*100, cpu.Seconds()*1e3/execs), nil)
 }
 
 func onOff(on bool) string {

@@ -46,13 +46,14 @@ type sizes struct {
 	benchtime  string        // BenchmarkApplyOpenClose's -benchtime
 	abRequests int           // requests of each ab run against nginx
 	paced      time.Duration // each paced churn of the agent's CPU rows
+	execs      time.Duration // each exec churn of the agent's rows
 }
 
 var (
 	fullSizes = sizes{churn: 200_000, sockets: 100_000, held: 100_000, straceDiv: 10, benchtime: "1s",
-		abRequests: 20_000, paced: 3 * time.Second}
+		abRequests: 20_000, paced: 3 * time.Second, execs: 10 * time.Second}
 	smokeSizes = sizes{churn: 20_000, sockets: 10_000, held: 5_000, straceDiv: 10, benchtime: "200000x",
-		abRequests: 2_000, paced: 500 * time.Millisecond}
+		abRequests: 2_000, paced: 500 * time.Millisecond, execs: time.Second}
 )
 
 type bench struct {
