@@ -6,6 +6,7 @@ package aggregator
 
 import (
 	"sort"
+	"strings"
 
 	"github.com/leaktrace/leaktrace/event"
 )
@@ -388,6 +389,17 @@ func (a *Aggregator) dropTable(t *table) {
 	for _, h := range t.fds {
 		a.release(t, h)
 	}
+}
+
+// HasPath reports whether pid's fd is known with an absolute path: a copy
+// of it (dup) then takes that path, and needs no other.
+func (a *Aggregator) HasPath(pid uint32, fd int32) bool {
+	p := a.procs[pid]
+	if p == nil || p.table == nil {
+		return false
+	}
+	h := p.table.fds[fd]
+	return h != nil && strings.HasPrefix(h.Target, "/")
 }
 
 // Apply folds one event into the state.

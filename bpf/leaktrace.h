@@ -189,6 +189,8 @@ struct lt_exec_event {
 	__u64 at_base;    /* AT_BASE: the interpreter's load address */
 	__u32 depth;      /* components in path */
 	__u32 fdbits_words;
+	__u32 mnt_ns;     /* its mount namespace's inode number (0: unknown) */
+	__u32 _pad;
 	__u64 fdbits[LT_FDBITS_WORDS]; /* open fds after cloexec fds were closed */
 	char path[LT_PATH_DEPTH][LT_NAME_LEN]; /* executable, leaf first */
 };

@@ -77,6 +77,8 @@ type LeaktraceLtExecEvent struct {
 	AtBase      uint64
 	Depth       uint32
 	FdbitsWords uint32
+	MntNs       uint32
+	Pad         uint32
 	Fdbits      [64]uint64
 	Path        [16][64]int8
 }

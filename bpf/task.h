@@ -208,6 +208,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct
 	struct mm_struct *mm = BPF_CORE_READ(task, mm);
 	e->at_entry = 0;
 	e->at_base = 0;
+	e->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
 	for (int i = 0; i < 56; i += 2) {
 		__u64 kv[2] = {};
 		if (bpf_core_read(kv, sizeof(kv), &mm->saved_auxv[i]))

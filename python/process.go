@@ -202,9 +202,16 @@ func (t *Tracker) Fork(parent, child uint32) {
 // Exec forgets what pid ran before (the kernel side did too).
 func (t *Tracker) Exec(pid uint32) { t.drop(pid) }
 
-// Exit forgets pid.
+// Exit forgets pid. The kernel drops its entry at the process's end
+// itself; Go's delete is for an entry Go may have added after that, so only
+// for an interpreter it knew (a host of short-lived processes ends hundreds
+// a second).
 func (t *Tracker) Exit(pid uint32) {
+	known := t.procs[pid] != nil
 	t.drop(pid)
+	if !known {
+		return
+	}
 	if err := t.kernel.ForgetPython(pid); err != nil {
 		t.log.Debug("forgetting python", "pid", pid, "err", err)
 	}

@@ -213,7 +213,12 @@ func (s *Session) handle(raw []byte) error {
 		}
 	case event.Exec:
 		s.py.tracker.Exec(e.PID)
-		delete(s.mntns, e.PID) // exec may follow an unshare(CLONE_NEWNS)
+		// Exec may follow an unshare(CLONE_NEWNS); the record says which
+		// namespace it runs in (a readlink less per new process).
+		delete(s.mntns, e.PID)
+		if d.MntNS != 0 {
+			s.learnMountNS(e.PID, fmt.Sprintf("mnt:[%d]", d.MntNS))
+		}
 		s.execImage(e.PID, e.Exe, d.AtEntry, d.AtBase)
 	case event.TaskNew:
 		if !e.IsThread {
@@ -223,7 +228,10 @@ func (s *Session) handle(raw []byte) error {
 			s.py.tracker.Fork(e.PID, e.ChildPID)
 		}
 	}
-	if e.Type == event.FDOpen {
+	// A copy of an fd whose path is known takes that path (aggregator
+	// fdOpen): a shell's every redirection is one, and a readlink each
+	// costs more than the rest of its record.
+	if e.Type == event.FDOpen && !((e.Install == event.InstallDup || e.Install == event.InstallDupOnto) && s.agg.HasPath(e.PID, e.FD2)) {
 		resolveTarget(e)
 	}
 	if d.Stack.Present {
@@ -404,24 +412,10 @@ func (s *Session) hostPath(pid uint32, path string) string {
 	if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "/proc/") {
 		return path
 	}
-	if s.mntns == nil {
-		s.mntns = make(map[uint32]mountNS)
-		// This thread's, not /proc/self's (the main thread's): the tracer
-		// may have left the main thread wedged in a private namespace
-		// (tracer.syscallTracepointIDs), and every process would then look
-		// like a container's, its files read again under /proc/PID/root.
-		s.selfNS, _ = os.Readlink("/proc/thread-self/ns/mnt")
-	}
 	m, ok := s.mntns[pid]
 	if !ok {
-		m.ns, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
-		if m.ns != "" && m.ns != s.selfNS {
-			// Only a process of another namespace needs its root: most
-			// share ours, and a host of short-lived processes asks for
-			// each new one.
-			m.root, _ = os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
-		}
-		s.mntns[pid] = m
+		ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+		m = s.learnMountNS(pid, ns)
 	}
 	if m.ns == "" || m.ns == s.selfNS {
 		return path // ours, or unknown (the process is gone): take it as ours
@@ -440,6 +434,27 @@ func (s *Session) hostPath(pid uint32, path string) string {
 // namespace names it ("/" unless chrooted).
 type mountNS struct {
 	ns, root string
+}
+
+// learnMountNS records that pid runs in mount namespace ns (as
+// /proc/PID/ns/mnt names it, "" unknown).
+func (s *Session) learnMountNS(pid uint32, ns string) mountNS {
+	if s.mntns == nil {
+		s.mntns = make(map[uint32]mountNS)
+		// This thread's, not /proc/self's (the main thread's): the tracer
+		// may have left the main thread wedged in a private namespace
+		// (tracer.syscallTracepointIDs), and every process would then look
+		// like a container's, its files read again under /proc/PID/root.
+		s.selfNS, _ = os.Readlink("/proc/thread-self/ns/mnt")
+	}
+	m := mountNS{ns: ns}
+	if m.ns != "" && m.ns != s.selfNS {
+		// Only a process of another namespace needs its root: most share
+		// ours, and a host of short-lived processes asks for each new one.
+		m.root, _ = os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
+	}
+	s.mntns[pid] = m
+	return m
 }
 
 // displayPath undoes hostPath for reports: users know a file by the path its

@@ -48,6 +48,9 @@ type Decoded struct {
 	// AtEntry and AtBase are set for Exec events: where the executable's entry
 	// point and the interpreter were loaded.
 	AtEntry, AtBase uint64
+	// MntNS is set for Exec events: the inode number of the process's
+	// mount namespace (0 when unknown).
+	MntNS uint32
 	// Py is set for PyStack events.
 	Py PyStack
 	// PyCode is set for PyCode events.
@@ -277,6 +280,7 @@ func (dec *Decoder) decodeExec(raw []byte, d *Decoded) error {
 	e.OpenFDsComplete = int(r.MaxFds) <= words*64
 	e.Exe = dentryPath(r.Path[:], r.Depth)
 	d.AtEntry, d.AtBase = r.AtEntry, r.AtBase
+	d.MntNS = r.MntNs
 	return nil
 }
 
