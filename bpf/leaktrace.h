@@ -69,6 +69,7 @@ struct lt_header {
 #define LT_STK_SITE (1U << 0) /* site: Go has its pcs from an earlier record */
 #define LT_STK_NEW (1U << 1)  /* kstack[:known] is the whole stack of site, first sent */
 #define LT_STK_TEACH (1U << 2) /* a copy from a frame Go has not taught the kernel yet: never parked */
+#define LT_STK_SHARED (1U << 3) /* site (img 0) named by file offsets: the same in every process */
 
 struct lt_stack {
 	__u64 ip;          /* registers of the frame Go unwinds from */
@@ -134,6 +135,10 @@ struct lt_rule {
 	__u8 cfa_bp;   /* CFA from bp, not sp */
 	__u8 bp_saved;
 	__u8 _pad[5];
+	/* The pc's place in its file, hashed (a rule taught by file), 0 for
+	 * one taught for the image alone: a stack whose every frame has one
+	 * is the same site in every process that runs that code. */
+	__u64 tag;
 };
 
 struct lt_sock {

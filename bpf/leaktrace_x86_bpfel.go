@@ -238,6 +238,7 @@ type LeaktraceLtRule struct {
 	CfaBp   uint8
 	BpSaved uint8
 	Pad     [5]uint8
+	Tag     uint64
 }
 
 type LeaktraceLtRuleKind uint32
@@ -423,6 +424,7 @@ const (
 	LeaktraceVarPairInKernel      = "pair_in_kernel"
 	LeaktraceVarPairWindowNs      = "pair_window_ns"
 	LeaktraceVarRuleCacheKey      = "rule_cache_key"
+	LeaktraceVarSelfMntNs         = "self_mnt_ns"
 	LeaktraceVarSelfTgid          = "self_tgid"
 	LeaktraceVarStackBytes        = "stack_bytes"
 	LeaktraceVarStackSites        = "stack_sites"
@@ -536,6 +538,7 @@ type LeaktraceVariableSpecs struct {
 	PairInKernel     *ebpf.VariableSpec `ebpf:"pair_in_kernel"`
 	PairWindowNs     *ebpf.VariableSpec `ebpf:"pair_window_ns"`
 	RuleCacheKey     *ebpf.VariableSpec `ebpf:"rule_cache_key"`
+	SelfMntNs        *ebpf.VariableSpec `ebpf:"self_mnt_ns"`
 	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
 	StackBytes       *ebpf.VariableSpec `ebpf:"stack_bytes"`
 	StackSites       *ebpf.VariableSpec `ebpf:"stack_sites"`
@@ -642,6 +645,7 @@ type LeaktraceVariables struct {
 	PairInKernel     *ebpf.Variable `ebpf:"pair_in_kernel"`
 	PairWindowNs     *ebpf.Variable `ebpf:"pair_window_ns"`
 	RuleCacheKey     *ebpf.Variable `ebpf:"rule_cache_key"`
+	SelfMntNs        *ebpf.Variable `ebpf:"self_mnt_ns"`
 	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
 	StackBytes       *ebpf.Variable `ebpf:"stack_bytes"`
 	StackSites       *ebpf.Variable `ebpf:"stack_sites"`

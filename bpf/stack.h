@@ -58,6 +58,11 @@ struct {
 
 /* Unwind with Go's rules and send sites (0: always registers and a copy). */
 const volatile __u32 stack_sites = 1;
+/* leaktrace's mount namespace (inode number; 0: none shared): a site named
+ * by file offsets is shared among its processes (Go names a site's modules
+ * by the first process's paths, which for another namespace are under that
+ * process's /proc/PID/root). */
+const volatile __u32 self_mnt_ns = 0;
 
 /* One walk's state, for the rule walk and then the frame-pointer walk: one
  * struct, as Linux 6.1 bounds the stack of a whole call chain. */
@@ -66,12 +71,10 @@ struct rule_walk {
 	struct lt_proc_pc k;
 	__u64 ip, sp, bp; /* the frame at out[n-1]; the frame-pointer walk's next frame is at bp */
 	__u64 hash;
-	union {
-		__u64 prev_hash; /* the rule walk's hash before the last frame */
-		__u64 lo;        /* the frame-pointer walk's next frame must lie above this */
-	};
+	__u64 lo; /* the frame-pointer walk's next frame must lie above this */
 	__u32 n;
-	__u32 whole; /* the walk reached the stack's end, else ip has no rule (or its frame is unreadable) */
+	__u16 whole;  /* the walk reached the stack's end, else ip has no rule (or its frame is unreadable) */
+	__u16 shared; /* every frame so far hashed by its file offset */
 };
 
 /* The file key being looked up (bpf_find_vma's callback has no stack to
@@ -201,10 +204,17 @@ static long rule_step(__u64 i, void *ctx)
 		/* The return address just taken is no frame. */
 		if (w->n > 1) {
 			w->n--;
-			w->hash = w->prev_hash;
 			w->whole = 1;
 		}
 		return 1;
+	}
+	/* A frame enters the site's hash once its rule is found: by its place
+	 * in its file when the rule has one, else by its address. */
+	if (r->tag) {
+		w->hash = site_mix(w->hash, r->tag);
+	} else {
+		w->hash = site_mix(w->hash, w->ip);
+		w->shared = 0;
 	}
 	if (r->kind != LT_RULE_STEP || w->n >= LT_KSTACK_MAX) {
 		w->whole = 1;
@@ -229,8 +239,6 @@ static long rule_step(__u64 i, void *ctx)
 	}
 	w->out[w->n & (LT_KSTACK_MAX - 1)] = ra;
 	w->n++;
-	w->prev_hash = w->hash;
-	w->hash = site_mix(w->hash, ra);
 	w->ip = ra;
 	w->sp = cfa;
 	w->bp = f[0];
@@ -384,7 +392,7 @@ __noinline int capture_stack(struct lt_stack *s, __u64 seed)
 	if (!s)
 		return 0;
 	/* Few locals: Linux 6.1 bounds the stack of the whole call chain. */
-	struct rule_walk rw = {.out = s->kstack, .n = 1, .hash = seed};
+	struct rule_walk rw = {.out = s->kstack, .n = 1, .hash = seed, .shared = !seed};
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 
 	rw.ip = s->ip = regs->ip;
@@ -395,23 +403,28 @@ __noinline int capture_stack(struct lt_stack *s, __u64 seed)
 	s->site = 0;
 	s->stack_len = 0;
 	s->img = rw.k.img = img_of(bpf_get_current_pid_tgid() >> 32);
-	if (stack_sites) {
-		rw.hash = site_mix(rw.hash, rw.ip);
+	if (stack_sites)
 		bpf_loop(LT_KSTACK_MAX + 1, rule_step, &rw, 0);
-	}
 	if (rw.whole) {
 		s->site = rw.hash;
 		s->known = rw.n;
 		s->kstack_len = rw.n;
+		/* A site named by file offsets alone is every process's: its key
+		 * and the record's image are 0 (Go's table of shared sites). */
+		if (rw.shared && self_mnt_ns &&
+		    BPF_CORE_READ(bpf_get_current_task_btf(), nsproxy, mnt_ns, ns.inum) == self_mnt_ns) {
+			s->img = rw.k.img = 0;
+			s->flags = LT_STK_SHARED;
+		}
 		rw.k.pc = rw.hash;
 		if (bpf_map_lookup_elem(&sites, &rw.k)) {
-			s->flags = LT_STK_SITE;
+			s->flags |= LT_STK_SITE;
 			s->known = 0;
 			s->kstack_len = 0;
 			count(LT_CNT_STACK_SITE);
 			return offsetof(struct lt_stack, kstack);
 		}
-		s->flags = LT_STK_NEW;
+		s->flags |= LT_STK_NEW;
 		count(LT_CNT_STACK_NEW);
 		return offsetof(struct lt_stack, kstack) + (rw.n & (2 * LT_KSTACK_MAX - 1)) * sizeof(__u64);
 	}

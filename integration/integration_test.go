@@ -612,7 +612,8 @@ func TestRunStackSites(t *testing.T) {
 // addresses, but the code is the same files: from the second run on the
 // kernel unwinds with the rules taught for the files (the dynamic loader's
 // opens too), and every run's leaks still name the function that made them
-// (the program has no frame pointers: only CFI rules unwind it). An agent
+// (the program has no frame pointers: only CFI rules unwind it). Their
+// sites are named by file offsets, so they cross as the first run's. An agent
 // counts the copies the later runs cost, after the first has been learned
 // (how many the first sends depends on how soon Go teaches it: 30-250).
 func TestNewProcessesShareFileRules(t *testing.T) {
@@ -653,9 +654,10 @@ func TestNewProcessesShareFileRules(t *testing.T) {
 
 	t.Run("agent", func(t *testing.T) {
 		base := startAgent(t, "--comm", filepath.Base(bin), "--interval", "1s")
-		counts := func() (copies, fromFile, all float64) {
+		counts := func() (copies, fromFile, all, fresh float64) {
 			mfs := scrape(t, base)
 			copies = sum(series(mfs, "leaktrace_stacks_sent_total", map[string]string{"form": "copy"}))
+			fresh = sum(series(mfs, "leaktrace_stacks_sent_total", map[string]string{"form": "new"}))
 			all = sum(series(mfs, "leaktrace_stacks_sent_total", nil))
 			fromFile = sum(series(mfs, "leaktrace_unwind_rules_from_file_total", nil))
 			return
@@ -664,7 +666,7 @@ func TestNewProcessesShareFileRules(t *testing.T) {
 		settled := func(min float64) {
 			last := -1.0
 			waitFor(t, 30*time.Second, "the runs' stacks", func() bool {
-				_, _, all := counts()
+				_, _, all, _ := counts()
 				done := all >= min && all == last
 				last = all
 				if !done {
@@ -677,15 +679,22 @@ func TestNewProcessesShareFileRules(t *testing.T) {
 			t.Fatalf("%s: %v\n%s", bin, err, out)
 		}
 		settled(1)
-		c0, f0, a0 := counts()
+		c0, f0, a0, n0 := counts()
 		for range runs {
 			if out, err := exec.Command(bin).CombinedOutput(); err != nil {
 				t.Fatalf("%s: %v\n%s", bin, err, out)
 			}
 		}
 		settled(a0 + runs*7)
-		c1, f1, a1 := counts()
-		t.Logf("first run: %.0f stacks, %.0f copies; %d more runs: %.0f stacks, %.0f copies, %.0f rules from files", a0, c0, runs, a1-a0, c1-c0, f1-f0)
+		c1, f1, a1, n1 := counts()
+		t.Logf("first run: %.0f stacks, %.0f copies, %.0f sites sent anew; %d more runs: %.0f stacks, %.0f copies, %.0f sites anew, %.0f rules from files",
+			a0, c0, n0, runs, a1-a0, c1-c0, n1-n0, f1-f0)
+		// Their sites are named by file offsets: the first of them to
+		// unwind a site whole sends it (about 20), the others its hash.
+		// (Each sent all of its own before: 8 runs, over 160.)
+		if n1-n0 > 40 {
+			t.Errorf("%d later runs sent %.0f sites anew: their sites were not the first run's", runs, n1-n0)
+		}
 		// Without rules by file each run sent 40 copies or more.
 		if c1-c0 > 2*runs {
 			t.Errorf("%d later runs sent %.0f stack copies: new processes did not use the rules of their files", runs, c1-c0)

@@ -43,7 +43,12 @@ const (
 // stopped, whose steps the kernel learns.
 func (s *Session) intern(e *event.Event, st *tracer.Stack) event.StackID {
 	as := s.space(e.PID)
-	ps := s.imageFor(e.PID, st.Img)
+	var ps *imageStacks
+	if st.Shared {
+		ps = s.sharedSites()
+	} else {
+		ps = s.imageFor(e.PID, st.Img)
+	}
 	switch {
 	case st.SiteKnown:
 		// The site's Python frames were not sent either.
@@ -75,6 +80,17 @@ func (s *Session) intern(e *event.Event, st *tracer.Stack) event.StackID {
 	s.locs = symbolize.Locate(as, s.cache, s.pcs, s.locs[:0])
 	s.locs = s.pyLocations(e, s.locs)
 	return s.keep(s.locs)
+}
+
+// sharedSites is the table of the sites named by file offsets, every
+// process's (image 0 on both sides); never let go of, bounded by maxSites.
+func (s *Session) sharedSites() *imageStacks {
+	is := s.images[0]
+	if is == nil {
+		is = &imageStacks{sites: make(map[uint64]siteStack), ruled: make(map[uint64]struct{})}
+		s.images[0] = is
+	}
+	return is
 }
 
 // imageFor returns the table of image img, which pid has now: a pid whose

@@ -23,14 +23,17 @@ import (
 // decoder's buffer: valid until the next Decode.
 type Stack struct {
 	Present    bool
-	IP, SP, BP uint64   // registers of the frame Go unwinds from
-	Img        uint64   // the process image the pcs are in (a forked child shares its parent's)
-	Site       uint64   // hash of the pcs, when the kernel unwound them all
-	SiteKnown  bool     // ... and Go has them from an earlier record
-	New        bool     // Known is the whole stack of Site, sent once
-	Known      []uint64 // pcs the kernel unwound, innermost first, before IP
-	KernelFP   []uint64 // the kernel's frame-pointer walk from IP
-	Bytes      []byte   // copy of user memory from SP
+	IP, SP, BP uint64 // registers of the frame Go unwinds from
+	Img        uint64 // the process image the pcs are in (a forked child shares its parent's)
+	Site       uint64 // hash of the pcs, when the kernel unwound them all
+	SiteKnown  bool   // ... and Go has them from an earlier record
+	New        bool   // Known is the whole stack of Site, sent once
+	// Shared: Site is named by file offsets, the same in every process
+	// that runs that code (Img is 0, the shared sites' table).
+	Shared   bool
+	Known    []uint64 // pcs the kernel unwound, innermost first, before IP
+	KernelFP []uint64 // the kernel's frame-pointer walk from IP
+	Bytes    []byte   // copy of user memory from SP
 }
 
 // Mapping is an executable file mapping seen at mmap or exec.
@@ -158,7 +161,7 @@ func (dec *Decoder) stack(s *bpf.LeaktraceLtStack, raw []byte, off int, d *Decod
 	if len(raw) < off+kstackOff {
 		return nil // no stack in this record
 	}
-	st := Stack{Present: true, IP: s.Ip, SP: s.Sp, BP: s.Bp, Img: s.Img}
+	st := Stack{Present: true, IP: s.Ip, SP: s.Sp, BP: s.Bp, Img: s.Img, Shared: s.Flags&stackShared != 0}
 	have := len(raw) - off - kstackOff
 	switch {
 	case s.Flags&stackSite != 0:
@@ -183,8 +186,9 @@ func (dec *Decoder) stack(s *bpf.LeaktraceLtStack, raw []byte, off int, d *Decod
 }
 
 const (
-	stackSite = uint32(1) << 0 // LT_STK_SITE
-	stackNew  = uint32(1) << 1 // LT_STK_NEW
+	stackSite   = uint32(1) << 0 // LT_STK_SITE
+	stackNew    = uint32(1) << 1 // LT_STK_NEW
+	stackShared = uint32(1) << 3 // LT_STK_SHARED
 )
 
 func (dec *Decoder) decodeFD(raw []byte, d *Decoded) error {

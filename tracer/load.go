@@ -121,6 +121,14 @@ func loadSpec(cfg Config, k *kernelInfo) (*ebpf.CollectionSpec, error) {
 	if k.exitGroupDead {
 		set["exit_has_group_dead"] = 1
 	}
+	// Sites are shared among processes of leaktrace's own mount namespace
+	// only: a site's module paths are the first process's, which for
+	// another namespace go through its /proc/PID/root. This thread's
+	// namespace, before anything may leave one in a private one.
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/mnt", &st); err == nil {
+		set["self_mnt_ns"] = uint32(st.Ino)
+	}
 	if cfg.NoStackSites {
 		set["stack_sites"] = 0
 	}

@@ -33,7 +33,9 @@ func (t *Tracer) LearnRules(img uint64, rules []symbolize.Rule) error {
 		v := bpf.LeaktraceLtRule{CfaOff: r.CFAOff, RaOff: r.RAOff, BpOff: r.BPOff, Kind: uint8(r.Kind),
 			CfaBp: b2u8(r.CFAFromBP), BpSaved: b2u8(r.BPSaved)}
 		if r.InFile {
-			fileKeys = append(fileKeys, fileKey(r.File))
+			k := fileKey(r.File)
+			v.Tag = fileTag(k)
+			fileKeys = append(fileKeys, k)
 			fileVals = append(fileVals, v)
 			continue
 		}
@@ -51,6 +53,23 @@ func (t *Tracer) LearnRules(img uint64, rules []symbolize.Rule) error {
 		}
 	}
 	return nil
+}
+
+// fileTag names a place in a file in a site's hash (lt_rule.tag): FNV-1a
+// of its key, never 0 (0 is a rule by image).
+func fileTag(k bpf.LeaktraceLtFilePc) uint64 {
+	h := uint64(14695981039346656037)
+	for _, w := range [...]uint64{k.Ino, k.Off, uint64(k.MtimeSec), k.Size, uint64(k.Dev)<<32 | uint64(k.MtimeNsec)} {
+		for range 8 {
+			h ^= w & 0xff
+			h *= 1099511628211
+			w >>= 8
+		}
+	}
+	if h == 0 {
+		h = 1
+	}
+	return h
 }
 
 // fileKey is f as the kernel names it (bpf/stack.h file_of_vma): the
