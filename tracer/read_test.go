@@ -51,7 +51,7 @@ func TestReadUntilDrainsASlowReader(t *testing.T) {
 			closes++
 		}
 		total++
-		time.Sleep(250 * time.Microsecond) // slower than drainLimit allows for n records
+		time.Sleep(500 * time.Microsecond) // ~2,000 records: twice drainLimit at least
 		return nil
 	})
 	if err != nil {
