@@ -419,13 +419,12 @@ const (
 	LeaktraceProgSysExit          = "sys_exit"
 	LeaktraceProgSysExitTp        = "sys_exit_tp"
 	LeaktraceVarExitHasGroupDead  = "exit_has_group_dead"
-	LeaktraceVarFileKeySlot       = "file_key_slot"
 	LeaktraceVarFilterActive      = "filter_active"
 	LeaktraceVarPairInKernel      = "pair_in_kernel"
 	LeaktraceVarPairWindowNs      = "pair_window_ns"
-	LeaktraceVarRuleCacheKey      = "rule_cache_key"
 	LeaktraceVarSelfMntNs         = "self_mnt_ns"
 	LeaktraceVarSelfTgid          = "self_tgid"
+	LeaktraceVarSlot0             = "slot0"
 	LeaktraceVarStackBytes        = "stack_bytes"
 	LeaktraceVarStackSites        = "stack_sites"
 	LeaktraceVarTraceAll          = "trace_all"
@@ -533,13 +532,12 @@ type LeaktraceMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type LeaktraceVariableSpecs struct {
 	ExitHasGroupDead *ebpf.VariableSpec `ebpf:"exit_has_group_dead"`
-	FileKeySlot      *ebpf.VariableSpec `ebpf:"file_key_slot"`
 	FilterActive     *ebpf.VariableSpec `ebpf:"filter_active"`
 	PairInKernel     *ebpf.VariableSpec `ebpf:"pair_in_kernel"`
 	PairWindowNs     *ebpf.VariableSpec `ebpf:"pair_window_ns"`
-	RuleCacheKey     *ebpf.VariableSpec `ebpf:"rule_cache_key"`
 	SelfMntNs        *ebpf.VariableSpec `ebpf:"self_mnt_ns"`
 	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
+	Slot0            *ebpf.VariableSpec `ebpf:"slot0"`
 	StackBytes       *ebpf.VariableSpec `ebpf:"stack_bytes"`
 	StackSites       *ebpf.VariableSpec `ebpf:"stack_sites"`
 	TraceAll         *ebpf.VariableSpec `ebpf:"trace_all"`
@@ -640,13 +638,12 @@ func (m *LeaktraceMaps) Close() error {
 // It can be passed to LoadLeaktraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LeaktraceVariables struct {
 	ExitHasGroupDead *ebpf.Variable `ebpf:"exit_has_group_dead"`
-	FileKeySlot      *ebpf.Variable `ebpf:"file_key_slot"`
 	FilterActive     *ebpf.Variable `ebpf:"filter_active"`
 	PairInKernel     *ebpf.Variable `ebpf:"pair_in_kernel"`
 	PairWindowNs     *ebpf.Variable `ebpf:"pair_window_ns"`
-	RuleCacheKey     *ebpf.Variable `ebpf:"rule_cache_key"`
 	SelfMntNs        *ebpf.Variable `ebpf:"self_mnt_ns"`
 	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
+	Slot0            *ebpf.Variable `ebpf:"slot0"`
 	StackBytes       *ebpf.Variable `ebpf:"stack_bytes"`
 	StackSites       *ebpf.Variable `ebpf:"stack_sites"`
 	TraceAll         *ebpf.Variable `ebpf:"trace_all"`

@@ -77,16 +77,18 @@ struct rule_walk {
 	__u16 shared; /* every frame so far hashed by its file offset */
 };
 
+/* Keys of the one-slot per-CPU maps below, from .rodata, not the stack:
+ * the rule walk is on Linux 6.1's bound for the stack of a call chain. */
+const __u32 slot0 = 0;
+
 /* The file key being looked up (bpf_find_vma's callback has no stack to
- * spare: Linux 6.1 bounds the stack of the whole call chain). */
+ * spare). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct lt_file_pc);
 } file_key SEC(".maps");
-
-const __u32 file_key_slot = 0;
 
 /* file_rule_of_vma (bpf_find_vma's callback, ctx the rule walk at a pc with
  * no rule for its image) gives the image the rule Go taught for the pc's
@@ -98,7 +100,7 @@ static long file_rule_of_vma(struct task_struct *task, struct vm_area_struct *vm
 	if (!file)
 		return 0;
 	struct inode *ino = file->f_inode;
-	struct lt_file_pc *k = bpf_map_lookup_elem(&file_key, &file_key_slot);
+	struct lt_file_pc *k = bpf_map_lookup_elem(&file_key, &slot0);
 	if (!ino || !k)
 		return 0;
 	if (bpf_core_field_exists(ino->i_mtime_sec)) {
@@ -167,13 +169,9 @@ struct {
 	__type(value, struct rule_cache);
 } rule_cache SEC(".maps");
 
-/* The cache's key from .rodata, not the stack: rule_step's frame is on
- * Linux 6.1's bound for a call chain. */
-const __u32 rule_cache_key = 0;
-
 static __always_inline struct lt_rule *rule_of(struct rule_walk *w)
 {
-	struct rule_cache *c = bpf_map_lookup_elem(&rule_cache, &rule_cache_key);
+	struct rule_cache *c = bpf_map_lookup_elem(&rule_cache, &slot0);
 	struct rule_cache_ent *ce = NULL;
 	if (c) {
 		ce = &c->e[(w->ip ^ (w->ip >> 9) ^ w->k.img) & (LT_RULE_CACHE - 1)];
