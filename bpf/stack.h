@@ -381,6 +381,18 @@ static __always_inline void img_forget(__u32 tgid)
 	proc_changed();
 }
 
+/* in_self_mnt_ns: the current task is in leaktrace's mount namespace.
+ * Loads through the task's BTF pointers, not probe reads: this is asked
+ * at every creation whose stack is a shared site. */
+static __always_inline bool in_self_mnt_ns(void)
+{
+	struct nsproxy *ns = bpf_get_current_task_btf()->nsproxy;
+	if (!ns)
+		return false;
+	struct mnt_namespace *mnt = ns->mnt_ns;
+	return mnt && mnt->ns.inum == self_mnt_ns;
+}
+
 /* capture_stack fills s for the current task and returns how many bytes of
  * it the record carries (seed: the hash of its Python frames, 0 for none): up to kstack for a known site, the pcs for a new
  * one, else up to the end of the stack copy. A global function, verified
@@ -409,8 +421,7 @@ __noinline int capture_stack(struct lt_stack *s, __u64 seed)
 		s->kstack_len = rw.n;
 		/* A site named by file offsets alone is every process's: its key
 		 * and the record's image are 0 (Go's table of shared sites). */
-		if (rw.shared && self_mnt_ns &&
-		    BPF_CORE_READ(bpf_get_current_task_btf(), nsproxy, mnt_ns, ns.inum) == self_mnt_ns) {
+		if (rw.shared && self_mnt_ns && in_self_mnt_ns()) {
 			s->img = rw.k.img = 0;
 			s->flags = LT_STK_SHARED;
 		}
