@@ -695,8 +695,10 @@ func TestNewProcessesShareFileRules(t *testing.T) {
 		if n1-n0 > 40 {
 			t.Errorf("%d later runs sent %.0f sites anew: their sites were not the first run's", runs, n1-n0)
 		}
-		// Without rules by file each run sent 40 copies or more.
-		if c1-c0 > 2*runs {
+		// Without rules by file each run sent 40 copies or more; with them
+		// a later run still sends the odd copy where it is the first to
+		// take a path through code (the dynamic loader's), 2-11 in all.
+		if c1-c0 > 3*runs {
 			t.Errorf("%d later runs sent %.0f stack copies: new processes did not use the rules of their files", runs, c1-c0)
 		}
 		if f1 == f0 {
