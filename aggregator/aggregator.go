@@ -391,15 +391,30 @@ func (a *Aggregator) dropTable(t *table) {
 	}
 }
 
-// HasPath reports whether pid's fd is known with an absolute path: a copy
-// of it (dup) then takes that path, and needs no other.
-func (a *Aggregator) HasPath(pid uint32, fd int32) bool {
-	p := a.procs[pid]
+// copiedFrom is the handle whose description a copy (dup, dup2, F_DUPFD)
+// made by e takes, or nil. The source knows the path it was opened with; a
+// socket's fresh description from the kernel is the more current; a source
+// of another kind is a record that raced a reuse.
+func copiedFrom(t *table, e *event.Event) *Handle {
+	if e.Install != event.InstallDup && e.Install != event.InstallDupOnto {
+		return nil
+	}
+	src := t.fds[e.FD2]
+	if src == nil || src.Kind == event.KindSocket || (src.Kind != e.Kind && e.Kind != event.KindUnknown) {
+		return nil
+	}
+	return src
+}
+
+// TakesSourcePath reports whether the copy e makes will take its source's
+// absolute path (and so needs no other).
+func (a *Aggregator) TakesSourcePath(e *event.Event) bool {
+	p := a.procs[e.PID]
 	if p == nil || p.table == nil {
 		return false
 	}
-	h := p.table.fds[fd]
-	return h != nil && strings.HasPrefix(h.Target, "/")
+	src := copiedFrom(p.table, e)
+	return src != nil && strings.HasPrefix(src.Target, "/")
 }
 
 // Apply folds one event into the state.
@@ -462,10 +477,7 @@ func (a *Aggregator) fdOpen(e *event.Event) {
 			return // dup2(fd, fd) changes nothing
 		}
 		allocated = e.Install == event.InstallDup
-		if src := t.fds[e.FD2]; src != nil && src.Kind != event.KindSocket && (src.Kind == h.Kind || h.Kind == event.KindUnknown) {
-			// The source knows the path it was opened with; a socket's
-			// fresh description from the kernel is the more current. A
-			// source of another kind is a record that raced a reuse.
+		if src := copiedFrom(t, e); src != nil {
 			h.Target = src.Target
 			h.Kind = src.Kind
 		}

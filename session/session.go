@@ -231,7 +231,7 @@ func (s *Session) handle(raw []byte) error {
 	// A copy of an fd whose path is known takes that path (aggregator
 	// fdOpen): a shell's every redirection is one, and a readlink each
 	// costs more than the rest of its record.
-	if e.Type == event.FDOpen && !((e.Install == event.InstallDup || e.Install == event.InstallDupOnto) && s.agg.HasPath(e.PID, e.FD2)) {
+	if e.Type == event.FDOpen && !s.agg.TakesSourcePath(e) {
 		resolveTarget(e)
 	}
 	if d.Stack.Present {
