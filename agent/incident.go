@@ -139,12 +139,22 @@ func (a *Agent) recordIncident(f fdFailure) {
 		}
 		inc.Sites = append(inc.Sites, *s)
 	}
-	// The sites growing most, whichever process holds their handles.
+	// The sites growing most, whichever process holds their handles (one
+	// key may be several stacks: mergeByKey).
+	growing := make(map[string]int)
 	for _, st := range a.sites {
 		d, _, _ := st.outstanding.growth(span)
 		if d <= 0 || st.info.Internal || st.info.Key == "" {
 			continue
 		}
+		if i, ok := growing[st.info.Key]; ok {
+			g := &inc.Growing[i]
+			g.Count += outstandingOf(st)
+			g.Growth += d
+			g.GrowthPerSecond += st.outstanding.rate(span)
+			continue
+		}
+		growing[st.info.Key] = len(inc.Growing)
 		inc.Growing = append(inc.Growing, incident.Site{Key: st.info.Key, Headline: st.info.Headline, Count: outstandingOf(st),
 			Growth: d, GrowthPerSecond: st.outstanding.rate(span)})
 	}

@@ -305,10 +305,45 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 			MappedBytes: mapped[id].Bytes, MappedGrowthPerSec: st.mapped.rate(span), Settled: st.settled, SettledPerSec: st.settledW.rate(span)}
 		snap.Sites = append(snap.Sites, s)
 	}
+	snap.Sites = mergeByKey(snap.Sites)
 	slices.SortFunc(snap.Sites, func(x, y SiteStat) int {
 		return cmp.Or(cmp.Compare(y.Suspects, x.Suspects), cmp.Compare(y.Outstanding, x.Outstanding), cmp.Compare(x.Key, y.Key), cmp.Compare(x.ID, y.ID))
 	})
 	return snap
+}
+
+// mergeByKey makes one SiteStat of the stacks that are one site: the same
+// code reached in different process images (or through a site the kernel
+// shares by file and a per-image one) is several stacks with one key, and
+// would otherwise be several series with the same labels. Counts and rates
+// add; the lowest id stands for them.
+func mergeByKey(sites []SiteStat) []SiteStat {
+	at := make(map[string]int, len(sites))
+	out := sites[:0]
+	for _, s := range sites {
+		i, ok := at[s.Key]
+		if !ok {
+			at[s.Key] = len(out)
+			out = append(out, s)
+			continue
+		}
+		m := &out[i]
+		if s.ID < m.ID {
+			m.ID = s.ID
+		}
+		m.Kind = cmp.Or(m.Kind, s.Kind)
+		m.Outstanding += s.Outstanding
+		m.Suspects += s.Suspects
+		m.Growth += s.Growth
+		m.WindowFull = m.WindowFull && s.WindowFull
+		m.GrowthPerSec += s.GrowthPerSec
+		m.MappedBytes += s.MappedBytes
+		m.MappedGrowthPerSec += s.MappedGrowthPerSec
+		m.Settled += s.Settled
+		m.SettledPerSec += s.SettledPerSec
+	}
+	clear(sites[len(out):])
+	return out
 }
 
 func maps2(m map[int32]uint64) map[int32]uint64 {

@@ -290,6 +290,36 @@ func TestObserveSettledBySite(t *testing.T) {
 	}
 }
 
+// TestOneSeriesPerSiteKey: the same code reached in two process images is
+// two stacks with one key (a shell's every child made them by the
+// thousand): one site, whose counts add, and one series per metric (the
+// pedantic registry fails on two series with the same labels).
+func TestOneSeriesPerSiteKey(t *testing.T) {
+	a, _ := testAgent(t, DefaultConfig())
+	f := withFake(t, a, map[uint32]uint64{300: 1024, 301: 1024})
+	f.sites[2] = f.sites[1]
+	mono := monotonicNow()
+	f.apply(opens(300, 3, 4, event.KindFile, 1, mono)...)
+	f.apply(opens(301, 3, 6, event.KindFile, 2, mono)...)
+	f.settled = map[event.StackID]uint64{1: 10, 2: 5}
+	a.tick(time.Now())
+	snap := a.observe(time.Now(), false)
+	var of []SiteStat
+	for _, s := range snap.Sites {
+		if s.Key == "site1" {
+			of = append(of, s)
+		}
+	}
+	if len(of) != 1 || of[0].Outstanding != 10 || of[0].Settled != 15 || of[0].ID != 1 || of[0].Kind != "file" {
+		t.Fatalf("site1's stats %+v, want one with 10 outstanding, 15 settled, id 1", of)
+	}
+	got := scrape(t, NewCollector(a))
+	const series = `leaktrace_site_outstanding_handles{function=fn1,kind=file,location=srv.c:1,site=site1}`
+	if got[series] != 10 {
+		t.Errorf("%s = %v, want 10", series, got[series])
+	}
+}
+
 func TestRulesThresholds(t *testing.T) {
 	th := DefaultConfig().Thresholds
 	hold := th.FDFailureHold

@@ -143,6 +143,11 @@ func launchAgent(t *testing.T, args ...string) *agentProc {
 			cmd.Process.Kill()
 			t.Error("agent did not stop within 15s of SIGTERM")
 		}
+		// A scrape that could not gather every series is served partly,
+		// with a warning in the log: never right.
+		if log := p.logText(); strings.Contains(log, `"msg":"serving metrics"`) {
+			t.Errorf("the agent could not serve all its metrics (see its log)")
+		}
 		if t.Failed() {
 			t.Logf("agent log:\n%s", p.logText())
 		}
