@@ -159,6 +159,9 @@ func New(opts Options) (*Agent, error) {
 	}
 	tc := opts.Tracer
 	tc.TraceAll = true
+	// Exited processes are forgotten: what they had mapped at the end is
+	// of no use here, and a shell's every command maps a dozen files.
+	tc.LiveOnly = true
 	tc.Filter = filter
 	// Whole-host: syscalls nobody follows must run no program at all.
 	tc.Hooks = tracer.HooksPerSyscall

@@ -19,9 +19,22 @@ const volatile __u32 wakeup_bytes = 256 << 10;
 /* An open closed by the same thread's very next syscall never leaves the
  * kernel (pair.h). */
 const volatile __u32 pair_in_kernel = 0;
+/* The reader keeps live processes only (the agent): what a process had
+ * mapped as it ended is settled in the kernel, never sent (pair.h). */
+const volatile __u32 live_only = 0;
 /* sched_process_exit passes group_dead (Linux 6.16+); older kernels pass
  * only the task, and the program must not read past it. */
 const volatile __u32 exit_has_group_dead = 0;
+
+static __always_inline __u64 min_u64(__u64 a, __u64 b)
+{
+	return a < b ? a : b;
+}
+
+static __always_inline __u64 max_u64(__u64 a, __u64 b)
+{
+	return a > b ? a : b;
+}
 
 #define EBADF 9
 #define ENFILE 23

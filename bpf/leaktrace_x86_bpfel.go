@@ -420,6 +420,7 @@ const (
 	LeaktraceProgSysExitTp        = "sys_exit_tp"
 	LeaktraceVarExitHasGroupDead  = "exit_has_group_dead"
 	LeaktraceVarFilterActive      = "filter_active"
+	LeaktraceVarLiveOnly          = "live_only"
 	LeaktraceVarPairInKernel      = "pair_in_kernel"
 	LeaktraceVarPairWindowNs      = "pair_window_ns"
 	LeaktraceVarSelfMntNs         = "self_mnt_ns"
@@ -533,6 +534,7 @@ type LeaktraceMapSpecs struct {
 type LeaktraceVariableSpecs struct {
 	ExitHasGroupDead *ebpf.VariableSpec `ebpf:"exit_has_group_dead"`
 	FilterActive     *ebpf.VariableSpec `ebpf:"filter_active"`
+	LiveOnly         *ebpf.VariableSpec `ebpf:"live_only"`
 	PairInKernel     *ebpf.VariableSpec `ebpf:"pair_in_kernel"`
 	PairWindowNs     *ebpf.VariableSpec `ebpf:"pair_window_ns"`
 	SelfMntNs        *ebpf.VariableSpec `ebpf:"self_mnt_ns"`
@@ -639,6 +641,7 @@ func (m *LeaktraceMaps) Close() error {
 type LeaktraceVariables struct {
 	ExitHasGroupDead *ebpf.Variable `ebpf:"exit_has_group_dead"`
 	FilterActive     *ebpf.Variable `ebpf:"filter_active"`
+	LiveOnly         *ebpf.Variable `ebpf:"live_only"`
 	PairInKernel     *ebpf.Variable `ebpf:"pair_in_kernel"`
 	PairWindowNs     *ebpf.Variable `ebpf:"pair_window_ns"`
 	SelfMntNs        *ebpf.Variable `ebpf:"self_mnt_ns"`

@@ -65,8 +65,8 @@ __noinline int mapping_exit(struct inflight *in, __u8 cls, long ret)
 	case LT_SYS_MMAP:
 		if (ret < 0 && ret > -4096)
 			return 0;
-		if (in->args[3] & MAP_FIXED)
-			park_flush_maps(bpf_get_current_pid_tgid() >> 32); /* it may have replaced one */
+		if (in->args[3] & MAP_FIXED) /* it may have replaced one */
+			park_flush_maps_in(bpf_get_current_pid_tgid() >> 32, (__u64)ret, (__u64)ret + in->args[1]);
 		e = map_event(LT_EV_MAP_NEW, in->nr);
 		if (!e)
 			return 0;
@@ -92,7 +92,7 @@ __noinline int mapping_exit(struct inflight *in, __u8 cls, long ret)
 		 * the memory to its end. */
 		if (!py_close_flags(tgid) && park_take_munmap(tgid, in->args[0], in->args[1], in->ts))
 			return 0;
-		park_flush_maps(tgid);
+		park_flush_maps_in(tgid, in->args[0], in->args[0] + in->args[1]);
 		e = map_event(LT_EV_MAP_FREE, in->nr);
 		if (!e)
 			return 0;
@@ -105,7 +105,9 @@ __noinline int mapping_exit(struct inflight *in, __u8 cls, long ret)
 	case LT_SYS_MREMAP:
 		if (ret < 0 && ret > -4096)
 			return 0;
-		park_flush_maps(bpf_get_current_pid_tgid() >> 32);
+		/* The old range and the new: one walk over what holds both. */
+		park_flush_maps_in(bpf_get_current_pid_tgid() >> 32, min_u64(in->args[0], (__u64)ret),
+				   max_u64(in->args[0] + in->args[1], (__u64)ret + in->args[2]));
 		e = map_event(LT_EV_MAP_MOVE, in->nr);
 		if (!e)
 			return 0;
@@ -123,7 +125,7 @@ __noinline int mapping_exit(struct inflight *in, __u8 cls, long ret)
 		 * were reserved is known in Go, so every change is sent. */
 		if (ret != 0)
 			return 0;
-		park_flush_maps(bpf_get_current_pid_tgid() >> 32);
+		park_flush_maps_in(bpf_get_current_pid_tgid() >> 32, in->args[0], in->args[0] + in->args[1]);
 		e = map_event(LT_EV_MAP_PROT, in->nr);
 		if (!e)
 			return 0;
@@ -139,7 +141,7 @@ __noinline int mapping_exit(struct inflight *in, __u8 cls, long ret)
 		__u64 old = in->args[1], now = (__u64)ret;
 		if (now == old || !old)
 			return 0;
-		park_flush_maps(bpf_get_current_pid_tgid() >> 32);
+		park_flush_maps_in(bpf_get_current_pid_tgid() >> 32, min_u64(old, now), max_u64(old, now));
 		if (now > old) {
 			e = map_event(LT_EV_MAP_NEW, in->nr);
 			if (!e)

@@ -130,6 +130,7 @@ static __always_inline bool park_update_sock(__u64 files, struct lt_fd_event *e)
 struct sweep_ctx {
 	__u64 files;  /* only this table's records; 0: every table */
 	__u64 before; /* only records made before this time */
+	__u64 lo, hi; /* mappings: only those overlapping [lo, hi); hi 0: all */
 };
 
 static long sweep_one(struct bpf_map *map, struct park_key *k, struct parked *v, struct sweep_ctx *c)
@@ -138,6 +139,12 @@ static long sweep_one(struct bpf_map *map, struct park_key *k, struct parked *v,
 		return 0;
 	if (((struct lt_header *)v->rec)->ts >= c->before)
 		return 0;
+	if (c->hi) {
+		struct lt_map_event *m = (struct lt_map_event *)v->rec;
+		__u64 end = m->addr + ((m->len + 4095) & ~4095ULL);
+		if (m->addr >= c->hi || end <= c->lo)
+			return 0;
+	}
 	send_owned(k, v);
 	return 0;
 }
@@ -238,11 +245,13 @@ static __always_inline bool park(__u64 size)
 
 /* Mappings pair too: an mmap's record waits, keyed by (LT_MAP_OWNER(tgid),
  * address), for a munmap of exactly that range. Any other change to a
- * process's mappings (a partial munmap, mremap, mprotect, MAP_FIXED, brk),
- * and its fork, exec and end, first sends every mapping it has waiting:
- * Go applies ranges in order. images counts them, so a process with none
- * pays no walk. A process sharing its memory with another (vfork,
- * CLONE_VM) is never paired: the other's munmap would not find it. */
+ * process's mappings (a partial munmap, mremap, mprotect, MAP_FIXED, brk)
+ * first sends those waiting that it touches: Go applies ranges in order.
+ * A fork sends them all; an exec settles them (the image ends), and so
+ * does an exit for a reader of live processes only (live_only). images
+ * counts them, so a process with none pays no walk. A process sharing its
+ * memory with another (vfork, CLONE_VM) is never paired: the other's
+ * munmap would not find it. */
 static __always_inline bool may_park_map(struct lt_map_event *e)
 {
 	if (!pair_in_kernel || e->h.type != LT_EV_MAP_NEW || (e->flags & LT_MAP_BRK) || !(e->stack.flags & LT_STK_SITE))
@@ -271,16 +280,74 @@ static __always_inline bool park_map(__u64 size)
 	return true;
 }
 
-/* park_flush_maps sends every mapping of tgid still waiting. */
-static __always_inline void park_flush_maps(__u32 tgid)
+/* maps_waiting: tgid may have mappings waiting (its image counts them). */
+static __always_inline bool maps_waiting(__u32 tgid)
 {
 	if (!pair_in_kernel)
-		return;
+		return false;
 	struct lt_image *img = bpf_map_lookup_elem(&images, &tgid);
-	if (img && img->maps_parked == 0)
+	return !img || img->maps_parked != 0;
+}
+
+/* park_flush_maps sends every mapping of tgid still waiting (a fork: the
+ * child's copies of them are known to be copies). */
+static __always_inline void park_flush_maps(__u32 tgid)
+{
+	if (!maps_waiting(tgid))
 		return;
 	struct sweep_ctx c = {.files = LT_MAP_OWNER(tgid), .before = ~0ULL};
 	bpf_for_each_map_elem(&parked, sweep_one, &c, 0);
+}
+
+/* park_flush_maps_in sends the mappings of tgid waiting that overlap
+ * [lo, hi) (bytes), before a change there: Go applies it to them. The
+ * others commute with it (Go's ranges apart are independent) and wait on:
+ * the dynamic loader's RELRO mprotect and MAP_FIXED segments no longer send
+ * every mapping a process has made. */
+static __always_inline void park_flush_maps_in(__u32 tgid, __u64 lo, __u64 hi)
+{
+	if (!maps_waiting(tgid))
+		return;
+	if (hi < lo || hi + 4095 < hi)
+		hi = ~0ULL; /* wrapped: to the top */
+	else
+		hi = (hi + 4095) & ~4095ULL;
+	lo &= ~4095ULL;
+	if (hi <= lo)
+		return;
+	struct sweep_ctx c = {.files = LT_MAP_OWNER(tgid), .before = ~0ULL, .lo = lo, .hi = hi};
+	bpf_for_each_map_elem(&parked, sweep_one, &c, 0);
+}
+
+static long drop_one(struct bpf_map *map, struct park_key *k, struct parked *v, struct sweep_ctx *c)
+{
+	if (k->owner != c->files)
+		return 0;
+	struct lt_map_event *m = (struct lt_map_event *)v->rec;
+	__u32 flags = m->stack.flags;
+	__u64 site = m->stack.site, img = m->stack.img;
+	if (bpf_map_delete_elem(&parked, k))
+		return 0; /* swept meanwhile: its record is sent */
+	maps_left(&m->h);
+	count(LT_CNT_PAIRED);
+	settled_at(flags, site, img);
+	return 0;
+}
+
+/* park_end_maps settles the mappings of tgid still waiting as its address
+ * space ends: at exec (the new image has none of them; Go drops them all
+ * there), at exit when live_only (run and attach report what a process
+ * had mapped at its end: sent). They count as settled at their site. */
+static __always_inline void park_end_maps(__u32 tgid, bool exiting)
+{
+	if (exiting && !live_only) {
+		park_flush_maps(tgid);
+		return;
+	}
+	if (!maps_waiting(tgid))
+		return;
+	struct sweep_ctx c = {.files = LT_MAP_OWNER(tgid)};
+	bpf_for_each_map_elem(&parked, drop_one, &c, 0);
 }
 
 /* park_take_munmap settles a munmap of [addr, addr+len) entered at enter

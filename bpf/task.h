@@ -153,7 +153,7 @@ int sched_process_exit(__u64 *ctx)
 	/* The table ends with its process: what is parked was held to the end. */
 	if (group_dead && traced) {
 		park_flush_table((__u64)task->files);
-		park_flush_maps(tgid);
+		park_end_maps(tgid, true);
 	}
 	/* The pid may be reused: whatever filter state it had goes with it
 	 * (the filtered agent's cached verdicts too, traced or not). */
@@ -191,10 +191,10 @@ int BPF_PROG(sched_process_exec, struct task_struct *task, pid_t old_pid, struct
 	forget_verdict(tgid);
 	if (!is_traced(tgid))
 		return 0;
-	/* Before the exec record, whose table has cloexec fds closed, and
-	 * whose image has none of the old one's mappings. */
+	/* Before the exec record, whose table has cloexec fds closed; the
+	 * old image's mappings waiting end with it, settled. */
 	park_flush_table((__u64)task->files);
-	park_flush_maps(tgid);
+	park_end_maps(tgid, false);
 	union scratch *s = scratch_get();
 	if (!s)
 		return 0;

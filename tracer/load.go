@@ -134,6 +134,9 @@ func loadSpec(cfg Config, k *kernelInfo) (*ebpf.CollectionSpec, error) {
 	}
 	if cfg.PairInKernel {
 		set["pair_in_kernel"] = 1
+		if cfg.LiveOnly {
+			set["live_only"] = 1
+		}
 		spec.Maps["parked"].MaxEntries = uint32(cfg.PairSlots)
 		if err := spec.Variables["pair_window_ns"].Set(uint64(cfg.PairWindow.Nanoseconds())); err != nil {
 			return nil, fmt.Errorf("setting pair_window_ns: %w", err)
@@ -316,8 +319,8 @@ func VerifierSettings() []VerifierSetting {
 		}{
 			{"run", Config{}},
 			{"run-paired", Config{PairInKernel: true}},
-			{"agent", Config{TraceAll: true}},
-			{"agent-filtered", Config{TraceAll: true, Filter: Filter{Comms: []string{"x"}}}},
+			{"agent", Config{TraceAll: true, PairInKernel: true, LiveOnly: true}},
+			{"agent-filtered", Config{TraceAll: true, PairInKernel: true, LiveOnly: true, Filter: Filter{Comms: []string{"x"}}}},
 		}
 		for _, m := range modes {
 			c := m.cfg

@@ -56,6 +56,10 @@ type Config struct {
 	PairSlots int
 	// Hooks selects how syscalls are hooked (HooksRaw by default).
 	Hooks Hooks
+	// LiveOnly: the reader keeps live processes only (the agent), so what
+	// a process still had mapped as it exited is settled in the kernel
+	// (counted at its site) instead of sent. run and attach report it.
+	LiveOnly bool
 	// NoStackSites turns off unwinding in the kernel: every stack is sent
 	// as registers and a copy (Go gives no rules, LearnRules), and so no
 	// record waits for its close.
