@@ -20,7 +20,8 @@ const volatile __u32 wakeup_bytes = 256 << 10;
  * kernel (pair.h). */
 const volatile __u32 pair_in_kernel = 0;
 /* The reader keeps live processes only (the agent): what a process had
- * mapped as it ended is settled in the kernel, never sent (pair.h). */
+ * mapped as it ended is settled in the kernel, never sent (pair.h), and
+ * exec and exit do not wake it (submit_now). */
 const volatile __u32 live_only = 0;
 /* sched_process_exit passes group_dead (Linux 6.16+); older kernels pass
  * only the task, and the program must not read past it. */
@@ -190,8 +191,11 @@ static __always_inline bool submit_flags(void *rec, __u64 size, bool now)
 
 static __always_inline bool submit(void *rec, __u64 size) { return submit_flags(rec, size, false); }
 
-/* Records the reader should see promptly: exec, process exit. */
-static __always_inline bool submit_now(void *rec, __u64 size) { return submit_flags(rec, size, true); }
+/* Records the reader should see promptly: exec (Go reads the new image's
+ * inherited fds in /proc while it lives), process exit (run and attach end
+ * on it). A reader of live processes only waits for its poll: on a host
+ * starting processes, a wakeup each cost the agent more than the records. */
+static __always_inline bool submit_now(void *rec, __u64 size) { return submit_flags(rec, size, !live_only); }
 
 /* in_compat reports whether the current task is in a 32-bit syscall, whose
  * numbers and argument layouts are not the ones sys_table describes. */

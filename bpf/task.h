@@ -176,7 +176,7 @@ int sched_process_exit(__u64 *ctx)
 	struct task_struct *parent = task->real_parent;
 	e->ppid = BPF_CORE_READ(parent, tgid);
 	e->autoreap = group_dead ? autoreaps(parent) : 0;
-	submit_flags(e, offsetof(struct lt_task_event, stack), group_dead);
+	submit_flags(e, offsetof(struct lt_task_event, stack), group_dead && !live_only);
 	if (group_dead) {
 		py_forget(tgid);
 		img_forget(tgid);

@@ -129,14 +129,14 @@ func loadSpec(cfg Config, k *kernelInfo) (*ebpf.CollectionSpec, error) {
 	if err := unix.Stat("/proc/thread-self/ns/mnt", &st); err == nil {
 		set["self_mnt_ns"] = uint32(st.Ino)
 	}
+	if cfg.LiveOnly {
+		set["live_only"] = 1
+	}
 	if cfg.NoStackSites {
 		set["stack_sites"] = 0
 	}
 	if cfg.PairInKernel {
 		set["pair_in_kernel"] = 1
-		if cfg.LiveOnly {
-			set["live_only"] = 1
-		}
 		spec.Maps["parked"].MaxEntries = uint32(cfg.PairSlots)
 		if err := spec.Variables["pair_window_ns"].Set(uint64(cfg.PairWindow.Nanoseconds())); err != nil {
 			return nil, fmt.Errorf("setting pair_window_ns: %w", err)

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -58,7 +59,9 @@ type Config struct {
 	Hooks Hooks
 	// LiveOnly: the reader keeps live processes only (the agent), so what
 	// a process still had mapped as it exited is settled in the kernel
-	// (counted at its site) instead of sent. run and attach report it.
+	// (counted at its site) instead of sent (run and attach report it),
+	// and an exec or exit does not wake the reader: it reads them at its
+	// next poll.
 	LiveOnly bool
 	// NoStackSites turns off unwinding in the kernel: every stack is sent
 	// as registers and a copy (Go gives no rules, LearnRules), and so no
@@ -153,6 +156,11 @@ type Tracer struct {
 	links   []link.Link
 	perfFDs []int // per-syscall hooks
 	rd      *ringbuf.Reader
+	// ring is the ring buffer's fd again, in Go's netpoller: ReadUntil
+	// waits there for records (waitReadable). nil: rd's own wait.
+	ring     *os.File
+	ringConn syscall.RawConn
+	closed   atomic.Bool // Close began: a failed wait is ErrClosed
 	// sweepEvery is half the pairing window; 0 when pairing is off.
 	sweepEvery time.Duration
 
@@ -278,7 +286,59 @@ func New(cfg Config) (*Tracer, error) {
 		t.Close()
 		return nil, fmt.Errorf("opening ringbuf reader: %w", err)
 	}
+	t.ring, t.ringConn = pollable(t.maps.Events.FD())
 	return t, nil
+}
+
+// pollable registers a copy of fd with Go's netpoller, or returns nil (then
+// the ring buffer reader's own epoll_wait waits): the reader idles in that
+// wait between records, and a thread blocked in a syscall for milliseconds
+// keeps Go's sysmon polling every 20 µs to take its P back, a wakeup that
+// cost the agent a third of its CPU on a host starting processes.
+func pollable(fd int) (*os.File, syscall.RawConn) {
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil
+	}
+	if err := unix.SetNonblock(dup, true); err != nil {
+		unix.Close(dup)
+		return nil, nil
+	}
+	f := os.NewFile(uintptr(dup), "ringbuf")
+	// A deadline is refused by a file the netpoller did not take.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		f.Close()
+		return nil, nil
+	}
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, nil
+	}
+	return f, rc
+}
+
+// waitReadable returns once the ring holds a record or d has passed, waiting
+// in the netpoller. The kernel wakes waiters only for a backlog or a record
+// needed at once (wakeup_bytes); d bounds how long the rest may wait.
+func (t *Tracer) waitReadable(d time.Duration) error {
+	if t.rd.AvailableBytes() > 0 {
+		return nil
+	}
+	if err := t.ring.SetReadDeadline(time.Now().Add(d)); err != nil {
+		if t.closed.Load() {
+			return ErrClosed
+		}
+		return fmt.Errorf("waiting for the ring buffer: %w", err)
+	}
+	err := t.ringConn.Read(func(uintptr) bool { return t.rd.AvailableBytes() > 0 })
+	switch {
+	case err == nil, errors.Is(err, os.ErrDeadlineExceeded):
+		return nil
+	case t.closed.Load():
+		return ErrClosed
+	}
+	return fmt.Errorf("waiting for the ring buffer: %w", err)
 }
 
 // Trace adds a process (thread group id) to the in-kernel filter. Its future
@@ -475,6 +535,11 @@ func (t *Tracer) ReadUntil(stop <-chan struct{}, fn func(raw []byte) error) erro
 				return nil
 			}
 			t.rd.SetDeadline(time.Now()) // return at once when empty
+		} else if t.ring != nil {
+			if err := t.waitReadable(t.pollFor()); err != nil {
+				return err
+			}
+			t.rd.SetDeadline(time.Now())
 		} else {
 			t.rd.SetDeadline(time.Now().Add(t.pollFor()))
 		}
@@ -543,6 +608,10 @@ const (
 // Close detaches everything. It unblocks Read.
 func (t *Tracer) Close() error {
 	t.closeOnce.Do(func() {
+		t.closed.Store(true)
+		if t.ring != nil {
+			t.ring.Close() // wakes waitReadable
+		}
 		if t.rd != nil {
 			t.rd.Close()
 		}
