@@ -30,6 +30,7 @@ const struct lt_task_event *unused_task __attribute__((unused));
 const struct lt_exec_event *unused_exec __attribute__((unused));
 const struct lt_mmap_event *unused_mmap __attribute__((unused));
 const struct lt_map_event *unused_map __attribute__((unused));
+const struct lt_file_id_event *unused_file_id __attribute__((unused));
 const struct lt_sys *unused_sys __attribute__((unused));
 const enum lt_counter *unused_counter __attribute__((unused));
 const enum lt_event_type *unused_type __attribute__((unused));

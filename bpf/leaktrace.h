@@ -28,6 +28,7 @@ enum lt_event_type {
 	LT_EV_MAP_FREE = 13,   /* [addr, addr+len) unmapped: munmap, or brk that shrank */
 	LT_EV_MAP_MOVE = 14,   /* mremap: [old_addr, +old_len) became [addr, +len) */
 	LT_EV_MAP_PROT = 15,   /* mprotect: [addr, addr+len) is now prot (a stack unless PROT_NONE) */
+	LT_EV_FILE_ID = 16,    /* the file the kernel maps at a copy's first pc, as it names it (bpf/stack.h) */
 	LT_EV_PY_STACK = 32,   /* Python frames of the record that follows (bpf/python.h) */
 	LT_EV_PY_CODE = 33,    /* a code object's names, read when the kernel first saw it */
 };
@@ -115,6 +116,17 @@ struct lt_file_pc {
 	__u64 size;
 	__u32 dev; /* s_dev: major << 20 | minor */
 	__u32 mtime_nsec;
+};
+
+/* Sent just ahead of a stack copy Go learns from: the file and offset the
+ * kernel found at ip, the pc the copy starts from, as it keys rules by file.
+ * Go keys the rules it teaches for that file so: the file Go opens may be
+ * another name for it (overlayfs maps the layer's file, Go stats the
+ * overlay's), and then its rules would never be found. */
+struct lt_file_id_event {
+	struct lt_header h;
+	__u64 ip;
+	struct lt_file_pc file;
 };
 
 /* Kinds of lt_rule. */

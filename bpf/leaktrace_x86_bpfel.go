@@ -20,6 +20,13 @@ type LeaktraceExeKey struct {
 	Pad uint32
 }
 
+type LeaktraceFileKeySlot struct {
+	_   structs.HostLayout
+	K   LeaktraceLtFilePc
+	Ip  uint64
+	Img uint64
+}
+
 type LeaktraceInflight struct {
 	_    structs.HostLayout
 	Args [6]uint64
@@ -64,6 +71,7 @@ const (
 	LeaktraceLtEventTypeLT_EV_MAP_FREE    LeaktraceLtEventType = 13
 	LeaktraceLtEventTypeLT_EV_MAP_MOVE    LeaktraceLtEventType = 14
 	LeaktraceLtEventTypeLT_EV_MAP_PROT    LeaktraceLtEventType = 15
+	LeaktraceLtEventTypeLT_EV_FILE_ID     LeaktraceLtEventType = 16
 	LeaktraceLtEventTypeLT_EV_PY_STACK    LeaktraceLtEventType = 32
 	LeaktraceLtEventTypeLT_EV_PY_CODE     LeaktraceLtEventType = 33
 )
@@ -101,6 +109,13 @@ type LeaktraceLtFdEvent struct {
 	Name    [64]int8
 	Path    [256]int8
 	Stack   LeaktraceLtStack
+}
+
+type LeaktraceLtFileIdEvent struct {
+	_    structs.HostLayout
+	H    LeaktraceLtHeader
+	Ip   uint64
+	File LeaktraceLtFilePc
 }
 
 type LeaktraceLtFilePc struct {
@@ -432,6 +447,7 @@ const (
 	LeaktraceVarUnusedCounter     = "unused_counter"
 	LeaktraceVarUnusedExec        = "unused_exec"
 	LeaktraceVarUnusedFd          = "unused_fd"
+	LeaktraceVarUnusedFileId      = "unused_file_id"
 	LeaktraceVarUnusedMap         = "unused_map"
 	LeaktraceVarUnusedMmap        = "unused_mmap"
 	LeaktraceVarUnusedPyCode      = "unused_py_code"
@@ -546,6 +562,7 @@ type LeaktraceVariableSpecs struct {
 	UnusedCounter    *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedExec       *ebpf.VariableSpec `ebpf:"unused_exec"`
 	UnusedFd         *ebpf.VariableSpec `ebpf:"unused_fd"`
+	UnusedFileId     *ebpf.VariableSpec `ebpf:"unused_file_id"`
 	UnusedMap        *ebpf.VariableSpec `ebpf:"unused_map"`
 	UnusedMmap       *ebpf.VariableSpec `ebpf:"unused_mmap"`
 	UnusedPyCode     *ebpf.VariableSpec `ebpf:"unused_py_code"`
@@ -653,6 +670,7 @@ type LeaktraceVariables struct {
 	UnusedCounter    *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedExec       *ebpf.Variable `ebpf:"unused_exec"`
 	UnusedFd         *ebpf.Variable `ebpf:"unused_fd"`
+	UnusedFileId     *ebpf.Variable `ebpf:"unused_file_id"`
 	UnusedMap        *ebpf.Variable `ebpf:"unused_map"`
 	UnusedMmap       *ebpf.Variable `ebpf:"unused_mmap"`
 	UnusedPyCode     *ebpf.Variable `ebpf:"unused_py_code"`

@@ -82,12 +82,19 @@ struct rule_walk {
 const __u32 slot0 = 0;
 
 /* The file key being looked up (bpf_find_vma's callback has no stack to
- * spare). */
+ * spare), and the pc and image it was made for: the last one looked up on
+ * this CPU is that of the frame a copy starts from (send_file_id). */
+struct file_key_slot {
+	struct lt_file_pc k;
+	__u64 ip; /* 0: the last pc looked up had no file */
+	__u64 img;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct lt_file_pc);
+	__type(value, struct file_key_slot);
 } file_key SEC(".maps");
 
 /* file_rule_of_vma (bpf_find_vma's callback, ctx the rule walk at a pc with
@@ -96,12 +103,16 @@ struct {
 static long file_rule_of_vma(struct task_struct *task, struct vm_area_struct *vma, void *ctx)
 {
 	struct rule_walk *w = ctx;
+	struct file_key_slot *v = bpf_map_lookup_elem(&file_key, &slot0);
+	if (!v)
+		return 0;
+	v->ip = 0;
 	struct file *file = vma->vm_file;
 	if (!file)
 		return 0;
 	struct inode *ino = file->f_inode;
-	struct lt_file_pc *k = bpf_map_lookup_elem(&file_key, &slot0);
-	if (!ino || !k)
+	struct lt_file_pc *k = &v->k;
+	if (!ino)
 		return 0;
 	if (bpf_core_field_exists(ino->i_mtime_sec)) {
 		k->mtime_sec = BPF_CORE_READ(ino, i_mtime_sec);
@@ -119,6 +130,8 @@ static long file_rule_of_vma(struct task_struct *task, struct vm_area_struct *vm
 	k->size = BPF_CORE_READ(ino, i_size);
 	k->dev = BPF_CORE_READ(ino, i_sb, s_dev);
 	k->off = w->k.pc - BPF_CORE_READ(vma, vm_start) + (BPF_CORE_READ(vma, vm_pgoff) << 12);
+	v->ip = w->k.pc;
+	v->img = w->k.img;
 	struct lt_rule *r = bpf_map_lookup_elem(&file_rules, k);
 	if (r && bpf_map_update_elem(&unwind_rules, &w->k, r, BPF_ANY) == 0)
 		count(LT_CNT_FILE_RULE);
@@ -397,6 +410,28 @@ static __always_inline bool in_self_mnt_ns(void)
  * it the record carries (seed: the hash of its Python frames, 0 for none): up to kstack for a known site, the pcs for a new
  * one, else up to the end of the stack copy. A global function, verified
  * once for all its callers; it needs no program context. */
+/* send_file_id sends, ahead of a copy from ip that Go learns from, the file
+ * the rule walk found there (struct lt_file_id_event). Not counted as lost
+ * when the ring is full: the copy it goes with is, and it is only a name.
+ * Global: off the rule walk's call chain. */
+__noinline int send_file_id(__u64 ip, __u64 img)
+{
+	struct file_key_slot *v = bpf_map_lookup_elem(&file_key, &slot0);
+	if (!v || v->ip != ip || v->img != img || !v->k.ino)
+		return 0;
+	struct lt_file_id_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e)
+		return 0;
+	fill_header(&e->h, LT_EV_FILE_ID, 0);
+	e->h.size = sizeof(*e);
+	e->ip = ip;
+	e->file = v->k;
+	bpf_ringbuf_submit(e, wakeup_flag(false));
+	count(LT_CNT_EVENTS);
+	count_n(LT_CNT_EVENT_BYTES, sizeof(*e));
+	return 0;
+}
+
 __noinline int capture_stack(struct lt_stack *s, __u64 seed)
 {
 	if (!s)
@@ -445,6 +480,7 @@ __noinline int capture_stack(struct lt_stack *s, __u64 seed)
 		if (!last || *last + LT_TEACH_NS < rw.hash) {
 			bpf_map_update_elem(&teach, &rw.k, &rw.hash, BPF_ANY);
 			s->flags = LT_STK_TEACH;
+			send_file_id(rw.ip, rw.k.img);
 		}
 	}
 

@@ -26,9 +26,10 @@ const (
 	MapFree                    // [Addr, Addr+Len) unmapped (munmap, brk shrinking)
 	MapMove                    // mremap: [OldAddr, OldAddr+OldLen) became [Addr, Addr+Len)
 	MapProt                    // mprotect: [Addr, Addr+Len) accessible now, or reserved (FlagMapReserved)
+	FileID                     // the kernel's name for the file at a stack copy's first pc (session only)
 )
 
-var typeNames = [...]string{"", "fd_open", "fd_close", "close_range", "task_new", "exec", "task_exit", "mmap", "exit_group", "reap", "fd_update", "py_stack", "fd_fail", "py_code", "map_new", "map_free", "map_move", "map_prot"}
+var typeNames = [...]string{"", "fd_open", "fd_close", "close_range", "task_new", "exec", "task_exit", "mmap", "exit_group", "reap", "fd_update", "py_stack", "fd_fail", "py_code", "map_new", "map_free", "map_move", "map_prot", "file_id"}
 
 func (t Type) String() string {
 	if int(t) < len(typeNames) && t > 0 {

@@ -205,6 +205,17 @@ func (s *Session) handle(raw []byte) error {
 		c := &d.PyCode
 		s.py.tracker.Learn(e.PID, c.Code, c.Ident, c.FirstLine, c.Name, c.File, c.Linetable)
 		return nil
+	case event.FileID:
+		// Ahead of the copy it names a file of: the rules Go derives
+		// from the copy are keyed as the kernel will look them up.
+		// The offsets must agree, or Go's mapping is not the kernel's.
+		f := &d.FileID
+		if as := s.spaces[e.PID]; as != nil {
+			if m, ok := as.Lookup(f.IP); ok && m.Offset+(f.IP-m.Start) == f.File.Off {
+				s.unw.KernelName(m.Path, f.File)
+			}
+		}
+		return nil
 	case event.Mmap:
 		if d.Map.Path != "" && d.Map.Len > 0 {
 			path := s.hostPath(e.PID, d.Map.Path)

@@ -41,6 +41,8 @@ type cachedRow struct {
 type Unwinder struct {
 	cache *Cache
 	rows  map[rowKey]*cachedRow
+	// named: the kernel's name for a file Go knows by another (KernelName).
+	named map[fileIdent]fileIdent
 	// mods remembers, for one Unwind call, the modules already looked up: a stack
 	// mostly alternates between the program and libc.
 	mods  [4]moduleMemo
@@ -207,9 +209,37 @@ func (u *Unwinder) fileRule(r *Rule, m Mapping) {
 	if mod == nil || mod.ident.ino == 0 {
 		return
 	}
+	id := mod.ident
+	if n, ok := u.named[id]; ok {
+		id = n
+	}
 	r.InFile = true
-	r.File = FileOffset{Dev: mod.ident.dev, Ino: mod.ident.ino, Size: mod.ident.size, MtimeNano: mod.ident.mtime,
-		Off: m.Offset + (r.PC - m.Start)}
+	r.File = FileOffset{Dev: id.dev, Ino: id.ino, Size: id.size, MtimeNano: id.mtime, Off: m.Offset + (r.PC - m.Start)}
+}
+
+// maxNamed bounds KernelName's table: files seen under two names
+// (overlayfs's layers), a few per container image.
+const maxNamed = 1 << 14
+
+// KernelName records that the kernel names the file Go opens as path by f
+// (its offset aside): rules by file for path's code are then keyed by f.
+// They differ where the kernel maps another file than the path opens:
+// overlayfs maps the layer's file, while path (a container's file, under
+// /proc/PID/root) stats as the overlay's.
+func (u *Unwinder) KernelName(path string, f FileOffset) {
+	mod := u.module(path)
+	if mod == nil || mod.ident.ino == 0 {
+		return
+	}
+	n := fileIdent{dev: f.Dev, ino: f.Ino, size: f.Size, mtime: f.MtimeNano}
+	if n == mod.ident {
+		delete(u.named, mod.ident)
+		return
+	}
+	if u.named == nil || len(u.named) >= maxNamed {
+		u.named = make(map[fileIdent]fileIdent)
+	}
+	u.named[mod.ident] = n
 }
 
 var (

@@ -10,8 +10,11 @@ import (
 	"strings"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/leaktrace/leaktrace/bpf"
 	"github.com/leaktrace/leaktrace/event"
+	"github.com/leaktrace/leaktrace/symbolize"
 )
 
 // Stack is a user stack as the kernel captured it. The kernel unwinds what
@@ -58,6 +61,16 @@ type Decoded struct {
 	Py PyStack
 	// PyCode is set for PyCode events.
 	PyCode PyCode
+	// FileID: the file the kernel maps at IP (event.FileID).
+	FileID FileID
+}
+
+// FileID is how the kernel names the file mapped at IP in a process, as
+// it keys rules by file: device as s_dev (major<<20 | minor), inode, size,
+// modification time, and IP's offset in the file.
+type FileID struct {
+	IP   uint64
+	File symbolize.FileOffset // Dev as stat gives it
 }
 
 // PyCode is a code object's names as the kernel read them when it first saw
@@ -89,6 +102,7 @@ type Decoder struct {
 	mapr bpf.LeaktraceLtMapEvent
 	py   bpf.LeaktraceLtPyStackEvent
 	code bpf.LeaktraceLtPyCodeEvent
+	fid  bpf.LeaktraceLtFileIdEvent
 }
 
 var errShort = errors.New("record too short")
@@ -144,6 +158,8 @@ func (dec *Decoder) Decode(raw []byte, d *Decoded) error {
 		return dec.decodePyStack(raw, d)
 	case bpf.LeaktraceLtEventTypeLT_EV_PY_CODE:
 		return dec.decodePyCode(raw, d)
+	case bpf.LeaktraceLtEventTypeLT_EV_FILE_ID:
+		return dec.decodeFileID(raw, d)
 	}
 	return fmt.Errorf("unknown record type %d", typ)
 }
@@ -570,4 +586,25 @@ func sockTarget(r *bpf.LeaktraceLtFdEvent) string {
 		return fmt.Sprintf("netlink socket:[%d]", r.Ino)
 	}
 	return fmt.Sprintf("socket family %d:[%d]", s.Family, r.Ino)
+}
+
+func (dec *Decoder) decodeFileID(raw []byte, d *Decoded) error {
+	r := &dec.fid
+	if len(raw) < int(unsafe.Sizeof(*r)) {
+		return fmt.Errorf("%w: file id of %d bytes", errShort, len(raw))
+	}
+	fill(unsafe.Pointer(r), int(unsafe.Sizeof(*r)), raw)
+	if r.File.Ino == 0 || r.File.MtimeNsec >= 1e9 {
+		return fmt.Errorf("file id of inode %d, mtime ns %d: out of range", r.File.Ino, r.File.MtimeNsec)
+	}
+	header(&r.H, &d.Event)
+	d.Event.Type = event.FileID
+	d.FileID = FileID{IP: r.Ip, File: symbolize.FileOffset{
+		Dev:       unix.Mkdev(r.File.Dev>>20, r.File.Dev&(1<<20-1)),
+		Ino:       r.File.Ino,
+		Size:      int64(r.File.Size),
+		MtimeNano: r.File.MtimeSec*1e9 + int64(r.File.MtimeNsec),
+		Off:       r.File.Off,
+	}}
+	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/leaktrace/leaktrace/bpf"
 	"github.com/leaktrace/leaktrace/event"
 )
@@ -144,6 +146,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(rawOf(&r, fdStackOff+kstackOff+16))
 	r.Stack.Flags = uint32(stackSite)
 	f.Add(rawOf(&r, fdStackOff+kstackOff))
+	fid := fileIDRecord()
+	f.Add(rawOf(&fid, int(unsafe.Sizeof(fid))))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		var dec Decoder
 		var d Decoded
@@ -154,6 +158,45 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("stack beyond bounds: %d bytes, %d+%d frames", len(d.Stack.Bytes), len(d.Stack.Known), len(d.Stack.KernelFP))
 		}
 	})
+}
+
+func fileIDRecord() bpf.LeaktraceLtFileIdEvent {
+	var r bpf.LeaktraceLtFileIdEvent
+	r.H.Type = uint16(bpf.LeaktraceLtEventTypeLT_EV_FILE_ID)
+	r.H.Pid = 42
+	r.Ip = 0x7f00_0000_1234
+	r.File = bpf.LeaktraceLtFilePc{Ino: 99, Off: 0x1234, MtimeSec: 1700000000, Size: 4096, Dev: 8<<20 | 1, MtimeNsec: 5}
+	return r
+}
+
+// TestDecodeFileID: the kernel's name for a file turns into the stat form Go
+// keys rules by file with, and back to the kernel's key unchanged.
+func TestDecodeFileID(t *testing.T) {
+	r := fileIDRecord()
+	raw := rawOf(&r, int(unsafe.Sizeof(r)))
+	var dec Decoder
+	var d Decoded
+	if err := dec.Decode(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Event.Type != event.FileID || d.Event.PID != 42 || d.FileID.IP != r.Ip {
+		t.Fatalf("decoded %+v %+v", d.Event, d.FileID)
+	}
+	if got := fileKey(d.FileID.File); got != r.File {
+		t.Errorf("kernel key %+v came back as %+v", r.File, got)
+	}
+	if d.FileID.File.Dev != unix.Mkdev(8, 1) {
+		t.Errorf("device %#x, want stat's form of 8:1", d.FileID.File.Dev)
+	}
+	for _, n := range []int{headerSize, int(unsafe.Sizeof(r)) - 1} {
+		if err := dec.Decode(raw[:n], &d); err == nil {
+			t.Errorf("a file id cut to %d bytes decoded", n)
+		}
+	}
+	r.File.Ino = 0
+	if err := dec.Decode(rawOf(&r, int(unsafe.Sizeof(r))), &d); err == nil {
+		t.Error("a file id of inode 0 decoded")
+	}
 }
 
 func TestDecodeFDFail(t *testing.T) {

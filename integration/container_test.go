@@ -1,0 +1,128 @@
+package integration
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// overlayRoot mounts a container's root as container runtimes do: the
+// host's root as the read-only lower layer, a tmpfs upper layer holding
+// bin (the image's own program, at /NAME), and returns the merged
+// directory. Code in it is mapped from the layers' files, while its paths
+// (under /proc/PID/root) stat as overlay files on another device.
+func overlayRoot(t *testing.T, bin string) string {
+	t.Helper()
+	dir := t.TempDir()
+	layers, merged := filepath.Join(dir, "layers"), filepath.Join(dir, "merged")
+	for _, d := range []string{layers, merged} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The upper layer on a file system of its own: overlayfs refuses an
+	// upper directory inside its lower layer.
+	if err := unix.Mount("tmpfs", layers, "tmpfs", 0, ""); err != nil {
+		t.Fatalf("mounting a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(layers, unix.MNT_DETACH) })
+	upper, work := filepath.Join(layers, "upper"), filepath.Join(layers, "work")
+	for _, d := range []string{upper, work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(t, bin, filepath.Join(upper, filepath.Base(bin)))
+	if err := unix.Mount("overlay", merged, "overlay", 0, "lowerdir=/,upperdir="+upper+",workdir="+work); err != nil {
+		t.Fatalf("mounting an overlay (the kernel needs overlayfs): %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(merged, unix.MNT_DETACH) })
+	return merged
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestContainerProcessesShareFileRules: a container's program run again and
+// again (exec probes, a job's scripts), each in its own mount namespace
+// under an overlayfs root. The kernel keys rules by the layer's file it
+// maps, which Go, opening the program under /proc/PID/root, knows by
+// another name (the overlay's device): the kernel tells Go its name for
+// the file with the first copy through it, and from then on new processes
+// unwind with the rules taught for the layer's files, as on the host
+// (TestNewProcessesShareFileRules). Each run lives 200 ms, time enough for
+// Go to read its files through /proc/PID/root.
+func TestContainerProcessesShareFileRules(t *testing.T) {
+	requireRoot(t)
+	bin := filepath.Join(binaries(t), "leaky-c-nofp")
+	root := overlayRoot(t, bin)
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Fatal("unshare (util-linux) is needed to run a program in a container's mount namespace")
+	}
+	base := startAgent(t, "--comm", filepath.Base(bin), "--interval", "1s")
+	counts := func() (copies, fromFile, all float64) {
+		mfs := scrape(t, base)
+		copies = sum(series(mfs, "leaktrace_stacks_sent_total", map[string]string{"form": "copy"}))
+		all = sum(series(mfs, "leaktrace_stacks_sent_total", nil))
+		fromFile = sum(series(mfs, "leaktrace_unwind_rules_from_file_total", nil))
+		return
+	}
+	run := func() {
+		cmd := exec.Command(unshare, "--mount", "--root="+root, "/"+filepath.Base(bin), "slow", "20")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
+		}
+	}
+	quiet := func(min float64) {
+		last := -1.0
+		waitFor(t, 30*time.Second, "the runs' stacks", func() bool {
+			_, _, all := counts()
+			done := all >= min && all == last
+			last = all
+			if !done {
+				time.Sleep(400 * time.Millisecond)
+			}
+			return done
+		})
+	}
+	run()
+	quiet(1)
+	c0, f0, a0 := counts()
+	const runs = 8
+	for range runs {
+		run()
+	}
+	quiet(a0 + runs*20)
+	c1, f1, a1 := counts()
+	t.Logf("first run: %.0f stacks, %.0f copies; %d more runs: %.0f stacks, %.0f copies, %.0f rules from files", a0, c0, runs, a1-a0, c1-c0, f1-f0)
+	// Keyed by the overlay's name, the rules were never found: each run
+	// copied again (over 20 each).
+	if c1-c0 > 3*runs {
+		t.Errorf("%d later runs in the container sent %.0f stack copies: their files' rules were not found", runs, c1-c0)
+	}
+	if f1 == f0 {
+		t.Error("no rule was found by file in the container")
+	}
+}
