@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -124,5 +125,84 @@ func TestContainerProcessesShareFileRules(t *testing.T) {
 	}
 	if f1 == f0 {
 		t.Error("no rule was found by file in the container")
+	}
+}
+
+// TestContainerShortLivedProcesses: a program run again and again in a
+// running container's namespace (an exec probe, `kubectl exec`), each run
+// a few milliseconds, taking paths the container's long-lived process
+// never does (leaky's balanced opens and closes): once the first runs have
+// taught their paths (some first under the overlay's name for the program,
+// then again under the kernel's), the next runs send no stack copies.
+func TestContainerShortLivedProcesses(t *testing.T) {
+	requireRoot(t)
+	bin := filepath.Join(binaries(t), "leaky-c-nofp")
+	root := overlayRoot(t, bin)
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Fatal("unshare (util-linux) is needed to run a program in a container's mount namespace")
+	}
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		t.Fatal("nsenter (util-linux) is needed to run a program in a container's mount namespace")
+	}
+	base := startAgent(t, "--comm", filepath.Base(bin), "--interval", "1s")
+	main := exec.Command(unshare, "--mount", "--root="+root, "/"+filepath.Base(bin), "slow", "3000")
+	out, err := main.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := main.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { main.Process.Kill(); main.Wait() })
+	if _, err := out.Read(make([]byte, 16)); err != nil { // "ready": running in its namespace
+		t.Fatal(err)
+	}
+	pid := main.Process.Pid
+	copies := func() (copies, all float64) {
+		mfs := scrape(t, base)
+		// Not the sites' hashes: the long-lived process sends one per 10 ms.
+		copies = sum(series(mfs, "leaktrace_stacks_sent_total", map[string]string{"form": "copy"}))
+		return copies, copies + sum(series(mfs, "leaktrace_stacks_sent_total", map[string]string{"form": "new"}))
+	}
+	probe := func() {
+		cmd := exec.Command(nsenter, fmt.Sprintf("--mount=/proc/%d/ns/mnt", pid), fmt.Sprintf("--root=/proc/%d/root", pid),
+			"/"+filepath.Base(bin), "balanced")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
+		}
+	}
+	quiet := func() float64 {
+		last := -1.0
+		var c float64
+		waitFor(t, 30*time.Second, "the runs' stacks", func() bool {
+			var all float64
+			c, all = copies()
+			done := all == last
+			last = all
+			if !done {
+				time.Sleep(400 * time.Millisecond)
+			}
+			return done
+		})
+		return c
+	}
+	time.Sleep(time.Second) // the long-lived process's own first stacks
+	// The first run teaches its paths, some under the overlay's name for
+	// the program; the second what its copies renamed (FileID).
+	probe()
+	quiet()
+	probe()
+	c0 := quiet()
+	const runs = 8
+	for range runs {
+		probe()
+	}
+	c1 := quiet()
+	t.Logf("%d runs in the container's namespace after the first two: %.0f stack copies", runs, c1-c0)
+	// Taught under the overlay's name, each run copied its paths again.
+	if c1-c0 > 3*runs {
+		t.Errorf("%d short-lived runs in the container sent %.0f stack copies: their files' rules were not found", runs, c1-c0)
 	}
 }

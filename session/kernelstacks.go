@@ -19,7 +19,9 @@ type imageStacks struct {
 	img   uint64
 	pids  int // live processes with this image
 	sites map[uint64]siteStack
-	ruled map[uint64]struct{}
+	// ruled: the pcs whose rules the kernel has, with the file they were
+	// taught for (zero: for this image alone).
+	ruled map[uint64]symbolize.FileOffset
 }
 
 // siteStack is a site's frames, native and Python merged, as the record
@@ -87,7 +89,7 @@ func (s *Session) intern(e *event.Event, st *tracer.Stack) event.StackID {
 func (s *Session) sharedSites() *imageStacks {
 	is := s.images[0]
 	if is == nil {
-		is = &imageStacks{sites: make(map[uint64]siteStack), ruled: make(map[uint64]struct{})}
+		is = &imageStacks{sites: make(map[uint64]siteStack), ruled: make(map[uint64]symbolize.FileOffset)}
 		s.images[0] = is
 	}
 	return is
@@ -102,7 +104,7 @@ func (s *Session) imageFor(pid uint32, img uint64) *imageStacks {
 	}
 	is := s.images[img]
 	if is == nil {
-		is = &imageStacks{img: img, sites: make(map[uint64]siteStack), ruled: make(map[uint64]struct{})}
+		is = &imageStacks{img: img, sites: make(map[uint64]siteStack), ruled: make(map[uint64]symbolize.FileOffset)}
 		s.images[img] = is
 	}
 	if _, ok := s.imageOf[pid]; !ok {
@@ -146,7 +148,9 @@ func (s *Session) forgetSites(ps *imageStacks) {
 func (s *Session) learn(ps *imageStacks, rules []symbolize.Rule) {
 	fresh := rules[:0]
 	for _, r := range rules {
-		if _, ok := ps.ruled[r.PC]; !ok {
+		// Again when its file has a new name: the kernel's
+		// (Unwinder.KernelName), learnt after the rule was taught.
+		if f, ok := ps.ruled[r.PC]; !ok || f != r.File {
 			fresh = append(fresh, r)
 		}
 	}
@@ -161,7 +165,7 @@ func (s *Session) learn(ps *imageStacks, rules []symbolize.Rule) {
 		return
 	}
 	for _, r := range fresh {
-		ps.ruled[r.PC] = struct{}{}
+		ps.ruled[r.PC] = r.File
 	}
 }
 
