@@ -37,7 +37,7 @@ var (
 	descHeld             = prometheus.NewDesc(namespace+"_handles_held_at_exit_total", "Handles (fds, threads, unreaped children) traced processes held as they exited: released by the kernel then, not leaks.", nil, nil)
 	descEvents           = prometheus.NewDesc(namespace+"_events_received_total", "Events the kernel side sent.", nil, nil)
 	descLost             = prometheus.NewDesc(namespace+"_events_lost_total", "Events the kernel side could not deliver, by reason.", []string{"reason"}, nil)
-	descSettled          = prometheus.NewDesc(namespace+"_handles_settled_in_kernel_total", "Handles closed within the pairing window (100 ms) of their creation: paired in the kernel, never sent.", nil, nil)
+	descSettled          = prometheus.NewDesc(namespace+"_handles_settled_in_kernel_total", "Handles closed within the pairing window (100 ms) of their creation, or mappings ended with their process within it (exec, exit): paired in the kernel, never sent.", nil, nil)
 	descFileRules        = prometheus.NewDesc(namespace+"_unwind_rules_from_file_total", "Unwind rules a new process image took from the rules taught for its files from another process's stacks (each spares a stack copy).", nil, nil)
 	descStackForms       = prometheus.NewDesc(namespace+"_stacks_sent_total", "Creation stacks the kernel sent, by form: site (the hash of a call site the agent knows), new (a site's pcs, once), copy (registers and a copy of the stack, while the kernel learns a site).", []string{"form"}, nil)
 	descEventBytes       = prometheus.NewDesc(namespace+"_events_received_bytes_total", "Ring-buffer bytes of the events the kernel side sent.", nil, nil)
