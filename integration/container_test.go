@@ -46,6 +46,24 @@ func overlayRoot(t *testing.T, bin string) string {
 	return merged
 }
 
+// containerProgram is leaky-c-nofp in a container's root (overlayRoot).
+func containerProgram(t *testing.T) (bin, root string) {
+	t.Helper()
+	requireRoot(t)
+	bin = filepath.Join(binaries(t), "leaky-c-nofp")
+	return bin, overlayRoot(t, bin)
+}
+
+// utilLinux is the path of a util-linux command that enters namespaces.
+func utilLinux(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s (util-linux) is needed to run a program in a container's mount namespace", name)
+	}
+	return p
+}
+
 func copyFile(t *testing.T, from, to string) {
 	t.Helper()
 	in, err := os.Open(from)
@@ -75,13 +93,8 @@ func copyFile(t *testing.T, from, to string) {
 // (TestNewProcessesShareFileRules). Each run lives 200 ms, time enough for
 // Go to read its files through /proc/PID/root.
 func TestContainerProcessesShareFileRules(t *testing.T) {
-	requireRoot(t)
-	bin := filepath.Join(binaries(t), "leaky-c-nofp")
-	root := overlayRoot(t, bin)
-	unshare, err := exec.LookPath("unshare")
-	if err != nil {
-		t.Fatal("unshare (util-linux) is needed to run a program in a container's mount namespace")
-	}
+	bin, root := containerProgram(t)
+	unshare := utilLinux(t, "unshare")
 	base := startAgent(t, "--comm", filepath.Base(bin), "--interval", "1s")
 	counts := func() (copies, fromFile, all float64) {
 		mfs := scrape(t, base)
@@ -135,17 +148,8 @@ func TestContainerProcessesShareFileRules(t *testing.T) {
 // taught their paths (some first under the overlay's name for the program,
 // then again under the kernel's), the next runs send no stack copies.
 func TestContainerShortLivedProcesses(t *testing.T) {
-	requireRoot(t)
-	bin := filepath.Join(binaries(t), "leaky-c-nofp")
-	root := overlayRoot(t, bin)
-	unshare, err := exec.LookPath("unshare")
-	if err != nil {
-		t.Fatal("unshare (util-linux) is needed to run a program in a container's mount namespace")
-	}
-	nsenter, err := exec.LookPath("nsenter")
-	if err != nil {
-		t.Fatal("nsenter (util-linux) is needed to run a program in a container's mount namespace")
-	}
+	bin, root := containerProgram(t)
+	unshare, nsenter := utilLinux(t, "unshare"), utilLinux(t, "nsenter")
 	base := startAgent(t, "--comm", filepath.Base(bin), "--interval", "1s")
 	main := exec.Command(unshare, "--mount", "--root="+root, "/"+filepath.Base(bin), "slow", "3000")
 	out, err := main.StdoutPipe()
