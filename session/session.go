@@ -74,6 +74,10 @@ type Session struct {
 	// the kernel gives name files in it.
 	mntns  map[uint32]mountNS
 	selfNS string
+	// nsLive: a process of each other namespace that was alive when Go
+	// looked, to read the files of one gone before Go did (a container's
+	// exec probe, through the container's main process).
+	nsLive map[string]uint32
 	// reconciledAt is the lost-event count when tables were last rebuilt
 	// from /proc.
 	reconciledAt uint64
@@ -226,7 +230,7 @@ func (s *Session) handle(raw []byte) error {
 		s.py.tracker.Exec(e.PID)
 		// Exec may follow an unshare(CLONE_NEWNS); the record says which
 		// namespace it runs in (a readlink less per new process).
-		delete(s.mntns, e.PID)
+		s.forgetMountNS(e.PID)
 		if d.MntNS != 0 {
 			s.learnMountNS(e.PID, fmt.Sprintf("mnt:[%d]", d.MntNS))
 		}
@@ -258,7 +262,7 @@ func (s *Session) handle(raw []byte) error {
 		if e.GroupDead {
 			delete(s.spaces, e.PID)
 			s.procGone(e.PID)
-			delete(s.mntns, e.PID)
+			s.forgetMountNS(e.PID)
 			s.py.tracker.Exit(e.PID)
 		}
 	}
@@ -431,14 +435,30 @@ func (s *Session) hostPath(pid uint32, path string) string {
 	if m.ns == "" || m.ns == s.selfNS {
 		return path // ours, or unknown (the process is gone): take it as ours
 	}
+	via, root := pid, m.root
+	if root == "" {
+		// Gone before Go looked: a process of its namespace that lives
+		// has the same files.
+		if p, ok := s.nsLive[m.ns]; ok && p != pid {
+			via, root = p, s.mntns[p].root
+		}
+	}
 	// The kernel's path runs up to its mount namespace's root; a process
 	// chrooted inside that namespace has its own root below it.
-	if m.root != "" && m.root != "/" {
-		if rest, ok := strings.CutPrefix(path, m.root); ok && strings.HasPrefix(rest, "/") {
+	if root != "" && root != "/" {
+		if rest, ok := strings.CutPrefix(path, root); ok && strings.HasPrefix(rest, "/") {
 			path = rest
 		}
 	}
-	return fmt.Sprintf("/proc/%d/root%s", pid, path)
+	return fmt.Sprintf("/proc/%d/root%s", via, path)
+}
+
+// forgetMountNS drops what Go knew of pid's namespace (exec, exit).
+func (s *Session) forgetMountNS(pid uint32) {
+	if m, ok := s.mntns[pid]; ok && s.nsLive[m.ns] == pid {
+		delete(s.nsLive, m.ns)
+	}
+	delete(s.mntns, pid)
 }
 
 // mountNS is a process's mount namespace and its root directory as its own
@@ -463,6 +483,12 @@ func (s *Session) learnMountNS(pid uint32, ns string) mountNS {
 		// Only a process of another namespace needs its root: most share
 		// ours, and a host of short-lived processes asks for each new one.
 		m.root, _ = os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
+		if _, ok := s.nsLive[m.ns]; !ok && m.root != "" {
+			if s.nsLive == nil {
+				s.nsLive = make(map[string]uint32)
+			}
+			s.nsLive[m.ns] = pid
+		}
 	}
 	s.mntns[pid] = m
 	return m
