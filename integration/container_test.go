@@ -14,10 +14,10 @@ import (
 
 // overlayRoot mounts a container's root as container runtimes do: the
 // host's root as the read-only lower layer, a tmpfs upper layer holding
-// bin (the image's own program, at /NAME), and returns the merged
+// bin (the image's own program) as /name, and returns the merged
 // directory. Code in it is mapped from the layers' files, while its paths
 // (under /proc/PID/root) stat as overlay files on another device.
-func overlayRoot(t *testing.T, bin string) string {
+func overlayRoot(t *testing.T, bin, name string) string {
 	t.Helper()
 	dir := t.TempDir()
 	layers, merged := filepath.Join(dir, "layers"), filepath.Join(dir, "merged")
@@ -38,7 +38,7 @@ func overlayRoot(t *testing.T, bin string) string {
 			t.Fatal(err)
 		}
 	}
-	copyFile(t, bin, filepath.Join(upper, filepath.Base(bin)))
+	copyFile(t, bin, filepath.Join(upper, name))
 	if err := unix.Mount("overlay", merged, "overlay", 0, "lowerdir=/,upperdir="+upper+",workdir="+work); err != nil {
 		t.Fatalf("mounting an overlay (the kernel needs overlayfs): %v", err)
 	}
@@ -46,12 +46,14 @@ func overlayRoot(t *testing.T, bin string) string {
 	return merged
 }
 
-// containerProgram is leaky-c-nofp in a container's root (overlayRoot).
-func containerProgram(t *testing.T) (bin, root string) {
+// containerProgram is leaky-c-nofp in a container's root (overlayRoot), as
+// /name: a name of its own, for the agent's --comm to follow no process of
+// another test.
+func containerProgram(t *testing.T) (name, root string) {
 	t.Helper()
 	requireRoot(t)
-	bin = filepath.Join(binaries(t), "leaky-c-nofp")
-	return bin, overlayRoot(t, bin)
+	name = "leaky-in-ct"
+	return name, overlayRoot(t, filepath.Join(binaries(t), "leaky-c-nofp"), name)
 }
 
 // utilLinux is the path of a util-linux command that enters namespaces.
@@ -93,9 +95,9 @@ func copyFile(t *testing.T, from, to string) {
 // (TestNewProcessesShareFileRules). Each run lives 200 ms, time enough for
 // Go to read its files through /proc/PID/root.
 func TestContainerProcessesShareFileRules(t *testing.T) {
-	bin, root := containerProgram(t)
+	name, root := containerProgram(t)
 	unshare := utilLinux(t, "unshare")
-	base := startAgent(t, "--comm", filepath.Base(bin), "--interval", "1s")
+	base := startAgent(t, "--comm", name, "--interval", "1s")
 	counts := func() (copies, fromFile, all float64) {
 		mfs := scrape(t, base)
 		copies = sum(series(mfs, "leaktrace_stacks_sent_total", map[string]string{"form": "copy"}))
@@ -104,7 +106,7 @@ func TestContainerProcessesShareFileRules(t *testing.T) {
 		return
 	}
 	run := func() {
-		cmd := exec.Command(unshare, "--mount", "--root="+root, "/"+filepath.Base(bin), "slow", "20")
+		cmd := exec.Command(unshare, "--mount", "--root="+root, "/"+name, "slow", "20")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s: %v\n%s", cmd, err, out)
 		}
@@ -148,10 +150,10 @@ func TestContainerProcessesShareFileRules(t *testing.T) {
 // taught their paths (some first under the overlay's name for the program,
 // then again under the kernel's), the next runs send no stack copies.
 func TestContainerShortLivedProcesses(t *testing.T) {
-	bin, root := containerProgram(t)
+	name, root := containerProgram(t)
 	unshare, nsenter := utilLinux(t, "unshare"), utilLinux(t, "nsenter")
-	base := startAgent(t, "--comm", filepath.Base(bin), "--interval", "1s")
-	main := exec.Command(unshare, "--mount", "--root="+root, "/"+filepath.Base(bin), "slow", "3000")
+	base := startAgent(t, "--comm", name, "--interval", "1s")
+	main := exec.Command(unshare, "--mount", "--root="+root, "/"+name, "slow", "3000")
 	out, err := main.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +174,7 @@ func TestContainerShortLivedProcesses(t *testing.T) {
 	}
 	probe := func() {
 		cmd := exec.Command(nsenter, fmt.Sprintf("--mount=/proc/%d/ns/mnt", pid), fmt.Sprintf("--root=/proc/%d/root", pid),
-			"/"+filepath.Base(bin), "balanced")
+			"/"+name, "balanced")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s: %v\n%s", cmd, err, out)
 		}
