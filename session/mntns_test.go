@@ -50,3 +50,30 @@ func TestHostPath(t *testing.T) {
 		t.Errorf("a sibling of the root: %q, want %q", got, want)
 	}
 }
+
+// A process gone before Go read its records has no /proc/PID/root: its
+// files are read through a process of its namespace that was alive when Go
+// looked (a container's exec probe, through the container's main process),
+// until that one exits or execs.
+func TestHostPathOfAGoneProcess(t *testing.T) {
+	s := &Session{}
+	s.hostPath(uint32(os.Getpid()), "/") // learns leaktrace's own namespace
+	main := uint32(os.Getpid())
+	// Another namespace, as the exec record and /proc/PID/root would say:
+	// main alive (its root read), 7 gone before Go looked.
+	s.mntns[main] = mountNS{ns: "mnt:[9]", root: "/srv/ct"}
+	s.nsLive = map[string]uint32{"mnt:[9]": main}
+	s.mntns[7] = mountNS{ns: "mnt:[9]"}
+	if got, want := s.hostPath(7, "/srv/ct/usr/lib/libc.so.6"), fmt.Sprintf("/proc/%d/root/usr/lib/libc.so.6", main); got != want {
+		t.Errorf("gone process: %q, want %q", got, want)
+	}
+	s.forgetMountNS(main) // it exited
+	if got, want := s.hostPath(7, "/srv/ct/usr/lib/libc.so.6"), "/proc/7/root/srv/ct/usr/lib/libc.so.6"; got != want {
+		t.Errorf("after the live one exited: %q, want %q", got, want)
+	}
+	// learnMountNS keeps a process whose root it could read.
+	s.learnMountNS(main, "mnt:[10]")
+	if s.nsLive["mnt:[10]"] != main {
+		t.Errorf("a live process of namespace mnt:[10] is not kept: %v", s.nsLive)
+	}
+}

@@ -178,3 +178,41 @@ func TestRuleOf(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelNameKeysFileRules: once the kernel has said how it names a
+// file (overlayfs: the layer's file, where Go stats the overlay's), rules
+// for that file's code carry the kernel's name, at the same offsets; told
+// the name stat gives, the unwinder goes back to it.
+func TestKernelNameKeysFileRules(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(exe, &st); err != nil {
+		t.Fatal(err)
+	}
+	u := NewUnwinder(NewCache(4))
+	m := Mapping{Start: 0x400000, End: 0x500000, Offset: 0x1000, Path: exe}
+	ruleAt := func() Rule {
+		r := Rule{PC: 0x401234, Kind: RuleStep}
+		u.fileRule(&r, m)
+		if !r.InFile || r.File.Off != 0x1234+0x1000 {
+			t.Fatalf("rule %+v: want one in %s at offset %#x", r, exe, 0x2234)
+		}
+		return r
+	}
+	if r := ruleAt(); r.File.Dev != st.Dev || r.File.Ino != st.Ino {
+		t.Fatalf("rule names %+v, want stat's dev %d ino %d", r.File, st.Dev, st.Ino)
+	}
+	kernel := FileOffset{Dev: 0x27, Ino: 8, Size: 4096, MtimeNano: 1_700_000_000_000_000_005, Off: 0x2234}
+	u.KernelName(exe, kernel)
+	if r := ruleAt(); r.File != kernel {
+		t.Errorf("after the kernel's name: rule names %+v, want %+v", r.File, kernel)
+	}
+	own := FileOffset{Dev: st.Dev, Ino: st.Ino, Size: st.Size, MtimeNano: st.Mtim.Sec*1e9 + st.Mtim.Nsec, Off: 0x2234}
+	u.KernelName(exe, own)
+	if r := ruleAt(); r.File != own || len(u.named) != 0 {
+		t.Errorf("told stat's own name: rule names %+v, want %+v (%d names kept)", r.File, own, len(u.named))
+	}
+}
