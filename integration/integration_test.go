@@ -40,6 +40,15 @@ var (
 	buildErr  error
 )
 
+// TestMain removes what binaries built (32 MB a run, left in /tmp before).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
 // binaries builds leaktrace and the test programs once.
 func binaries(t *testing.T) string {
 	t.Helper()
