@@ -130,8 +130,11 @@ func (a *Agent) observe(now time.Time, sample bool) *Snapshot {
 	young := 0
 	mono := monotonicNow()
 	a.sess.With(func(g *aggregator.Aggregator) {
-		for _, p := range g.Processes() {
-			if u, ok := g.Usage(p.PID); ok && !p.Exited {
+		// Live ones only: a gone process can share its pid with a live
+		// one (the pid was taken again before its exit was seen), and
+		// two series with one pid are dropped from the scrape.
+		for _, p := range g.LiveProcesses() {
+			if u, ok := g.Usage(p.PID); ok {
 				lives = append(lives, live{p, u})
 			}
 		}

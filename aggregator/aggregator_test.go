@@ -1663,3 +1663,32 @@ func FuzzApply(f *testing.F) {
 		a.Processes()
 	})
 }
+
+// TestLiveProcessesOnePerPid: a pid taken again before its process's exit
+// was seen (a fork record naming it while the old one is still live) ends
+// the old process without an exit: Processes lists both, not exited, and
+// LiveProcesses only the new one, so that live series are one per pid.
+func TestLiveProcessesOnePerPid(t *testing.T) {
+	const C = 200
+	a := aggregator.New(aggregator.Config{Mode: aggregator.ModeAttach, MinAge: sec})
+	apply(a,
+		fork(P, C, 9, 10),
+		openFile(C, 3, "/a", 1, 20),
+		fork(P, C, 9, 30), // C again, its first life's exit never seen
+	)
+	var all, live []uint32
+	for _, p := range a.Processes() {
+		if p.PID == C && !p.Exited {
+			all = append(all, p.PID)
+		}
+	}
+	for _, p := range a.LiveProcesses() {
+		live = append(live, p.PID)
+	}
+	if len(all) != 2 {
+		t.Errorf("Processes lists pid %d %d times not exited, want 2 (the ended one and the new one)", C, len(all))
+	}
+	if !slices.Equal(live, []uint32{P, C}) {
+		t.Errorf("LiveProcesses = %v, want [%d %d]", live, P, C)
+	}
+}

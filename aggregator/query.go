@@ -170,21 +170,30 @@ type ProcessInfo struct {
 	Reconciled bool
 }
 
+// LiveProcesses is the processes alive now, by pid: one per pid. Processes
+// also lists those gone, among them one whose pid was taken again before
+// its exit was seen (ended, not exited).
+func (a *Aggregator) LiveProcesses() []ProcessInfo {
+	out := make([]ProcessInfo, 0, len(a.procs))
+	for _, pid := range a.LivePIDs() {
+		out = append(out, a.procs[pid].info())
+	}
+	return out
+}
+
 // Processes lists every process seen, exited ones first in exit order, then
 // live ones by pid.
 func (a *Aggregator) Processes() []ProcessInfo {
 	out := make([]ProcessInfo, 0, len(a.gone)+len(a.procs))
-	info := func(p *process) ProcessInfo {
-		return ProcessInfo{PID: p.pid, PPID: p.ppid, Comm: p.comm, Exe: p.exe, Leaked: p.leaked, HeldAtExit: p.held,
-			Exited: p.exited, ExitCode: p.exitCode, Reconciled: p.reconciled}
-	}
 	for _, p := range a.gone {
-		out = append(out, info(p))
+		out = append(out, p.info())
 	}
-	for _, pid := range a.LivePIDs() {
-		out = append(out, info(a.procs[pid]))
-	}
-	return out
+	return append(out, a.LiveProcesses()...)
+}
+
+func (p *process) info() ProcessInfo {
+	return ProcessInfo{PID: p.pid, PPID: p.ppid, Comm: p.comm, Exe: p.exe, Leaked: p.leaked, HeldAtExit: p.held,
+		Exited: p.exited, ExitCode: p.exitCode, Reconciled: p.reconciled}
 }
 
 // DescribeOutside gives a kind and target to pid's handles from before
