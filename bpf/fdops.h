@@ -116,19 +116,18 @@ __noinline int close_enter(int fd, __u32 nr)
 	if (!fd_file(bpf_get_current_task_btf(), fd))
 		return 0;
 	__u64 files = current_files();
-	__u64 now = bpf_ktime_get_ns();
 	/* A close by Python's finalization is no pair: the program held the
 	 * handle to its end. Its open goes first, then the close. */
 	__u32 py = py_close_flags(bpf_get_current_pid_tgid() >> 32);
 	if (py)
 		park_flush_fd(files, fd);
-	else if (park_take_close(files, fd, now))
+	else if (park_take_close(files, fd))
 		return 0;
 	struct lt_fd_event *e = fd_event(LT_EV_FD_CLOSE, nr);
 	if (!e)
 		return 0;
 	e->fd = fd;
-	e->enter_ts = now;
+	e->enter_ts = e->h.ts; /* at its enter */
 	e->flags |= py;
 	submit(e, offsetof(struct lt_fd_event, sock));
 	return 0;

@@ -65,28 +65,28 @@ static __always_inline void load_args(const bool raw, struct pt_regs *regs, cons
 static __always_inline int on_sys_enter(const bool raw, long id, struct pt_regs *regs, const __u64 *rec)
 {
 	const struct lt_sys *sys = sys_row(id);
-	__u8 cls = sys ? sys->class : LT_SYS_NONE;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	bool traced = is_traced(tgid);
 
 	/* A 32-bit syscall's number is from another table (i386's open is
 	 * x86-64's fstat): count it for a traced process, never read it. x32
 	 * syscalls carry bit 30. Per-syscall tracepoints never fire for them. */
 	if (in_compat() || (id & 0x40000000)) {
-		if (traced)
+		if (is_traced(tgid))
 			count(LT_CNT_COMPAT);
 		return 0;
 	}
-	if (cls == LT_SYS_NONE || !traced)
+	/* Only the syscalls whose exit needs what was there at their enter
+	 * (its time, the state before it) do anything here; the others'
+	 * arguments are read at their exit, from the registers. */
+	if (!sys || sys->class == LT_SYS_NONE || !(sys->flags & LT_SYSF_ENTER) || !is_traced(tgid))
 		return 0;
+	__u8 cls = sys->class;
 	__u64 a[6];
 	load_args(raw, regs, rec, a);
 	if (cls == LT_SYS_EXIT_GROUP)
 		return exit_group_enter(a[0]);
 	if (cls == LT_SYS_CLOSE)
 		return close_enter((int)a[0], id);
-	if (cls == LT_SYS_RECVMSG && !msghdr_has_control(a[1]))
-		return 0;
 
 	struct inflight *in = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
 						   BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -109,25 +109,23 @@ static __always_inline int on_sys_enter(const bool raw, long id, struct pt_regs 
 
 /* args_at_exit reads a syscall's arguments at its exit from the user
  * registers, which x86-64 syscalls leave as they were (not exec, not
- * sigreturn: neither is followed here). ts 0: no enter time. */
-static __always_inline void args_at_exit(struct inflight *in, long id)
+ * sigreturn: neither is followed here): regs, the raw hook's, or else the
+ * task's. ts 0: no enter time. */
+static __always_inline void args_at_exit(struct inflight *in, long id, const bool raw, struct pt_regs *regs)
 {
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-
-	in->args[0] = BPF_CORE_READ(regs, di);
-	in->args[1] = BPF_CORE_READ(regs, si);
-	in->args[2] = BPF_CORE_READ(regs, dx);
-	in->args[3] = BPF_CORE_READ(regs, r10);
-	in->args[4] = BPF_CORE_READ(regs, r8);
-	in->args[5] = BPF_CORE_READ(regs, r9);
+	/* Loads through the BTF pointer, not probe reads: six helper calls
+	 * cost more than the rest of a socket's exit. */
+	if (!raw)
+		regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	load_args(true, regs, NULL, in->args);
 	in->nr = id;
 	in->ts = 0;
 }
 
-/* on_sys_exit completes a followed syscall. raw: the raw hooks, where
- * every syscall's enter ran; else a per-syscall hook, where only the
- * syscalls sys_table marks LT_SYSF_ENTER have an enter hook. */
-static __always_inline int on_sys_exit(const bool raw, long id, long ret)
+/* on_sys_exit completes a followed syscall. Only the syscalls sys_table
+ * marks LT_SYSF_ENTER had their enter hook run (raw: every syscall enters
+ * the one program, which returns at once for the others). */
+static __always_inline int on_sys_exit(const bool raw, struct pt_regs *regs, long id, long ret)
 {
 	const struct lt_sys *sys = sys_row(id);
 	/* close is done at its enter (close_enter). */
@@ -137,21 +135,20 @@ static __always_inline int on_sys_exit(const bool raw, long id, long ret)
 		return 0;
 
 	struct inflight here, *in;
-	bool exit_only = !raw && !(sys->flags & LT_SYSF_ENTER);
+	bool exit_only = !(sys->flags & LT_SYSF_ENTER);
 	if (exit_only) {
 		if (in_compat())
 			return 0;
-		args_at_exit(&here, id);
+		args_at_exit(&here, id, raw, regs);
 		in = &here;
 	} else {
 		in = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
 		if (!in || in->nr != id) {
 			if (in)
 				in->nr = 0;
-			/* A compat syscall was counted at enter, a recvmsg with
-			 * no room for fds was let go there; anything else is a
-			 * syscall entered before we attached. */
-			if (!in_compat() && sys->class != LT_SYS_RECVMSG)
+			/* A compat syscall was counted at enter; anything else
+			 * is a syscall entered before we attached. */
+			if (!in_compat())
 				count(LT_CNT_MISSED_EXIT);
 			return 0;
 		}
@@ -195,7 +192,7 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 SEC("tp_btf/sys_exit")
 int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 {
-	return on_sys_exit(true, regs->orig_ax, ret);
+	return on_sys_exit(true, regs, regs->orig_ax, ret);
 }
 
 /* Per-syscall hooks: the same programs attached to each followed syscall's
@@ -225,5 +222,5 @@ int sys_enter_tp(struct sys_enter_tp_ctx *ctx)
 SEC("tracepoint/syscalls/sys_exit_followed")
 int sys_exit_tp(struct sys_exit_tp_ctx *ctx)
 {
-	return on_sys_exit(false, ctx->nr, ctx->ret);
+	return on_sys_exit(false, NULL, ctx->nr, ctx->ret);
 }

@@ -309,6 +309,7 @@ enum lt_counter {
 	LT_CNT_STACK_NEW = 10,    /* stacks unwound in the kernel, sent with their pcs the first time */
 	LT_CNT_STACK_COPY = 11,   /* stacks sent as registers and a copy: a frame had no rule yet */
 	LT_CNT_FILE_RULE = 12,    /* rules an image got from its file's (taught for another process) */
+	LT_CNT_STACK_MEMO = 13,   /* of LT_CNT_STACK_SITE: found from a memo of the same walk, not walked */
 	LT_CNT_MAX = 16,
 };
 

@@ -50,6 +50,7 @@ const (
 	LeaktraceLtCounterLT_CNT_STACK_NEW      LeaktraceLtCounter = 10
 	LeaktraceLtCounterLT_CNT_STACK_COPY     LeaktraceLtCounter = 11
 	LeaktraceLtCounterLT_CNT_FILE_RULE      LeaktraceLtCounter = 12
+	LeaktraceLtCounterLT_CNT_STACK_MEMO     LeaktraceLtCounter = 13
 	LeaktraceLtCounterLT_CNT_MAX            LeaktraceLtCounter = 16
 )
 
@@ -397,6 +398,34 @@ type LeaktraceScratch struct {
 	Fd LeaktraceLtFdEvent
 }
 
+type LeaktraceWalkBuf struct {
+	_ structs.HostLayout
+	B [1024]uint8
+}
+
+type LeaktraceWalkMemo struct {
+	_      structs.HostLayout
+	Img    uint64
+	Ip     uint64
+	Sp     uint64
+	Bp     uint64
+	Seed   uint64
+	Hash   uint64
+	N      uint32
+	Span   uint32
+	Nslots uint32
+	Shared uint8
+	Valid  uint8
+	Pad    uint16
+	Off    [24]uint16
+	Val    [24]uint64
+}
+
+type LeaktraceWalkMemos struct {
+	_ structs.HostLayout
+	M [64]LeaktraceWalkMemo
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -425,6 +454,9 @@ const (
 	LeaktraceMapTeach             = "teach"
 	LeaktraceMapTraced            = "traced"
 	LeaktraceMapUnwindRules       = "unwind_rules"
+	LeaktraceMapWalkBuf           = "walk_buf"
+	LeaktraceMapWalkMemos         = "walk_memos"
+	LeaktraceMapWalkRec           = "walk_rec"
 	LeaktraceProgSchedProcessExec = "sched_process_exec"
 	LeaktraceProgSchedProcessExit = "sched_process_exit"
 	LeaktraceProgSchedProcessFork = "sched_process_fork"
@@ -542,6 +574,9 @@ type LeaktraceMapSpecs struct {
 	Teach         *ebpf.MapSpec `ebpf:"teach"`
 	Traced        *ebpf.MapSpec `ebpf:"traced"`
 	UnwindRules   *ebpf.MapSpec `ebpf:"unwind_rules"`
+	WalkBuf       *ebpf.MapSpec `ebpf:"walk_buf"`
+	WalkMemos     *ebpf.MapSpec `ebpf:"walk_memos"`
+	WalkRec       *ebpf.MapSpec `ebpf:"walk_rec"`
 }
 
 // LeaktraceVariableSpecs contains global variables before they are loaded into the kernel.
@@ -621,6 +656,9 @@ type LeaktraceMaps struct {
 	Teach         *ebpf.Map `ebpf:"teach"`
 	Traced        *ebpf.Map `ebpf:"traced"`
 	UnwindRules   *ebpf.Map `ebpf:"unwind_rules"`
+	WalkBuf       *ebpf.Map `ebpf:"walk_buf"`
+	WalkMemos     *ebpf.Map `ebpf:"walk_memos"`
+	WalkRec       *ebpf.Map `ebpf:"walk_rec"`
 }
 
 func (m *LeaktraceMaps) Close() error {
@@ -649,6 +687,9 @@ func (m *LeaktraceMaps) Close() error {
 		m.Teach,
 		m.Traced,
 		m.UnwindRules,
+		m.WalkBuf,
+		m.WalkMemos,
+		m.WalkRec,
 	)
 }
 

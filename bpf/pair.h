@@ -187,16 +187,19 @@ __noinline int settled_at(__u32 flags, __u64 site, __u64 img)
 	return 0;
 }
 
-/* park_take_close settles a close of fd in files, entered at enter: both
- * records are dropped when the handle was parked before the close began (a
- * close that began earlier released an older handle at that number). */
-static __always_inline bool park_take_close(__u64 files, int fd, __u64 enter)
+/* park_take_close settles a close of fd in files at its enter, fd still
+ * installed: both records are dropped. A record waiting at the fd is the
+ * installed handle's: an older handle there was released by a close that
+ * took or flushed its record, and an open that found one waiting sent both
+ * (park). No clock is read: on a hypervisor a read costs more than the
+ * map's lookup. */
+static __always_inline bool park_take_close(__u64 files, int fd)
 {
 	if (!pair_in_kernel)
 		return false;
 	struct park_key k = {.owner = files, .id = (__u32)fd};
 	struct parked *v = bpf_map_lookup_elem(&parked, &k);
-	if (!v || ((struct lt_header *)v->rec)->ts >= enter)
+	if (!v)
 		return false;
 	if (bpf_map_delete_elem(&parked, &k))
 		return false; /* swept or flushed meanwhile: its record is sent */

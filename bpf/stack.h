@@ -73,8 +73,10 @@ struct rule_walk {
 	__u64 hash;
 	__u64 lo; /* the frame-pointer walk's next frame must lie above this */
 	__u32 n;
-	__u16 whole;  /* the walk reached the stack's end, else ip has no rule (or its frame is unreadable) */
-	__u16 shared; /* every frame so far hashed by its file offset */
+	__u8 whole;  /* the walk reached the stack's end, else ip has no rule (or its frame is unreadable) */
+	__u8 shared; /* every frame so far hashed by its file offset */
+	__u8 rec;    /* the walk's reads are being noted in walk_rec (a memo in the making) */
+	__u8 _pad;
 };
 
 /* Keys of the one-slot per-CPU maps below, from .rodata, not the stack:
@@ -203,6 +205,116 @@ static __always_inline struct lt_rule *rule_of(struct rule_walk *w)
 	return r;
 }
 
+/* Walk memos. A rule walk is a function of the frame it starts from (image,
+ * ip, sp, bp), the Python frames' hash it is seeded with, and the stack
+ * words it reads (return addresses, saved %rbp): rules never change meaning
+ * for their (image, pc). A walk that ended whole at a site Go knows is
+ * remembered with the words it read; a creation from the same frame whose
+ * stack still holds those words has the same site, found with one read of
+ * the stack instead of a walk: a loop that opens files from one place, a
+ * server's accept. Walks reading further than LT_MEMO_SPAN bytes above sp,
+ * or more than LT_MEMO_SLOTS words, are not remembered (deep stacks such as
+ * an interpreter's walk each time). Per CPU, direct-mapped. */
+#define LT_MEMO_SLOTS 24
+#define LT_MEMO_SPAN 1024
+#define LT_MEMOS 64
+
+struct walk_memo {
+	__u64 img, ip, sp, bp, seed;
+	__u64 hash;  /* the site's hash, as the walk left it */
+	__u32 n;     /* frames, as the walk left it */
+	__u32 span;  /* bytes from sp to the end of the farthest word read */
+	__u32 nslots;
+	__u8 shared;
+	__u8 valid;
+	__u16 _pad;
+	__u16 off[LT_MEMO_SLOTS]; /* each word's offset from sp */
+	__u64 val[LT_MEMO_SLOTS];
+};
+
+struct walk_memos {
+	struct walk_memo m[LT_MEMOS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct walk_memos);
+} walk_memos SEC(".maps");
+
+/* The memo a walk in progress fills, and the stack read a memo is checked
+ * against. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct walk_memo);
+} walk_rec SEC(".maps");
+
+struct walk_buf {
+	__u8 b[LT_MEMO_SPAN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct walk_buf);
+} walk_buf SEC(".maps");
+
+/* memo_note notes a word the walk read at addr; 0 past what a memo holds:
+ * the walk is no longer noted. Global: verified once, not at every pass of
+ * the rule walk's callback. */
+__noinline int memo_note(__u64 addr, __u64 v)
+{
+	struct walk_memo *m = bpf_map_lookup_elem(&walk_rec, &slot0);
+	if (!m)
+		return 0;
+	__u64 off = addr - m->sp;
+	__u32 i = m->nslots;
+	if (off > LT_MEMO_SPAN - 8 || (off & 7) || i >= LT_MEMO_SLOTS)
+		return 0;
+	m->off[i] = off;
+	m->val[i] = v;
+	m->nslots = i + 1;
+	if (off + 8 > m->span)
+		m->span = off + 8;
+	return 1;
+}
+
+/* memo_slot is this CPU's memo entry for a walk from (img, ip, sp). */
+static __always_inline struct walk_memo *memo_slot(__u64 img, __u64 ip, __u64 sp)
+{
+	struct walk_memos *t = bpf_map_lookup_elem(&walk_memos, &slot0);
+	if (!t)
+		return NULL;
+	return &t->m[(ip ^ (ip >> 12) ^ sp ^ (sp >> 9) ^ img) & (LT_MEMOS - 1)];
+}
+
+/* memo_holds: the stack still holds every word memo m's walk read. */
+static __always_inline bool memo_holds(struct walk_memo *m)
+{
+	struct walk_buf *b = bpf_map_lookup_elem(&walk_buf, &slot0);
+	if (!b)
+		return false;
+	__u64 span = m->span;
+	asm volatile("" : "+r"(span));
+	if (span < 8 || span > LT_MEMO_SPAN)
+		return false;
+	if (bpf_probe_read_user(b->b, span, (void *)m->sp))
+		return false;
+	__u32 n = m->nslots;
+	for (__u32 i = 0; i < LT_MEMO_SLOTS; i++) {
+		if (i >= n)
+			break;
+		__u32 off = m->off[i] & (LT_MEMO_SPAN - 8);
+		if (*(__u64 *)(b->b + off) != m->val[i])
+			return false;
+	}
+	return true;
+}
+
 /* rule_step unwinds one frame as Go's unwinder would (symbolize.Unwind):
  * the same stops, so that the kernel's stack of a site is Go's. */
 static long rule_step(__u64 i, void *ctx)
@@ -243,6 +355,9 @@ static long rule_step(__u64 i, void *ctx)
 		if (r->bp_saved && bpf_probe_read_user(&f[0], sizeof(f[0]), (void *)(cfa + (__s64)r->bp_off)))
 			return 1;
 	}
+	if (w->rec)
+		w->rec = memo_note(cfa + (__s64)r->ra_off, f[1]) &&
+			 (!r->bp_saved || memo_note(cfa + (__s64)r->bp_off, f[0]));
 	__u64 ra = f[1];
 	if (!ra || cfa <= w->sp) {
 		w->whole = 1;
@@ -432,6 +547,73 @@ __noinline int send_file_id(__u64 ip, __u64 img)
 	return 0;
 }
 
+/* memo_begin starts noting the walk from the frame s starts at. Global,
+ * as memo_keep: verified once, not on every path of capture_stack. */
+__noinline int memo_begin(struct lt_stack *s)
+{
+	struct walk_memo *m = bpf_map_lookup_elem(&walk_rec, &slot0);
+	if (!m || !s)
+		return 0;
+	m->valid = 0;
+	m->nslots = 0;
+	m->span = 0;
+	m->img = s->img;
+	m->ip = s->ip;
+	m->sp = s->sp;
+	m->bp = s->bp;
+	return 1;
+}
+
+/* memo_keep remembers the walk noted since memo_begin, which ended at a
+ * site Go knows. */
+__noinline int memo_keep(__u64 seed, __u64 hash, __u32 n, __u32 shared)
+{
+	struct walk_memo *m = bpf_map_lookup_elem(&walk_rec, &slot0);
+	if (!m)
+		return 0;
+	struct walk_memo *t = memo_slot(m->img, m->ip, m->sp);
+	if (!t)
+		return 0;
+	m->seed = seed;
+	m->hash = hash;
+	m->n = n;
+	m->shared = shared;
+	m->valid = 1;
+	*t = *m;
+	return 0;
+}
+
+/* memo_site fills s as a known site from this CPU's memo of a walk from
+ * the same frame, when the stack still holds what that walk read and Go
+ * still knows the site. Global: its locals are off the walk's chain. */
+__noinline int memo_site(struct lt_stack *s, __u64 seed)
+{
+	if (!s)
+		return 0;
+	__u64 img = s->img;
+	struct walk_memo *m = memo_slot(img, s->ip, s->sp);
+	if (!m || !m->valid || m->img != img || m->ip != s->ip || m->sp != s->sp || m->bp != s->bp || m->seed != seed)
+		return 0;
+	if (!memo_holds(m))
+		return 0;
+	struct lt_proc_pc k = {.img = img, .pc = m->hash};
+	__u32 flags = 0;
+	if (m->shared && self_mnt_ns && in_self_mnt_ns()) {
+		k.img = 0;
+		flags = LT_STK_SHARED;
+	}
+	if (!bpf_map_lookup_elem(&sites, &k))
+		return 0;
+	s->img = k.img;
+	s->site = m->hash;
+	s->flags = flags | LT_STK_SITE;
+	s->known = 0;
+	s->kstack_len = 0;
+	count(LT_CNT_STACK_SITE);
+	count(LT_CNT_STACK_MEMO);
+	return 1;
+}
+
 __noinline int capture_stack(struct lt_stack *s, __u64 seed)
 {
 	if (!s)
@@ -448,8 +630,12 @@ __noinline int capture_stack(struct lt_stack *s, __u64 seed)
 	s->site = 0;
 	s->stack_len = 0;
 	s->img = rw.k.img = img_of(bpf_get_current_pid_tgid() >> 32);
-	if (stack_sites)
+	if (stack_sites && memo_site(s, seed))
+		return offsetof(struct lt_stack, kstack);
+	if (stack_sites) {
+		rw.rec = memo_begin(s);
 		bpf_loop(LT_KSTACK_MAX + 1, rule_step, &rw, 0);
+	}
 	if (rw.whole) {
 		s->site = rw.hash;
 		s->known = rw.n;
@@ -466,6 +652,8 @@ __noinline int capture_stack(struct lt_stack *s, __u64 seed)
 			s->known = 0;
 			s->kstack_len = 0;
 			count(LT_CNT_STACK_SITE);
+			if (rw.rec)
+				memo_keep(seed, rw.hash, rw.n, rw.shared);
 			return offsetof(struct lt_stack, kstack);
 		}
 		s->flags |= LT_STK_NEW;

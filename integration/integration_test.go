@@ -73,6 +73,7 @@ func binaries(t *testing.T) string {
 			{"gcc", "-O1", "-g", "-Wall", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "pairing"), "testdata/pairing/pairing.c", "-lpthread"},
 			{"gcc", "-O2", "-g", "-Wall", "-o", filepath.Join(buildDir, "forksites"), "testdata/forksites/forksites.c"},
 			{"gcc", "-O2", "-g", "-Wall", "-o", filepath.Join(buildDir, "churn"), "bench/workloads/churn.c"},
+			{"gcc", "-O1", "-g", "-Wall", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "memosites"), "testdata/memosites/memosites.c"},
 		}
 		for _, s := range steps {
 			cmd := exec.Command(s[0], s[1:]...)
@@ -545,6 +546,52 @@ func TestRunForkedChildrenShareSites(t *testing.T) {
 		t.Errorf("%d handles settled in the kernel, want most of the children's %d", r.Events.PairedInKernel, children*rounds)
 	}
 	t.Logf("stacks %+v, %d settled in the kernel", *st, r.Events.PairedInKernel)
+}
+
+// TestRunWalkMemoTellsCallersApart: the kernel finds a hot site from a
+// memo of its last walk from the same frame, checked against the stack words
+// that walk read. Two callers with alike frames put the open at the same pc,
+// sp and bp: after thousands of creations through one (made from the memo),
+// leaks through the other must be named by their own caller, and back.
+func TestRunWalkMemoTellsCallersApart(t *testing.T) {
+	requireRoot(t)
+	const warm = 3000
+	r, _, code := runTraced(t, nil, filepath.Join(binaries(t), "memosites"), strconv.Itoa(warm))
+	if code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	st := r.Events.Stacks
+	if st == nil {
+		t.Fatal("no events.stacks in the report")
+	}
+	if st.Memo < warm {
+		t.Errorf("stacks %+v: fewer than %d found from a memo (the warm-up after learning is %d creations at one frame)", *st, warm, warm)
+	}
+	by := map[string]int{}
+	for _, l := range r.Leaks {
+		if l.PID != r.RootPID() || l.Kind != "file" {
+			continue
+		}
+		var a, b bool
+		for _, f := range l.Stack {
+			a = a || f.Function == "via_a"
+			b = b || f.Function == "via_b"
+		}
+		switch {
+		case a && b:
+			by["both"]++
+		case a:
+			by["via_a"]++
+		case b:
+			by["via_b"]++
+		default:
+			by["neither"]++
+		}
+	}
+	if by["via_a"] != 3 || by["via_b"] != 5 || len(by) != 2 {
+		t.Errorf("leaks by caller %v, want via_a 3, via_b 5", by)
+	}
+	t.Logf("stacks %+v, leaks by caller %v", *st, by)
 }
 
 // TestRunStackSites: stacks the kernel unwinds with the rules it learned

@@ -80,6 +80,9 @@ type StackCounts struct {
 	// FileRules: unwind rules a process got from its file's, taught from
 	// another process that maps the same file (each saves a copy).
 	FileRules uint64 `json:"file_rules,omitempty"`
+	// Memo: of Site, found in the kernel from a memo of the same walk
+	// (same frame, the stack words it read unchanged) without walking.
+	Memo uint64 `json:"memo,omitempty"`
 }
 
 // Leak is one handle that was never released (run) or is outstanding past the

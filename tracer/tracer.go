@@ -442,6 +442,9 @@ type Counters struct {
 	// FileRules counts unwind rules a process image got from its file's,
 	// taught from another process's stack (no copy needed).
 	FileRules uint64
+	// StackMemo counts the StackSite stacks found from a memo of the same
+	// walk (the frame and the stack words it read unchanged), not walked.
+	StackMemo uint64
 	// UnreadBytes is what was still in the ring buffer when ReadUntil's
 	// drain had to end: records that were sent but never read.
 	UnreadBytes uint64
@@ -484,6 +487,7 @@ func (t *Tracer) Counters() (Counters, error) {
 		{bpf.LeaktraceLtCounterLT_CNT_STACK_NEW, &c.StackNew},
 		{bpf.LeaktraceLtCounterLT_CNT_STACK_COPY, &c.StackCopy},
 		{bpf.LeaktraceLtCounterLT_CNT_FILE_RULE, &c.FileRules},
+		{bpf.LeaktraceLtCounterLT_CNT_STACK_MEMO, &c.StackMemo},
 	} {
 		if *f.dst, err = read(f.idx); err != nil {
 			return c, err
