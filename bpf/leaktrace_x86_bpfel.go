@@ -400,7 +400,7 @@ type LeaktraceScratch struct {
 
 type LeaktraceWalkBuf struct {
 	_ structs.HostLayout
-	B [1024]uint8
+	B [8192]uint8
 }
 
 type LeaktraceWalkMemo struct {
@@ -416,14 +416,9 @@ type LeaktraceWalkMemo struct {
 	Nslots uint32
 	Shared uint8
 	Valid  uint8
-	Pad    uint16
-	Off    [24]uint16
-	Val    [24]uint64
-}
-
-type LeaktraceWalkMemos struct {
-	_ structs.HostLayout
-	M [64]LeaktraceWalkMemo
+	Mru    uint16
+	Off    [64]uint16
+	Val    [64]uint64
 }
 
 // Names of all BPF objects in the ELF.

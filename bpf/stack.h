@@ -213,10 +213,10 @@ static __always_inline struct lt_rule *rule_of(struct rule_walk *w)
  * stack still holds those words has the same site, found with one read of
  * the stack instead of a walk: a loop that opens files from one place, a
  * server's accept. Walks reading further than LT_MEMO_SPAN bytes above sp,
- * or more than LT_MEMO_SLOTS words, are not remembered (deep stacks such as
- * an interpreter's walk each time). Per CPU, direct-mapped. */
-#define LT_MEMO_SLOTS 24
-#define LT_MEMO_SPAN 1024
+ * or more than LT_MEMO_SLOTS words, are not remembered; Debian's python3
+ * running a script is within both. Per CPU, two ways per frame. */
+#define LT_MEMO_SLOTS 64
+#define LT_MEMO_SPAN 8192
 #define LT_MEMOS 64
 
 struct walk_memo {
@@ -227,20 +227,16 @@ struct walk_memo {
 	__u32 nslots;
 	__u8 shared;
 	__u8 valid;
-	__u16 _pad;
+	__u16 mru;   /* of a pair's first way: the way used last */
 	__u16 off[LT_MEMO_SLOTS]; /* each word's offset from sp */
 	__u64 val[LT_MEMO_SLOTS];
 };
 
-struct walk_memos {
-	struct walk_memo m[LT_MEMOS];
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, LT_MEMOS);
 	__type(key, __u32);
-	__type(value, struct walk_memos);
+	__type(value, struct walk_memo);
 } walk_memos SEC(".maps");
 
 /* The memo a walk in progress fills, and the stack read a memo is checked
@@ -283,27 +279,21 @@ __noinline int memo_note(__u64 addr, __u64 v)
 	return 1;
 }
 
-/* memo_slot is this CPU's memo entry for a walk from (img, ip, sp). */
-static __always_inline struct walk_memo *memo_slot(__u64 img, __u64 ip, __u64 sp)
+/* memo_pair finds this CPU's two memo entries for walks from (img, ip,
+ * sp): two ways, as two call sites of one function reached at the same
+ * depth (open a, open b) share the frame and would take turns evicting one
+ * another. The first way's mru says which way was used last. */
+static __always_inline bool memo_pair(__u64 img, __u64 ip, __u64 sp, struct walk_memo **w0, struct walk_memo **w1)
 {
-	struct walk_memos *t = bpf_map_lookup_elem(&walk_memos, &slot0);
-	if (!t)
-		return NULL;
-	return &t->m[(ip ^ (ip >> 12) ^ sp ^ (sp >> 9) ^ img) & (LT_MEMOS - 1)];
+	__u32 k0 = ((ip ^ (ip >> 12) ^ sp ^ (sp >> 9) ^ img) & (LT_MEMOS / 2 - 1)) * 2, k1 = k0 + 1;
+	*w0 = bpf_map_lookup_elem(&walk_memos, &k0);
+	*w1 = bpf_map_lookup_elem(&walk_memos, &k1);
+	return *w0 && *w1;
 }
 
-/* memo_holds: the stack still holds every word memo m's walk read. */
-static __always_inline bool memo_holds(struct walk_memo *m)
+/* memo_words: the stack read into b holds every word memo m's walk read. */
+static __always_inline bool memo_words(struct walk_memo *m, struct walk_buf *b)
 {
-	struct walk_buf *b = bpf_map_lookup_elem(&walk_buf, &slot0);
-	if (!b)
-		return false;
-	__u64 span = m->span;
-	asm volatile("" : "+r"(span));
-	if (span < 8 || span > LT_MEMO_SPAN)
-		return false;
-	if (bpf_probe_read_user(b->b, span, (void *)m->sp))
-		return false;
 	__u32 n = m->nslots;
 	for (__u32 i = 0; i < LT_MEMO_SLOTS; i++) {
 		if (i >= n)
@@ -565,38 +555,70 @@ __noinline int memo_begin(struct lt_stack *s)
 }
 
 /* memo_keep remembers the walk noted since memo_begin, which ended at a
- * site Go knows. */
+ * site Go knows, in the way of its pair used less recently. */
 __noinline int memo_keep(__u64 seed, __u64 hash, __u32 n, __u32 shared)
 {
 	struct walk_memo *m = bpf_map_lookup_elem(&walk_rec, &slot0);
 	if (!m)
 		return 0;
-	struct walk_memo *t = memo_slot(m->img, m->ip, m->sp);
-	if (!t)
+	struct walk_memo *w0, *w1;
+	if (!memo_pair(m->img, m->ip, m->sp, &w0, &w1))
 		return 0;
+	__u16 way = !w0->mru;
 	m->seed = seed;
 	m->hash = hash;
 	m->n = n;
 	m->shared = shared;
 	m->valid = 1;
-	*t = *m;
+	if (way)
+		*w1 = *m;
+	else
+		*w0 = *m;
+	w0->mru = way;
 	return 0;
 }
 
+static __always_inline bool memo_frame(struct walk_memo *m, struct lt_stack *s, __u64 seed)
+{
+	return m->valid && m->img == s->img && m->ip == s->ip && m->sp == s->sp && m->bp == s->bp && m->seed == seed;
+}
+
 /* memo_site fills s as a known site from this CPU's memo of a walk from
- * the same frame, when the stack still holds what that walk read and Go
- * still knows the site. Global: its locals are off the walk's chain. */
+ * the same frame, when the stack still holds what that walk read (one read
+ * for both ways) and Go still knows the site. Global: its locals are off
+ * the walk's chain. */
 __noinline int memo_site(struct lt_stack *s, __u64 seed)
 {
 	if (!s)
 		return 0;
-	__u64 img = s->img;
-	struct walk_memo *m = memo_slot(img, s->ip, s->sp);
-	if (!m || !m->valid || m->img != img || m->ip != s->ip || m->sp != s->sp || m->bp != s->bp || m->seed != seed)
+	struct walk_memo *w0, *w1;
+	struct walk_buf *b = bpf_map_lookup_elem(&walk_buf, &slot0);
+	if (!b || !memo_pair(s->img, s->ip, s->sp, &w0, &w1))
 		return 0;
-	if (!memo_holds(m))
+	bool f0 = memo_frame(w0, s, seed), f1 = memo_frame(w1, s, seed);
+	if (!f0 && !f1)
 		return 0;
-	struct lt_proc_pc k = {.img = img, .pc = m->hash};
+	__u64 span = 0;
+	if (f0)
+		span = w0->span;
+	if (f1 && w1->span > span)
+		span = w1->span;
+	asm volatile("" : "+r"(span));
+	if (span < 8 || span > LT_MEMO_SPAN)
+		return 0;
+	if (bpf_probe_read_user(b->b, span, (void *)s->sp))
+		return 0;
+	struct walk_memo *m;
+	if (f0 && memo_words(w0, b)) {
+		m = w0;
+		w0->mru = 0;
+	} else if (f1 && memo_words(w1, b)) {
+		m = w1;
+		w0->mru = 1;
+	} else {
+		return 0;
+	}
+	struct lt_proc_pc k = {.img = s->img, .pc = m->hash};
 	__u32 flags = 0;
 	if (m->shared && self_mnt_ns && in_self_mnt_ns()) {
 		k.img = 0;

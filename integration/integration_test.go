@@ -594,6 +594,31 @@ func TestRunWalkMemoTellsCallersApart(t *testing.T) {
 	t.Logf("stacks %+v, leaks by caller %v", *st, by)
 }
 
+// TestRunWalkMemoPython: Debian's python3 (no frame pointers, its eval
+// loop's frames deep in the C stack) opening files from one line of a
+// script: the native walk is found from a memo for most creations, each
+// with the same Python frames.
+func TestRunWalkMemoPython(t *testing.T) {
+	requireRoot(t)
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Fatalf("Debian's python3 is needed: %v", err)
+	}
+	const n = 3000
+	r, _, code := runTraced(t, nil, "/usr/bin/python3", "-c",
+		fmt.Sprintf("for _ in range(%d):\n    open('/dev/null', 'rb', buffering=0).close()", n))
+	if code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	st := r.Events.Stacks
+	if st == nil {
+		t.Fatal("no events.stacks in the report")
+	}
+	if st.Memo < n/2 {
+		t.Errorf("stacks %+v: fewer than %d of the script's %d opens found from a memo", *st, n/2, n)
+	}
+	t.Logf("stacks %+v", *st)
+}
+
 // TestRunStackSites: stacks the kernel unwinds with the rules it learned
 // name the same code as stacks Go unwinds from a copy. Each program runs
 // with and without --no-stack-sites; every intentional leak's stack must
