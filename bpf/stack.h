@@ -464,6 +464,11 @@ __noinline __u64 img_of(__u32 tgid)
  * Python walk is on the deepest call chain. */
 __noinline int py_absent(__u32 tgid)
 {
+	/* No interpreter was ever added (a C program under run): one load. */
+	__u32 k1 = 1;
+	__u64 *ug = bpf_map_lookup_elem(&proc_gen, &k1);
+	if (ug && *ug == 0)
+		return 1;
 	struct proc_memo *m = proc_memo(tgid);
 	return m && !m->py;
 }
