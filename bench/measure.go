@@ -245,6 +245,15 @@ func (b *bench) untracedBeside(res *results, who, key string, start startTracer)
 	pct := (wd.loop.Seconds()/a.loop.Seconds() - 1) * 100
 	res.add("untraced process slowed while "+who+" watches another: "+w.name, pct, "%",
 		fmt.Sprintf("%+.1f %% (%.3f s vs %.3f s alone)", pct, wd.loop.Seconds(), a.loop.Seconds()), &targetSlowdown)
+	// By sampling: the hooks' whole cost, the tracepoints' dispatch that
+	// the accounting below does not see included.
+	plabel := "the same, by sampling (perf record -g of one more untraced churn): its time in the kernel's syscall tracing, dispatch and " + who + "'s programs"
+	if hs, err := b.sampledHookShare(start, w.args); err != nil {
+		res.skip(plabel, err.Error(), &targetSlowdown)
+	} else {
+		res.add(plabel, hs.hooks, "%", fmt.Sprintf("%.1f %% of the churn's samples: %s's programs %.1f %%, the tracepoints' dispatch around them %.1f %%",
+			hs.hooks, who, hs.progs, hs.hooks-hs.progs), &targetSlowdown)
+	}
 	// One more watched run with the kernel's accounting on (it costs the
 	// programs a clock read each, so the wall-time runs go without it).
 	label := "the same, by the kernel's accounting (BPF run time stats, which themselves add a clock read per run): " + who + "'s programs per untraced syscall"
@@ -266,6 +275,21 @@ func (b *bench) untracedBeside(res *results, who, key string, start startTracer)
 			fmt.Sprintf("%.0f ns per program run × %.2f runs per open+close round = %.0f ns: %+.1f %% of the %.2f µs round", perRun, runs, perRound, share, pair/1e3), &targetSlowdown)
 	}
 	return nil
+}
+
+// sampledHookShare runs the untraced workload once under perf beside the
+// leaktrace that start starts.
+func (b *bench) sampledHookShare(start startTracer, args []string) (h hookShare, err error) {
+	_, stop, err := start()
+	if err != nil {
+		return h, err
+	}
+	defer func() {
+		if stopErr := stop(); err == nil {
+			err = stopErr
+		}
+	}()
+	return b.perfHookShare(args)
 }
 
 // watchedProgCost runs the untraced workload once beside the leaktrace that
