@@ -96,6 +96,7 @@ type supersede struct {
 type orphanClose struct {
 	enter uint64 // when the close was entered (0: unknown)
 	exit  uint64 // when the close returned
+	file  uint64 // the file it found at the fd (0: unknown)
 	tid   uint32
 }
 
@@ -300,14 +301,20 @@ func (a *Aggregator) install(t *table, h *Handle, e *event.Event, allocated bool
 // releasedBy reports whether close o, whose record came first, released the
 // handle open e made. With e's enter time: o returned after e began, so it
 // can have released what e installed. Without it (e's exit found the fd
-// still installed, event.FlagChecked): o began after e returned; a close
-// that began before then released an older handle at that number, as a
-// close removes the fd first thing.
+// still installed, event.FlagChecked): o began after e returned, or o
+// found e's file at the fd (it began between the install and e's exit); a
+// close that began before then and found another file released an older
+// handle at that number, as a close removes the fd first thing.
 func releasedBy(e *event.Event, o orphanClose) bool {
 	if e.Enter != 0 {
 		return e.Enter < o.exit
 	}
-	return e.Flags&event.FlagChecked != 0 && o.enter >= e.Time
+	if e.Flags&event.FlagChecked == 0 {
+		return false
+	}
+	// A close that entered between the fd's install and e's exit found
+	// e's very file there.
+	return o.enter >= e.Time || o.file != 0 && o.file == e.File
 }
 
 // closeFD applies a release of fd in t by e (close or close_range), whose
@@ -338,7 +345,7 @@ func (a *Aggregator) closeFD(p *process, t *table, fd int32, e *event.Event, exi
 		if t.orphans == nil {
 			t.orphans = make(map[int32]orphanClose)
 		}
-		t.orphans[fd] = orphanClose{enter: enter, exit: exit, tid: tid}
+		t.orphans[fd] = orphanClose{enter: enter, exit: exit, file: e.File, tid: tid}
 	}
 }
 

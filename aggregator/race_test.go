@@ -142,6 +142,12 @@ func checked(e event.Event, exit uint64) event.Event {
 	return e
 }
 
+// withFile sets the file the kernel found at the record's fd.
+func withFile(e event.Event, file uint64) event.Event {
+	e.File = file
+	return e
+}
+
 func gone(e event.Event, exit uint64) event.Event {
 	e = checked(e, exit)
 	e.Flags |= event.FlagGone
@@ -173,6 +179,26 @@ func TestRacingReleasesExitOnly(t *testing.T) {
 			at(closeOwn(P, 5, 0), 4, 5), // /old, in order
 			at(closeFD(P, T1, fl, 5, 0), 12, 25),
 			checked(open(P, T2, fl, 5, event.KindFile, "/new", 2, 0), 20),
+		},
+		want: []int32{5},
+	}, {
+		// The close began before the open returned, but the file it
+		// found at 5 is the open's: it entered between the install and
+		// the open's exit (a double close hitting a fresh fd), and
+		// released the new handle.
+		name: "close record first, began before the open returned, found its file",
+		events: []event.Event{
+			at(closeOwn(P, 5, 0), 4, 5),
+			withFile(at(closeFD(P, T1, fl, 5, 0), 12, 25), 0xf1),
+			withFile(checked(open(P, T2, fl, 5, event.KindFile, "/new", 2, 0), 20), 0xf1),
+		},
+		want: nil,
+	}, {
+		name: "close record first, began before the open returned, found another file",
+		events: []event.Event{
+			at(closeOwn(P, 5, 0), 4, 5),
+			withFile(at(closeFD(P, T1, fl, 5, 0), 12, 25), 0xf0),
+			withFile(checked(open(P, T2, fl, 5, event.KindFile, "/new", 2, 0), 20), 0xf1),
 		},
 		want: []int32{5},
 	}, {

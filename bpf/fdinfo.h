@@ -113,6 +113,7 @@ __noinline int describe_fd(struct lt_fd_event *e, int dpath)
 	e->mode = 0;
 	e->ino = 0;
 	e->magic = 0;
+	e->file = 0;
 	e->name[0] = 0;
 	struct file *f = fd_file(bpf_get_current_task_btf(), e->fd);
 	if (!f) {
@@ -120,6 +121,7 @@ __noinline int describe_fd(struct lt_fd_event *e, int dpath)
 			e->flags |= LT_FD_GONE;
 		return 0;
 	}
+	e->file = (__u64)f;
 	struct inode *inode = BPF_CORE_READ(f, f_inode);
 	e->mode = BPF_CORE_READ(inode, i_mode);
 	e->ino = BPF_CORE_READ(inode, i_ino);

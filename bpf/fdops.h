@@ -20,6 +20,7 @@ static __always_inline struct lt_fd_event *fd_event(__u16 type, __u16 nr)
 	e->arg0 = 0;
 	e->magic = 0;
 	e->enter_ts = 0;
+	e->file = 0;
 	e->depth = 0;
 	__builtin_memset(&e->sock, 0, sizeof(e->sock));
 	e->name[0] = 0;
@@ -113,7 +114,8 @@ static __always_inline bool sys_cloexec(const struct inflight *in, const struct 
  * stay small for the syscalls that only park their arguments. */
 __noinline int close_enter(int fd, __u32 nr)
 {
-	if (!fd_file(bpf_get_current_task_btf(), fd))
+	struct file *f = fd_file(bpf_get_current_task_btf(), fd);
+	if (!f)
 		return 0;
 	__u64 files = current_files();
 	/* A close by Python's finalization is no pair: the program held the
@@ -128,6 +130,10 @@ __noinline int close_enter(int fd, __u32 nr)
 		return 0;
 	e->fd = fd;
 	e->enter_ts = e->h.ts; /* at its enter */
+	/* The file it releases: a creation on another thread whose exit comes
+	 * after this entry, and found this file at the fd, made what this
+	 * closes (its fd was installed before this close could find it). */
+	e->file = (__u64)f;
 	e->flags |= py;
 	submit(e, offsetof(struct lt_fd_event, sock));
 	return 0;

@@ -176,6 +176,7 @@ struct lt_fd_event {
 	__u64 arg0;    /* first syscall argument (dirfd, domain, ...) */
 	__u64 magic;   /* s_magic of the file's filesystem: pidfs, anon_inodefs, ... */
 	__u64 enter_ts; /* when the syscall was entered (h.ts is its exit) */
+	__u64 file;     /* kernel address of the struct file at fd when the record was made (0: none) */
 	__u32 depth;    /* LT_FD_DPATH: components in path */
 	__u32 _pad1;
 	struct lt_sock sock;

@@ -104,6 +104,7 @@ type LeaktraceLtFdEvent struct {
 	Arg0    uint64
 	Magic   uint64
 	EnterTs uint64
+	File    uint64
 	Depth   uint32
 	Pad1    uint32
 	Sock    LeaktraceLtSock
@@ -364,7 +365,7 @@ type LeaktraceParkKey struct {
 
 type LeaktraceParked struct {
 	_   structs.HostLayout
-	Rec [544]uint8
+	Rec [552]uint8
 }
 
 type LeaktraceProcMemo struct {

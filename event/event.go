@@ -143,7 +143,10 @@ type Event struct {
 	Time uint64 // ns since boot (CLOCK_MONOTONIC)
 	// Enter is when the fd syscall was entered (Time is its exit): the
 	// aggregator orders releases against racing opens of the same fd with it.
-	Enter   uint64
+	Enter uint64
+	// File is the kernel's address of the file at FD when the record was
+	// made (0: none): a close and the creation it races with agree on it.
+	File    uint64
 	PID     uint32 // thread group id
 	TID     uint32
 	Files   uint64 // identity of the fd table the event touched (kernel address)

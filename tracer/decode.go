@@ -217,6 +217,7 @@ func (dec *Decoder) decodeFD(raw []byte, d *Decoded) error {
 	header(&r.H, e)
 	e.FD, e.FD2 = r.Fd, r.Fd2
 	e.Enter = r.EnterTs
+	e.File = r.File
 	e.Flags = r.Flags
 	switch bpf.LeaktraceLtEventType(r.H.Type) {
 	case bpf.LeaktraceLtEventTypeLT_EV_FD_CLOSE:
