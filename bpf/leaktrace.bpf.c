@@ -134,24 +134,27 @@ static __always_inline int on_sys_exit(const bool raw, struct pt_regs *regs, lon
 	if (!is_traced(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 
-	struct inflight here, *in;
+	/* The handlers always get the arguments on the stack: one kind of
+	 * pointer, so the verifier walks them once, not once per source. */
+	struct inflight here, *in = &here;
 	bool exit_only = !(sys->flags & LT_SYSF_ENTER);
 	if (exit_only) {
 		if (in_compat())
 			return 0;
 		args_at_exit(&here, id, raw, regs);
-		in = &here;
 	} else {
-		in = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
-		if (!in || in->nr != id) {
-			if (in)
-				in->nr = 0;
+		struct inflight *st = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+		if (!st || st->nr != id) {
+			if (st)
+				st->nr = 0;
 			/* A compat syscall was counted at enter; anything else
 			 * is a syscall entered before we attached. */
 			if (!in_compat())
 				count(LT_CNT_MISSED_EXIT);
 			return 0;
 		}
+		here = *st;
+		st->nr = 0;
 	}
 	switch (sys->class) {
 	case LT_SYS_MMAP:
@@ -177,7 +180,6 @@ static __always_inline int on_sys_exit(const bool raw, struct pt_regs *regs, lon
 	default:
 		fd_exit(in, sys, ret);
 	}
-	in->nr = 0;
 	return 0;
 }
 

@@ -75,8 +75,7 @@ struct rule_walk {
 	__u32 n;
 	__u8 whole;  /* the walk reached the stack's end, else ip has no rule (or its frame is unreadable) */
 	__u8 shared; /* every frame so far hashed by its file offset */
-	__u8 rec;    /* the walk's reads are being noted in walk_rec (a memo in the making) */
-	__u8 _pad;
+	__u16 _pad;
 };
 
 /* Keys of the one-slot per-CPU maps below, from .rodata, not the stack:
@@ -259,24 +258,31 @@ struct {
 	__type(value, struct walk_buf);
 } walk_buf SEC(".maps");
 
-/* memo_note notes a word the walk read at addr; 0 past what a memo holds:
- * the walk is no longer noted. Global: verified once, not at every pass of
- * the rule walk's callback. */
-__noinline int memo_note(__u64 addr, __u64 v)
+/* memo_note notes the word v0 the walk read at addr, and v1 after it when
+ * pair. Past what a memo holds it marks the walk as too long to remember
+ * (nslots beyond LT_MEMO_SLOTS). Global: verified once, not at every pass
+ * of the rule walk's callback. */
+__noinline int memo_note(__u64 addr, __u64 v0, __u64 v1, int pair)
 {
 	struct walk_memo *m = bpf_map_lookup_elem(&walk_rec, &slot0);
 	if (!m)
 		return 0;
-	__u64 off = addr - m->sp;
+	__u64 off = addr - m->sp, end = off + (pair ? 16 : 8);
 	__u32 i = m->nslots;
-	if (off > LT_MEMO_SPAN - 8 || (off & 7) || i >= LT_MEMO_SLOTS)
+	if (i > LT_MEMO_SLOTS - 2 || end > LT_MEMO_SPAN || (off & 7)) {
+		m->nslots = LT_MEMO_SLOTS + 1;
 		return 0;
+	}
 	m->off[i] = off;
-	m->val[i] = v;
-	m->nslots = i + 1;
-	if (off + 8 > m->span)
-		m->span = off + 8;
-	return 1;
+	m->val[i] = v0;
+	if (pair) {
+		m->off[i + 1] = off + 8;
+		m->val[i + 1] = v1;
+	}
+	m->nslots = i + (pair ? 2 : 1);
+	if (end > m->span)
+		m->span = end;
+	return 0;
 }
 
 /* memo_pair finds this CPU's two memo entries for walks from (img, ip,
@@ -291,9 +297,13 @@ static __always_inline bool memo_pair(__u64 img, __u64 ip, __u64 sp, struct walk
 	return *w0 && *w1;
 }
 
-/* memo_words: the stack read into b holds every word memo m's walk read. */
-static __always_inline bool memo_words(struct walk_memo *m, struct walk_buf *b)
+/* memo_words: the stack read into b holds every word memo m's walk read.
+ * Global: the loop's exits do not each carry the caller's tail through the
+ * verifier. */
+__noinline int memo_words(struct walk_memo *m, struct walk_buf *b)
 {
+	if (!m || !b)
+		return 0;
 	__u32 n = m->nslots;
 	for (__u32 i = 0; i < LT_MEMO_SLOTS; i++) {
 		if (i >= n)
@@ -335,19 +345,23 @@ static long rule_step(__u64 i, void *ctx)
 	}
 	__u64 cfa = (r->cfa_bp ? w->bp : w->sp) + (__s64)r->cfa_off;
 	__u64 f[2] = {w->bp, 0}; /* the caller's bp, the return address */
+	/* Each word read is noted for the walk's memo (memo_note keeps to
+	 * itself whether it still notes: no state here for the verifier). */
 	if (r->bp_saved && r->bp_off + 8 == r->ra_off) {
 		/* The usual frame: bp saved just below the return address, one read. */
 		if (bpf_probe_read_user(f, sizeof(f), (void *)(cfa + (__s64)r->bp_off)))
 			return 1;
+		memo_note(cfa + (__s64)r->bp_off, f[0], f[1], 1);
 	} else {
 		if (bpf_probe_read_user(&f[1], sizeof(f[1]), (void *)(cfa + (__s64)r->ra_off)))
 			return 1;
-		if (r->bp_saved && bpf_probe_read_user(&f[0], sizeof(f[0]), (void *)(cfa + (__s64)r->bp_off)))
-			return 1;
+		memo_note(cfa + (__s64)r->ra_off, f[1], 0, 0);
+		if (r->bp_saved) {
+			if (bpf_probe_read_user(&f[0], sizeof(f[0]), (void *)(cfa + (__s64)r->bp_off)))
+				return 1;
+			memo_note(cfa + (__s64)r->bp_off, f[0], 0, 0);
+		}
 	}
-	if (w->rec)
-		w->rec = memo_note(cfa + (__s64)r->ra_off, f[1]) &&
-			 (!r->bp_saved || memo_note(cfa + (__s64)r->bp_off, f[0]));
 	__u64 ra = f[1];
 	if (!ra || cfa <= w->sp) {
 		w->whole = 1;
@@ -564,7 +578,7 @@ __noinline int memo_begin(struct lt_stack *s)
 __noinline int memo_keep(__u64 seed, __u64 hash, __u32 n, __u32 shared)
 {
 	struct walk_memo *m = bpf_map_lookup_elem(&walk_rec, &slot0);
-	if (!m)
+	if (!m || m->nslots > LT_MEMO_SLOTS || !m->span)
 		return 0;
 	struct walk_memo *w0, *w1;
 	if (!memo_pair(m->img, m->ip, m->sp, &w0, &w1))
@@ -660,7 +674,7 @@ __noinline int capture_stack(struct lt_stack *s, __u64 seed)
 	if (stack_sites && memo_site(s, seed))
 		return offsetof(struct lt_stack, kstack);
 	if (stack_sites) {
-		rw.rec = memo_begin(s);
+		memo_begin(s);
 		bpf_loop(LT_KSTACK_MAX + 1, rule_step, &rw, 0);
 	}
 	if (rw.whole) {
@@ -679,8 +693,7 @@ __noinline int capture_stack(struct lt_stack *s, __u64 seed)
 			s->known = 0;
 			s->kstack_len = 0;
 			count(LT_CNT_STACK_SITE);
-			if (rw.rec)
-				memo_keep(seed, rw.hash, rw.n, rw.shared);
+			memo_keep(seed, rw.hash, rw.n, rw.shared);
 			return offsetof(struct lt_stack, kstack);
 		}
 		s->flags |= LT_STK_NEW;
