@@ -58,7 +58,7 @@ __noinline int submit_open(struct lt_fd_event *e, int cls)
 	if (!e)
 		return 0;
 	__u64 py = py_walk(&e->h);
-	int n = capture_stack(&e->stack, py_hash(py));
+	int n = site_stack(&e->stack, py_hash(py));
 	if (e->stack.flags & LT_STK_SITE)
 		py = 0; /* Go has the site's Python frames as well */
 	__u64 size = offsetof(struct lt_fd_event, stack) + stack_part(n);

@@ -412,13 +412,13 @@ type LeaktraceWalkMemo struct {
 	Bp     uint64
 	Seed   uint64
 	Hash   uint64
-	N      uint32
 	Span   uint32
 	Nslots uint32
 	Shared uint8
 	Valid  uint8
 	Mru    uint16
 	Off    [64]uint16
+	_      [4]byte
 	Val    [64]uint64
 }
 

@@ -44,7 +44,7 @@ __noinline int map_new(struct lt_map_event *e)
 	if (!e)
 		return 0;
 	__u64 py = py_walk(&e->h);
-	int n = capture_stack(&e->stack, py_hash(py));
+	int n = site_stack(&e->stack, py_hash(py));
 	__u64 size = offsetof(struct lt_map_event, stack) + stack_part(n);
 	if (may_park_map(e) && park_map(size))
 		return 0;

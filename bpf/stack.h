@@ -221,10 +221,9 @@ static __always_inline struct lt_rule *rule_of(struct rule_walk *w)
 struct walk_memo {
 	__u64 img, ip, sp, bp, seed;
 	__u64 hash;  /* the site's hash, as the walk left it */
-	__u32 n;     /* frames, as the walk left it */
 	__u32 span;  /* bytes from sp to the end of the farthest word read */
 	__u32 nslots;
-	__u8 shared;
+	__u8 shared; /* the site was every process's (LT_STK_SHARED) */
 	__u8 valid;
 	__u16 mru;   /* of a pair's first way: the way used last */
 	__u16 off[LT_MEMO_SLOTS]; /* each word's offset from sp */
@@ -575,7 +574,7 @@ __noinline int memo_begin(struct lt_stack *s)
 
 /* memo_keep remembers the walk noted since memo_begin, which ended at a
  * site Go knows, in the way of its pair used less recently. */
-__noinline int memo_keep(__u64 seed, __u64 hash, __u32 n, __u32 shared)
+__noinline int memo_keep(__u64 seed, __u64 hash, __u32 shared)
 {
 	struct walk_memo *m = bpf_map_lookup_elem(&walk_rec, &slot0);
 	if (!m || m->nslots > LT_MEMO_SLOTS || !m->span)
@@ -586,7 +585,6 @@ __noinline int memo_keep(__u64 seed, __u64 hash, __u32 n, __u32 shared)
 	__u16 way = !w0->mru;
 	m->seed = seed;
 	m->hash = hash;
-	m->n = n;
 	m->shared = shared;
 	m->valid = 1;
 	if (way)
@@ -650,6 +648,7 @@ __noinline int memo_site(struct lt_stack *s, __u64 seed)
 	s->flags = flags | LT_STK_SITE;
 	s->known = 0;
 	s->kstack_len = 0;
+	s->stack_len = 0;
 	count(LT_CNT_STACK_SITE);
 	count(LT_CNT_STACK_MEMO);
 	return 1;
@@ -671,12 +670,8 @@ __noinline int capture_stack(struct lt_stack *s, __u64 seed)
 	s->site = 0;
 	s->stack_len = 0;
 	s->img = rw.k.img = img_of(bpf_get_current_pid_tgid() >> 32);
-	if (stack_sites && memo_site(s, seed))
-		return offsetof(struct lt_stack, kstack);
-	if (stack_sites) {
-		memo_begin(s);
+	if (stack_sites)
 		bpf_loop(LT_KSTACK_MAX + 1, rule_step, &rw, 0);
-	}
 	if (rw.whole) {
 		s->site = rw.hash;
 		s->known = rw.n;
@@ -693,7 +688,6 @@ __noinline int capture_stack(struct lt_stack *s, __u64 seed)
 			s->known = 0;
 			s->kstack_len = 0;
 			count(LT_CNT_STACK_SITE);
-			memo_keep(seed, rw.hash, rw.n, rw.shared);
 			return offsetof(struct lt_stack, kstack);
 		}
 		s->flags |= LT_STK_NEW;
@@ -752,6 +746,30 @@ __noinline int capture_stack(struct lt_stack *s, __u64 seed)
 out:
 	s->stack_len = off;
 	return offsetof(struct lt_stack, stack) + off;
+}
+
+/* site_stack is capture_stack for creations that repeat at a call site
+ * (fds, mappings): the walk's memo first, and a walk that ends at a site Go
+ * knows is remembered. Threads and processes (fork) call capture_stack
+ * itself: the memo's code stays out of that program's verification. */
+__noinline int site_stack(struct lt_stack *s, __u64 seed)
+{
+	if (!s)
+		return 0;
+	if (!stack_sites)
+		return capture_stack(s, seed);
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	s->ip = regs->ip;
+	s->sp = regs->sp;
+	s->bp = regs->bp;
+	s->img = img_of(bpf_get_current_pid_tgid() >> 32);
+	if (memo_site(s, seed))
+		return offsetof(struct lt_stack, kstack);
+	memo_begin(s);
+	int n = capture_stack(s, seed);
+	if (s->flags & LT_STK_SITE)
+		memo_keep(seed, s->site, (s->flags & LT_STK_SHARED) != 0);
+	return n;
 }
 
 /* stack_part bounds capture_stack's result for the verifier, in a 64-bit
