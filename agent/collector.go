@@ -39,6 +39,7 @@ var (
 	descLost             = prometheus.NewDesc(namespace+"_events_lost_total", "Events the kernel side could not deliver, by reason.", []string{"reason"}, nil)
 	descSettled          = prometheus.NewDesc(namespace+"_handles_settled_in_kernel_total", "Handles closed within the pairing window (100 ms) of their creation, or mappings ended with their process within it (exec, exit): paired in the kernel, never sent.", nil, nil)
 	descFileRules        = prometheus.NewDesc(namespace+"_unwind_rules_from_file_total", "Unwind rules a new process image took from the rules taught for its files from another process's stacks (each spares a stack copy).", nil, nil)
+	descStackMemo        = prometheus.NewDesc(namespace+"_stacks_from_memo_total", "Of the stacks sent as a known site, those the kernel found from a memo of the same walk (the same frame, the stack words that walk read unchanged) without walking the stack.", nil, nil)
 	descStackForms       = prometheus.NewDesc(namespace+"_stacks_sent_total", "Creation stacks the kernel sent, by form: site (the hash of a call site the agent knows), new (a site's pcs, once), copy (registers and a copy of the stack, while the kernel learns a site).", []string{"form"}, nil)
 	descEventBytes       = prometheus.NewDesc(namespace+"_events_received_bytes_total", "Ring-buffer bytes of the events the kernel side sent.", nil, nil)
 	descUnmatched        = prometheus.NewDesc(namespace+"_syscall_exits_unmatched_total", "Exits of followed syscalls (fds, mappings) that needed their enter and found none parked (in flight when tracing began, or the enter was not parked): their result is not seen.", nil, nil)
@@ -61,7 +62,7 @@ func NewCollector(a *Agent) *Collector { return &Collector{a: a} }
 // Describe sends every descriptor.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descOpen, descLimit, descRatio, descGrowth, descExhaust, descFailures, descSuspects,
-		descSiteOut, descSiteGrowth, descSiteSettled, descSiteMapped, descSiteMappedGrowth, descProcs, descYoung, descExited, descHeld, descEvents, descSettled, descStackForms, descFileRules, descEventBytes, descLost, descUnmatched, descBadRecs, descStacks, descFailDrops,
+		descSiteOut, descSiteGrowth, descSiteSettled, descSiteMapped, descSiteMappedGrowth, descProcs, descYoung, descExited, descHeld, descEvents, descSettled, descStackForms, descStackMemo, descFileRules, descEventBytes, descLost, descUnmatched, descBadRecs, descStacks, descFailDrops,
 		descAlerts, descNotify, descReady, descLastEval} {
 		ch <- d
 	}
@@ -146,6 +147,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descStackForms, float64(cn.StackSite), "site")
 		counter(descStackForms, float64(cn.StackNew), "new")
 		counter(descStackForms, float64(cn.StackCopy), "copy")
+		counter(descStackMemo, float64(cn.StackMemo))
 		counter(descFileRules, float64(cn.FileRules))
 		counter(descLost, float64(cn.RingbufFull), "ring_buffer_full")
 		counter(descLost, float64(cn.InflightFull), "syscall_map_full")

@@ -44,7 +44,7 @@ func TestCollect(t *testing.T) {
 	a, _ := testAgent(t, cfg)
 	f := withFake(t, a, map[uint32]uint64{501: 100, 502: 100, 503: 100})
 	f.counters = tracer.Counters{Sent: 1000, RingbufFull: 1, InflightFull: 2, TracedFull: 3, RightsDropped: 4, MissedExit: 5, Paired: 6,
-		StackSite: 900, StackNew: 7, StackCopy: 40, FileRules: 12}
+		StackSite: 900, StackNew: 7, StackCopy: 40, FileRules: 12, StackMemo: 850}
 	mono := monotonicNow()
 	f.apply(opens(501, 3, 80, event.KindFile, 1, mono)...)
 	f.apply(opens(502, 3, 2, event.KindSocket, 2, mono)...)
@@ -76,6 +76,7 @@ func TestCollect(t *testing.T) {
 		`leaktrace_stacks_sent_total{form=new}`:                                                  7,
 		`leaktrace_stacks_sent_total{form=copy}`:                                                 40,
 		`leaktrace_unwind_rules_from_file_total{}`:                                               12,
+		`leaktrace_stacks_from_memo_total{}`:                                                     850,
 		`leaktrace_alerts_firing{level=critical}`:                                                1, // EMFILE
 		`leaktrace_alerts_firing{level=warning}`:                                                 1, // 80% fds
 	}
