@@ -274,6 +274,9 @@ func processCPU(pid int) (time.Duration, error) {
 // clockTicks is USER_HZ, the unit of /proc/PID/stat's times on Linux.
 const clockTicks = 100
 
+// maxStatTicks is the most ticks a Duration holds.
+const maxStatTicks = uint64(1<<63-1) / uint64(time.Second/clockTicks)
+
 func statCPU(pid int) (time.Duration, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -300,9 +303,14 @@ func parseStatCPU(line string) (time.Duration, error) {
 		if err != nil {
 			return 0, fmt.Errorf("/proc/PID/stat time %q: %w", s, err)
 		}
+		// A time no process can have used (over 290 years) would overflow
+		// the Duration below.
+		if n > maxStatTicks || ticks+n > maxStatTicks {
+			return 0, fmt.Errorf("/proc/PID/stat time %q is out of range", s)
+		}
 		ticks += n
 	}
-	return time.Duration(ticks) * time.Second / clockTicks, nil
+	return time.Duration(ticks) * (time.Second / clockTicks), nil
 }
 
 // kernelStats turns on the kernel's run time accounting of BPF programs

@@ -79,7 +79,8 @@ func TestParseStatCPU(t *testing.T) {
 	if err != nil || got != 3*time.Second {
 		t.Errorf("parseStatCPU = %v, %v; want 3s", got, err)
 	}
-	for _, bad := range []string{"", "1234 (x", "1234 (x) S 1 2", "1234 (x) S 1 1 1 0 -1 0 0 0 0 0 u s"} {
+	for _, bad := range []string{"", "1234 (x", "1234 (x) S 1 2", "1234 (x) S 1 1 1 0 -1 0 0 0 0 0 u s",
+		"1 (a) S 1 1 1 0 -1 0 0 0 0 0 922337203685 922337203685 0"} {
 		if _, err := parseStatCPU(bad); err == nil {
 			t.Errorf("parseStatCPU(%q) took it", bad)
 		}
@@ -88,6 +89,7 @@ func TestParseStatCPU(t *testing.T) {
 
 func FuzzParseStatCPU(f *testing.F) {
 	f.Add("1234 (a) b (c) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 100 1000 10\n")
+	f.Add("1 (a) S 1 1 1 0 -1 0 0 0 0 0 922337203685 922337203685 0\n")
 	f.Fuzz(func(t *testing.T, line string) {
 		if d, err := parseStatCPU(line); err == nil && d < 0 {
 			t.Errorf("negative CPU time %v", d)

@@ -9,6 +9,11 @@ grep -rl --include='*_test.go' '^func Fuzz' . | while read -r f; do
 	pkg=./$(dirname "${f#./}")
 	for fn in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | cut -d' ' -f2); do
 		echo "fuzz $pkg $fn ($t)"
-		go test -run='^$' -fuzz="^${fn}\$" -fuzztime="$t" "$pkg" >/dev/null
+		# Quiet when it passes; a failure prints the input and how to rerun it.
+		if ! out=$(go test -run='^$' -fuzz="^${fn}\$" -fuzztime="$t" "$pkg" 2>&1); then
+			printf '%s\n' "$out" | tail -40
+			echo "fuzz-all: $fn in $pkg failed (the input is under $pkg/testdata/fuzz/$fn)" >&2
+			exit 1
+		fi
 	done
 done
