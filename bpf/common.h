@@ -82,6 +82,11 @@ struct {
 	__type(value, struct inflight);
 } inflight SEC(".maps");
 
+/* Keys of one-slot per-CPU maps, from .rodata, not the stack: the rule
+ * walk and the Python walk are on Linux 6.1's bound for the stack of a
+ * call chain. */
+const __u32 slot0 = 0;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LT_CNT_MAX);

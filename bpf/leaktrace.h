@@ -345,7 +345,13 @@ struct lt_py_proc {
 	__u16 code_firstlineno;   /* PyCodeObject.co_firstlineno: checks the code cache */
 	__u16 code_ident;         /* PyCodeObject.co_filename: tells a code object from a later one at its address */
 	__u8 marker_min;          /* frame_marker >= this marks the frame (entry, or shim with LT_PY_L_SHIM) */
-	__u8 _pad[5];
+	/* The frame's fields above are read at once: frame_win_len bytes from
+	 * frame_win; the code object's (firstlineno, ident) likewise. One
+	 * read of the process's memory costs about what a read of a field
+	 * does. Go sets them (python.Layout), at most LT_PY_WIN bytes. */
+	__u8 frame_win_len;
+	__u8 code_win_len;
+	__u8 _pad[3];
 	/* What naming a code object needs, read in the kernel on first sight:
 	 * by the time Go reads the process, the object may be gone (an
 	 * imported module's code) or the process may have exited. */
@@ -356,8 +362,12 @@ struct lt_py_proc {
 	__u16 str_ascii_data;     /* sizeof(PyASCIIObject): where a compact ASCII str's bytes begin */
 	__u16 bytes_size;         /* PyVarObject.ob_size of a bytes object */
 	__u16 bytes_data;         /* PyBytesObject.ob_sval */
-	__u16 _pad2;
+	__u16 frame_win;
+	__u16 code_win;
+	__u16 _pad2[3];
 };
+
+#define LT_PY_WIN 256
 
 /* Bits of lt_py_frame.flags. */
 #define LT_PY_FRAME_ENTRY (1U << 0) /* first frame of a C-level eval call */

@@ -226,7 +226,9 @@ type LeaktraceLtPyProc struct {
 	CodeFirstlineno  uint16
 	CodeIdent        uint16
 	MarkerMin        uint8
-	Pad              [5]uint8
+	FrameWinLen      uint8
+	CodeWinLen       uint8
+	Pad              [3]uint8
 	CodeQualname     uint16
 	CodeLinetable    uint16
 	StrLength        uint16
@@ -234,7 +236,9 @@ type LeaktraceLtPyProc struct {
 	StrAsciiData     uint16
 	BytesSize        uint16
 	BytesData        uint16
-	Pad2             uint16
+	FrameWin         uint16
+	CodeWin          uint16
+	Pad2             [3]uint16
 }
 
 type LeaktraceLtPyStackEvent struct {
@@ -375,6 +379,13 @@ type LeaktraceProcMemo struct {
 	Img  uint64
 	Tgid uint32
 	Py   uint32
+	Pyp  LeaktraceLtPyProc
+}
+
+type LeaktracePyWin struct {
+	_     structs.HostLayout
+	Frame [264]uint8
+	Code  [264]uint8
 }
 
 type LeaktraceRights struct {
@@ -441,6 +452,7 @@ const (
 	LeaktraceMapPyProcs           = "py_procs"
 	LeaktraceMapPyScratch         = "py_scratch"
 	LeaktraceMapPySeen            = "py_seen"
+	LeaktraceMapPyWins            = "py_wins"
 	LeaktraceMapRightsScratch     = "rights_scratch"
 	LeaktraceMapRuleCache         = "rule_cache"
 	LeaktraceMapScratch           = "scratch"
@@ -561,6 +573,7 @@ type LeaktraceMapSpecs struct {
 	PyProcs       *ebpf.MapSpec `ebpf:"py_procs"`
 	PyScratch     *ebpf.MapSpec `ebpf:"py_scratch"`
 	PySeen        *ebpf.MapSpec `ebpf:"py_seen"`
+	PyWins        *ebpf.MapSpec `ebpf:"py_wins"`
 	RightsScratch *ebpf.MapSpec `ebpf:"rights_scratch"`
 	RuleCache     *ebpf.MapSpec `ebpf:"rule_cache"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
@@ -643,6 +656,7 @@ type LeaktraceMaps struct {
 	PyProcs       *ebpf.Map `ebpf:"py_procs"`
 	PyScratch     *ebpf.Map `ebpf:"py_scratch"`
 	PySeen        *ebpf.Map `ebpf:"py_seen"`
+	PyWins        *ebpf.Map `ebpf:"py_wins"`
 	RightsScratch *ebpf.Map `ebpf:"rights_scratch"`
 	RuleCache     *ebpf.Map `ebpf:"rule_cache"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
@@ -674,6 +688,7 @@ func (m *LeaktraceMaps) Close() error {
 		m.PyProcs,
 		m.PyScratch,
 		m.PySeen,
+		m.PyWins,
 		m.RightsScratch,
 		m.RuleCache,
 		m.Scratch,

@@ -41,6 +41,27 @@ struct {
 	__type(value, __u64);
 } py_seen SEC(".maps");
 
+/* Where a frame's fields and a code object's are read at once (struct
+ * lt_py_proc's windows): per CPU, as the walk is. */
+struct py_win {
+	__u8 frame[LT_PY_WIN + 8];
+	__u8 code[LT_PY_WIN + 8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct py_win);
+} py_wins SEC(".maps");
+
+/* win_u64 is the word at off in a window read (off from the window's
+ * start; Go keeps every field inside it). */
+static __always_inline __u64 win_u64(const __u8 *b, __u32 off)
+{
+	return *(const __u64 *)(b + (off & (LT_PY_WIN - 1)));
+}
+
 static __always_inline __u64 py_code_tag(__u32 tgid, __u64 code, __u64 ident, __s32 firstlineno)
 {
 	__u64 x = code ^ (ident * 0x9e3779b97f4a7c15ULL) ^ ((__u64)tgid << 32 | (__u32)firstlineno);
@@ -177,16 +198,23 @@ static long py_frame_step(__u64 i, void *ctx)
 	const struct lt_py_proc *pp = w->pp;
 	struct lt_py_stack_event *e = w->e;
 	struct lt_py_frame *f;
-	__u8 marker = 0;
+	struct py_win *win = bpf_map_lookup_elem(&py_wins, &slot0);
 
-	if (!w->frame)
+	if (!w->frame || !win)
 		return 1;
-	bpf_probe_read_user(&marker, sizeof(marker), (void *)(w->frame + pp->frame_marker));
+	/* The frame's fields in one read, then the code object's in another. */
+	__u32 fw = pp->frame_win, cw = pp->code_win;
+	if (bpf_probe_read_user(win->frame, pp->frame_win_len & (LT_PY_WIN - 1), (void *)(w->frame + fw))) {
+		e->status |= LT_PY_FAULT;
+		return 1;
+	}
+	__u8 marker = win->frame[(pp->frame_marker - fw) & (LT_PY_WIN - 1)];
+	__u64 previous = win_u64(win->frame, pp->frame_previous - fw);
 	bool marked = pp->marker_min && marker >= pp->marker_min;
 	if (marked && (pp->flags & LT_PY_L_SHIM)) {
 		if (e->depth > 0)
 			e->frames[(e->depth - 1) & (LT_PY_FRAMES_MAX - 1)].flags |= LT_PY_FRAME_ENTRY;
-		w->frame = py_read_ptr(w->frame + pp->frame_previous);
+		w->frame = previous;
 		return 0;
 	}
 	if (e->depth >= LT_PY_FRAMES_MAX) {
@@ -194,16 +222,19 @@ static long py_frame_step(__u64 i, void *ctx)
 		return 1;
 	}
 	f = &e->frames[e->depth & (LT_PY_FRAMES_MAX - 1)];
-	f->code = py_read_ptr(w->frame + pp->frame_code) & pp->code_mask;
-	f->prev_instr = py_read_ptr(w->frame + pp->frame_instr);
+	f->code = win_u64(win->frame, pp->frame_code - fw) & pp->code_mask;
+	f->prev_instr = win_u64(win->frame, pp->frame_instr - fw);
 	f->firstlineno = 0;
+	f->ident = 0;
 	f->flags = marked ? LT_PY_FRAME_ENTRY : 0;
 	if (!f->code) {
 		e->status |= LT_PY_FAULT;
 		return 1;
 	}
-	bpf_probe_read_user(&f->firstlineno, sizeof(f->firstlineno), (void *)(f->code + pp->code_firstlineno));
-	f->ident = py_read_ptr(f->code + pp->code_ident);
+	if (!bpf_probe_read_user(win->code, pp->code_win_len & (LT_PY_WIN - 1), (void *)(f->code + cw))) {
+		f->firstlineno = *(const __s32 *)(win->code + ((pp->code_firstlineno - cw) & (LT_PY_WIN - 1)));
+		f->ident = win_u64(win->code, pp->code_ident - cw);
+	}
 	__u64 tag = py_code_tag(w->tgid, f->code, f->ident, f->firstlineno);
 	__u32 slot = tag >> 32 & (PY_SEEN_SLOTS - 1);
 	__u64 *seen = bpf_map_lookup_elem(&py_seen, &slot);
@@ -213,7 +244,7 @@ static long py_frame_step(__u64 i, void *ctx)
 		w->fresh = 1;
 	}
 	e->depth++;
-	w->frame = py_read_ptr(w->frame + pp->frame_previous);
+	w->frame = previous;
 	return 0;
 }
 
@@ -235,6 +266,7 @@ static long py_hash_step(__u64 i, void *ctx)
 
 /* Defined with the process memo (stack.h). */
 int py_absent(__u32 tgid);
+static __always_inline const struct lt_py_proc *py_proc_of(__u32 tgid);
 
 /* py_walk builds in py_scratch the Python frames of the current thread for
  * the record whose header is h, and returns the record's size: 0 for a
@@ -249,9 +281,7 @@ __noinline int py_walk(const struct lt_header *h)
 	if (!h)
 		return 0;
 	__u32 pid = h->pid;
-	if (py_absent(pid))
-		return 0;
-	pp = bpf_map_lookup_elem(&py_procs, &pid);
+	pp = py_proc_of(pid);
 	if (!pp)
 		return 0;
 	e = bpf_map_lookup_elem(&py_scratch, &zero);
@@ -325,9 +355,7 @@ static __always_inline __u64 py_hash(__u64 size)
  * interpreter's shutdown, not the program, that releases it. */
 static __always_inline __u32 py_close_flags(__u32 tgid)
 {
-	if (py_absent(tgid))
-		return 0;
-	const struct lt_py_proc *pp = bpf_map_lookup_elem(&py_procs, &tgid);
+	const struct lt_py_proc *pp = py_proc_of(tgid);
 
 	if (!pp)
 		return 0;

@@ -78,10 +78,6 @@ struct rule_walk {
 	__u16 _pad;
 };
 
-/* Keys of the one-slot per-CPU maps below, from .rodata, not the stack:
- * the rule walk is on Linux 6.1's bound for the stack of a call chain. */
-const __u32 slot0 = 0;
-
 /* The file key being looked up (bpf_find_vma's callback has no stack to
  * spare), and the pc and image it was made for: the last one looked up on
  * this CPU is that of the frame a copy starts from (send_file_id). */
@@ -385,8 +381,8 @@ struct {
 } images SEC(".maps");
 
 /* proc_gen: [0] moves whenever the kernel changes, drops or makes a
- * process's image or drops its interpreter; [1] whenever Go adds a Python
- * interpreter (Tracer.SetPython). A CPU's memo of the last process it saw
+ * process's image or drops its interpreter; [1] whenever Go adds or drops
+ * a Python interpreter (Tracer.SetPython, ForgetPython). A CPU's memo of the last process it saw
  * holds while both stand still: most creations then need no hash lookup to
  * know the image and that no interpreter is there. */
 struct {
@@ -402,6 +398,7 @@ struct proc_memo {
 	__u64 img;
 	__u32 tgid;
 	__u32 py; /* py_procs had an entry */
+	struct lt_py_proc pyp; /* a copy of it */
 };
 
 /* A few per CPU, by tgid: processes taking turns on a CPU (a server and
@@ -457,7 +454,10 @@ static __always_inline struct proc_memo *proc_memo(__u32 tgid)
 	asm volatile("" ::: "memory");
 	m->tgid = 0;
 	m->img = img_make(tgid);
-	m->py = bpf_map_lookup_elem(&py_procs, &tgid) != NULL;
+	const struct lt_py_proc *pp = bpf_map_lookup_elem(&py_procs, &tgid);
+	m->py = pp != NULL;
+	if (pp)
+		m->pyp = *pp;
 	m->kgen = kgen;
 	m->ugen = ugen;
 	m->tgid = tgid;
@@ -484,6 +484,20 @@ __noinline int py_absent(__u32 tgid)
 		return 1;
 	struct proc_memo *m = proc_memo(tgid);
 	return m && !m->py;
+}
+
+/* py_proc_of is the interpreter of tgid (the current process): this CPU's
+ * memo's copy when it holds one (py_absent has just made it current), else
+ * the map's; NULL when there is none. */
+static __always_inline const struct lt_py_proc *py_proc_of(__u32 tgid)
+{
+	if (py_absent(tgid))
+		return NULL;
+	__u32 slot = tgid & (LT_PROC_MEMOS - 1);
+	struct proc_memo *m = bpf_map_lookup_elem(&proc_memos, &slot);
+	if (m && m->tgid == tgid && m->py)
+		return &m->pyp;
+	return bpf_map_lookup_elem(&py_procs, &tgid);
 }
 
 /* img_fork gives the child the parent's image (the caller is the parent). */

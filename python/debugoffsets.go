@@ -163,10 +163,12 @@ func debugOffsetsLayout(b []byte) (*Layout, uint32, error) {
 	return l, version, nil
 }
 
-// sane: every field Go reads lies inside the header it reads with it.
+// sane: every field Go reads lies inside the header it reads with it, and
+// the kernel's reads fit its buffers.
 func (l *Layout) sane() bool {
 	code := l.CodeHeader
-	return code >= 8 && code <= 4096 &&
+	k := l.Kernel
+	return setWindows(&k) == nil && code >= 8 && code <= 4096 &&
 		l.CodeFirstLine+4 <= code && l.CodeFilename+8 <= code && l.CodeQualname+8 <= code &&
 		l.CodeLinetable+8 <= code && l.ObType+8 <= code &&
 		l.StrLength+8 <= l.StrASCIIData && l.StrState+4 <= l.StrASCIIData && l.ObType+8 <= l.StrASCIIData &&

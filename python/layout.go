@@ -5,6 +5,8 @@
 package python
 
 import (
+	"fmt"
+
 	"github.com/leaktrace/leaktrace/bpf"
 )
 
@@ -126,4 +128,32 @@ func tableLayout(version uint32) (*Layout, bool) {
 		return &layout312, true
 	}
 	return nil, false
+}
+
+// maxWindow is the most bytes the kernel reads of a frame or a code object
+// at once (LT_PY_WIN - 1 in bpf/leaktrace.h).
+const maxWindow = 255
+
+// window is the span [start, end) holding every field (offset, size).
+func window(fields ...[2]uint16) (start uint16, n int) {
+	start, end := fields[0][0], 0
+	for _, f := range fields {
+		start = min(start, f[0])
+		end = max(end, int(f[0])+int(f[1]))
+	}
+	return start, end - int(start)
+}
+
+// setWindows sets where the kernel reads a frame's fields and a code
+// object's at once: one read each instead of one per field. A layout whose
+// fields lie further apart than the kernel's buffer is refused.
+func setWindows(k *bpf.LeaktraceLtPyProc) error {
+	fw, fn := window([2]uint16{k.FrameCode, 8}, [2]uint16{k.FramePrevious, 8}, [2]uint16{k.FrameInstr, 8}, [2]uint16{k.FrameMarker, 1})
+	cw, cn := window([2]uint16{k.CodeFirstlineno, 4}, [2]uint16{k.CodeIdent, 8})
+	if fn > maxWindow || cn > maxWindow {
+		return fmt.Errorf("python layout: a frame's fields span %d bytes and a code object's %d, more than the kernel reads at once (%d)", fn, cn, maxWindow)
+	}
+	k.FrameWin, k.FrameWinLen = fw, uint8(fn)
+	k.CodeWin, k.CodeWinLen = cw, uint8(cn)
+	return nil
 }

@@ -3,6 +3,7 @@ package python
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,5 +103,42 @@ func TestLayoutsMatchHeaders(t *testing.T) {
 			t.Fatalf("no pyenv CPython 3.11-3.13 with headers under %s", root)
 		}
 		t.Skip("no pyenv CPython with headers")
+	}
+}
+
+// The kernel reads a frame's fields, and a code object's, in one read each:
+// the windows cover every field (at its offset inside the window) for each
+// version's layout, and a layout with fields too far apart is refused.
+func TestKernelWindows(t *testing.T) {
+	layouts := map[string]Layout{"3.11": layout311, "3.12": layout312}
+	for _, minor := range []uint32{13, 14} {
+		l, _, err := debugOffsetsLayout(debugOffsets(minor, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		layouts[fmt.Sprintf("3.%d (debug offsets)", minor)] = *l
+	}
+	for name, l := range layouts {
+		k := l.Kernel
+		if err := setWindows(&k); err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		inside := func(what string, win uint16, n uint8, off, size uint16) {
+			if off < win || int(off-win)+int(size) > int(n) || n == 0 {
+				t.Errorf("%s: %s at %d (%d bytes) outside the window [%d, +%d)", name, what, off, size, win, n)
+			}
+		}
+		inside("f_code", k.FrameWin, k.FrameWinLen, k.FrameCode, 8)
+		inside("previous", k.FrameWin, k.FrameWinLen, k.FramePrevious, 8)
+		inside("instr", k.FrameWin, k.FrameWinLen, k.FrameInstr, 8)
+		inside("marker", k.FrameWin, k.FrameWinLen, k.FrameMarker, 1)
+		inside("co_firstlineno", k.CodeWin, k.CodeWinLen, k.CodeFirstlineno, 4)
+		inside("co_filename", k.CodeWin, k.CodeWinLen, k.CodeIdent, 8)
+	}
+	k := layout312.Kernel
+	k.FrameMarker = 300
+	if err := setWindows(&k); err == nil {
+		t.Errorf("a frame window of %d bytes was accepted", 301)
 	}
 }

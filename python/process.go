@@ -148,7 +148,11 @@ func (t *Tracker) Mapped(pid uint32, path string, addr, off uint64) {
 		return
 	}
 	p := &process{image: im, bias: bias}
-	if err := t.kernel.SetPython(pid, p.kernelEntry()); err != nil {
+	k, err := p.kernelEntry()
+	if err == nil {
+		err = t.kernel.SetPython(pid, k)
+	}
+	if err != nil {
 		t.log.Warn("python frames unavailable", "pid", pid, "err", err)
 		return
 	}
@@ -157,9 +161,12 @@ func (t *Tracker) Mapped(pid uint32, path string, addr, off uint64) {
 	t.log.Debug("python interpreter", "pid", pid, "path", path, "version", VersionString(im.Version))
 }
 
-func (p *process) kernelEntry() bpf.LeaktraceLtPyProc {
+func (p *process) kernelEntry() (bpf.LeaktraceLtPyProc, error) {
 	l := p.image.layout
 	k := l.Kernel
+	if err := setWindows(&k); err != nil {
+		return k, err
+	}
 	k.Runtime = p.bias + p.image.runtime
 	k.Version = p.image.Version
 	// What the kernel reads to name a code object on first sight: the same
@@ -167,7 +174,7 @@ func (p *process) kernelEntry() bpf.LeaktraceLtPyProc {
 	k.CodeQualname, k.CodeLinetable = uint16(l.CodeQualname), uint16(l.CodeLinetable)
 	k.StrLength, k.StrState, k.StrAsciiData = uint16(l.StrLength), uint16(l.StrState), uint16(l.StrASCIIData)
 	k.BytesSize, k.BytesData = uint16(l.VarSize), uint16(l.BytesData)
-	return k
+	return k, nil
 }
 
 // Learn keeps a code object's names as the kernel read them when it first

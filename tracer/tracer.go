@@ -369,8 +369,15 @@ func (t *Tracer) SetPython(pid uint32, p bpf.LeaktraceLtPyProc) error {
 
 // ForgetPython removes pid's interpreter; a missing entry is no error.
 func (t *Tracer) ForgetPython(pid uint32) error {
+	t.pyMu.Lock()
+	defer t.pyMu.Unlock()
 	if err := t.maps.PyProcs.Delete(pid); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("removing python interpreter of pid %d: %w", pid, err)
+	}
+	// A CPU's memo may hold a copy of it.
+	t.pyGen++
+	if err := t.maps.ProcGen.Put(uint32(1), t.pyGen); err != nil {
+		return fmt.Errorf("removing python interpreter of pid %d: telling the kernel's memos: %w", pid, err)
 	}
 	return nil
 }
