@@ -311,6 +311,8 @@ enum lt_counter {
 	LT_CNT_STACK_COPY = 11,   /* stacks sent as registers and a copy: a frame had no rule yet */
 	LT_CNT_FILE_RULE = 12,    /* rules an image got from its file's (taught for another process) */
 	LT_CNT_STACK_MEMO = 13,   /* of LT_CNT_STACK_SITE: found from a memo of the same walk, not walked */
+	LT_CNT_PY_STACKS = 14,    /* Python stacks walked in the kernel */
+	LT_CNT_PY_THREAD_KNOWN = 15, /* of them, the thread state was the task's last one (checked, not searched for) */
 	LT_CNT_MAX = 16,
 };
 
@@ -351,7 +353,8 @@ struct lt_py_proc {
 	 * does. Go sets them (python.Layout), at most LT_PY_WIN bytes. */
 	__u8 frame_win_len;
 	__u8 code_win_len;
-	__u8 _pad[3];
+	__u8 tstate_win_len; /* 0: a thread's state is always found by walking the list */
+	__u8 _pad[2];
 	/* What naming a code object needs, read in the kernel on first sight:
 	 * by the time Go reads the process, the object may be gone (an
 	 * imported module's code) or the process may have exited. */
@@ -364,7 +367,9 @@ struct lt_py_proc {
 	__u16 bytes_data;         /* PyBytesObject.ob_sval */
 	__u16 frame_win;
 	__u16 code_win;
-	__u16 _pad2[3];
+	__u16 tstate_win;         /* a thread state's prev, native_tid and frame, read at once */
+	__u16 tstate_prev;        /* PyThreadState.prev */
+	__u16 _pad2;
 };
 
 #define LT_PY_WIN 256

@@ -37,21 +37,23 @@ type LeaktraceInflight struct {
 type LeaktraceLtCounter uint32
 
 const (
-	LeaktraceLtCounterLT_CNT_RINGBUF_FULL   LeaktraceLtCounter = 0
-	LeaktraceLtCounterLT_CNT_INFLIGHT_FULL  LeaktraceLtCounter = 1
-	LeaktraceLtCounterLT_CNT_TRACED_FULL    LeaktraceLtCounter = 2
-	LeaktraceLtCounterLT_CNT_MISSED_EXIT    LeaktraceLtCounter = 3
-	LeaktraceLtCounterLT_CNT_EVENTS         LeaktraceLtCounter = 4
-	LeaktraceLtCounterLT_CNT_RIGHTS_DROPPED LeaktraceLtCounter = 5
-	LeaktraceLtCounterLT_CNT_PAIRED         LeaktraceLtCounter = 6
-	LeaktraceLtCounterLT_CNT_COMPAT         LeaktraceLtCounter = 7
-	LeaktraceLtCounterLT_CNT_EVENT_BYTES    LeaktraceLtCounter = 8
-	LeaktraceLtCounterLT_CNT_STACK_SITE     LeaktraceLtCounter = 9
-	LeaktraceLtCounterLT_CNT_STACK_NEW      LeaktraceLtCounter = 10
-	LeaktraceLtCounterLT_CNT_STACK_COPY     LeaktraceLtCounter = 11
-	LeaktraceLtCounterLT_CNT_FILE_RULE      LeaktraceLtCounter = 12
-	LeaktraceLtCounterLT_CNT_STACK_MEMO     LeaktraceLtCounter = 13
-	LeaktraceLtCounterLT_CNT_MAX            LeaktraceLtCounter = 16
+	LeaktraceLtCounterLT_CNT_RINGBUF_FULL    LeaktraceLtCounter = 0
+	LeaktraceLtCounterLT_CNT_INFLIGHT_FULL   LeaktraceLtCounter = 1
+	LeaktraceLtCounterLT_CNT_TRACED_FULL     LeaktraceLtCounter = 2
+	LeaktraceLtCounterLT_CNT_MISSED_EXIT     LeaktraceLtCounter = 3
+	LeaktraceLtCounterLT_CNT_EVENTS          LeaktraceLtCounter = 4
+	LeaktraceLtCounterLT_CNT_RIGHTS_DROPPED  LeaktraceLtCounter = 5
+	LeaktraceLtCounterLT_CNT_PAIRED          LeaktraceLtCounter = 6
+	LeaktraceLtCounterLT_CNT_COMPAT          LeaktraceLtCounter = 7
+	LeaktraceLtCounterLT_CNT_EVENT_BYTES     LeaktraceLtCounter = 8
+	LeaktraceLtCounterLT_CNT_STACK_SITE      LeaktraceLtCounter = 9
+	LeaktraceLtCounterLT_CNT_STACK_NEW       LeaktraceLtCounter = 10
+	LeaktraceLtCounterLT_CNT_STACK_COPY      LeaktraceLtCounter = 11
+	LeaktraceLtCounterLT_CNT_FILE_RULE       LeaktraceLtCounter = 12
+	LeaktraceLtCounterLT_CNT_STACK_MEMO      LeaktraceLtCounter = 13
+	LeaktraceLtCounterLT_CNT_PY_STACKS       LeaktraceLtCounter = 14
+	LeaktraceLtCounterLT_CNT_PY_THREAD_KNOWN LeaktraceLtCounter = 15
+	LeaktraceLtCounterLT_CNT_MAX             LeaktraceLtCounter = 16
 )
 
 type LeaktraceLtEventType uint32
@@ -228,7 +230,8 @@ type LeaktraceLtPyProc struct {
 	MarkerMin        uint8
 	FrameWinLen      uint8
 	CodeWinLen       uint8
-	Pad              [3]uint8
+	TstateWinLen     uint8
+	Pad              [2]uint8
 	CodeQualname     uint16
 	CodeLinetable    uint16
 	StrLength        uint16
@@ -238,7 +241,9 @@ type LeaktraceLtPyProc struct {
 	BytesData        uint16
 	FrameWin         uint16
 	CodeWin          uint16
-	Pad2             [3]uint16
+	TstateWin        uint16
+	TstatePrev       uint16
+	Pad2             uint16
 }
 
 type LeaktraceLtPyStackEvent struct {
@@ -382,6 +387,12 @@ type LeaktraceProcMemo struct {
 	Pyp  LeaktraceLtPyProc
 }
 
+type LeaktracePyTcache struct {
+	_       structs.HostLayout
+	Runtime uint64
+	Ts      uint64
+}
+
 type LeaktracePyWin struct {
 	_     structs.HostLayout
 	Frame [264]uint8
@@ -452,6 +463,7 @@ const (
 	LeaktraceMapPyProcs           = "py_procs"
 	LeaktraceMapPyScratch         = "py_scratch"
 	LeaktraceMapPySeen            = "py_seen"
+	LeaktraceMapPyTstates         = "py_tstates"
 	LeaktraceMapPyWins            = "py_wins"
 	LeaktraceMapRightsScratch     = "rights_scratch"
 	LeaktraceMapRuleCache         = "rule_cache"
@@ -573,6 +585,7 @@ type LeaktraceMapSpecs struct {
 	PyProcs       *ebpf.MapSpec `ebpf:"py_procs"`
 	PyScratch     *ebpf.MapSpec `ebpf:"py_scratch"`
 	PySeen        *ebpf.MapSpec `ebpf:"py_seen"`
+	PyTstates     *ebpf.MapSpec `ebpf:"py_tstates"`
 	PyWins        *ebpf.MapSpec `ebpf:"py_wins"`
 	RightsScratch *ebpf.MapSpec `ebpf:"rights_scratch"`
 	RuleCache     *ebpf.MapSpec `ebpf:"rule_cache"`
@@ -656,6 +669,7 @@ type LeaktraceMaps struct {
 	PyProcs       *ebpf.Map `ebpf:"py_procs"`
 	PyScratch     *ebpf.Map `ebpf:"py_scratch"`
 	PySeen        *ebpf.Map `ebpf:"py_seen"`
+	PyTstates     *ebpf.Map `ebpf:"py_tstates"`
 	PyWins        *ebpf.Map `ebpf:"py_wins"`
 	RightsScratch *ebpf.Map `ebpf:"rights_scratch"`
 	RuleCache     *ebpf.Map `ebpf:"rule_cache"`
@@ -688,6 +702,7 @@ func (m *LeaktraceMaps) Close() error {
 		m.PyProcs,
 		m.PyScratch,
 		m.PySeen,
+		m.PyTstates,
 		m.PyWins,
 		m.RightsScratch,
 		m.RuleCache,

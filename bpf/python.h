@@ -96,6 +96,50 @@ static __always_inline __u64 py_current_frame(const struct lt_py_proc *pp, __u64
 	return f;
 }
 
+/* The thread state a task's last walk found, for its next one: a thread
+ * pool's thread, or a main thread behind it in the list, is found with a
+ * check instead of a walk of every thread ahead of it. */
+struct py_tcache {
+	__u64 runtime; /* of the interpreter it was found in (struct lt_py_proc) */
+	__u64 ts;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct py_tcache);
+} py_tstates SEC(".maps");
+
+/* py_cached_frame is the innermost frame of thread state ts if it is still
+ * tid's and still in the interpreter's list (its prev links to it, or it
+ * heads the list: a freed state's first words are the allocator's), else
+ * 0 (walk the list). Global: off py_walk's stack. */
+__noinline __u64 py_cached_frame(const struct lt_py_proc *pp, __u64 ts, __u32 tid)
+{
+	struct py_win *win = bpf_map_lookup_elem(&py_wins, &slot0);
+	if (!pp || !win || !ts || !pp->tstate_win_len)
+		return 0;
+	__u32 tw = pp->tstate_win;
+	if (bpf_probe_read_user(win->frame, pp->tstate_win_len & (LT_PY_WIN - 1), (void *)(ts + tw)))
+		return 0;
+	if (win_u64(win->frame, pp->tstate_native_tid - tw) != tid)
+		return 0;
+	__u64 prev = win_u64(win->frame, pp->tstate_prev - tw);
+	__u64 f = win_u64(win->frame, pp->tstate_frame - tw);
+	if (prev) {
+		if (py_read_ptr(prev + pp->tstate_next) != ts)
+			return 0;
+	} else {
+		__u64 interp = py_read_ptr(pp->runtime + pp->rt_interp_head);
+		if (!interp || py_read_ptr(interp + pp->interp_tstate_head) != ts)
+			return 0;
+	}
+	if (f && (pp->flags & LT_PY_L_CFRAME))
+		f = py_read_ptr(f + pp->cframe_current);
+	return f;
+}
+
 /* The state of py_walk's loops, one struct for all of them: Linux 6.1
  * bounds the stack of a whole call chain, and this one is at the bound. */
 struct py_walk_state {
@@ -297,15 +341,32 @@ __noinline int py_walk(const struct lt_header *h)
 	if (py_read_ptr(pp->runtime + pp->rt_finalizing))
 		e->status |= LT_PY_FINALIZING;
 
-	__u64 interp = py_read_ptr(pp->runtime + pp->rt_interp_head);
 	struct py_walk_state w = {
 		.pp = pp,
 		.e = e,
-		.ts = interp ? py_read_ptr(interp + pp->interp_tstate_head) : 0,
 		.tid = h->tid,
 		.tgid = pid,
 	};
-	bpf_loop(LT_PY_THREADS_MAX, py_thread_step, &w, 0);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct py_tcache *tc = bpf_task_storage_get(&py_tstates, task, 0, 0);
+	if (tc && tc->runtime == pp->runtime)
+		w.frame = py_cached_frame(pp, tc->ts, w.tid);
+	count(LT_CNT_PY_STACKS);
+	if (w.frame) {
+		w.found = 1;
+		count(LT_CNT_PY_THREAD_KNOWN);
+	} else {
+		__u64 interp = py_read_ptr(pp->runtime + pp->rt_interp_head);
+		w.ts = interp ? py_read_ptr(interp + pp->interp_tstate_head) : 0;
+		bpf_loop(LT_PY_THREADS_MAX, py_thread_step, &w, 0);
+		if (w.frame && pp->tstate_win_len) {
+			tc = bpf_task_storage_get(&py_tstates, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+			if (tc) {
+				tc->runtime = pp->runtime;
+				tc->ts = w.ts;
+			}
+		}
+	}
 	bool fresh = true;
 	if (!w.found) {
 		e->status |= LT_PY_NO_TSTATE;

@@ -389,3 +389,63 @@ func patchPythonVersion(t *testing.T, src, dst string, version uint32) {
 		t.Fatal(err)
 	}
 }
+
+// TestPythonThreadStates: a thread's Python frames are found from the
+// thread state the kernel found for it last, checked, not searched for in
+// the interpreter's list (a pool's idle threads ahead of it), on every
+// version; and a state freed and taken by a later thread is never another
+// thread's frames: each of threads.py's leaks names its own function and
+// line.
+func TestPythonThreadStates(t *testing.T) {
+	requireRoot(t)
+	binaries(t)
+	markers := leakMarkers(t, filepath.Join(repoRoot(), "testdata", "leaky-py", "threads.py"))
+	if len(markers) != 2 {
+		t.Fatalf("threads.py marks %d leaking functions, want 2", len(markers))
+	}
+	for _, in := range supportedPythons(t) {
+		t.Run(in.name, func(t *testing.T) {
+			run := runPython(t, in, "threads.py")
+			r := run.r
+			if t.Failed() {
+				return
+			}
+			if len(run.tr.leaks) != 34 {
+				t.Fatalf("script reported %d leaked fds, want 34", len(run.tr.leaks))
+			}
+			checkExact(t, r, run.tr)
+			got := map[string]int{}
+			for _, l := range r.Leaks {
+				if l.PID != r.RootPID() || l.Internal || l.Kind != "file" {
+					continue
+				}
+				named := false
+				for _, f := range l.Stack {
+					if f.Module == "python" && markers[f.Function] != 0 {
+						if f.File != run.script || f.Line != markers[f.Function] {
+							t.Errorf("leak (fd %d): %s at %s:%d, want %s:%d", l.FD, f.Function, f.File, f.Line, run.script, markers[f.Function])
+						}
+						got[f.Function]++
+						named = true
+						break
+					}
+				}
+				if !named {
+					t.Errorf("leak (fd %d, %s) names no leaking function: %+v", l.FD, l.Target, l.Stack)
+				}
+			}
+			if got["leak_in_worker"] != 32 || got["leak_in_main"] != 2 {
+				t.Errorf("leaks by function %v, want leak_in_worker 32 and leak_in_main 2", got)
+			}
+			st := r.Events.Stacks
+			if st == nil || st.Python == 0 || st.PythonThreadKnown < st.Python/2 {
+				t.Errorf("stacks %+v: want most Python stacks from the thread's known state", st)
+			} else {
+				t.Logf("%d of %d Python stacks from the thread's known state", st.PythonThreadKnown, st.Python)
+			}
+			if t.Failed() {
+				t.Logf("leaktrace output:\n%s", run.out)
+			}
+		})
+	}
+}

@@ -132,6 +132,7 @@ func debugOffsetsLayout(b []byte) (*Layout, uint32, error) {
 			RtFinalizing:     word(grpRuntime, 1),
 			RtInterpHead:     word(grpRuntime, 2),
 			InterpTstateHead: word(grpInterp, 3),
+			TstatePrev:       word(grpThread, 1),
 			TstateNext:       word(grpThread, 2),
 			TstateNativeTid:  word(grpThread, 6),
 			TstateFrame:      word(grpThread, 4),

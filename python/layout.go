@@ -57,6 +57,7 @@ var layout311 = Layout{
 		RtFinalizing:     24,
 		RtInterpHead:     40,
 		InterpTstateHead: 16,
+		TstatePrev:       0,
 		TstateNext:       8,
 		TstateNativeTid:  160,
 		TstateFrame:      56, // cframe
@@ -93,6 +94,7 @@ var layout312 = Layout{
 		RtFinalizing:     24,
 		RtInterpHead:     40,
 		InterpTstateHead: 72,
+		TstatePrev:       0,
 		TstateNext:       8,
 		TstateNativeTid:  144,
 		TstateFrame:      56, // cframe
@@ -155,5 +157,11 @@ func setWindows(k *bpf.LeaktraceLtPyProc) error {
 	}
 	k.FrameWin, k.FrameWinLen = fw, uint8(fn)
 	k.CodeWin, k.CodeWinLen = cw, uint8(cn)
+	// A thread state's window only lets the kernel check the state it found
+	// last for a thread; without it, it walks the list every time.
+	k.TstateWin, k.TstateWinLen = 0, 0
+	if tw, tn := window([2]uint16{k.TstatePrev, 8}, [2]uint16{k.TstateNativeTid, 8}, [2]uint16{k.TstateFrame, 8}); tn <= maxWindow {
+		k.TstateWin, k.TstateWinLen = tw, uint8(tn)
+	}
 	return nil
 }

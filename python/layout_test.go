@@ -39,7 +39,7 @@ func layoutFields(l *Layout) map[string]int {
 	k := l.Kernel
 	m := map[string]int{
 		"rt_finalizing": int(k.RtFinalizing), "rt_interp_head": int(k.RtInterpHead),
-		"interp_tstate_head": int(k.InterpTstateHead), "tstate_next": int(k.TstateNext),
+		"interp_tstate_head": int(k.InterpTstateHead), "tstate_next": int(k.TstateNext), "tstate_prev": int(k.TstatePrev),
 		"tstate_native_tid": int(k.TstateNativeTid), "tstate_frame": int(k.TstateFrame),
 		"frame_code": int(k.FrameCode), "frame_instr": int(k.FrameInstr), "frame_previous": int(k.FramePrevious),
 		"frame_marker": int(k.FrameMarker), "code_firstlineno": int(k.CodeFirstlineno),
@@ -135,6 +135,9 @@ func TestKernelWindows(t *testing.T) {
 		inside("marker", k.FrameWin, k.FrameWinLen, k.FrameMarker, 1)
 		inside("co_firstlineno", k.CodeWin, k.CodeWinLen, k.CodeFirstlineno, 4)
 		inside("co_filename", k.CodeWin, k.CodeWinLen, k.CodeIdent, 8)
+		inside("tstate prev", k.TstateWin, k.TstateWinLen, k.TstatePrev, 8)
+		inside("tstate native_thread_id", k.TstateWin, k.TstateWinLen, k.TstateNativeTid, 8)
+		inside("tstate frame", k.TstateWin, k.TstateWinLen, k.TstateFrame, 8)
 	}
 	k := layout312.Kernel
 	k.FrameMarker = 300

@@ -83,6 +83,11 @@ type StackCounts struct {
 	// Memo: of Site, found in the kernel from a memo of the same walk
 	// (same frame, the stack words it read unchanged) without walking.
 	Memo uint64 `json:"memo,omitempty"`
+	// Python: stacks whose Python frames the kernel walked.
+	Python uint64 `json:"python,omitempty"`
+	// PythonThreadKnown: of Python, those whose thread state was the
+	// thread's last one, checked instead of searched for.
+	PythonThreadKnown uint64 `json:"python_thread_known,omitempty"`
 }
 
 // Leak is one handle that was never released (run) or is outstanding past the

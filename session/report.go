@@ -59,7 +59,8 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 		Started:          s.start.UTC().Format(time.RFC3339),
 		Duration:         time.Since(s.start).Seconds(),
 		Events: report.Events{Received: s.agg.Events(), Lost: counters.Lost(), PairedInKernel: counters.Paired,
-			Stacks: &report.StackCounts{Site: counters.StackSite, New: counters.StackNew, Copy: counters.StackCopy, Unknown: s.stacksUnknown, FileRules: counters.FileRules, Memo: counters.StackMemo}},
+			Stacks: &report.StackCounts{Site: counters.StackSite, New: counters.StackNew, Copy: counters.StackCopy, Unknown: s.stacksUnknown, FileRules: counters.FileRules, Memo: counters.StackMemo,
+				Python: counters.PyStacks, PythonThreadKnown: counters.PyThreadKnown}},
 		Leaks: []report.Leak{},
 		Sites: []report.Site{},
 	}

@@ -452,6 +452,10 @@ type Counters struct {
 	// StackMemo counts the StackSite stacks found from a memo of the same
 	// walk (the frame and the stack words it read unchanged), not walked.
 	StackMemo uint64
+	// PyStacks counts Python stacks walked in the kernel; PyThreadKnown,
+	// those whose thread state was the task's last one, checked instead of
+	// searched for in the interpreter's list.
+	PyStacks, PyThreadKnown uint64
 	// UnreadBytes is what was still in the ring buffer when ReadUntil's
 	// drain had to end: records that were sent but never read.
 	UnreadBytes uint64
@@ -495,6 +499,8 @@ func (t *Tracer) Counters() (Counters, error) {
 		{bpf.LeaktraceLtCounterLT_CNT_STACK_COPY, &c.StackCopy},
 		{bpf.LeaktraceLtCounterLT_CNT_FILE_RULE, &c.FileRules},
 		{bpf.LeaktraceLtCounterLT_CNT_STACK_MEMO, &c.StackMemo},
+		{bpf.LeaktraceLtCounterLT_CNT_PY_STACKS, &c.PyStacks},
+		{bpf.LeaktraceLtCounterLT_CNT_PY_THREAD_KNOWN, &c.PyThreadKnown},
 	} {
 		if *f.dst, err = read(f.idx); err != nil {
 			return c, err

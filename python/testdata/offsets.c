@@ -16,6 +16,7 @@ int main(void)
 	P("rt_finalizing", offsetof(_PyRuntimeState, _finalizing));
 	P("rt_interp_head", offsetof(_PyRuntimeState, interpreters.head));
 	P("interp_tstate_head", offsetof(PyInterpreterState, threads.head));
+	P("tstate_prev", offsetof(PyThreadState, prev));
 	P("tstate_next", offsetof(PyThreadState, next));
 	P("tstate_native_tid", offsetof(PyThreadState, native_thread_id));
 #if PY_VERSION_HEX < 0x030d0000
