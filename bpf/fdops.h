@@ -122,7 +122,7 @@ __noinline int close_enter(int fd, __u32 nr)
 	 * handle to its end. Its open goes first, then the close. */
 	__u32 py = py_close_flags(bpf_get_current_pid_tgid() >> 32);
 	if (py)
-		park_flush_fd(files, fd);
+		park_flush_fd(fd);
 	else if (park_take_close(files, fd))
 		return 0;
 	struct lt_fd_event *e = fd_event(LT_EV_FD_CLOSE, nr);
@@ -175,14 +175,14 @@ __noinline int fd_exit(struct inflight *in, const struct lt_sys *sys, long ret)
 	/* A parked fd that this syscall reads or replaces leaves first. */
 	switch (cls) {
 	case LT_SYS_DUP_ONTO:
-		park_flush_fd(current_files(), (int)in->args[1]);
+		park_flush_fd((int)in->args[1]);
 		/* fall through */
 	case LT_SYS_DUP:
-		park_flush_fd(current_files(), (int)in->args[0]);
+		park_flush_fd((int)in->args[0]);
 		break;
 	case LT_SYS_FCNTL:
 		if (in->args[1] == F_DUPFD || in->args[1] == F_DUPFD_CLOEXEC)
-			park_flush_fd(current_files(), (int)in->args[0]);
+			park_flush_fd((int)in->args[0]);
 		break;
 	}
 

@@ -51,15 +51,24 @@ struct {
 	__type(value, struct parked);
 } parked SEC(".maps");
 
-/* maps_left counts a mapping's record out of the map: type and tgid are
- * from the header of a record that left (an fd's: nothing to count), read
- * before its delete (a deleted element may be another CPU's new record at
- * once). From the record, not the key: a table's key holds a kernel
- * pointer. */
-static __always_inline void maps_left(__u32 type, __u32 tgid)
+/* park_left is what maps_left needs of parked record v (its type and
+ * tgid), read before v's delete: a deleted element may be another CPU's
+ * new record at once. One word: send_owned is inlined in fd_exit, on
+ * Linux 6.1's bound for a call chain's stack. */
+static __always_inline __u64 park_left(struct parked *v)
 {
-	if (type != LT_EV_MAP_NEW)
+	struct lt_header *h = (struct lt_header *)v->rec;
+	return (__u64)h->type << 32 | h->pid;
+}
+
+/* maps_left counts a mapping's record out of the map (left: park_left of
+ * a record that left; an fd's has nothing to count). From the record, not
+ * the key: a table's key holds a kernel pointer. */
+static __always_inline void maps_left(__u64 left)
+{
+	if (left >> 32 != LT_EV_MAP_NEW)
 		return;
+	__u32 tgid = (__u32)left;
 	struct lt_image *v = bpf_map_lookup_elem(&images, &tgid);
 	if (v)
 		__sync_fetch_and_add(&v->maps_parked, -1);
@@ -70,10 +79,9 @@ static __always_inline void maps_left(__u32 type, __u32 tgid)
  * may be reused at once) and thrown away if another caller won. */
 static __always_inline void send_owned(struct park_key *k, struct parked *v)
 {
-	struct lt_header *h = (struct lt_header *)v->rec;
-	__u64 size = h->size;
-	__u32 type = h->type, tgid = h->pid;
+	__u64 size = ((struct lt_header *)v->rec)->size;
 	struct bpf_dynptr dp;
+	__u64 left;
 
 	/* Two tests on the 64-bit value: Linux 6.1 loses the bounds of
 	 * clang's one-compare range check on a 32-bit copy. */
@@ -81,37 +89,48 @@ static __always_inline void send_owned(struct park_key *k, struct parked *v)
 		size = 0;
 	asm volatile("" : "+r"(size));
 	if (size < sizeof(struct lt_header)) {
+		left = park_left(v);
 		if (!bpf_map_delete_elem(&parked, k))
-			maps_left(type, tgid);
+			maps_left(left);
 		return;
 	}
 	if (bpf_ringbuf_reserve_dynptr(&events, size, 0, &dp)) {
 		bpf_ringbuf_discard_dynptr(&dp, 0);
+		left = park_left(v);
 		if (!bpf_map_delete_elem(&parked, k)) {
-			maps_left(type, tgid);
+			maps_left(left);
 			count(LT_CNT_RINGBUF_FULL);
 		}
 		return;
 	}
-	if (bpf_dynptr_write(&dp, 0, v->rec, size, 0) || bpf_map_delete_elem(&parked, k)) {
+	if (bpf_dynptr_write(&dp, 0, v->rec, size, 0)) {
 		bpf_ringbuf_discard_dynptr(&dp, 0);
 		return;
 	}
-	maps_left(type, tgid);
+	left = park_left(v);
+	if (bpf_map_delete_elem(&parked, k)) {
+		bpf_ringbuf_discard_dynptr(&dp, 0);
+		return;
+	}
+	maps_left(left);
 	bpf_ringbuf_submit_dynptr(&dp, wakeup_flag(false));
 	count(LT_CNT_EVENTS);
 	count_n(LT_CNT_EVENT_BYTES, size);
 }
 
-/* park_flush_fd sends the parked record of (files, fd), if any. */
-static __always_inline void park_flush_fd(__u64 files, int fd)
+/* park_flush_fd sends the parked record of the current task's fd, if
+ * any. Global: its key and the ring's dynptr take no stack in fd_exit and
+ * submit_open, whose chains of calls are on Linux 6.1's bound (512 bytes,
+ * each frame rounded up to 32). */
+__noinline int park_flush_fd(int fd)
 {
 	if (!pair_in_kernel || fd < 0)
-		return;
-	struct park_key k = {.owner = files, .id = (__u32)fd};
+		return 0;
+	struct park_key k = {.owner = current_files(), .id = (__u32)fd};
 	struct parked *v = bpf_map_lookup_elem(&parked, &k);
 	if (v)
 		send_owned(&k, v);
+	return 0;
 }
 
 /* park_update_sock gives the parked record of e's fd the socket addresses
@@ -248,7 +267,7 @@ static __always_inline bool park(__u64 size)
 	struct park_key k = {.owner = s->fd.h.files, .id = (__u32)s->fd.fd};
 	if (bpf_map_update_elem(&parked, &k, (struct parked *)s, BPF_NOEXIST) == 0)
 		return true;
-	park_flush_fd(s->fd.h.files, s->fd.fd);
+	park_flush_fd(s->fd.fd); /* the record's table is the current task's */
 	return false;
 }
 
@@ -333,11 +352,11 @@ static long drop_one(struct bpf_map *map, struct park_key *k, struct parked *v, 
 	if (k->owner != c->files)
 		return 0;
 	struct lt_map_event *m = (struct lt_map_event *)v->rec;
-	__u32 flags = m->stack.flags, type = m->h.type, tgid = m->h.pid;
-	__u64 site = m->stack.site, img = m->stack.img;
+	__u32 flags = m->stack.flags;
+	__u64 site = m->stack.site, img = m->stack.img, left = park_left(v);
 	if (bpf_map_delete_elem(&parked, k))
 		return 0; /* swept meanwhile: its record is sent */
-	maps_left(type, tgid);
+	maps_left(left);
 	count(LT_CNT_PAIRED);
 	settled_at(flags, site, img);
 	return 0;
@@ -376,7 +395,7 @@ static __always_inline bool park_take_munmap(__u32 tgid, __u64 addr, __u64 len, 
 	__u64 site = m->stack.site, img = m->stack.img;
 	if (bpf_map_delete_elem(&parked, &k))
 		return false;
-	maps_left(LT_EV_MAP_NEW, tgid);
+	maps_left((__u64)LT_EV_MAP_NEW << 32 | tgid);
 	count(LT_CNT_PAIRED);
 	settled_at(flags, site, img);
 	return true;

@@ -456,8 +456,10 @@ static __always_inline struct proc_memo *proc_memo(__u32 tgid)
 	m->img = img_make(tgid);
 	const struct lt_py_proc *pp = bpf_map_lookup_elem(&py_procs, &tgid);
 	m->py = pp != NULL;
-	if (pp)
-		m->pyp = *pp;
+	/* A helper's copy, not clang's: its temporaries would take stack in
+	 * img_of, on Linux 6.1's bound for a call chain's stack. */
+	if (pp && bpf_probe_read_kernel(&m->pyp, sizeof(m->pyp), pp))
+		m->py = 0;
 	m->kgen = kgen;
 	m->ugen = ugen;
 	m->tgid = tgid;
@@ -493,11 +495,14 @@ static __always_inline const struct lt_py_proc *py_proc_of(__u32 tgid)
 {
 	if (py_absent(tgid))
 		return NULL;
-	__u32 slot = tgid & (LT_PROC_MEMOS - 1);
-	struct proc_memo *m = bpf_map_lookup_elem(&proc_memos, &slot);
+	/* One key on the stack for both lookups: the callers are on Linux
+	 * 6.1's bound for a call chain's stack. */
+	__u32 key = tgid & (LT_PROC_MEMOS - 1);
+	struct proc_memo *m = bpf_map_lookup_elem(&proc_memos, &key);
 	if (m && m->tgid == tgid && m->py)
 		return &m->pyp;
-	return bpf_map_lookup_elem(&py_procs, &tgid);
+	key = tgid;
+	return bpf_map_lookup_elem(&py_procs, &key);
 }
 
 /* img_fork gives the child the parent's image (the caller is the parent). */

@@ -207,6 +207,15 @@ func refused(err error) error {
 	}
 	if last := verifierLastWords(ve.Log); last != "" {
 		why += " (" + last + ")"
+		// A chain of calls over the stack bound: the depth of each
+		// function, in the order of the program's functions, says which.
+		if strings.Contains(last, "stack size") {
+			for _, l := range ve.Log {
+				if strings.HasPrefix(l, "stack depth ") {
+					why += "; " + strings.TrimSpace(l)
+				}
+			}
+		}
 	}
 	return &Error{Msg: fmt.Sprintf("the kernel (Linux %s) refused %s: %s", kernelRelease(), prog, why),
 		Hint: hint + "; " + where, Err: err}
