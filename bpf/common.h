@@ -86,6 +86,7 @@ struct {
  * walk and the Python walk are on Linux 6.1's bound for the stack of a
  * call chain. */
 const __u32 slot0 = 0;
+const __u32 slot1 = 1;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -493,6 +493,7 @@ const (
 	LeaktraceVarSelfMntNs         = "self_mnt_ns"
 	LeaktraceVarSelfTgid          = "self_tgid"
 	LeaktraceVarSlot0             = "slot0"
+	LeaktraceVarSlot1             = "slot1"
 	LeaktraceVarStackBytes        = "stack_bytes"
 	LeaktraceVarStackSites        = "stack_sites"
 	LeaktraceVarTraceAll          = "trace_all"
@@ -613,6 +614,7 @@ type LeaktraceVariableSpecs struct {
 	SelfMntNs        *ebpf.VariableSpec `ebpf:"self_mnt_ns"`
 	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
 	Slot0            *ebpf.VariableSpec `ebpf:"slot0"`
+	Slot1            *ebpf.VariableSpec `ebpf:"slot1"`
 	StackBytes       *ebpf.VariableSpec `ebpf:"stack_bytes"`
 	StackSites       *ebpf.VariableSpec `ebpf:"stack_sites"`
 	TraceAll         *ebpf.VariableSpec `ebpf:"trace_all"`
@@ -731,6 +733,7 @@ type LeaktraceVariables struct {
 	SelfMntNs        *ebpf.Variable `ebpf:"self_mnt_ns"`
 	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
 	Slot0            *ebpf.Variable `ebpf:"slot0"`
+	Slot1            *ebpf.Variable `ebpf:"slot1"`
 	StackBytes       *ebpf.Variable `ebpf:"stack_bytes"`
 	StackSites       *ebpf.Variable `ebpf:"stack_sites"`
 	TraceAll         *ebpf.Variable `ebpf:"trace_all"`

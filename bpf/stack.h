@@ -442,9 +442,11 @@ static __always_inline __u64 img_make(__u32 tgid)
  * so a change made meanwhile leaves a memo that is already stale. */
 static __always_inline struct proc_memo *proc_memo(__u32 tgid)
 {
-	__u32 k0 = 0, k1 = 1, slot = tgid & (LT_PROC_MEMOS - 1);
-	__u64 *kg = bpf_map_lookup_elem(&proc_gen, &k0);
-	__u64 *ug = bpf_map_lookup_elem(&proc_gen, &k1);
+	/* The generations' keys from .rodata: img_of is at the end of the
+	 * deepest chains of calls (Linux 6.1's 512-byte bound). */
+	__u32 slot = tgid & (LT_PROC_MEMOS - 1);
+	__u64 *kg = bpf_map_lookup_elem(&proc_gen, &slot0);
+	__u64 *ug = bpf_map_lookup_elem(&proc_gen, &slot1);
 	struct proc_memo *m = bpf_map_lookup_elem(&proc_memos, &slot);
 	if (!kg || !ug || !m)
 		return NULL;
@@ -452,16 +454,18 @@ static __always_inline struct proc_memo *proc_memo(__u32 tgid)
 	if (m->tgid == tgid && m->kgen == kgen && m->ugen == ugen && tgid)
 		return m;
 	asm volatile("" ::: "memory");
+	/* Invalid (tgid 0) while it is filled. The generations go in first,
+	 * not on the stack across the calls below: img_of is at the end of
+	 * the deepest chains of calls (Linux 6.1's 512-byte bound). */
 	m->tgid = 0;
+	m->kgen = kgen;
+	m->ugen = ugen;
 	m->img = img_make(tgid);
 	const struct lt_py_proc *pp = bpf_map_lookup_elem(&py_procs, &tgid);
 	m->py = pp != NULL;
-	/* A helper's copy, not clang's: its temporaries would take stack in
-	 * img_of, on Linux 6.1's bound for a call chain's stack. */
+	/* A helper's copy, not clang's, for the same reason. */
 	if (pp && bpf_probe_read_kernel(&m->pyp, sizeof(m->pyp), pp))
 		m->py = 0;
-	m->kgen = kgen;
-	m->ugen = ugen;
 	m->tgid = tgid;
 	return m;
 }
@@ -480,8 +484,7 @@ __noinline __u64 img_of(__u32 tgid)
 __noinline int py_absent(__u32 tgid)
 {
 	/* No interpreter was ever added (a C program under run): one load. */
-	__u32 k1 = 1;
-	__u64 *ug = bpf_map_lookup_elem(&proc_gen, &k1);
+	__u64 *ug = bpf_map_lookup_elem(&proc_gen, &slot1);
 	if (ug && *ug == 0)
 		return 1;
 	struct proc_memo *m = proc_memo(tgid);

@@ -5,6 +5,7 @@ package tracer
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"regexp"
 	"sort"
@@ -255,6 +256,10 @@ type VerifierStats struct {
 	Program   string
 	Processed int // instructions processed (the kernel's limit is 1,000,000)
 	States    int
+	// Stack is the program's deepest chain of calls and its stack, as
+	// Linux 6.1 counts it (the bound is 512 bytes); zero when the
+	// verifier's figures could not be matched to the functions.
+	Stack StackChain
 }
 
 // parseVerifierStats reads the verifier's closing line from its log.
@@ -302,6 +307,13 @@ func VerifierReport(cfg Config) ([]VerifierStats, time.Duration, error) {
 		st, ok := parseVerifierStats(name, p.VerifierLog)
 		if !ok {
 			return nil, took, fmt.Errorf("program %s: no verifier figures in its log", name)
+		}
+		if depths, err := parseStackDepths(p.VerifierLog); err == nil {
+			if c, err := stackChain(spec.Programs[name].Instructions, depths); err == nil {
+				st.Stack = c
+			} else {
+				slog.Debug("no stack chain", "program", name, "err", err)
+			}
 		}
 		out = append(out, st)
 	}

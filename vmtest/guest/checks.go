@@ -553,7 +553,24 @@ func (g *guest) verifierReport() result.Check {
 		g.send(result.Message{Kind: result.KindLog, Text: fmt.Sprintf("verifier: %-20s %8d insns %6d states  (most at %s)", r.Program, r.Processed, r.States, r.Setting)})
 	}
 	top := most[0]
-	return pass("largest program %s: %d insns at %s; %d settings loaded in %.1f s", top.Program, top.Processed, top.Setting, settings, float64(loadMs)/1000)
+	stack := ""
+	if deep := deepestStack(rows); deep.StackBytes > 0 {
+		stack = fmt.Sprintf("; deepest call chain %d of 512 stack bytes (%s at %s: %s)", deep.StackBytes, deep.Program, deep.Setting, deep.StackPath)
+		g.send(result.Message{Kind: result.KindLog, Text: "verifier: stack" + stack[len("; deepest"):]})
+	}
+	return pass("largest program %s: %d insns at %s; %d settings loaded in %.1f s%s", top.Program, top.Processed, top.Setting, settings, float64(loadMs)/1000, stack)
+}
+
+// deepestStack is the row whose deepest chain of calls takes the most stack
+// (the binary's figure, as Linux 6.1 counts it); zero if none has one.
+func deepestStack(rows []verifierRow) verifierRow {
+	var deep verifierRow
+	for _, r := range rows {
+		if r.StackBytes > deep.StackBytes {
+			deep = r
+		}
+	}
+	return deep
 }
 
 // verifierRow is one row of `leaktrace verifier-report --json`.
@@ -563,6 +580,10 @@ type verifierRow struct {
 	Processed int    `json:"processed_insns"`
 	States    int    `json:"total_states"`
 	LoadMs    int64  `json:"load_ms"`
+	// The deepest chain of calls' stack and its functions (leaktrace
+	// verifier-report's stack_bytes, stack_path; absent from older builds).
+	StackBytes int    `json:"stack_bytes"`
+	StackPath  string `json:"stack_path"`
 }
 
 // verifierSummary keeps, per program, the row with the most instructions
