@@ -74,6 +74,7 @@ func binaries(t *testing.T) string {
 			{"gcc", "-O2", "-g", "-Wall", "-o", filepath.Join(buildDir, "forksites"), "testdata/forksites/forksites.c"},
 			{"gcc", "-O2", "-g", "-Wall", "-o", filepath.Join(buildDir, "churn"), "bench/workloads/churn.c"},
 			{"gcc", "-O1", "-g", "-Wall", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "memosites"), "testdata/memosites/memosites.c"},
+			{"gcc", "-O1", "-g", "-Wall", "-fno-omit-frame-pointer", "-o", filepath.Join(buildDir, "forgetsites"), "testdata/forgetsites/forgetsites.c"},
 		}
 		for _, s := range steps {
 			cmd := exec.Command(s[0], s[1:]...)
@@ -592,6 +593,48 @@ func TestRunWalkMemoTellsCallersApart(t *testing.T) {
 		t.Errorf("leaks by caller %v, want via_a 3, via_b 5", by)
 	}
 	t.Logf("stacks %+v, leaks by caller %v", *st, by)
+}
+
+// TestRunForgetsSites: past the sites leaktrace keeps (16,384 in one table)
+// it forgets them on both sides, the kernel's first, while a hot site's walk
+// is remembered in the kernel: the hot site's leaks made after the forget are
+// still named by their stack (no stack arrives as a site leaktrace let go of).
+func TestRunForgetsSites(t *testing.T) {
+	requireRoot(t)
+	r, _, code := runTraced(t, nil, filepath.Join(binaries(t), "forgetsites"))
+	if code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	st := r.Events.Stacks
+	if st == nil {
+		t.Fatal("no events.stacks in the report")
+	}
+	// Sites sent with their pcs: past the bound, so a table was forgotten.
+	if st.New <= 1<<14 {
+		t.Fatalf("stacks %+v: %d new sites, not past the 16,384 kept", *st, st.New)
+	}
+	if st.Unknown != 0 {
+		t.Errorf("%d stacks named a site leaktrace had let go of", st.Unknown)
+	}
+	hot := 0
+	for _, l := range r.Leaks {
+		if l.PID != r.RootPID() || l.Kind != "file" {
+			continue
+		}
+		named := false
+		for _, f := range l.Stack {
+			named = named || f.Function == "hot"
+		}
+		if !named {
+			t.Errorf("leak fd %d not named by hot(): %+v", l.FD, l.Stack)
+			continue
+		}
+		hot++
+	}
+	if hot != 5 {
+		t.Errorf("%d leaks through hot(), want 5", hot)
+	}
+	t.Logf("stacks %+v", *st)
 }
 
 // TestRunWalkMemoPython: Debian's python3 (no frame pointers, its eval
