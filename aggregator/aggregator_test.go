@@ -1692,3 +1692,43 @@ func TestLiveProcessesOnePerPid(t *testing.T) {
 		t.Errorf("LiveProcesses = %v, want [%d %d]", live, P, C)
 	}
 }
+
+// TestVanished: a process whose exit record was lost, which /proc no longer
+// has, ends when the session finds it gone: it no longer counts as live (its
+// handles, series and alerts), and is listed gone, not exited, reconciled.
+func TestVanished(t *testing.T) {
+	const C = 200
+	a := aggregator.New(aggregator.Config{Mode: aggregator.ModeAttach, MinAge: sec})
+	apply(a,
+		fork(P, C, 9, 10),
+		openFile(C, 3, "/a", 1, 20),
+	)
+	if !a.Vanished(C, 5*sec) {
+		t.Fatal("Vanished of a live process returned false")
+	}
+	if a.Alive(C) || slices.Contains(a.LivePIDs(), C) {
+		t.Errorf("pid %d still live after Vanished: %v", C, a.LivePIDs())
+	}
+	if got := a.Live(C); len(got) != 0 {
+		t.Errorf("Live(%d) = %v after Vanished", C, got)
+	}
+	gone, _ := a.TakeExited()
+	var found bool
+	for _, p := range gone {
+		if p.PID == C {
+			found = true
+			if p.Exited || !p.Reconciled {
+				t.Errorf("gone %+v: want not exited, reconciled", p)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("pid %d not among the gone %+v", C, gone)
+	}
+	if a.Vanished(C, 6*sec) || a.Vanished(4242, 6*sec) {
+		t.Error("Vanished of a process not live returned true")
+	}
+	if !a.Alive(P) {
+		t.Error("the parent ended with its child")
+	}
+}

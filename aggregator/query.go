@@ -64,6 +64,20 @@ func (a *Aggregator) Reconcile(pid uint32, fds []SeedFD, t uint64) bool {
 	return true
 }
 
+// Vanished ends a live process the kernel no longer has (no /proc/PID)
+// whose exit was never seen: its exit record was lost. Left live, it would
+// hold its handles, series and alerts until its pid is taken again. It ends
+// as a pid taken again does (gone, not exited), reconciled.
+func (a *Aggregator) Vanished(pid uint32, t uint64) bool {
+	p := a.procs[pid]
+	if p == nil {
+		return false
+	}
+	p.reconciled = true
+	a.finish(p, t)
+	return true
+}
+
 // Live returns the fds the aggregator believes pid has open now, sorted.
 func (a *Aggregator) Live(pid uint32) []Handle {
 	p := a.procs[pid]

@@ -5,7 +5,10 @@ package session
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -86,11 +89,15 @@ func (s *Session) Report(info ReportInfo) (*report.Report, error) {
 	if lost := counters.Lost(); lost > s.reconciledAt {
 		// Lost events leave tables wrong: take the kernel's word for every
 		// process still alive, once per new loss (a report every scrape must
-		// not re-read every /proc/PID/fd). Exited ones cannot be checked.
+		// not re-read every /proc/PID/fd). One the kernel no longer has lost
+		// its exit record: it ends now.
 		s.reconciledAt = lost
 		for _, pid := range s.agg.LivePIDs() {
 			fds, err := procfs.FDs(int(pid))
 			if err != nil {
+				if _, serr := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(serr, fs.ErrNotExist) {
+					s.agg.Vanished(pid, now)
+				}
 				continue
 			}
 			seed := make([]aggregator.SeedFD, len(fds))
