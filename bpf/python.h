@@ -85,15 +85,19 @@ static __always_inline __u64 py_read_ptr(__u64 addr)
 	return v;
 }
 
-/* py_current_frame is a thread state's innermost frame: one hop through
- * the _PyCFrame on 3.11 and 3.12, read directly from 3.13 on. */
-static __always_inline __u64 py_current_frame(const struct lt_py_proc *pp, __u64 ts)
+/* py_frame_of is the innermost frame from a thread state's frame field f:
+ * one hop through the _PyCFrame on 3.11 and 3.12, f itself from 3.13 on. */
+static __always_inline __u64 py_frame_of(const struct lt_py_proc *pp, __u64 f)
 {
-	__u64 f = py_read_ptr(ts + pp->tstate_frame);
-
 	if (f && (pp->flags & LT_PY_L_CFRAME))
 		f = py_read_ptr(f + pp->cframe_current);
 	return f;
+}
+
+/* py_current_frame is a thread state's innermost frame. */
+static __always_inline __u64 py_current_frame(const struct lt_py_proc *pp, __u64 ts)
+{
+	return py_frame_of(pp, py_read_ptr(ts + pp->tstate_frame));
 }
 
 /* The thread state a task's last walk found, for its next one: a thread
@@ -135,9 +139,7 @@ __noinline __u64 py_cached_frame(const struct lt_py_proc *pp, __u64 ts, __u32 ti
 		if (!interp || py_read_ptr(interp + pp->interp_tstate_head) != ts)
 			return 0;
 	}
-	if (f && (pp->flags & LT_PY_L_CFRAME))
-		f = py_read_ptr(f + pp->cframe_current);
-	return f;
+	return py_frame_of(pp, f);
 }
 
 /* The state of py_walk's loops, one struct for all of them: Linux 6.1
@@ -145,6 +147,7 @@ __noinline __u64 py_cached_frame(const struct lt_py_proc *pp, __u64 ts, __u32 ti
 struct py_walk_state {
 	const struct lt_py_proc *pp;
 	struct lt_py_stack_event *e;
+	struct py_win *win; /* where the frame walk reads each frame and code object */
 	__u64 ts;    /* the thread state looked at */
 	__u64 frame; /* innermost frame of the thread state found, then the frame walked */
 	__u32 tid;
@@ -242,7 +245,7 @@ static long py_frame_step(__u64 i, void *ctx)
 	const struct lt_py_proc *pp = w->pp;
 	struct lt_py_stack_event *e = w->e;
 	struct lt_py_frame *f;
-	struct py_win *win = bpf_map_lookup_elem(&py_wins, &slot0);
+	struct py_win *win = w->win;
 
 	if (!w->frame || !win)
 		return 1;
@@ -360,7 +363,8 @@ __noinline int py_walk(const struct lt_header *h)
 		w.ts = interp ? py_read_ptr(interp + pp->interp_tstate_head) : 0;
 		bpf_loop(LT_PY_THREADS_MAX, py_thread_step, &w, 0);
 		if (w.frame && pp->tstate_win_len) {
-			tc = bpf_task_storage_get(&py_tstates, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+			if (!tc)
+				tc = bpf_task_storage_get(&py_tstates, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 			if (tc) {
 				tc->runtime = pp->runtime;
 				tc->ts = w.ts;
@@ -372,6 +376,7 @@ __noinline int py_walk(const struct lt_header *h)
 		e->status |= LT_PY_NO_TSTATE;
 	} else {
 		/* Shims take a step each: at most one per frame sent. */
+		w.win = bpf_map_lookup_elem(&py_wins, &slot0);
 		bpf_loop(2 * LT_PY_FRAMES_MAX + 1, py_frame_step, &w, 0);
 		fresh = w.fresh;
 	}

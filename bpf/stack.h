@@ -382,9 +382,9 @@ struct {
 
 /* proc_gen: [0] moves whenever the kernel changes, drops or makes a
  * process's image or drops its interpreter; [1] whenever Go adds or drops
- * a Python interpreter (Tracer.SetPython, ForgetPython). A CPU's memo of the last process it saw
- * holds while both stand still: most creations then need no hash lookup to
- * know the image and that no interpreter is there. */
+ * a Python interpreter (Tracer.SetPython, ForgetPython). A CPU's memo of
+ * the last process it saw holds while both stand still: most creations then
+ * need no hash lookup to know the image and that no interpreter is there. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2);
